@@ -1,0 +1,115 @@
+//! hostwatch-agent as a library: `main` parses the configuration and calls [`run`], so tests
+//! and the collector's self-monitoring can drive the same code in-process.
+//!
+//! Threads: the sampler thread owns sysinfo and sends a [`protocol::Sample`] every interval; a
+//! signal thread turns SIGTERM/SIGINT into a shutdown request; the main thread runs the
+//! [`transport::Transport`] state machine, which owns the spool and the connection.
+
+pub mod backoff;
+pub mod config;
+pub mod logging;
+pub mod net;
+pub mod sampler;
+pub mod settings;
+pub mod spool;
+pub mod transport;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::transport::{Input, Timing, Transport};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs the agent until SIGTERM or SIGINT: samples, spools and pushes.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let collector = config.collector.clone().context("no collector URL")?;
+    let token = config.token.clone().context("no token")?;
+    let tls = if collector.starts_with("wss://") {
+        Some(net::tls_connector(config.ca_file.as_deref())?)
+    } else {
+        None
+    };
+    let spool = spool::Spool::open(&config.spool_dir, config.spool_max, now_ms())?;
+    let hello = sampler::hello(&config.host_id, config.interval_ms());
+    log::info!(
+        "hostwatch-agent {} starting: host {} ({}), every {:?}, collector {collector}, spool {} (max {} samples)",
+        env!("CARGO_PKG_VERSION"),
+        hello.host_id,
+        hello.hostname,
+        config.interval,
+        config.spool_dir.display(),
+        config.spool_max
+    );
+
+    // Room for two minutes of samples while the transport is busy connecting.
+    let (tx, rx) = async_channel::bounded(128);
+    spawn_signal_thread(tx.clone())?;
+    spawn_sampler_thread(config.interval, tx)?;
+
+    let target = net::Target {
+        url: collector,
+        token,
+        tls,
+        timeout: Duration::from_secs(10),
+    };
+    let transport = Transport::new(target, hello, spool, Timing::for_interval(config.interval));
+    let spool = smol::block_on(transport.run(rx))?;
+    log::info!(
+        "stopped; {} samples spooled for the next start",
+        spool.len()
+    );
+    Ok(())
+}
+
+fn spawn_signal_thread(tx: async_channel::Sender<Input>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                log::info!("received signal {signal}, stopping");
+                // The transport may already be gone after the first signal; nothing to do then.
+                let _ = tx.send_blocking(Input::Shutdown);
+            }
+        })
+        .context("spawning the signal thread")?;
+    Ok(())
+}
+
+/// Samples on a fixed schedule (missed ticks are skipped, not bunched) and sends each sample to
+/// the transport; ends when the transport stops listening.
+fn spawn_sampler_thread(
+    interval: Duration,
+    tx: async_channel::Sender<Input>,
+) -> anyhow::Result<()> {
+    std::thread::Builder::new()
+        .name("sampler".into())
+        .spawn(move || {
+            let mut sampler = sampler::Sampler::new();
+            let mut next = Instant::now();
+            loop {
+                let sample = sampler.sample(0, now_ms());
+                if tx.send_blocking(Input::Sample(Box::new(sample))).is_err() {
+                    return;
+                }
+                next += interval;
+                let now = Instant::now();
+                if next < now {
+                    next = now + interval;
+                }
+                std::thread::sleep(next - now);
+            }
+        })
+        .context("spawning the sampler thread")?;
+    Ok(())
+}

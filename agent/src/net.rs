@@ -1,0 +1,318 @@
+//! Opening an ingest connection: TCP, optional TLS (rustls, certificates verified), the WebSocket
+//! upgrade with the token, and the hello/welcome exchange. Knows nothing of sysinfo.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::{self, Message, client::IntoClientRequest, http};
+use futures_lite::{AsyncRead, AsyncWrite, FutureExt, StreamExt};
+use protocol::{AgentMessage, CollectorMessage, Hello, Limits, RefusalReason, Welcome};
+use smol::net::TcpStream;
+
+/// A byte stream to the collector, plain or TLS.
+#[allow(clippy::large_enum_variant)]
+pub enum Stream {
+    /// `ws://`
+    Plain(TcpStream),
+    /// `wss://`
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_close(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+        }
+    }
+}
+
+/// A WebSocket to the collector.
+pub type Socket = WebSocketStream<Stream>;
+
+/// Why a connection attempt failed, sorted by what the agent should do next.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The collector refused the agent; retrying soon cannot help until an operator acts
+    /// (bad token, unsupported version) unless the reason says otherwise.
+    Refused {
+        /// The kind of refusal.
+        reason: RefusalReason,
+        /// The collector's explanation.
+        message: String,
+    },
+    /// The collector's TLS certificate is not trusted: retrying soon cannot help either.
+    Untrusted(String),
+    /// The collector is unreachable, slow or went away: retry with backoff.
+    Transient(String),
+}
+
+impl ConnectError {
+    /// Whether only an operator can fix this, so the agent should retry slowly and say so once.
+    pub fn needs_operator(&self) -> bool {
+        match self {
+            ConnectError::Refused { reason, .. } => reason.needs_operator(),
+            ConnectError::Untrusted(_) => true,
+            ConnectError::Transient(_) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Refused { message, .. } => {
+                write!(f, "refused by the collector: {message}")
+            }
+            ConnectError::Untrusted(why) | ConnectError::Transient(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+/// Where and how to connect.
+#[derive(Clone)]
+pub struct Target {
+    /// The ingest URL.
+    pub url: String,
+    /// The agent token, sent as `Authorization: Bearer …` in the upgrade request.
+    pub token: String,
+    /// TLS settings for `wss://`.
+    pub tls: Option<futures_rustls::TlsConnector>,
+    /// Limit on the whole attempt: TCP, TLS, upgrade and welcome.
+    pub timeout: Duration,
+}
+
+/// WebSocket limits for ingest: the protocol's, not tungstenite's 64 MiB defaults.
+pub fn websocket_config() -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(Limits::MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(Limits::MAX_FRAME_BYTES))
+        .max_write_buffer_size(4 * Limits::MAX_MESSAGE_BYTES)
+        .read_buffer_size(16 * 1024)
+        .write_buffer_size(0)
+}
+
+/// Builds the TLS connector for `wss://`: the system's trusted roots, or only the CAs in
+/// `ca_file` when given.
+pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<futures_rustls::TlsConnector> {
+    use rustls_pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .with_context(|| format!("cannot read CA certificates from {}", path.display()))?
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("bad PEM in {}", path.display()))?;
+            anyhow::ensure!(!certs.is_empty(), "no certificates in {}", path.display());
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .with_context(|| format!("bad CA certificate in {}", path.display()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            for err in &found.errors {
+                log::warn!("system CA certificates: {err}");
+            }
+            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+            anyhow::ensure!(
+                added > 0,
+                "no usable system CA certificates; give --ca-file"
+            );
+        }
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(futures_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Opens a connection, sends the hello and waits for the welcome, all within `target.timeout`.
+pub async fn open(target: &Target, hello: &Hello) -> Result<(Socket, Welcome), ConnectError> {
+    let attempt = async { open_inner(target, hello).await };
+    let timeout = async {
+        smol::Timer::after(target.timeout).await;
+        Err(ConnectError::Transient(format!(
+            "no welcome within {:?}",
+            target.timeout
+        )))
+    };
+    attempt.or(timeout).await
+}
+
+async fn open_inner(target: &Target, hello: &Hello) -> Result<(Socket, Welcome), ConnectError> {
+    let transient =
+        |what: &str, e: &dyn std::fmt::Display| ConnectError::Transient(format!("{what}: {e}"));
+    let mut request = target
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| transient("bad URL", &e))?;
+    let uri = request.uri().clone();
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let tls = uri.scheme_str() == Some("wss");
+    let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+    let bearer =
+        http::HeaderValue::from_str(&format!("Bearer {}", target.token)).map_err(|_| {
+            ConnectError::Refused {
+                reason: RefusalReason::BadToken,
+                message: "token has characters not allowed in a header".into(),
+            }
+        })?;
+    request
+        .headers_mut()
+        .insert(http::header::AUTHORIZATION, bearer);
+    request.headers_mut().insert(
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static(concat!("hostwatch-agent/", env!("CARGO_PKG_VERSION"))),
+    );
+
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| transient(&format!("cannot connect to {host}:{port}"), &e))?;
+    // Samples are small and latency matters more than packet count.
+    tcp.set_nodelay(true)
+        .map_err(|e| transient("set_nodelay", &e))?;
+    let stream = if tls {
+        let connector = target
+            .tls
+            .as_ref()
+            .ok_or_else(|| ConnectError::Transient("wss:// without a TLS configuration".into()))?;
+        let name = rustls_pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| transient("bad TLS server name", &e))?;
+        let tls_stream = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| tls_error(&host, e))?;
+        Stream::Tls(Box::new(tls_stream))
+    } else {
+        Stream::Plain(tcp)
+    };
+
+    let (mut socket, _response) =
+        async_tungstenite::client_async_with_config(request, stream, Some(websocket_config()))
+            .await
+            .map_err(upgrade_error)?;
+    let hello_bytes = protocol::encode_agent_message(&AgentMessage::Hello(hello.clone()));
+    socket
+        .send(Message::binary(hello_bytes))
+        .await
+        .map_err(|e| transient("sending the hello", &e))?;
+    loop {
+        match socket.next().await {
+            Some(Ok(Message::Binary(bytes))) => {
+                return match protocol::decode_collector_message(&bytes) {
+                    Ok(CollectorMessage::Welcome(welcome)) => Ok((socket, welcome)),
+                    Ok(CollectorMessage::Refused(refusal)) => Err(ConnectError::Refused {
+                        reason: refusal.reason,
+                        message: refusal.message,
+                    }),
+                    Ok(other) => Err(ConnectError::Transient(format!(
+                        "expected a welcome, got {other:?}"
+                    ))),
+                    Err(err) => Err(transient("undecodable answer to the hello", &err)),
+                };
+            }
+            Some(Ok(Message::Close(frame))) => {
+                let why = frame
+                    .map(|f| format!("{} {}", u16::from(f.code), f.reason))
+                    .unwrap_or_default();
+                return Err(ConnectError::Transient(format!(
+                    "collector closed the connection: {why}"
+                )));
+            }
+            Some(Ok(_)) => continue, // Pings and pongs before the welcome.
+            Some(Err(err)) => return Err(transient("waiting for the welcome", &err)),
+            None => {
+                return Err(ConnectError::Transient(
+                    "collector closed the connection".into(),
+                ));
+            }
+        }
+    }
+}
+
+fn tls_error(host: &str, err: std::io::Error) -> ConnectError {
+    // A certificate the agent does not trust will not become trusted by retrying quickly.
+    let text = err.to_string();
+    if text.contains("certificate") || text.contains("Certificate") {
+        ConnectError::Untrusted(format!("TLS with {host}: {text}"))
+    } else {
+        ConnectError::Transient(format!("TLS with {host}: {text}"))
+    }
+}
+
+fn upgrade_error(err: tungstenite::Error) -> ConnectError {
+    match err {
+        tungstenite::Error::Http(response) => {
+            let status = response.status();
+            let body = response
+                .body()
+                .as_deref()
+                .map(|b| String::from_utf8_lossy(b).trim().to_owned())
+                .unwrap_or_default();
+            let message = format!(
+                "HTTP {status} at the upgrade{}",
+                if body.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {body}")
+                }
+            );
+            match status.as_u16() {
+                401 | 403 => ConnectError::Refused {
+                    reason: RefusalReason::BadToken,
+                    message,
+                },
+                400..=499 => ConnectError::Refused {
+                    reason: RefusalReason::Malformed,
+                    message,
+                },
+                _ => ConnectError::Transient(message),
+            }
+        }
+        other => ConnectError::Transient(format!("WebSocket upgrade failed: {other}")),
+    }
+}

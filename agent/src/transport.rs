@@ -1,0 +1,466 @@
+//! Transport: one explicit state machine that owns the spool and the connection to the
+//! collector. It is fed samples and the shutdown request over one bounded channel and knows
+//! nothing of sysinfo.
+//!
+//! ```text
+//!            ┌──────────── backoff elapsed ───────────┐
+//!            ▼                                        │
+//!       Connecting ── welcome ──▶ Connected ── lost ──▶ Waiting
+//!            └────────── failed ─────────────────────────▲
+//! ```
+//! In every state samples keep arriving and go to the spool. While connected, spooled samples
+//! are sent in batches (a bounded window of unacknowledged batches) and forgotten when acked.
+//! Pings and a read deadline detect a dead collector; reconnection uses capped, jittered backoff.
+
+use std::time::{Duration, Instant};
+
+use async_tungstenite::WebSocketReceiver;
+use async_tungstenite::WebSocketSender;
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::protocol::{CloseFrame, frame::coding::CloseCode};
+use futures_lite::{FutureExt, StreamExt};
+use protocol::{AgentMessage, Batch, CollectorMessage, Hello, Limits, Sample};
+use smol::Timer;
+
+use crate::backoff::Backoff;
+use crate::net::{self, ConnectError, Stream, Target};
+use crate::spool::Spool;
+
+/// What the transport is fed.
+#[derive(Debug)]
+pub enum Input {
+    /// A fresh sample; its `seq` is assigned here.
+    Sample(Box<Sample>),
+    /// Flush what can be flushed within the shutdown budget, persist the spool and return.
+    Shutdown,
+}
+
+/// Batches sent but not yet acknowledged, at most.
+const WINDOW: usize = 8;
+
+/// On shutdown, how long to wait for the collector to acknowledge what is spooled.
+const FLUSH_BUDGET: Duration = Duration::from_secs(3);
+
+/// Timing of the transport.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// The sampling interval.
+    pub interval: Duration,
+    /// Send a ping when nothing was heard from the collector for this long.
+    pub ping_after: Duration,
+    /// Declare the collector dead when nothing was heard for this long.
+    pub dead_after: Duration,
+}
+
+impl Timing {
+    /// A dead collector is detected within three intervals, but never sooner than 3 s nor later
+    /// than 30 s.
+    pub fn for_interval(interval: Duration) -> Self {
+        let dead_after = (interval * 3).clamp(Duration::from_secs(3), Duration::from_secs(30));
+        Self {
+            interval,
+            ping_after: (dead_after / 3).max(Duration::from_millis(500)),
+            dead_after,
+        }
+    }
+}
+
+enum State {
+    Waiting {
+        until: Instant,
+    },
+    Connecting {
+        task: smol::Task<Result<(net::Socket, protocol::Welcome), ConnectError>>,
+    },
+    Connected(Connection),
+}
+
+struct Connection {
+    sender: WebSocketSender<Stream>,
+    incoming: async_channel::Receiver<Incoming>,
+    _reader: smol::Task<()>,
+    sent_upto: u64,
+    inflight: usize,
+    last_heard: Instant,
+    ping_sent: bool,
+}
+
+/// What the reader task forwards from the collector.
+enum Incoming {
+    Message(CollectorMessage),
+    Heard,
+    Closed(String),
+}
+
+/// What woke the state machine. Lives for one turn of the loop, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+enum Wake {
+    Input(Option<Input>),
+    RetryDue,
+    Opened(Result<(net::Socket, protocol::Welcome), ConnectError>),
+    FromCollector(Incoming),
+    Tick,
+}
+
+/// The transport's owner: runs until it receives [`Input::Shutdown`] or its input closes.
+pub struct Transport {
+    target: Target,
+    hello: Hello,
+    spool: Spool,
+    timing: Timing,
+    backoff: Backoff,
+    rng: fastrand::Rng,
+    failures: u32,
+    down_since: Option<Instant>,
+    last_refusal: Option<String>,
+    flush_deadline: Option<Instant>,
+}
+
+impl Transport {
+    /// Creates the transport; nothing happens until [`Transport::run`].
+    pub fn new(target: Target, hello: Hello, spool: Spool, timing: Timing) -> Self {
+        Self {
+            target,
+            hello,
+            spool,
+            timing,
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+            rng: fastrand::Rng::new(),
+            failures: 0,
+            down_since: None,
+            last_refusal: None,
+            flush_deadline: None,
+        }
+    }
+
+    /// Drives the state machine until shutdown. Returns the spool, persisted.
+    pub async fn run(mut self, inputs: async_channel::Receiver<Input>) -> anyhow::Result<Spool> {
+        let mut state = self.connect();
+        loop {
+            if let Some(deadline) = self.flush_deadline {
+                let flushed = self.spool.is_empty();
+                if flushed || Instant::now() >= deadline || !matches!(state, State::Connected(_)) {
+                    if !flushed {
+                        log::warn!(
+                            "stopping with {} samples spooled for the next start",
+                            self.spool.len()
+                        );
+                    }
+                    if let State::Connected(conn) = &mut state {
+                        close(conn, CloseCode::Away, "agent stopping").await;
+                    }
+                    self.spool.persist()?;
+                    return Ok(self.spool);
+                }
+            }
+            let wake = self.wait(&mut state, &inputs).await;
+            state = match (state, wake) {
+                (state, Wake::Input(Some(Input::Sample(sample)))) => {
+                    self.take_sample(state, *sample).await?
+                }
+                (state, Wake::Input(Some(Input::Shutdown)) | Wake::Input(None)) => {
+                    self.flush_deadline
+                        .get_or_insert(Instant::now() + FLUSH_BUDGET);
+                    // Nothing more will arrive once the input is closed or shutdown was asked.
+                    inputs.close();
+                    state
+                }
+                (State::Waiting { .. }, Wake::RetryDue) => self.connect(),
+                (State::Connecting { .. }, Wake::Opened(Ok((socket, welcome)))) => {
+                    self.connected(socket, welcome).await?
+                }
+                (State::Connecting { .. }, Wake::Opened(Err(err))) => self.failed(err),
+                (State::Connected(conn), Wake::FromCollector(incoming)) => {
+                    self.heard(conn, incoming).await?
+                }
+                (State::Connected(conn), Wake::Tick) => self.tick(conn).await,
+                (state, _) => state,
+            };
+        }
+    }
+
+    async fn wait(&self, state: &mut State, inputs: &async_channel::Receiver<Input>) -> Wake {
+        let input = async {
+            match inputs.recv().await {
+                Ok(input) => Wake::Input(Some(input)),
+                // Once closed, stop listening to it and let the other branch decide.
+                Err(_) if self.flush_deadline.is_some() => std::future::pending().await,
+                Err(_) => Wake::Input(None),
+            }
+        };
+        let flush_timer = async {
+            match self.flush_deadline {
+                Some(deadline) => {
+                    Timer::at(deadline).await;
+                    Wake::Tick
+                }
+                None => std::future::pending().await,
+            }
+        };
+        let other = async {
+            match state {
+                State::Waiting { until } => {
+                    Timer::at(*until).await;
+                    Wake::RetryDue
+                }
+                State::Connecting { task } => Wake::Opened(task.await),
+                State::Connected(conn) => {
+                    let check = conn.last_heard
+                        + if conn.ping_sent {
+                            self.timing.dead_after
+                        } else {
+                            self.timing.ping_after
+                        };
+                    let incoming = async {
+                        match conn.incoming.recv().await {
+                            Ok(incoming) => Wake::FromCollector(incoming),
+                            Err(_) => {
+                                Wake::FromCollector(Incoming::Closed("connection closed".into()))
+                            }
+                        }
+                    };
+                    incoming
+                        .or(async {
+                            Timer::at(check).await;
+                            Wake::Tick
+                        })
+                        .await
+                }
+            }
+        };
+        input.or(other).or(flush_timer).await
+    }
+
+    fn connect(&mut self) -> State {
+        let target = self.target.clone();
+        let hello = self.hello.clone();
+        State::Connecting {
+            task: smol::spawn(async move { net::open(&target, &hello).await }),
+        }
+    }
+
+    async fn take_sample(&mut self, state: State, mut sample: Sample) -> anyhow::Result<State> {
+        sample.seq = self.spool.allocate_seq();
+        self.spool.push(&sample)?;
+        match state {
+            State::Connected(conn) => Ok(self.pump(conn).await),
+            other => Ok(other),
+        }
+    }
+
+    async fn connected(
+        &mut self,
+        socket: net::Socket,
+        welcome: protocol::Welcome,
+    ) -> anyhow::Result<State> {
+        self.spool.resume_from(welcome.last_seq)?;
+        let outage = self.down_since.take().map(|t| t.elapsed());
+        log::info!(
+            "connected to {} (collector has up to seq {}; {} samples to send{})",
+            self.target.url,
+            welcome
+                .last_seq
+                .map_or_else(|| "none".to_owned(), |s| s.to_string()),
+            self.spool.len(),
+            outage
+                .map(|d| format!(", after {:.0?} away", d))
+                .unwrap_or_default()
+        );
+        self.backoff.reset();
+        self.failures = 0;
+        self.last_refusal = None;
+        let (sender, receiver) = socket.split();
+        let (tx, incoming) = async_channel::bounded(64);
+        let reader = smol::spawn(read_loop(receiver, tx));
+        let conn = Connection {
+            sender,
+            incoming,
+            _reader: reader,
+            sent_upto: welcome.last_seq.unwrap_or(0),
+            inflight: 0,
+            last_heard: Instant::now(),
+            ping_sent: false,
+        };
+        Ok(self.pump(conn).await)
+    }
+
+    fn failed(&mut self, err: ConnectError) -> State {
+        self.failures += 1;
+        self.down_since.get_or_insert_with(Instant::now);
+        let delay = if err.needs_operator() {
+            let text = err.to_string();
+            // Say it once, clearly; repeats of the same refusal go to debug.
+            if self.last_refusal.as_deref() != Some(text.as_str()) {
+                log::error!("{text}; retrying slowly until this is fixed");
+                self.last_refusal = Some(text);
+            } else {
+                log::debug!("{err}");
+            }
+            self.backoff.refused_delay(&mut self.rng)
+        } else {
+            let delay = self.backoff.next_delay(&mut self.rng);
+            if self.failures == 1 {
+                log::warn!(
+                    "cannot reach the collector: {err}; retrying with backoff, spooling meanwhile"
+                );
+            } else {
+                log::debug!(
+                    "attempt {} failed: {err}; next in {delay:.1?}",
+                    self.failures
+                );
+            }
+            delay
+        };
+        State::Waiting {
+            until: Instant::now() + delay,
+        }
+    }
+
+    fn lost(&mut self, why: &str) -> State {
+        log::warn!(
+            "connection to the collector lost: {why}; {} samples spooled",
+            self.spool.len()
+        );
+        self.down_since.get_or_insert_with(Instant::now);
+        let delay = self.backoff.next_delay(&mut self.rng);
+        State::Waiting {
+            until: Instant::now() + delay,
+        }
+    }
+
+    async fn heard(&mut self, mut conn: Connection, incoming: Incoming) -> anyhow::Result<State> {
+        conn.last_heard = Instant::now();
+        conn.ping_sent = false;
+        match incoming {
+            Incoming::Heard => Ok(State::Connected(conn)),
+            Incoming::Message(CollectorMessage::Ack(ack)) => {
+                self.spool.ack(ack.seq)?;
+                conn.inflight = conn.inflight.saturating_sub(1);
+                Ok(self.pump(conn).await)
+            }
+            Incoming::Message(CollectorMessage::Refused(refusal))
+                if !refusal.reason.needs_operator() =>
+            {
+                Ok(self.lost(&format!(
+                    "the collector closed the connection: {}",
+                    refusal.message
+                )))
+            }
+            Incoming::Message(CollectorMessage::Refused(refusal)) => {
+                let err = ConnectError::Refused {
+                    reason: refusal.reason,
+                    message: refusal.message,
+                };
+                Ok(self.failed(err))
+            }
+            Incoming::Message(CollectorMessage::Welcome(_)) => {
+                close(&mut conn, CloseCode::Protocol, "unexpected second welcome").await;
+                Ok(self.lost("collector sent a second welcome"))
+            }
+            Incoming::Closed(why) => Ok(self.lost(&why)),
+        }
+    }
+
+    async fn tick(&mut self, mut conn: Connection) -> State {
+        let silent = conn.last_heard.elapsed();
+        if silent >= self.timing.dead_after {
+            return self.lost(&format!("nothing heard for {silent:.1?}"));
+        }
+        if silent >= self.timing.ping_after && !conn.ping_sent {
+            conn.ping_sent = true;
+            if let Err(err) = self.send(&mut conn, Message::Ping(Vec::new().into())).await {
+                return self.lost(&err);
+            }
+        }
+        State::Connected(conn)
+    }
+
+    /// Sends spooled samples the collector does not have yet, within the window.
+    async fn pump(&mut self, mut conn: Connection) -> State {
+        while conn.inflight < WINDOW {
+            let samples = self.spool.batch_after(
+                conn.sent_upto,
+                Limits::MAX_SAMPLES_PER_BATCH,
+                Limits::MAX_MESSAGE_BYTES / 2,
+            );
+            let Some(last) = samples.last().map(|s| s.seq) else {
+                break;
+            };
+            let batch = AgentMessage::Batch(Batch {
+                dropped_total: self.spool.dropped_total(),
+                samples,
+            });
+            let bytes = protocol::encode_agent_message(&batch);
+            if let Err(err) = self.send(&mut conn, Message::binary(bytes)).await {
+                return self.lost(&err);
+            }
+            conn.sent_upto = last;
+            conn.inflight += 1;
+        }
+        State::Connected(conn)
+    }
+
+    /// Sends one message, giving up when the collector does not take it within the dead-peer
+    /// deadline (a stuck collector must not stall the agent).
+    async fn send(&self, conn: &mut Connection, message: Message) -> Result<(), String> {
+        let deadline = self.timing.dead_after;
+        let send = async {
+            conn.sender
+                .send(message)
+                .await
+                .map_err(|e| format!("send failed: {e}"))
+        };
+        send.or(async {
+            Timer::after(deadline).await;
+            Err(format!(
+                "collector did not take a message within {deadline:?}"
+            ))
+        })
+        .await
+    }
+}
+
+async fn close(conn: &mut Connection, code: CloseCode, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    };
+    let close = async {
+        // The peer may already be gone; a failed close changes nothing for us.
+        let _ = conn.sender.close(Some(frame)).await;
+    };
+    let give_up = async {
+        Timer::after(Duration::from_secs(1)).await;
+    };
+    close.or(give_up).await;
+}
+
+/// Keeps the read half polled for the whole connection (pongs, acks, close frames), forwarding
+/// what matters to the owner.
+async fn read_loop(mut receiver: WebSocketReceiver<Stream>, tx: async_channel::Sender<Incoming>) {
+    loop {
+        let incoming = match receiver.next().await {
+            Some(Ok(Message::Binary(bytes))) => match protocol::decode_collector_message(&bytes) {
+                Ok(message) => Incoming::Message(message),
+                Err(err) => {
+                    Incoming::Closed(format!("undecodable message from the collector: {err}"))
+                }
+            },
+            Some(Ok(Message::Close(frame))) => Incoming::Closed(match frame {
+                Some(f) => format!(
+                    "collector closed the connection ({} {})",
+                    u16::from(f.code),
+                    f.reason
+                ),
+                None => "collector closed the connection".into(),
+            }),
+            Some(Ok(_)) => Incoming::Heard,
+            Some(Err(err)) => Incoming::Closed(format!("read failed: {err}")),
+            None => Incoming::Closed("connection closed".into()),
+        };
+        let last = matches!(incoming, Incoming::Closed(_));
+        if tx.send(incoming).await.is_err() || last {
+            return;
+        }
+    }
+}
