@@ -1,0 +1,342 @@
+//! The collector's configuration: flags, then `HOSTWATCH_COLLECTOR_*` environment variables,
+//! then the TOML file named by `--config`, then defaults. Every problem is a [`ConfigError`]
+//! naming the key; `main` prints it on one line and exits 2.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agent::settings::{ConfigError, Key, Settings, parse_duration};
+
+/// Environment variables are this prefix plus the key in upper case.
+pub const ENV_PREFIX: &str = "HOSTWATCH_COLLECTOR_";
+
+/// Every key the collector understands.
+pub const KEYS: &[Key] = &[
+    Key {
+        name: "http",
+        takes_value: true,
+        cli_only: false,
+        value_name: "ADDR",
+        help: "page, API and /events [default: 0.0.0.0:8700]",
+    },
+    Key {
+        name: "ws",
+        takes_value: true,
+        cli_only: false,
+        value_name: "ADDR",
+        help: "WebSockets: agents at /ingest, browsers at /live [default: 0.0.0.0:8701]",
+    },
+    Key {
+        name: "db",
+        takes_value: true,
+        cli_only: false,
+        value_name: "PATH",
+        help: "SQLite database [default: ./hostwatch.db]",
+    },
+    Key {
+        name: "agent_token",
+        takes_value: true,
+        cli_only: false,
+        value_name: "TOKEN",
+        help: "token agents must present (prefer --agent-token-file)",
+    },
+    Key {
+        name: "agent_token_file",
+        takes_value: true,
+        cli_only: false,
+        value_name: "PATH",
+        help: "file holding the agent token [default: generated beside the database]",
+    },
+    Key {
+        name: "no_self_monitor",
+        takes_value: false,
+        cli_only: false,
+        value_name: "",
+        help: "do not monitor the collector's own host",
+    },
+    Key {
+        name: "self_interval",
+        takes_value: true,
+        cli_only: false,
+        value_name: "DURATION",
+        help: "sampling interval of the self-monitoring [default: 1s]",
+    },
+    Key {
+        name: "log_level",
+        takes_value: true,
+        cli_only: false,
+        value_name: "LEVEL",
+        help: "error, warn, info, debug or trace [default: info]",
+    },
+    Key {
+        name: "config",
+        takes_value: true,
+        cli_only: true,
+        value_name: "PATH",
+        help: "TOML file with any of the keys above (snake_case)",
+    },
+    Key {
+        name: "help",
+        takes_value: false,
+        cli_only: true,
+        value_name: "",
+        help: "print this help and exit",
+    },
+    Key {
+        name: "version",
+        takes_value: false,
+        cli_only: true,
+        value_name: "",
+        help: "print the version and exit",
+    },
+];
+
+/// Where the agent token comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// Given in the configuration.
+    Given(String),
+    /// Read from, or generated into, this file.
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Never print a secret, even in debug output.
+            TokenSource::Given(_) => write!(f, "Given(<hidden>)"),
+            TokenSource::File(path) => write!(f, "File({})", path.display()),
+        }
+    }
+}
+
+/// What the collector was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Serve until stopped.
+    Run,
+    /// Print help.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// What to do.
+    pub command: Command,
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// WebSocket listen address.
+    pub ws: SocketAddr,
+    /// Database path.
+    pub db: PathBuf,
+    /// The agent token.
+    pub agent_token: TokenSource,
+    /// Whether to monitor the collector's own host.
+    pub self_monitor: bool,
+    /// Self-monitoring interval.
+    pub self_interval: Duration,
+    /// Log level name.
+    pub log_level: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process's arguments and environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::load(std::env::args_os().skip(1), |var| std::env::var(var).ok())
+    }
+
+    /// Reads the configuration from explicit arguments and an environment lookup.
+    pub fn load(
+        args: impl IntoIterator<Item = std::ffi::OsString>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let settings = Settings::load(KEYS, args, env, ENV_PREFIX)?;
+        if let Some(word) = settings.positional.first() {
+            return Err(ConfigError::new(
+                word.as_str(),
+                "unexpected argument (see --help)",
+            ));
+        }
+        let command = if settings.switch("help")? {
+            Command::Help
+        } else if settings.switch("version")? {
+            Command::Version
+        } else {
+            Command::Run
+        };
+        let db = settings
+            .get("db")
+            .map_or_else(|| PathBuf::from("hostwatch.db"), PathBuf::from);
+        let agent_token = agent_token_source(&settings, &db)?;
+        let config = Config {
+            command,
+            http: settings
+                .typed("http", parse_addr)?
+                .unwrap_or_else(|| "0.0.0.0:8700".parse().expect("valid")),
+            ws: settings
+                .typed("ws", parse_addr)?
+                .unwrap_or_else(|| "0.0.0.0:8701".parse().expect("valid")),
+            db,
+            agent_token,
+            self_monitor: !settings.switch("no_self_monitor")?,
+            self_interval: settings
+                .typed("self_interval", |v| {
+                    let d = parse_duration(v)?;
+                    if d < Duration::from_millis(100) {
+                        Err(format!("{v:?} is below 100ms"))
+                    } else {
+                        Ok(d)
+                    }
+                })?
+                .unwrap_or(Duration::from_secs(1)),
+            log_level: settings
+                .typed("log_level", |v| {
+                    v.parse::<log::LevelFilter>()
+                        .map(|_| v.to_ascii_lowercase())
+                        .map_err(|_| {
+                            format!("{v:?} is not a log level (error, warn, info, debug, trace)")
+                        })
+                })?
+                .unwrap_or_else(|| "info".into()),
+        };
+        if config.http == config.ws && config.http.port() != 0 {
+            return Err(ConfigError::new(
+                "ws",
+                format!("{} is also the --http address", config.ws),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// The help text for `--help`.
+    pub fn help() -> String {
+        format!(
+            "hostwatch-collector {} — receives hostwatch agents' metrics, stores them in SQLite and serves the live page\n\n\
+             Usage: hostwatch-collector [OPTIONS]\n\n\
+             Options (flags win over environment variables, which win over --config):\n{}\n\
+             Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on a runtime failure, 2 on bad configuration.\n",
+            env!("CARGO_PKG_VERSION"),
+            agent::settings::help_text(KEYS, ENV_PREFIX)
+        )
+    }
+}
+
+/// Picks the agent token: inline or from a file, whichever comes from the stronger layer. A
+/// token file that does not exist yet is generated on first start.
+fn agent_token_source(
+    settings: &Settings,
+    db: &std::path::Path,
+) -> Result<TokenSource, ConfigError> {
+    let inline = settings.source("agent_token");
+    let file = settings.source("agent_token_file");
+    let use_inline = match (inline, file) {
+        (None, None) => return Ok(TokenSource::File(default_token_path(db))),
+        (Some(_), None) => true,
+        (None, Some(_)) => false,
+        (Some(a), Some(b)) if a.rank() == b.rank() => {
+            return Err(ConfigError::new(
+                "agent_token_file",
+                format!("give either agent_token or agent_token_file, not both (from {b})"),
+            ));
+        }
+        (Some(a), Some(b)) => a.rank() < b.rank(),
+    };
+    if use_inline {
+        let token = settings
+            .typed("agent_token", |v| {
+                if v.trim().is_empty() {
+                    Err("is empty".into())
+                } else {
+                    Ok(v.trim().to_owned())
+                }
+            })?
+            .unwrap_or_default();
+        Ok(TokenSource::Given(token))
+    } else {
+        Ok(TokenSource::File(PathBuf::from(
+            settings.get("agent_token_file").unwrap_or_default(),
+        )))
+    }
+}
+
+/// The generated token lives beside the database: `hostwatch.db` → `hostwatch.db.agent-token`.
+pub fn default_token_path(db: &std::path::Path) -> PathBuf {
+    let mut name = db
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "hostwatch.db".into());
+    name.push(".agent-token");
+    db.with_file_name(name)
+}
+
+fn parse_addr(value: &str) -> Result<SocketAddr, String> {
+    value.parse().map_err(|_| {
+        format!("{value:?} is not an address (examples: 0.0.0.0:8700, 127.0.0.1:0, [::]:8700)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str]) -> Result<Config, ConfigError> {
+        Config::load(args.iter().map(Into::into), |_| None)
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let config = load(&[]).unwrap();
+        assert_eq!(config.http.to_string(), "0.0.0.0:8700");
+        assert_eq!(config.ws.to_string(), "0.0.0.0:8701");
+        assert_eq!(config.db, PathBuf::from("hostwatch.db"));
+        assert_eq!(
+            config.agent_token,
+            TokenSource::File(PathBuf::from("hostwatch.db.agent-token"))
+        );
+        assert!(config.self_monitor);
+    }
+
+    #[test]
+    fn token_sources() {
+        let config = load(&["--agent-token", "s3cret"]).unwrap();
+        assert_eq!(config.agent_token, TokenSource::Given("s3cret".into()));
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let config = load(&["--db", "/var/lib/hw/h.db"]).unwrap();
+        assert_eq!(
+            config.agent_token,
+            TokenSource::File(PathBuf::from("/var/lib/hw/h.db.agent-token"))
+        );
+        let config = load(&["--agent-token-file", "/nonexistent/t"]).unwrap();
+        assert_eq!(
+            config.agent_token,
+            TokenSource::File(PathBuf::from("/nonexistent/t"))
+        );
+        assert_eq!(
+            load(&["--agent-token", "a", "--agent-token-file", "/etc/hostname"])
+                .unwrap_err()
+                .key,
+            "agent_token_file"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        assert_eq!(load(&["--http", "nowhere"]).unwrap_err().key, "http");
+        assert_eq!(load(&["--ws", "1.2.3.4"]).unwrap_err().key, "ws");
+        assert_eq!(
+            load(&["--self-interval", "1ms"]).unwrap_err().key,
+            "self_interval"
+        );
+        assert_eq!(
+            load(&["--http", "127.0.0.1:9000", "--ws", "127.0.0.1:9000"])
+                .unwrap_err()
+                .key,
+            "ws"
+        );
+        assert_eq!(load(&["--frobnicate"]).unwrap_err().key, "--frobnicate");
+    }
+}

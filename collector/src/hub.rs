@@ -1,0 +1,703 @@
+//! The hub: one dispatcher task that owns the collector's shared state — hosts and their status,
+//! connected agents, subscribers, the ring of recent events and the counters — fed by a closed
+//! [`Event`] enum over a bounded channel. Nothing else holds this state; other tasks ask the hub.
+//!
+//! Fan-out never waits: each subscriber has its own queue bounded in events and bytes, filled
+//! with `try_send`. A subscriber whose queue is full is dropped and told it lagged; it can
+//! reconnect with the last event id it saw and resume from the ring or the database.
+//!
+//! Architecture invariant: the hub never blocks and never touches SQLite.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use protocol::Hello;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::events::{Filter, LiveEvent};
+use crate::storage::{Activity, HostRecord, Point, Storage, Stored};
+
+/// Most events a subscriber may have queued.
+pub const SUBSCRIBER_QUEUE_EVENTS: usize = 4096;
+/// Most bytes of events a subscriber may have queued.
+pub const SUBSCRIBER_QUEUE_BYTES: usize = 1024 * 1024;
+/// Recent events kept for subscribers that resume, at most (and [`RING_BYTES`]).
+const RING_EVENTS: usize = 20_000;
+const RING_BYTES: usize = 16 * 1024 * 1024;
+
+/// Why the collector closes an agent's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A newer connection for the same host replaced this one.
+    Replaced,
+    /// The collector is shutting down.
+    ShuttingDown,
+    /// The agent's token was revoked.
+    Revoked,
+}
+
+/// A request to the hub.
+pub enum Event {
+    /// An agent completed its hello.
+    AgentConnected {
+        /// Connection id.
+        conn: u64,
+        /// The agent's hello.
+        hello: Hello,
+        /// Peer address, for display.
+        addr: String,
+        /// Closes the connection when sent a reason.
+        close: async_channel::Sender<CloseReason>,
+    },
+    /// An agent's connection ended.
+    AgentDisconnected {
+        /// Connection id.
+        conn: u64,
+        /// The host it served.
+        host_id: String,
+        /// Why, for the activity feed.
+        reason: String,
+    },
+    /// The storage committed these.
+    Stored(Vec<Stored>),
+    /// A browser subscribes to live events.
+    Subscribe {
+        /// What it wants.
+        request: SubscribeRequest,
+        /// Where to send the subscription.
+        reply: async_channel::Sender<Subscription>,
+    },
+    /// A subscriber went away.
+    Unsubscribe {
+        /// Its id.
+        id: u64,
+    },
+    /// Snapshot of every host.
+    Hosts {
+        /// Where to send it.
+        reply: async_channel::Sender<Vec<HostView>>,
+    },
+    /// The collector's counters.
+    Stats {
+        /// Where to send them.
+        reply: async_channel::Sender<StatsView>,
+    },
+    /// Connected agents and subscribers.
+    Clients {
+        /// Where to send them.
+        reply: async_channel::Sender<ClientsView>,
+    },
+    /// Once a second: status changes and rates.
+    Tick,
+    /// Close every agent and subscriber and stop.
+    Shutdown,
+}
+
+/// What a subscriber asks for.
+#[derive(Debug, Clone)]
+pub struct SubscribeRequest {
+    /// Event filter.
+    pub filter: Filter,
+    /// Resume after this event id.
+    pub since: Option<u64>,
+    /// `sse` or `websocket`.
+    pub transport: &'static str,
+    /// Peer address.
+    pub addr: String,
+}
+
+/// A live subscription, held by the subscriber's writer.
+pub struct Subscription {
+    /// Subscriber id, for [`Event::Unsubscribe`].
+    pub id: u64,
+    /// New events, in id order.
+    pub events: async_channel::Receiver<Arc<LiveEvent>>,
+    /// Recent events after the requested id that were already in the ring.
+    pub backlog: Vec<Arc<LiveEvent>>,
+    /// When the ring did not reach back far enough: resume from the database after this id.
+    pub from_database_after: Option<u64>,
+    /// Bytes queued in `events`; the writer subtracts what it takes.
+    pub queued_bytes: Arc<AtomicUsize>,
+    /// Set when the hub dropped this subscriber for being too slow.
+    pub lagged: Arc<AtomicBool>,
+    /// Set when the hub stopped because the collector is shutting down.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+/// A host as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostView {
+    /// Stable host id.
+    pub id: String,
+    /// Host name.
+    pub hostname: String,
+    /// `online`, `stale` or `offline`.
+    pub status: &'static str,
+    /// Time of the newest stored sample (unix ms).
+    pub last_seen: Option<u64>,
+    /// When the current connection started (unix ms).
+    pub connected_since: Option<u64>,
+    /// Operating system.
+    pub os: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// CPU architecture.
+    pub arch: String,
+    /// CPU model.
+    pub cpu_model: String,
+    /// Logical CPUs.
+    pub cpu_cores: u16,
+    /// Installed memory.
+    pub memory_total_bytes: u64,
+    /// Agent release.
+    pub agent_version: String,
+    /// Sampling interval.
+    pub interval_ms: u32,
+    /// Samples the agent's spool dropped during outages.
+    pub dropped_samples: u64,
+    /// Whether this is the collector's own host.
+    #[serde(rename = "self")]
+    pub is_self: bool,
+    /// Newest values.
+    pub latest: Option<Arc<Point>>,
+}
+
+/// The collector's counters as the API shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsView {
+    /// Agents connected now (the collector's own monitoring included).
+    pub agents_connected: usize,
+    /// Live subscribers now.
+    pub subscribers: usize,
+    /// Samples stored since the collector started.
+    pub samples_total: u64,
+    /// Samples stored per second, over the last ten seconds.
+    pub samples_per_second: f64,
+    /// Known hosts.
+    pub hosts: usize,
+    /// Subscribers dropped for being too slow, since start.
+    pub subscribers_lagged_total: u64,
+    /// Seconds since the collector started.
+    pub uptime_seconds: u64,
+}
+
+/// Connected clients as the API shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientsView {
+    /// Connected agents.
+    pub agents: Vec<ClientView>,
+    /// Live subscribers.
+    pub subscribers: Vec<ClientView>,
+}
+
+/// One connected client.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientView {
+    /// Peer address.
+    pub addr: String,
+    /// Connected since (unix ms).
+    pub since: u64,
+    /// Host id, for agents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `websocket`, `sse` or `in-process`.
+    pub transport: &'static str,
+    /// Events sent (subscribers) or samples stored (agents).
+    pub count: u64,
+}
+
+struct Host {
+    hello: Hello,
+    status: &'static str,
+    last_seen_ms: Option<u64>,
+    last_sample_at: Option<Instant>,
+    connected_at: Option<Instant>,
+    connected_since_ms: Option<u64>,
+    conn: Option<u64>,
+    dropped_total: u64,
+    latest: Option<Arc<Point>>,
+    samples: u64,
+}
+
+struct Agent {
+    host_id: String,
+    addr: String,
+    since_ms: u64,
+    close: async_channel::Sender<CloseReason>,
+}
+
+struct Subscriber {
+    tx: async_channel::Sender<Arc<LiveEvent>>,
+    filter: Filter,
+    queued_bytes: Arc<AtomicUsize>,
+    lagged: Arc<AtomicBool>,
+    shutting_down: Arc<AtomicBool>,
+    transport: &'static str,
+    addr: String,
+    since_ms: u64,
+    sent: u64,
+}
+
+/// The hub's state. Owned by [`run`]'s task.
+pub struct Hub {
+    hosts: HashMap<String, Host>,
+    agents: HashMap<u64, Agent>,
+    subscribers: HashMap<u64, Subscriber>,
+    ring: VecDeque<Arc<LiveEvent>>,
+    ring_bytes: usize,
+    next_subscriber: u64,
+    storage: Storage,
+    self_host: Option<String>,
+    started: Instant,
+    samples_total: u64,
+    per_second: VecDeque<u64>,
+    this_second: u64,
+    lagged_total: u64,
+    pending_activity: VecDeque<Activity>,
+}
+
+/// Activity events waiting for room in the storage queue, at most.
+const PENDING_ACTIVITY: usize = 10_000;
+
+impl Hub {
+    /// Creates the hub with the hosts already in the database (all offline until they connect).
+    pub fn new(storage: Storage, hosts: Vec<HostRecord>, self_host: Option<String>) -> Self {
+        let hosts = hosts
+            .into_iter()
+            .map(|record| {
+                let host = Host {
+                    status: "offline",
+                    last_seen_ms: record.last_seen_ms,
+                    last_sample_at: None,
+                    connected_at: None,
+                    connected_since_ms: None,
+                    conn: None,
+                    dropped_total: record.dropped_total,
+                    latest: record.latest.map(Arc::new),
+                    samples: 0,
+                    hello: record.hello,
+                };
+                (host.hello.host_id.clone(), host)
+            })
+            .collect();
+        Self {
+            hosts,
+            agents: HashMap::new(),
+            subscribers: HashMap::new(),
+            ring: VecDeque::new(),
+            ring_bytes: 0,
+            next_subscriber: 1,
+            storage,
+            self_host,
+            started: Instant::now(),
+            samples_total: 0,
+            per_second: VecDeque::new(),
+            this_second: 0,
+            lagged_total: 0,
+            pending_activity: VecDeque::new(),
+        }
+    }
+
+    /// Runs the hub until [`Event::Shutdown`] or until every sender is gone.
+    pub async fn run(mut self, events: async_channel::Receiver<Event>) {
+        while let Ok(event) = events.recv().await {
+            if matches!(event, Event::Shutdown) {
+                self.shutdown();
+                return;
+            }
+            self.handle(event);
+            self.flush_activity();
+        }
+    }
+
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::AgentConnected {
+                conn,
+                hello,
+                addr,
+                close,
+            } => self.agent_connected(conn, hello, addr, close),
+            Event::AgentDisconnected {
+                conn,
+                host_id,
+                reason,
+            } => self.agent_disconnected(conn, host_id, reason),
+            Event::Stored(stored) => self.stored(stored),
+            Event::Subscribe { request, reply } => {
+                let subscription = self.subscribe(request);
+                // A subscriber that left before its answer simply never starts.
+                let _ = reply.try_send(subscription);
+            }
+            Event::Unsubscribe { id } => {
+                self.subscribers.remove(&id);
+            }
+            Event::Hosts { reply } => {
+                // The asker may have timed out; it no longer needs the answer.
+                let _ = reply.try_send(self.host_views());
+            }
+            Event::Stats { reply } => {
+                let _ = reply.try_send(self.stats());
+            }
+            Event::Clients { reply } => {
+                let _ = reply.try_send(self.clients());
+            }
+            Event::Tick => self.tick(),
+            Event::Shutdown => {}
+        }
+    }
+
+    fn agent_connected(
+        &mut self,
+        conn: u64,
+        hello: Hello,
+        addr: String,
+        close: async_channel::Sender<CloseReason>,
+    ) {
+        let host_id = hello.host_id.clone();
+        let now_ms = crate::now_ms();
+        let host = self.hosts.entry(host_id.clone()).or_insert_with(|| Host {
+            hello: hello.clone(),
+            status: "offline",
+            last_seen_ms: None,
+            last_sample_at: None,
+            connected_at: None,
+            connected_since_ms: None,
+            conn: None,
+            dropped_total: 0,
+            latest: None,
+            samples: 0,
+        });
+        if let Some(old) = host.conn.and_then(|old| self.agents.remove(&old)) {
+            log::warn!(
+                "host {host_id}: connection from {addr} replaces the one from {} (two agents with the same host id?)",
+                old.addr
+            );
+            // The old connection may already be closing on its own.
+            let _ = old.close.try_send(CloseReason::Replaced);
+        }
+        host.hello = hello;
+        host.conn = Some(conn);
+        host.connected_at = Some(Instant::now());
+        host.connected_since_ms = Some(now_ms);
+        let hostname = host.hello.hostname.clone();
+        log::info!("agent connected: {hostname} ({host_id}) from {addr}");
+        self.agents.insert(
+            conn,
+            Agent {
+                host_id: host_id.clone(),
+                addr: addr.clone(),
+                since_ms: now_ms,
+                close,
+            },
+        );
+        let mut fields = Map::new();
+        fields.insert("hostname".into(), Value::from(hostname));
+        fields.insert("addr".into(), Value::from(addr));
+        self.record("agent_connected", Some(&host_id), fields);
+        self.set_status(&host_id, "online");
+    }
+
+    fn agent_disconnected(&mut self, conn: u64, host_id: String, reason: String) {
+        if self.agents.remove(&conn).is_none() {
+            return; // Already replaced by a newer connection.
+        }
+        let Some(host) = self.hosts.get_mut(&host_id) else {
+            return;
+        };
+        if host.conn != Some(conn) {
+            return;
+        }
+        host.conn = None;
+        host.connected_at = None;
+        host.connected_since_ms = None;
+        let hostname = host.hello.hostname.clone();
+        log::info!("agent disconnected: {hostname} ({host_id}): {reason}");
+        let mut fields = Map::new();
+        fields.insert("hostname".into(), Value::from(hostname));
+        fields.insert("reason".into(), Value::from(reason));
+        self.record("agent_disconnected", Some(&host_id), fields);
+        self.set_status(&host_id, "offline");
+    }
+
+    fn set_status(&mut self, host_id: &str, status: &'static str) {
+        let Some(host) = self.hosts.get_mut(host_id) else {
+            return;
+        };
+        if host.status == status {
+            return;
+        }
+        host.status = status;
+        let mut fields = Map::new();
+        fields.insert("hostname".into(), Value::from(host.hello.hostname.clone()));
+        fields.insert("status".into(), Value::from(status));
+        self.record("status", Some(host_id), fields);
+    }
+
+    /// Queues an activity event for storage; it comes back through [`Event::Stored`] once
+    /// committed and is published then.
+    fn record(&mut self, kind: &'static str, host: Option<&str>, fields: Map<String, Value>) {
+        let activity = Activity {
+            ts_ms: crate::now_ms(),
+            kind,
+            host: host.map(Arc::from),
+            fields,
+        };
+        if self.pending_activity.len() >= PENDING_ACTIVITY {
+            log::warn!("activity feed: storage is far behind, dropping a {kind} event");
+            return;
+        }
+        self.pending_activity.push_back(activity);
+    }
+
+    /// Hands queued activity to storage without waiting: the storage thread itself waits on the
+    /// hub to publish, so the hub must never wait on the storage.
+    fn flush_activity(&mut self) {
+        while let Some(activity) = self.pending_activity.pop_front() {
+            if let Err(activity) = self.storage.try_activity(activity) {
+                self.pending_activity.push_front(activity);
+                return;
+            }
+        }
+    }
+
+    fn stored(&mut self, stored: Vec<Stored>) {
+        for item in stored {
+            let event = match item {
+                Stored::Sample {
+                    eid,
+                    host_id,
+                    point,
+                    dropped_total,
+                } => {
+                    self.samples_total += 1;
+                    self.this_second += 1;
+                    let Some(host) = self.hosts.get_mut(host_id.as_ref()) else {
+                        continue;
+                    };
+                    host.samples += 1;
+                    host.dropped_total = host.dropped_total.max(dropped_total);
+                    host.last_seen_ms = Some(host.last_seen_ms.unwrap_or(0).max(point.ts));
+                    host.last_sample_at = Some(Instant::now());
+                    let newest = host.latest.as_ref().is_none_or(|l| l.ts <= point.ts);
+                    let event = LiveEvent::sample(eid, &host_id, &host.hello.hostname, &point);
+                    if newest {
+                        host.latest = Some(point);
+                    }
+                    event
+                }
+                Stored::Activity { eid, activity } => LiveEvent::activity(eid, &activity),
+            };
+            self.publish(Arc::new(event));
+        }
+    }
+
+    fn publish(&mut self, event: Arc<LiveEvent>) {
+        let bytes = event.json.len();
+        let mut lagged = Vec::new();
+        for (id, sub) in &mut self.subscribers {
+            if !sub.filter.matches(&event) {
+                continue;
+            }
+            let queued = sub.queued_bytes.load(Ordering::Relaxed);
+            if queued + bytes > SUBSCRIBER_QUEUE_BYTES || sub.tx.try_send(event.clone()).is_err() {
+                lagged.push(*id);
+                continue;
+            }
+            sub.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+            sub.sent += 1;
+        }
+        for id in lagged {
+            if let Some(sub) = self.subscribers.remove(&id) {
+                log::info!(
+                    "{} subscriber {} dropped: too slow, its queue is full",
+                    sub.transport,
+                    sub.addr
+                );
+                sub.lagged.store(true, Ordering::Relaxed);
+                self.lagged_total += 1;
+            }
+        }
+        self.ring_bytes += bytes;
+        self.ring.push_back(event);
+        while self.ring.len() > RING_EVENTS || self.ring_bytes > RING_BYTES {
+            if let Some(old) = self.ring.pop_front() {
+                self.ring_bytes -= old.json.len();
+            }
+        }
+    }
+
+    fn subscribe(&mut self, request: SubscribeRequest) -> Subscription {
+        let id = self.next_subscriber;
+        self.next_subscriber += 1;
+        let (tx, rx) = async_channel::bounded(SUBSCRIBER_QUEUE_EVENTS);
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let lagged = Arc::new(AtomicBool::new(false));
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let (backlog, from_database_after) = match request.since {
+            None => (Vec::new(), None),
+            Some(since) => match self.ring.front() {
+                Some(first) if first.id <= since + 1 => (
+                    self.ring
+                        .iter()
+                        .filter(|e| e.id > since && request.filter.matches(e))
+                        .cloned()
+                        .collect(),
+                    None,
+                ),
+                _ => (Vec::new(), Some(since)),
+            },
+        };
+        self.subscribers.insert(
+            id,
+            Subscriber {
+                tx,
+                filter: request.filter,
+                queued_bytes: queued_bytes.clone(),
+                lagged: lagged.clone(),
+                shutting_down: shutting_down.clone(),
+                transport: request.transport,
+                addr: request.addr,
+                since_ms: crate::now_ms(),
+                sent: 0,
+            },
+        );
+        Subscription {
+            id,
+            events: rx,
+            backlog,
+            from_database_after,
+            queued_bytes,
+            lagged,
+            shutting_down,
+        }
+    }
+
+    fn tick(&mut self) {
+        self.per_second.push_back(self.this_second);
+        self.this_second = 0;
+        while self.per_second.len() > 10 {
+            self.per_second.pop_front();
+        }
+        let now = Instant::now();
+        let mut changes = Vec::new();
+        for (id, host) in &self.hosts {
+            let Some(connected_at) = host.connected_at else {
+                continue;
+            };
+            let patience = Duration::from_millis(u64::from(host.hello.interval_ms.max(1000)) * 3);
+            let heard = host
+                .last_sample_at
+                .map_or(connected_at, |t| t.max(connected_at));
+            let status = if now.duration_since(heard) > patience {
+                "stale"
+            } else {
+                "online"
+            };
+            if status != host.status {
+                changes.push((id.clone(), status));
+            }
+        }
+        for (id, status) in changes {
+            self.set_status(&id, status);
+        }
+    }
+
+    fn host_views(&self) -> Vec<HostView> {
+        let mut views: Vec<HostView> = self
+            .hosts
+            .iter()
+            .map(|(id, host)| HostView {
+                id: id.clone(),
+                hostname: host.hello.hostname.clone(),
+                status: host.status,
+                last_seen: host.last_seen_ms,
+                connected_since: host.connected_since_ms,
+                os: host.hello.os.clone(),
+                kernel: host.hello.kernel.clone(),
+                arch: host.hello.arch.clone(),
+                cpu_model: host.hello.cpu_model.clone(),
+                cpu_cores: host.hello.cpu_cores,
+                memory_total_bytes: host.hello.memory_total_bytes,
+                agent_version: host.hello.agent_version.clone(),
+                interval_ms: host.hello.interval_ms,
+                dropped_samples: host.dropped_total,
+                is_self: self.self_host.as_deref() == Some(id.as_str()),
+                latest: host.latest.clone(),
+            })
+            .collect();
+        views.sort_by(|a, b| a.hostname.cmp(&b.hostname).then_with(|| a.id.cmp(&b.id)));
+        views
+    }
+
+    fn stats(&self) -> StatsView {
+        let seconds = self.per_second.len().max(1) as f64;
+        StatsView {
+            agents_connected: self.agents.len(),
+            subscribers: self.subscribers.len(),
+            samples_total: self.samples_total,
+            samples_per_second: self.per_second.iter().sum::<u64>() as f64 / seconds,
+            hosts: self.hosts.len(),
+            subscribers_lagged_total: self.lagged_total,
+            uptime_seconds: self.started.elapsed().as_secs(),
+        }
+    }
+
+    fn clients(&self) -> ClientsView {
+        let agents = self
+            .agents
+            .values()
+            .map(|a| ClientView {
+                addr: a.addr.clone(),
+                since: a.since_ms,
+                host: Some(a.host_id.clone()),
+                transport: if a.addr == crate::selfmon::ADDR {
+                    "in-process"
+                } else {
+                    "websocket"
+                },
+                count: self.hosts.get(&a.host_id).map_or(0, |h| h.samples),
+            })
+            .collect();
+        let subscribers = self
+            .subscribers
+            .values()
+            .map(|s| ClientView {
+                addr: s.addr.clone(),
+                since: s.since_ms,
+                host: None,
+                transport: s.transport,
+                count: s.sent,
+            })
+            .collect();
+        ClientsView {
+            agents,
+            subscribers,
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for agent in self.agents.values() {
+            // Connections that already ended need no close.
+            let _ = agent.close.try_send(CloseReason::ShuttingDown);
+        }
+        for sub in self.subscribers.values() {
+            sub.shutting_down.store(true, Ordering::Relaxed);
+        }
+        // Dropping the senders ends every subscriber's stream.
+        self.subscribers.clear();
+    }
+}
+
+/// Asks the hub a question and waits for the answer.
+pub async fn ask<T>(
+    hub: &async_channel::Sender<Event>,
+    make: impl FnOnce(async_channel::Sender<T>) -> Event,
+) -> Option<T> {
+    let (reply, answer) = async_channel::bounded(1);
+    hub.send(make(reply)).await.ok()?;
+    answer.recv().await.ok()
+}

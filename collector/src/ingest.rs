@@ -1,0 +1,366 @@
+//! One agent's connection: hello → version check → registration → welcome, then batches stored
+//! and acknowledged after their commit, until the agent leaves, breaks a rule, goes idle, is
+//! replaced by a newer connection of its host, or the collector shuts down.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::{self, Message};
+use futures_lite::{AsyncRead, AsyncWrite, FutureExt, StreamExt};
+use protocol::{
+    AgentMessage, CollectorMessage, DecodeError, Hello, Refusal, RefusalReason, Welcome,
+};
+
+use crate::Ctx;
+use crate::hub::{self, CloseReason};
+use crate::storage::StoreError;
+
+/// Why the connection ends, with the close frame to send.
+struct Ending {
+    code: CloseCode,
+    reason: String,
+    refusal: Option<RefusalReason>,
+}
+
+impl Ending {
+    fn refuse(reason: RefusalReason, message: impl Into<String>) -> Self {
+        let code = match reason {
+            RefusalReason::Malformed => CloseCode::Protocol,
+            RefusalReason::ShuttingDown => CloseCode::Away,
+            RefusalReason::BadToken
+            | RefusalReason::UnsupportedVersion
+            | RefusalReason::OverLimit
+            | RefusalReason::Replaced => CloseCode::Policy,
+        };
+        Self {
+            code,
+            reason: message.into(),
+            refusal: Some(reason),
+        }
+    }
+
+    fn quiet(reason: impl Into<String>) -> Self {
+        Self {
+            code: CloseCode::Normal,
+            reason: reason.into(),
+            refusal: None,
+        }
+    }
+}
+
+/// Serves one agent until its connection ends.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut socket: WebSocketStream<S>,
+    addr: SocketAddr,
+    ctx: Ctx,
+) {
+    let hello = match read_hello(&mut socket, &ctx).await {
+        Ok(hello) => hello,
+        Err(ending) => {
+            log::warn!(
+                "ingest: {addr}: refused before the welcome: {}",
+                ending.reason
+            );
+            finish(&mut socket, ending).await;
+            return;
+        }
+    };
+    let registration = match ctx.storage.register(hello.clone()).await {
+        Ok(registration) => registration,
+        Err(err) => {
+            log::error!(
+                "ingest: {addr}: cannot register host {}: {err}",
+                hello.host_id
+            );
+            finish(
+                &mut socket,
+                Ending {
+                    code: CloseCode::Error,
+                    reason: "storage error".into(),
+                    refusal: None,
+                },
+            )
+            .await;
+            return;
+        }
+    };
+    let conn = ctx.next_connection();
+    let host_id = hello.host_id.clone();
+    let interval = Duration::from_millis(u64::from(hello.interval_ms.max(100)));
+    let (close_tx, close_rx) = async_channel::bounded(1);
+    let connected = hub::Event::AgentConnected {
+        conn,
+        hello,
+        addr: addr.to_string(),
+        close: close_tx,
+    };
+    if ctx.hub.send(connected).await.is_err() {
+        finish(
+            &mut socket,
+            Ending::refuse(RefusalReason::ShuttingDown, "collector shutting down"),
+        )
+        .await;
+        return;
+    }
+    let welcome = CollectorMessage::Welcome(Welcome {
+        protocol_version: protocol::PROTOCOL_VERSION,
+        last_seq: registration.last_seq,
+    });
+    let ending = match send(&mut socket, &welcome, &ctx).await {
+        Ok(()) => {
+            receive_batches(
+                &mut socket,
+                &ctx,
+                registration.host_key,
+                interval,
+                &close_rx,
+            )
+            .await
+        }
+        Err(err) => Ending::quiet(format!("cannot send the welcome: {err}")),
+    };
+    let reason = ending.reason.clone();
+    finish(&mut socket, ending).await;
+    // At shutdown the hub may be gone already; then nobody needs to hear of this.
+    let _ = ctx
+        .hub
+        .send(hub::Event::AgentDisconnected {
+            conn,
+            host_id,
+            reason,
+        })
+        .await;
+}
+
+async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut WebSocketStream<S>,
+    ctx: &Ctx,
+) -> Result<Hello, Ending> {
+    let first = async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Binary(bytes))) => return Ok(bytes),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Text(_))) => {
+                    return Err(Ending::refuse(
+                        RefusalReason::Malformed,
+                        "expected a binary hello",
+                    ));
+                }
+                Some(Ok(_)) | None => return Err(Ending::quiet("closed before the hello")),
+                Some(Err(err)) => return Err(read_error(err)),
+            }
+        }
+    };
+    let timeout = async {
+        smol::Timer::after(ctx.limits.handshake_timeout).await;
+        Err(Ending::refuse(RefusalReason::Malformed, "no hello in time"))
+    };
+    let bytes = first.or(timeout).await?;
+    match protocol::peek_hello_version(&bytes) {
+        None => {
+            return Err(Ending::refuse(
+                RefusalReason::Malformed,
+                "the first message must be a hello",
+            ));
+        }
+        Some(version)
+            if !(protocol::MIN_SUPPORTED_VERSION..=protocol::PROTOCOL_VERSION)
+                .contains(&version) =>
+        {
+            return Err(Ending::refuse(
+                RefusalReason::UnsupportedVersion,
+                format!(
+                    "protocol version {version} is not supported (this collector speaks {} to {})",
+                    protocol::MIN_SUPPORTED_VERSION,
+                    protocol::PROTOCOL_VERSION
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+    match protocol::decode_agent_message(&bytes) {
+        Ok(AgentMessage::Hello(hello)) if hello.host_id.trim().is_empty() => {
+            Err(Ending::refuse(RefusalReason::Malformed, "empty host id"))
+        }
+        Ok(AgentMessage::Hello(hello)) => Ok(hello),
+        Ok(_) => Err(Ending::refuse(
+            RefusalReason::Malformed,
+            "the first message must be a hello",
+        )),
+        Err(err) => Err(decode_error(err)),
+    }
+}
+
+async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut WebSocketStream<S>,
+    ctx: &Ctx,
+    host_key: i64,
+    interval: Duration,
+    close: &async_channel::Receiver<CloseReason>,
+) -> Ending {
+    // An agent sends at least a sample or a ping every few intervals.
+    let idle = (interval * 10).max(ctx.limits.agent_idle_timeout);
+    loop {
+        let incoming = async { Ok(socket.next().await) };
+        let closed = async {
+            Err(match close.recv().await {
+                Ok(CloseReason::Replaced) => Ending::refuse(
+                    RefusalReason::Replaced,
+                    "replaced by a newer connection of the same host",
+                ),
+                Ok(CloseReason::Revoked) => {
+                    Ending::refuse(RefusalReason::BadToken, "the agent token was revoked")
+                }
+                Ok(CloseReason::ShuttingDown) | Err(_) => {
+                    Ending::refuse(RefusalReason::ShuttingDown, "collector shutting down")
+                }
+            })
+        };
+        let quiet = async {
+            smol::Timer::after(idle).await;
+            Err(Ending {
+                code: CloseCode::Away,
+                reason: format!("idle for {idle:?}"),
+                refusal: None,
+            })
+        };
+        let message = match incoming.or(closed).or(quiet).await {
+            Ok(Some(Ok(message))) => message,
+            Ok(Some(Err(err))) => return read_error(err),
+            Ok(None) => return Ending::quiet("connection closed"),
+            Err(ending) => return ending,
+        };
+        let bytes = match message {
+            Message::Binary(bytes) => bytes,
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            Message::Close(frame) => {
+                return Ending::quiet(frame.map_or_else(
+                    || "agent closed".to_owned(),
+                    |f| format!("agent closed: {}", f.reason),
+                ));
+            }
+            Message::Text(_) => {
+                return Ending::refuse(
+                    RefusalReason::Malformed,
+                    "text messages are not part of the protocol",
+                );
+            }
+        };
+        ctx.metrics.ingest_bytes(bytes.len());
+        let batch = match protocol::decode_agent_message(&bytes) {
+            Ok(AgentMessage::Batch(batch)) => batch,
+            Ok(AgentMessage::Hello(_)) => {
+                return Ending::refuse(RefusalReason::Malformed, "a second hello");
+            }
+            Err(err) => return decode_error(err),
+        };
+        match ctx.storage.store(host_key, batch).await {
+            Ok(result) => {
+                if let Some(seq) = result.acked_seq {
+                    let ack = CollectorMessage::Ack(protocol::Ack { seq });
+                    if let Err(err) = send(socket, &ack, ctx).await {
+                        return Ending::quiet(format!("cannot send an ack: {err}"));
+                    }
+                }
+            }
+            Err(StoreError::Unavailable(err)) => {
+                log::error!("ingest: {err}");
+                return Ending {
+                    code: CloseCode::Error,
+                    reason: "storage error; retry later".into(),
+                    refusal: None,
+                };
+            }
+            Err(StoreError::Refused(err)) => return Ending::refuse(RefusalReason::Malformed, err),
+        }
+    }
+}
+
+fn decode_error(err: DecodeError) -> Ending {
+    match err {
+        DecodeError::TooLarge { .. } => Ending {
+            code: CloseCode::Size,
+            reason: err.to_string(),
+            refusal: Some(RefusalReason::OverLimit),
+        },
+        DecodeError::OverLimit(_) => Ending::refuse(RefusalReason::OverLimit, err.to_string()),
+        DecodeError::Malformed(_) => Ending::refuse(RefusalReason::Malformed, err.to_string()),
+    }
+}
+
+fn read_error(err: tungstenite::Error) -> Ending {
+    match err {
+        tungstenite::Error::Capacity(e) => Ending {
+            code: CloseCode::Size,
+            reason: format!("over the protocol limits: {e}"),
+            refusal: Some(RefusalReason::OverLimit),
+        },
+        tungstenite::Error::Protocol(e) => Ending::refuse(
+            RefusalReason::Malformed,
+            format!("WebSocket protocol error: {e}"),
+        ),
+        other => Ending::quiet(format!("connection lost: {other}")),
+    }
+}
+
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut WebSocketStream<S>,
+    message: &CollectorMessage,
+    ctx: &Ctx,
+) -> Result<(), String> {
+    let bytes = protocol::encode_collector_message(message);
+    let write = async {
+        socket
+            .send(Message::binary(bytes))
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let timeout = async {
+        smol::Timer::after(ctx.limits.http.write_timeout).await;
+        Err("the agent did not read in time".to_owned())
+    };
+    write.or(timeout).await
+}
+
+/// Sends the refusal (if any) and a close frame, without waiting long for a departing peer.
+async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: &mut WebSocketStream<S>,
+    ending: Ending,
+) {
+    let close = async {
+        if let Some(reason) = ending.refusal {
+            let refusal = CollectorMessage::Refused(Refusal {
+                reason,
+                message: ending.reason.clone(),
+            });
+            // The agent may be gone already; the close below is then moot too.
+            let _ = socket
+                .send(Message::binary(protocol::encode_collector_message(
+                    &refusal,
+                )))
+                .await;
+        }
+        let frame = CloseFrame {
+            code: ending.code,
+            reason: truncate_reason(&ending.reason).into(),
+        };
+        let _ = socket.close(Some(frame)).await;
+    };
+    let give_up = async {
+        smol::Timer::after(Duration::from_secs(1)).await;
+    };
+    close.or(give_up).await;
+}
+
+/// Close reasons are limited to 123 bytes.
+pub fn truncate_reason(reason: &str) -> String {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
+}

@@ -1,0 +1,270 @@
+//! hostwatch-collector as a library: `main` parses the configuration and calls [`run`].
+//!
+//! Tasks and threads:
+//! - the **storage** thread owns the SQLite writer ([`storage`]);
+//! - the **hub** task owns all shared state and fans events out ([`hub`]);
+//! - the **ws** listener serves agents (`/ingest`, [`ingest`]) and browsers (`/live`, [`live`]);
+//! - the **http** listener serves the page, the API and `/events` ([`http`]);
+//! - the **self-monitor** thread samples this host ([`selfmon`]);
+//! - a **signal** thread turns SIGTERM/SIGINT into a graceful shutdown.
+
+pub mod auth;
+pub mod config;
+pub mod events;
+pub mod http;
+pub mod hub;
+pub mod ingest;
+pub mod live;
+pub mod selfmon;
+pub mod storage;
+pub mod subscribe;
+pub mod ws;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+pub use agent::now_ms;
+
+use crate::config::Config;
+use crate::http::server::HttpLimits;
+use crate::storage::{Readers, Storage};
+
+/// Limits of the collector's listeners.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Limits of each HTTP connection.
+    pub http: HttpLimits,
+    /// Most open HTTP connections (page, API and SSE together).
+    pub max_http_connections: usize,
+    /// Most open WebSocket connections (agents and `/live` together).
+    pub max_ws_connections: usize,
+    /// Time allowed for a WebSocket upgrade, and for an agent's hello after it.
+    pub handshake_timeout: Duration,
+    /// An agent connection silent for this long (at least ten of its intervals) is closed.
+    pub agent_idle_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            http: HttpLimits::default(),
+            max_http_connections: 2048,
+            max_ws_connections: 20_000,
+            handshake_timeout: Duration::from_secs(10),
+            agent_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters kept outside the hub because connection tasks bump them on every message.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    ingest_bytes_total: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts bytes received from agents.
+    pub fn ingest_bytes(&self, bytes: usize) {
+        self.ingest_bytes_total
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// Bytes received from agents since start.
+    pub fn ingest_bytes_total(&self) -> u64 {
+        self.ingest_bytes_total.load(Ordering::Relaxed)
+    }
+}
+
+/// What every connection task needs: cheap to clone.
+#[derive(Clone)]
+pub struct Ctx {
+    /// The hub's inbox.
+    pub hub: async_channel::Sender<hub::Event>,
+    /// The storage writer.
+    pub storage: Storage,
+    /// Read-only database connections.
+    pub readers: Readers,
+    /// Agent authentication.
+    pub agent_auth: Arc<auth::AgentAuth>,
+    /// Listener limits.
+    pub limits: Arc<Limits>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Closes when the collector shuts down.
+    pub shutdown: async_channel::Receiver<()>,
+    connections: Arc<AtomicU64>,
+}
+
+impl Ctx {
+    /// A fresh connection id.
+    pub fn next_connection(&self) -> u64 {
+        self.connections.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Runs the collector until SIGTERM or SIGINT.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let token = auth::resolve_agent_token(&config.agent_token)?;
+    let (hub_tx, hub_rx) = async_channel::bounded(8192);
+    let publish = hub_tx.clone();
+    let (storage, storage_thread) = Storage::open(&config.db, move |stored| {
+        // The hub only goes away at shutdown, when nobody is listening any more.
+        let _ = publish.send_blocking(hub::Event::Stored(stored));
+    })?;
+    let hosts = storage.load_hosts().context("reading the hosts")?;
+    let readers = Readers::open(&config.db, 4)?;
+
+    let http_listener = bind(config.http, "--http")?;
+    let ws_listener = bind(config.ws, "--ws")?;
+    let http_addr = http_listener.local_addr()?;
+    let ws_addr = ws_listener.local_addr()?;
+
+    let self_host = if config.self_monitor {
+        match agent::sampler::read_host_id("/etc/machine-id".as_ref()) {
+            Ok(id) => Some(id),
+            Err(err) => {
+                log::warn!("self-monitoring off: {err:#}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    announce(&token, http_addr, ws_addr, &config);
+
+    let (shutdown_tx, shutdown_rx) = async_channel::bounded::<()>(1);
+    let ctx = Ctx {
+        hub: hub_tx.clone(),
+        storage: storage.clone(),
+        readers,
+        agent_auth: Arc::new(auth::AgentAuth::new(token.token)),
+        limits: Arc::new(Limits::default()),
+        metrics: Arc::new(Metrics::default()),
+        shutdown: shutdown_rx,
+        connections: Arc::new(AtomicU64::new(1)),
+    };
+    let signals = signal_channel()?;
+    let hub = hub::Hub::new(storage.clone(), hosts, self_host.clone());
+    let ws_active = Arc::new(AtomicUsize::new(0));
+
+    smol::block_on(async {
+        let hub_task = smol::spawn(hub.run(hub_rx));
+        let ticker = smol::spawn(tick(hub_tx.clone()));
+        let ws_task = smol::spawn(ws::serve(ws_listener, ctx.clone(), ws_active.clone()));
+        let http_task = smol::spawn(http::serve(http_listener, ctx.clone()));
+        let self_monitor = match &self_host {
+            Some(id) => Some(selfmon::spawn(
+                storage.clone(),
+                hub_tx.clone(),
+                id.clone(),
+                config.self_interval,
+                ctx.next_connection(),
+            )?),
+            None => None,
+        };
+
+        let signal = signals.recv().await.unwrap_or(0);
+        log::info!("received signal {signal}, shutting down");
+        let deadline = Instant::now() + Duration::from_secs(4);
+        // Stop accepting; SSE and /live streams see the hub end them.
+        shutdown_tx.close();
+        ws_task.await;
+        http_task.await;
+        // Agents get a close frame (1001) after their batch in flight is committed.
+        hub_tx.send(hub::Event::Shutdown).await.ok();
+        hub_task.await;
+        while ws_active.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            smol::Timer::after(Duration::from_millis(20)).await;
+        }
+        drop(ticker);
+        if let Some(thread) = self_monitor {
+            // It notices the hub's close within one interval.
+            let _ = smol::unblock(move || thread.join()).await;
+        }
+        anyhow::Ok(())
+    })?;
+    storage.stop();
+    // The writer commits what it has queued, then stops.
+    storage_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the storage thread panicked"))?;
+    log::info!("stopped");
+    Ok(())
+}
+
+fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<smol::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot listen on {addr} ({flag})"))?;
+    smol::net::TcpListener::try_from(listener)
+        .with_context(|| format!("cannot use the listener on {addr}"))
+}
+
+/// Tells the operator where to look and how agents connect. The token itself is printed only
+/// when it was just generated (to stdout, never to the log).
+fn announce(
+    token: &auth::ResolvedToken,
+    http: std::net::SocketAddr,
+    ws: std::net::SocketAddr,
+    config: &Config,
+) {
+    log::info!(
+        "hostwatch-collector {} listening: page and API on http://{http}/ (events at /events), \
+         WebSockets on ws://{ws}/ (agents at /ingest, browsers at /live), database {}",
+        env!("CARGO_PKG_VERSION"),
+        config.db.display()
+    );
+    let host = if ws.ip().is_unspecified() {
+        sysinfo::System::host_name().unwrap_or_else(|_| "THIS-HOST".into())
+    } else {
+        ws.ip().to_string()
+    };
+    let url = format!("ws://{host}:{}/ingest", ws.port());
+    match (&token.path, token.generated) {
+        (Some(path), true) => {
+            println!(
+                "Generated an agent token in {} (mode 0600). Start agents with:",
+                path.display()
+            );
+            println!(
+                "  hostwatch-agent --collector {url} --token {}",
+                token.token
+            );
+        }
+        (Some(path), false) => {
+            println!("Agents connect with: hostwatch-agent --collector {url} --token-file FILE");
+            println!("  (FILE holds the token from {})", path.display());
+        }
+        (None, _) => {
+            println!("Agents connect with: hostwatch-agent --collector {url} --token-file FILE")
+        }
+    }
+}
+
+/// SIGTERM and SIGINT, as an async channel.
+fn signal_channel() -> anyhow::Result<async_channel::Receiver<i32>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    let (tx, rx) = async_channel::bounded(4);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                // After the first signal the receiver may be gone; later signals then do nothing.
+                let _ = tx.send_blocking(signal);
+            }
+        })?;
+    Ok(rx)
+}
+
+async fn tick(hub: async_channel::Sender<hub::Event>) {
+    loop {
+        smol::Timer::after(Duration::from_secs(1)).await;
+        if hub.send(hub::Event::Tick).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! A browser's WebSocket on `/live`: the same events as `/events`, as text messages. The read
+//! half stays polled for the whole connection, so pings are answered and a close is noticed.
+
+use std::time::Duration;
+
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use futures_lite::{AsyncRead, AsyncWrite, FutureExt, StreamExt};
+
+use crate::Ctx;
+use crate::events::LiveEvent;
+use crate::hub::SubscribeRequest;
+use crate::subscribe::{self, End, EventSink};
+
+struct WsSink<S> {
+    sender: async_tungstenite::WebSocketSender<S>,
+    timeout: Duration,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsSink<S> {
+    async fn send_message(&mut self, message: Message) -> Result<(), String> {
+        let send = async { self.sender.send(message).await.map_err(|e| e.to_string()) };
+        let timeout = async {
+            smol::Timer::after(self.timeout).await;
+            Err("subscriber did not read in time".to_owned())
+        };
+        send.or(timeout).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> EventSink for WsSink<S> {
+    async fn send(&mut self, event: &LiveEvent) -> Result<(), String> {
+        self.send_message(Message::text(event.json.clone())).await
+    }
+
+    async fn heartbeat(&mut self) -> Result<(), String> {
+        self.send_message(Message::Ping(Vec::new().into())).await
+    }
+}
+
+/// Streams events to one WebSocket subscriber until it leaves, lags or the collector stops.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: WebSocketStream<S>,
+    ctx: Ctx,
+    request: SubscribeRequest,
+) {
+    let addr = request.addr.clone();
+    let (sender, mut receiver) = socket.split();
+    let mut sink = WsSink {
+        sender,
+        timeout: ctx.limits.http.write_timeout,
+    };
+    let client_gone = async {
+        loop {
+            match receiver.next().await {
+                Some(Ok(Message::Close(_))) | None => return "subscriber closed".to_owned(),
+                Some(Ok(_)) => continue, // Browsers send nothing else; pings are answered by tungstenite.
+                Some(Err(err)) => return format!("read failed: {err}"),
+            }
+        }
+    };
+    let end = subscribe::pump(&ctx, request, &mut sink, client_gone).await;
+    let frame = match &end {
+        End::Lagged { last_id } => Some(CloseFrame {
+            code: CloseCode::Policy,
+            reason: format!("lagged: too slow; reconnect with since={last_id}").into(),
+        }),
+        End::ShuttingDown => Some(CloseFrame {
+            code: CloseCode::Away,
+            reason: "collector shutting down".into(),
+        }),
+        End::Gone(_) => None,
+    };
+    if let Some(frame) = frame {
+        let close = async {
+            // The subscriber may be gone already; then there is nobody to tell.
+            let _ = sink.sender.close(Some(frame)).await;
+        };
+        let give_up = async {
+            smol::Timer::after(Duration::from_secs(1)).await;
+        };
+        close.or(give_up).await;
+    }
+    log::debug!("live: {addr}: ended: {end:?}");
+}

@@ -1,0 +1,638 @@
+//! Storage: the only module that touches SQLite.
+//!
+//! One writer thread owns the read-write connection and is fed [`Command`]s over a bounded
+//! channel. It drains whatever is queued into one transaction (batched commits), and only after
+//! the commit succeeds does it answer the callers (so an agent's `Ack` always means durable)
+//! and hand the stored events to the hub for live fan-out. Readers ([`query::Reader`]) use their
+//! own read-only connections; WAL lets them read while the writer writes.
+//!
+//! Idempotency: samples are keyed by (host, seq). Agents send each host's samples in increasing
+//! sequence order, and the host's highest stored sequence number is committed in the same
+//! transaction as its samples, so anything at or below it is a duplicate and skipped.
+
+pub mod derive;
+pub mod query;
+pub mod schema;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use protocol::{Batch, Hello, Sample};
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub use derive::Point;
+
+/// Most commands folded into one transaction.
+const MAX_COMMANDS_PER_TRANSACTION: usize = 1024;
+
+/// Commands queued for the writer before senders wait.
+const QUEUE_DEPTH: usize = 4096;
+
+/// A request to the writer thread.
+pub enum Command {
+    /// Make sure a host exists, update its facts, and say where its agent should resume.
+    Register {
+        /// The agent's hello.
+        hello: Hello,
+        /// Where to send the answer.
+        reply: async_channel::Sender<Result<Registration, StoreError>>,
+    },
+    /// Store a batch of a registered host's samples.
+    Store {
+        /// The host, from its [`Registration`].
+        host_key: i64,
+        /// The samples.
+        batch: Batch,
+        /// Where to send the answer, after the commit.
+        reply: async_channel::Sender<Result<StoreResult, StoreError>>,
+    },
+    /// Record an activity event (agent connected, alert, broadcast…) and publish it.
+    Activity(Activity),
+    /// Finish the current transaction and stop.
+    Stop,
+}
+
+/// Why the storage did not store something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The input is invalid; sending it again will not help.
+    Refused(String),
+    /// The database failed or the writer stopped; nothing of the request was kept, and the
+    /// same request may succeed later.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Refused(why) | StoreError::Unavailable(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Where a registered host stands.
+#[derive(Debug, Clone, Copy)]
+pub struct Registration {
+    /// The host's key in the database.
+    pub host_key: i64,
+    /// Highest stored sequence number, where the agent resumes.
+    pub last_seq: Option<u64>,
+}
+
+/// The outcome of a stored batch.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreResult {
+    /// Everything of the host up to here is durably stored.
+    pub acked_seq: Option<u64>,
+    /// Samples newly stored (duplicates excluded).
+    pub stored: usize,
+}
+
+/// Something that happened, for the activity feed: kept in the database and published live.
+#[derive(Debug, Clone)]
+pub struct Activity {
+    /// When it happened (unix ms).
+    pub ts_ms: u64,
+    /// Event type, such as `agent_connected`.
+    pub kind: &'static str,
+    /// The host concerned, if any.
+    pub host: Option<Arc<str>>,
+    /// Further fields of the event.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What the writer hands to the hub after each commit.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    /// A newly stored sample.
+    Sample {
+        /// Its live event id.
+        eid: u64,
+        /// Its host.
+        host_id: Arc<str>,
+        /// Its derived values.
+        point: Arc<Point>,
+        /// The host's agent-side dropped count as of this sample.
+        dropped_total: u64,
+    },
+    /// A newly stored activity event.
+    Activity {
+        /// Its live event id.
+        eid: u64,
+        /// The event.
+        activity: Activity,
+    },
+}
+
+/// A host as stored, for the hub's initial state.
+#[derive(Debug, Clone)]
+pub struct HostRecord {
+    /// The agent's hello facts.
+    pub hello: Hello,
+    /// Newest stored sample's time.
+    pub last_seen_ms: Option<u64>,
+    /// Samples the agent reported dropped.
+    pub dropped_total: u64,
+    /// Newest stored point.
+    pub latest: Option<Point>,
+}
+
+/// A cheap handle to the writer thread.
+#[derive(Clone)]
+pub struct Storage {
+    tx: async_channel::Sender<Command>,
+    path: PathBuf,
+}
+
+/// Writer-side knowledge of a host, cached between batches.
+struct HostState {
+    host_id: Arc<str>,
+    last_seq: Option<u64>,
+    dropped_total: u64,
+    previous: Option<Sample>,
+}
+
+impl Storage {
+    /// Opens (creating and migrating) the database and starts the writer thread. `publish`
+    /// receives every committed event, in order.
+    pub fn open(
+        path: &Path,
+        publish: impl Fn(Vec<Stored>) + Send + 'static,
+    ) -> anyhow::Result<(Self, std::thread::JoinHandle<()>)> {
+        let mut conn = open_connection(path)?;
+        schema::migrate(&mut conn)?;
+        let (tx, rx) = async_channel::bounded(QUEUE_DEPTH);
+        let mut writer = Writer::new(conn)?;
+        let handle = std::thread::Builder::new()
+            .name("storage".into())
+            .spawn(move || writer.run(rx, publish))
+            .context("spawning the storage thread")?;
+        Ok((
+            Self {
+                tx,
+                path: path.to_owned(),
+            },
+            handle,
+        ))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Registers a host and returns where its agent resumes.
+    pub async fn register(&self, hello: Hello) -> Result<Registration, StoreError> {
+        let (reply, answer) = async_channel::bounded(1);
+        self.send(Command::Register { hello, reply }).await?;
+        answer.recv().await.map_err(|_| stopped())?
+    }
+
+    /// Registers a host from a plain thread (self-monitoring).
+    pub fn register_blocking(&self, hello: Hello) -> Result<Registration, StoreError> {
+        smol::block_on(self.register(hello))
+    }
+
+    /// Stores a batch; resolves after the commit.
+    pub async fn store(&self, host_key: i64, batch: Batch) -> Result<StoreResult, StoreError> {
+        let (reply, answer) = async_channel::bounded(1);
+        self.send(Command::Store {
+            host_key,
+            batch,
+            reply,
+        })
+        .await?;
+        answer.recv().await.map_err(|_| stopped())?
+    }
+
+    /// Stores a batch from a plain thread (self-monitoring); blocks until the commit.
+    pub fn store_blocking(&self, host_key: i64, batch: Batch) -> Result<StoreResult, StoreError> {
+        smol::block_on(self.store(host_key, batch))
+    }
+
+    /// Queues an activity event without waiting; it is published after its commit. Gives the
+    /// event back when the queue is full.
+    pub fn try_activity(&self, activity: Activity) -> Result<(), Activity> {
+        match self.tx.try_send(Command::Activity(activity)) {
+            Ok(()) => Ok(()),
+            Err(async_channel::TrySendError::Full(Command::Activity(a))) => Err(a),
+            // A stopped writer (shutdown) has no use for it.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Asks the writer to commit what it has and stop.
+    pub fn stop(&self) {
+        // A writer that is already gone has nothing left to commit.
+        let _ = self.tx.send_blocking(Command::Stop);
+    }
+
+    async fn send(&self, command: Command) -> Result<(), StoreError> {
+        self.tx.send(command).await.map_err(|_| stopped())
+    }
+
+    /// Reads every stored host, with its newest point, for the hub's initial state.
+    pub fn load_hosts(&self) -> anyhow::Result<Vec<HostRecord>> {
+        let conn = query::open_read_only(&self.path)?;
+        query::load_hosts(&conn)
+    }
+}
+
+/// A pool of read-only connections; queries run on the blocking thread pool, never on the
+/// async executor.
+#[derive(Clone)]
+pub struct Readers {
+    take: async_channel::Receiver<query::Reader>,
+    give: async_channel::Sender<query::Reader>,
+}
+
+impl Readers {
+    /// Opens `count` readers on the database.
+    pub fn open(path: &Path, count: usize) -> anyhow::Result<Self> {
+        let (give, take) = async_channel::bounded(count);
+        for _ in 0..count {
+            give.try_send(query::Reader::open(path)?)
+                .expect("the pool has room for every reader");
+        }
+        Ok(Self { take, give })
+    }
+
+    /// Runs `query` on a free reader, waiting for one if all are busy.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&query::Reader) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let reader = self
+            .take
+            .recv()
+            .await
+            .context("the reader pool is closed")?;
+        let (reader, result) = smol::unblock(move || {
+            let result = query(&reader);
+            (reader, result)
+        })
+        .await;
+        // The pool always has room for the reader it lent.
+        let _ = self.give.try_send(reader);
+        result
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable("storage stopped".into())
+}
+
+/// Opens a read-write connection with the project's settings.
+fn open_connection(path: &Path) -> anyhow::Result<Connection> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let conn = Connection::open(path)
+        .with_context(|| format!("cannot open the database {}", path.display()))?;
+    schema::configure(&conn)?;
+    Ok(conn)
+}
+
+struct Writer {
+    conn: Connection,
+    hosts: HashMap<i64, HostState>,
+    next_eid: u64,
+}
+
+/// A caller waiting for an answer, and the answer it will get after the commit.
+type Reply<T> = (
+    async_channel::Sender<Result<T, StoreError>>,
+    Result<T, StoreError>,
+);
+
+/// Replies and events of one transaction, released only after it commits.
+#[derive(Default)]
+struct Outcome {
+    store_replies: Vec<Reply<StoreResult>>,
+    register_replies: Vec<Reply<Registration>>,
+    events: Vec<Stored>,
+}
+
+impl Writer {
+    fn new(conn: Connection) -> anyhow::Result<Self> {
+        let max_sample: Option<i64> =
+            conn.query_row("SELECT max(eid) FROM samples", [], |r| r.get(0))?;
+        let max_activity: Option<i64> =
+            conn.query_row("SELECT max(eid) FROM activity", [], |r| r.get(0))?;
+        let next_eid = max_sample.unwrap_or(0).max(max_activity.unwrap_or(0)) as u64 + 1;
+        Ok(Self {
+            conn,
+            hosts: HashMap::new(),
+            next_eid,
+        })
+    }
+
+    fn run(&mut self, rx: async_channel::Receiver<Command>, publish: impl Fn(Vec<Stored>)) {
+        let mut stopping = false;
+        while !stopping {
+            let Ok(first) = rx.recv_blocking() else { break };
+            let mut commands = vec![first];
+            while commands.len() < MAX_COMMANDS_PER_TRANSACTION {
+                match rx.try_recv() {
+                    Ok(command) => commands.push(command),
+                    Err(_) => break,
+                }
+            }
+            stopping = commands.iter().any(|c| matches!(c, Command::Stop));
+            let started = Instant::now();
+            let next_eid = self.next_eid;
+            match self.apply(commands) {
+                Ok(outcome) => {
+                    let elapsed = started.elapsed();
+                    if elapsed > Duration::from_secs(1) {
+                        log::warn!("storage: a transaction took {elapsed:.1?}");
+                    }
+                    for (reply, result) in outcome.register_replies {
+                        // The caller may have gone (its agent disconnected); nothing to tell then.
+                        let _ = reply.try_send(result);
+                    }
+                    for (reply, result) in outcome.store_replies {
+                        // As above: an agent that left will get its ack from the welcome instead.
+                        let _ = reply.try_send(result);
+                    }
+                    if !outcome.events.is_empty() {
+                        publish(outcome.events);
+                    }
+                }
+                Err((err, outcome)) => {
+                    log::error!(
+                        "storage: transaction failed, nothing of it was acknowledged: {err:#}"
+                    );
+                    // The cached host state may describe rows that were rolled back.
+                    self.hosts.clear();
+                    self.next_eid = next_eid;
+                    let error = StoreError::Unavailable(format!("storage failed: {err:#}"));
+                    for (reply, _) in outcome.register_replies {
+                        let _ = reply.try_send(Err(error.clone()));
+                    }
+                    for (reply, _) in outcome.store_replies {
+                        let _ = reply.try_send(Err(error.clone()));
+                    }
+                }
+            }
+        }
+        log::debug!("storage: writer stopped");
+    }
+
+    /// Applies commands in one transaction. On failure the transaction is rolled back and the
+    /// outcome (whose replies must all become errors) is returned with the error.
+    fn apply(&mut self, commands: Vec<Command>) -> Result<Outcome, (anyhow::Error, Outcome)> {
+        let mut outcome = Outcome::default();
+        let tx = match self.conn.transaction() {
+            Ok(tx) => tx,
+            Err(err) => {
+                for command in commands {
+                    collect_reply(command, &mut outcome);
+                }
+                return Err((err.into(), outcome));
+            }
+        };
+        let mut failure = None;
+        for command in commands {
+            if failure.is_some() {
+                collect_reply(command, &mut outcome);
+                continue;
+            }
+            let result = match command {
+                Command::Register { hello, reply } => {
+                    let result = register(&tx, &mut self.hosts, &hello);
+                    let (answer, err) = split(result);
+                    outcome.register_replies.push((reply, answer));
+                    err
+                }
+                Command::Store {
+                    host_key,
+                    batch,
+                    reply,
+                } => {
+                    let result = store(
+                        &tx,
+                        &mut self.hosts,
+                        &mut self.next_eid,
+                        host_key,
+                        batch,
+                        &mut outcome.events,
+                    );
+                    let (answer, err) = split(result);
+                    outcome.store_replies.push((reply, answer));
+                    err
+                }
+                Command::Activity(activity) => {
+                    let eid = self.next_eid;
+                    let json = serde_json::Value::Object(activity.fields.clone()).to_string();
+                    let result = tx
+                        .prepare_cached("INSERT INTO activity (eid, ts_ms, kind, host, json) VALUES (?1, ?2, ?3, ?4, ?5)")
+                        .and_then(|mut stmt| {
+                            stmt.execute(params![eid as i64, activity.ts_ms as i64, activity.kind, activity.host.as_deref(), json])
+                        });
+                    match result {
+                        Ok(_) => {
+                            self.next_eid += 1;
+                            outcome.events.push(Stored::Activity { eid, activity });
+                            None
+                        }
+                        Err(err) => Some(anyhow::Error::from(err).context("recording activity")),
+                    }
+                }
+                Command::Stop => None,
+            };
+            failure = result;
+        }
+        if let Some(err) = failure {
+            // Dropping the transaction rolls it back.
+            return Err((err, outcome));
+        }
+        match tx.commit() {
+            Ok(()) => Ok(outcome),
+            Err(err) => Err((anyhow::Error::from(err).context("committing"), outcome)),
+        }
+    }
+}
+
+/// Separates a command's answer from a fatal storage error that must abort the transaction.
+/// Refusals of bad input are answers; SQLite errors are fatal.
+fn split<T>(
+    result: Result<Result<T, String>, anyhow::Error>,
+) -> (Result<T, StoreError>, Option<anyhow::Error>) {
+    match result {
+        Ok(answer) => (answer.map_err(StoreError::Refused), None),
+        Err(err) => (Err(StoreError::Unavailable(format!("{err:#}"))), Some(err)),
+    }
+}
+
+fn collect_reply(command: Command, outcome: &mut Outcome) {
+    match command {
+        Command::Register { reply, .. } => outcome.register_replies.push((reply, Err(stopped()))),
+        Command::Store { reply, .. } => outcome.store_replies.push((reply, Err(stopped()))),
+        Command::Activity(_) | Command::Stop => {}
+    }
+}
+
+fn register(
+    tx: &rusqlite::Transaction<'_>,
+    hosts: &mut HashMap<i64, HostState>,
+    hello: &Hello,
+) -> anyhow::Result<Result<Registration, String>> {
+    let now = crate::now_ms() as i64;
+    tx.prepare_cached(
+        "INSERT INTO hosts (host_id, hostname, os, kernel, arch, cpu_model, cpu_cores, memory_total_bytes,
+                            boot_time_seconds, agent_version, interval_ms, first_seen_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (host_id) DO UPDATE SET hostname = ?2, os = ?3, kernel = ?4, arch = ?5, cpu_model = ?6,
+             cpu_cores = ?7, memory_total_bytes = ?8, boot_time_seconds = ?9, agent_version = ?10, interval_ms = ?11",
+    )?
+    .execute(params![
+        hello.host_id,
+        hello.hostname,
+        hello.os,
+        hello.kernel,
+        hello.arch,
+        hello.cpu_model,
+        hello.cpu_cores,
+        hello.memory_total_bytes as i64,
+        hello.boot_time_seconds as i64,
+        hello.agent_version,
+        hello.interval_ms,
+        now
+    ])?;
+    let (host_key, last_seq, dropped_total, last_sample): (i64, Option<i64>, i64, Option<Vec<u8>>) =
+        tx.prepare_cached(
+            "SELECT id, last_seq, dropped_total, last_sample FROM hosts WHERE host_id = ?1",
+        )?
+        .query_row([&hello.host_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+    let previous = last_sample.and_then(|bytes| postcard::from_bytes::<Sample>(&bytes).ok());
+    let last_seq = last_seq.map(|s| s as u64);
+    hosts.insert(
+        host_key,
+        HostState {
+            host_id: hello.host_id.as_str().into(),
+            last_seq,
+            dropped_total: dropped_total as u64,
+            previous,
+        },
+    );
+    Ok(Ok(Registration { host_key, last_seq }))
+}
+
+fn store(
+    tx: &rusqlite::Transaction<'_>,
+    hosts: &mut HashMap<i64, HostState>,
+    next_eid: &mut u64,
+    host_key: i64,
+    batch: Batch,
+    events: &mut Vec<Stored>,
+) -> anyhow::Result<Result<StoreResult, String>> {
+    if let std::collections::hash_map::Entry::Vacant(slot) = hosts.entry(host_key) {
+        // Evicted after a failed transaction: reload from the database.
+        let row = tx
+            .prepare_cached(
+                "SELECT host_id, last_seq, dropped_total, last_sample FROM hosts WHERE id = ?1",
+            )?
+            .query_row([host_key], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<Vec<u8>>>(3)?,
+                ))
+            })
+            .optional()?;
+        let Some((host_id, last_seq, dropped_total, last_sample)) = row else {
+            return Ok(Err(format!("unknown host key {host_key}")));
+        };
+        slot.insert(HostState {
+            host_id: host_id.into(),
+            last_seq: last_seq.map(|s| s as u64),
+            dropped_total: dropped_total as u64,
+            previous: last_sample.and_then(|b| postcard::from_bytes(&b).ok()),
+        });
+    }
+    let host = hosts
+        .get_mut(&host_key)
+        .expect("host state was just ensured");
+    if batch.samples.windows(2).any(|w| w[0].seq >= w[1].seq) {
+        return Ok(Err(
+            "samples of a batch must have strictly increasing sequence numbers".into(),
+        ));
+    }
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO samples (eid, host, seq, ts_ms, cpu_percent, cores, mem_used, mem_total, mem_available,
+             swap_used, swap_total, load1, load5, load15, net_rx_bps, net_tx_bps, disk_read_bps, disk_write_bps,
+             fs_used, fs_total, processes, uptime, temp_max)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
+    )?;
+    let mut stored = 0;
+    let mut newest: Option<Sample> = None;
+    for sample in batch.samples {
+        if host.last_seq.is_some_and(|last| sample.seq <= last) {
+            continue; // Already stored: a replay after a lost ack.
+        }
+        let point = derive::derive(newest.as_ref().or(host.previous.as_ref()), &sample);
+        let eid = *next_eid;
+        let cores: Vec<u8> = point
+            .cpu_cores_percent
+            .iter()
+            .map(|p| p.round().clamp(0.0, 100.0) as u8)
+            .collect();
+        insert.execute(params![
+            eid as i64,
+            host_key,
+            sample.seq as i64,
+            sample.ts_ms as i64,
+            point.cpu_percent,
+            (!cores.is_empty()).then_some(cores),
+            point.memory_used_bytes.map(|v| v as i64),
+            point.memory_total_bytes.map(|v| v as i64),
+            point.memory_available_bytes.map(|v| v as i64),
+            point.swap_used_bytes.map(|v| v as i64),
+            point.swap_total_bytes.map(|v| v as i64),
+            point.load1,
+            point.load5,
+            point.load15,
+            point.net_rx_bytes_per_second,
+            point.net_tx_bytes_per_second,
+            point.disk_read_bytes_per_second,
+            point.disk_write_bytes_per_second,
+            point.fs_used_bytes.map(|v| v as i64),
+            point.fs_total_bytes.map(|v| v as i64),
+            point.processes,
+            point.uptime_seconds.map(|v| v as i64),
+            point.temperature_celsius,
+        ])?;
+        *next_eid += 1;
+        stored += 1;
+        host.last_seq = Some(sample.seq);
+        events.push(Stored::Sample {
+            eid,
+            host_id: host.host_id.clone(),
+            point: Arc::new(point),
+            dropped_total: batch.dropped_total,
+        });
+        newest = Some(sample);
+    }
+    if let Some(sample) = newest {
+        host.dropped_total = host.dropped_total.max(batch.dropped_total);
+        let bytes = postcard::to_allocvec(&sample).context("encoding the last sample")?;
+        tx.prepare_cached("UPDATE hosts SET last_seq = ?1, last_seen_ms = ?2, dropped_total = ?3, last_sample = ?4 WHERE id = ?5")?
+            .execute(params![sample.seq as i64, sample.ts_ms as i64, host.dropped_total as i64, bytes, host_key])?;
+        host.previous = Some(sample);
+    } else if batch.dropped_total > host.dropped_total {
+        host.dropped_total = batch.dropped_total;
+        tx.prepare_cached("UPDATE hosts SET dropped_total = ?1 WHERE id = ?2")?
+            .execute(params![host.dropped_total as i64, host_key])?;
+    }
+    Ok(Ok(StoreResult {
+        acked_seq: host.last_seq,
+        stored,
+    }))
+}

@@ -1,0 +1,373 @@
+//! The read side: queries on read-only connections, used by the HTTP API and by subscribers
+//! resuming from the database. WAL lets them run while the writer commits.
+
+use std::path::Path;
+
+use anyhow::Context;
+use protocol::Hello;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
+use serde_json::{Map, Value};
+
+use super::{HostRecord, Point};
+
+/// Columns of `samples` that make a [`Point`], in the order [`point_from_row`] reads them.
+const POINT_COLUMNS: &str = "ts_ms, cpu_percent, cores, mem_used, mem_total, mem_available, swap_used, swap_total, \
+     load1, load5, load15, net_rx_bps, net_tx_bps, disk_read_bps, disk_write_bps, fs_used, fs_total, processes, \
+     uptime, temp_max";
+
+/// A metric that can be averaged over a bucket: its JSON name and its column.
+struct Metric {
+    json: &'static str,
+    column: &'static str,
+    integer: bool,
+}
+
+const METRICS: &[Metric] = &[
+    Metric {
+        json: "cpu_percent",
+        column: "cpu_percent",
+        integer: false,
+    },
+    Metric {
+        json: "memory_used_bytes",
+        column: "mem_used",
+        integer: true,
+    },
+    Metric {
+        json: "memory_total_bytes",
+        column: "mem_total",
+        integer: true,
+    },
+    Metric {
+        json: "memory_available_bytes",
+        column: "mem_available",
+        integer: true,
+    },
+    Metric {
+        json: "swap_used_bytes",
+        column: "swap_used",
+        integer: true,
+    },
+    Metric {
+        json: "swap_total_bytes",
+        column: "swap_total",
+        integer: true,
+    },
+    Metric {
+        json: "load1",
+        column: "load1",
+        integer: false,
+    },
+    Metric {
+        json: "load5",
+        column: "load5",
+        integer: false,
+    },
+    Metric {
+        json: "load15",
+        column: "load15",
+        integer: false,
+    },
+    Metric {
+        json: "net_rx_bytes_per_second",
+        column: "net_rx_bps",
+        integer: false,
+    },
+    Metric {
+        json: "net_tx_bytes_per_second",
+        column: "net_tx_bps",
+        integer: false,
+    },
+    Metric {
+        json: "disk_read_bytes_per_second",
+        column: "disk_read_bps",
+        integer: false,
+    },
+    Metric {
+        json: "disk_write_bytes_per_second",
+        column: "disk_write_bps",
+        integer: false,
+    },
+    Metric {
+        json: "fs_used_bytes",
+        column: "fs_used",
+        integer: true,
+    },
+    Metric {
+        json: "fs_total_bytes",
+        column: "fs_total",
+        integer: true,
+    },
+    Metric {
+        json: "processes",
+        column: "processes",
+        integer: true,
+    },
+    Metric {
+        json: "uptime_seconds",
+        column: "uptime",
+        integer: true,
+    },
+    Metric {
+        json: "temperature_celsius",
+        column: "temp_max",
+        integer: false,
+    },
+];
+
+/// Opens a read-only connection.
+pub fn open_read_only(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .with_context(|| format!("cannot open {} for reading", path.display()))?;
+    super::schema::configure(&conn)?;
+    Ok(conn)
+}
+
+fn opt_u64(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<u64>> {
+    Ok(row.get::<_, Option<i64>>(index)?.map(|v| v.max(0) as u64))
+}
+
+/// Reads a [`Point`] from a row whose first columns are [`POINT_COLUMNS`].
+fn point_from_row(row: &Row<'_>) -> rusqlite::Result<Point> {
+    point_from_row_at(row, 0)
+}
+
+/// Reads a [`Point`] from [`POINT_COLUMNS`] starting at column `at`.
+fn point_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Point> {
+    let cores: Option<Vec<u8>> = row.get(at + 2)?;
+    Ok(Point {
+        ts: row.get::<_, i64>(at)?.max(0) as u64,
+        cpu_percent: row.get(at + 1)?,
+        cpu_cores_percent: cores
+            .unwrap_or_default()
+            .into_iter()
+            .map(f64::from)
+            .collect(),
+        memory_used_bytes: opt_u64(row, at + 3)?,
+        memory_total_bytes: opt_u64(row, at + 4)?,
+        memory_available_bytes: opt_u64(row, at + 5)?,
+        swap_used_bytes: opt_u64(row, at + 6)?,
+        swap_total_bytes: opt_u64(row, at + 7)?,
+        load1: row.get(at + 8)?,
+        load5: row.get(at + 9)?,
+        load15: row.get(at + 10)?,
+        net_rx_bytes_per_second: row.get(at + 11)?,
+        net_tx_bytes_per_second: row.get(at + 12)?,
+        disk_read_bytes_per_second: row.get(at + 13)?,
+        disk_write_bytes_per_second: row.get(at + 14)?,
+        fs_used_bytes: opt_u64(row, at + 15)?,
+        fs_total_bytes: opt_u64(row, at + 16)?,
+        processes: row
+            .get::<_, Option<i64>>(at + 17)?
+            .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32),
+        uptime_seconds: opt_u64(row, at + 18)?,
+        temperature_celsius: row.get(at + 19)?,
+    })
+}
+
+/// Every stored host with its newest point.
+pub fn load_hosts(conn: &Connection) -> anyhow::Result<Vec<HostRecord>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, host_id, hostname, os, kernel, arch, cpu_model, cpu_cores, memory_total_bytes,
+                boot_time_seconds, agent_version, interval_ms, last_seen_ms, dropped_total
+         FROM hosts ORDER BY hostname",
+    )?;
+    let mut latest = conn.prepare(&format!(
+        "SELECT {POINT_COLUMNS} FROM samples WHERE host = ?1 ORDER BY ts_ms DESC LIMIT 1"
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            Hello {
+                protocol_version: protocol::PROTOCOL_VERSION,
+                host_id: r.get(1)?,
+                hostname: r.get(2)?,
+                os: r.get(3)?,
+                kernel: r.get(4)?,
+                arch: r.get(5)?,
+                cpu_model: r.get(6)?,
+                cpu_cores: r.get(7)?,
+                memory_total_bytes: r.get::<_, i64>(8)?.max(0) as u64,
+                boot_time_seconds: r.get::<_, i64>(9)?.max(0) as u64,
+                agent_version: r.get(10)?,
+                interval_ms: r.get(11)?,
+            },
+            opt_u64(r, 12)?,
+            r.get::<_, i64>(13)?.max(0) as u64,
+        ))
+    })?;
+    let mut hosts = Vec::new();
+    for row in rows {
+        let (key, hello, last_seen_ms, dropped_total) = row?;
+        let point = latest.query_row([key], point_from_row).optional()?;
+        hosts.push(HostRecord {
+            hello,
+            last_seen_ms,
+            dropped_total,
+            latest: point,
+        });
+    }
+    Ok(hosts)
+}
+
+/// A read-only connection for API queries.
+pub struct Reader {
+    conn: Connection,
+}
+
+/// One host's history over a range.
+#[derive(Debug)]
+pub struct History {
+    /// Points as JSON objects, oldest first.
+    pub points: Vec<Map<String, Value>>,
+}
+
+impl Reader {
+    /// Opens a reader on the database at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        Ok(Self {
+            conn: open_read_only(path)?,
+        })
+    }
+
+    /// The database key of a host id, if the host is known.
+    pub fn host_key(&self, host_id: &str) -> anyhow::Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT id FROM hosts WHERE host_id = ?1")?
+            .query_row([host_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Raw points of a host with `from <= ts < to`, at most `limit`.
+    pub fn raw_points(
+        &self,
+        host_key: i64,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<Point>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {POINT_COLUMNS} FROM samples WHERE host = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 ORDER BY ts_ms LIMIT ?4"
+        ))?;
+        let rows = stmt.query_map(
+            rusqlite::params![host_key, from_ms as i64, to_ms as i64, limit as i64],
+            point_from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Points of a host averaged over `step_ms` buckets (aligned to multiples of the step), with
+    /// the minimum and maximum of each bucket as `NAME_min` and `NAME_max`.
+    pub fn bucketed(
+        &self,
+        host_key: i64,
+        from_ms: u64,
+        to_ms: u64,
+        step_ms: u64,
+    ) -> anyhow::Result<History> {
+        let mut select = String::from("SELECT (ts_ms / ?4) * ?4 AS bucket");
+        for m in METRICS {
+            select.push_str(&format!(", avg({c}), min({c}), max({c})", c = m.column));
+        }
+        select.push_str(
+            " FROM samples WHERE host = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY bucket ORDER BY bucket",
+        );
+        let mut stmt = self.conn.prepare_cached(&select)?;
+        let rows = stmt.query_map(
+            rusqlite::params![host_key, from_ms as i64, to_ms as i64, step_ms as i64],
+            |row| {
+                let mut point = Map::new();
+                point.insert("ts".into(), Value::from(row.get::<_, i64>(0)?));
+                for (i, m) in METRICS.iter().enumerate() {
+                    let base = 1 + i * 3;
+                    let avg: Option<f64> = row.get(base)?;
+                    let min: Option<f64> = row.get(base + 1)?;
+                    let max: Option<f64> = row.get(base + 2)?;
+                    point.insert(m.json.into(), number(avg, m.integer));
+                    point.insert(format!("{}_min", m.json), number(min, m.integer));
+                    point.insert(format!("{}_max", m.json), number(max, m.integer));
+                }
+                Ok(point)
+            },
+        )?;
+        Ok(History {
+            points: rows.collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Size of the database and its WAL, in bytes.
+    pub fn database_bytes(&self) -> anyhow::Result<u64> {
+        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+        Ok((pages * size).max(0) as u64)
+    }
+}
+
+/// A JSON number, rounded to an integer for integer metrics; `null` for `None`.
+fn number(value: Option<f64>, integer: bool) -> Value {
+    match value {
+        None => Value::Null,
+        Some(v) if integer => Value::from(v.round() as i64),
+        Some(v) => serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+    }
+}
+
+impl Reader {
+    /// Stored events (samples and activity) with an id above `after`, oldest first, at most
+    /// `limit`: how a subscriber resumes after the hub's ring of recent events.
+    pub fn events_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> anyhow::Result<Vec<crate::events::LiveEvent>> {
+        use crate::events::LiveEvent;
+        let mut samples = self.conn.prepare_cached(&format!(
+            "SELECT eid, hosts.host_id, hosts.hostname, {POINT_COLUMNS}
+             FROM samples JOIN hosts ON hosts.id = samples.host
+             WHERE eid > ?1 ORDER BY eid LIMIT ?2"
+        ))?;
+        let sample_rows =
+            samples.query_map(rusqlite::params![after as i64, limit as i64], |row| {
+                let eid = row.get::<_, i64>(0)? as u64;
+                let host_id: String = row.get(1)?;
+                let hostname: String = row.get(2)?;
+                let point = point_from_row_at(row, 3)?;
+                Ok(LiveEvent::sample(
+                    eid,
+                    &std::sync::Arc::from(host_id),
+                    &hostname,
+                    &point,
+                ))
+            })?;
+        let mut events: Vec<LiveEvent> = sample_rows.collect::<Result<_, _>>()?;
+        let mut activity = self.conn.prepare_cached(
+            "SELECT eid, ts_ms, kind, host, json FROM activity WHERE eid > ?1 ORDER BY eid LIMIT ?2",
+        )?;
+        let activity_rows =
+            activity.query_map(rusqlite::params![after as i64, limit as i64], |row| {
+                let fields = match serde_json::from_str::<Value>(&row.get::<_, String>(4)?) {
+                    Ok(Value::Object(map)) => map,
+                    _ => Map::new(),
+                };
+                let activity = super::Activity {
+                    ts_ms: row.get::<_, i64>(1)?.max(0) as u64,
+                    kind: crate::events::known_kind(&row.get::<_, String>(2)?),
+                    host: row.get::<_, Option<String>>(3)?.map(std::sync::Arc::from),
+                    fields,
+                };
+                Ok(LiveEvent::activity(row.get::<_, i64>(0)? as u64, &activity))
+            })?;
+        for event in activity_rows {
+            events.push(event?);
+        }
+        events.sort_by_key(|e| e.id);
+        events.truncate(limit);
+        Ok(events)
+    }
+}

@@ -1,0 +1,146 @@
+//! A live subscriber's side of the fan-out, shared by SSE (`/events`) and WebSocket (`/live`):
+//! subscribe at the hub, catch up from the database or the hub's ring when resuming, then
+//! forward events from the subscriber's bounded queue until it ends.
+//!
+//! Event ids only grow, so resuming is "everything with an id above the last one seen": events
+//! older than the subscription come from the database or the ring, newer ones from the queue,
+//! and any id not above the last one sent is skipped, so nothing is sent twice or missed.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_lite::FutureExt;
+
+use crate::Ctx;
+use crate::events::LiveEvent;
+use crate::hub::{self, SubscribeRequest};
+
+/// How often an idle subscriber gets a heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Events read from the database per query when resuming.
+const RESUME_CHUNK: usize = 1000;
+
+/// Most events replayed from the database; beyond that the subscriber is told to resync.
+const RESUME_MAX: usize = 100_000;
+
+/// Where events go: an SSE response or a WebSocket.
+pub trait EventSink {
+    /// Sends one event.
+    fn send(&mut self, event: &LiveEvent) -> impl Future<Output = Result<(), String>>;
+    /// Sends a keepalive.
+    fn heartbeat(&mut self) -> impl Future<Output = Result<(), String>>;
+}
+
+/// Why a subscription ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// The subscriber's queue overflowed; it should reconnect and resume after `last_id`.
+    Lagged {
+        /// The last event id it was sent.
+        last_id: u64,
+    },
+    /// The collector is shutting down.
+    ShuttingDown,
+    /// The subscriber went away or could not be written to.
+    Gone(String),
+}
+
+/// Runs a subscription until it ends. `client_gone` resolves when the client closes on its own.
+pub async fn pump(
+    ctx: &Ctx,
+    request: SubscribeRequest,
+    sink: &mut impl EventSink,
+    client_gone: impl Future<Output = String>,
+) -> End {
+    let filter = request.filter.clone();
+    let mut last = request.since.unwrap_or(0);
+    let Some(subscription) =
+        hub::ask(&ctx.hub, |reply| hub::Event::Subscribe { request, reply }).await
+    else {
+        return End::ShuttingDown;
+    };
+    let id = subscription.id;
+    let run = async {
+        if let Some(after) = subscription.from_database_after {
+            catch_up(ctx, after, &filter, sink, &mut last).await?;
+        }
+        for event in &subscription.backlog {
+            if event.id > last {
+                sink.send(event).await.map_err(End::Gone)?;
+                last = event.id;
+            }
+        }
+        loop {
+            let next = async { Some(subscription.events.recv().await) };
+            let beat = async {
+                smol::Timer::after(HEARTBEAT).await;
+                None
+            };
+            match next.or(beat).await {
+                Some(Ok(event)) => {
+                    subscription
+                        .queued_bytes
+                        .fetch_sub(event.json.len(), Ordering::Relaxed);
+                    if event.id > last {
+                        sink.send(&event).await.map_err(End::Gone)?;
+                        last = event.id;
+                    }
+                }
+                Some(Err(_)) if subscription.lagged.load(Ordering::Relaxed) => {
+                    return Err(End::Lagged { last_id: last });
+                }
+                Some(Err(_)) => return Err(End::ShuttingDown),
+                None => sink.heartbeat().await.map_err(End::Gone)?,
+            }
+        }
+    };
+    let gone = async { Err::<(), End>(End::Gone(client_gone.await)) };
+    let end = run.or(gone).await.err().unwrap_or(End::ShuttingDown);
+    // The hub has already forgotten a lagged subscriber; telling it twice is harmless.
+    let _ = ctx.hub.try_send(hub::Event::Unsubscribe { id });
+    end
+}
+
+/// Replays stored events after `after` from the database, in chunks.
+async fn catch_up(
+    ctx: &Ctx,
+    after: u64,
+    filter: &crate::events::Filter,
+    sink: &mut impl EventSink,
+    last: &mut u64,
+) -> Result<(), End> {
+    let mut replayed = 0;
+    let mut cursor = after;
+    loop {
+        let from = cursor;
+        let chunk = ctx
+            .readers
+            .run(move |reader| reader.events_after(from, RESUME_CHUNK))
+            .await
+            .map_err(|e| End::Gone(format!("cannot read past events: {e:#}")))?;
+        let done = chunk.len() < RESUME_CHUNK;
+        for event in &chunk {
+            cursor = event.id;
+            if filter.matches(event) && event.id > *last {
+                sink.send(event).await.map_err(End::Gone)?;
+                *last = event.id;
+            }
+        }
+        // Events filtered out still count as seen, so a resume never scans them again.
+        *last = (*last).max(cursor);
+        replayed += chunk.len();
+        if done {
+            return Ok(());
+        }
+        if replayed >= RESUME_MAX {
+            let notice = LiveEvent::notice(
+                "resync",
+                "too many missed events to replay; reload the data",
+            );
+            sink.send(&notice).await.map_err(End::Gone)?;
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The WebSocket listener (`--ws`): accepts connections, performs the upgrade with a time limit,
+//! authenticates at the upgrade (HTTP 401 before any WebSocket exists), and routes by exact path:
+//! agents to [`crate::ingest`] at `/ingest`, browsers to [`crate::live`] at `/live`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use async_tungstenite::tungstenite::http::{self, StatusCode};
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
+
+use crate::Ctx;
+use crate::events::Filter;
+use crate::http::ActiveGuard;
+use crate::hub::SubscribeRequest;
+
+/// Where an upgrade request goes.
+enum Route {
+    Ingest,
+    Live(SubscribeRequest),
+}
+
+/// Accepts WebSocket connections until shutdown.
+pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<AtomicUsize>) {
+    loop {
+        let accept = async { Some(listener.accept().await) };
+        let stop = async {
+            // Resolves when the shutdown channel closes.
+            let _ = ctx.shutdown.recv().await;
+            None
+        };
+        let Some(accepted) = accept.or(stop).await else {
+            return;
+        };
+        let (stream, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                log::warn!("ws: accept failed: {err}");
+                smol::Timer::after(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if active.load(Ordering::Relaxed) >= ctx.limits.max_ws_connections {
+            log::warn!(
+                "ws: refusing {addr}: {} connections open",
+                ctx.limits.max_ws_connections
+            );
+            continue; // Dropping the stream closes it.
+        }
+        if let Err(err) = stream.set_nodelay(true) {
+            log::debug!("ws: set_nodelay for {addr}: {err}");
+        }
+        let guard = ActiveGuard::new(active.clone());
+        let ctx = ctx.clone();
+        // Each connection ends on its own (timeouts, close, shutdown); nothing needs to join it.
+        smol::spawn(async move {
+            let _guard = guard;
+            handle(stream, addr, ctx).await;
+        })
+        .detach();
+    }
+}
+
+// The upgrade callback's error type is tungstenite's `ErrorResponse`, an HTTP response.
+#[allow(clippy::result_large_err)]
+async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    addr: SocketAddr,
+    ctx: Ctx,
+) {
+    let mut route = None;
+    let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        let (decided, result) = decide(request, response, &ctx, addr);
+        route = decided;
+        result
+    };
+    // The protocol's limits are in force from the first frame, whatever the route.
+    let handshake =
+        async_tungstenite::accept_hdr_async_with_config(stream, callback, Some(protocol_config()));
+    let timeout = async {
+        smol::Timer::after(ctx.limits.handshake_timeout).await;
+        Err(async_tungstenite::tungstenite::Error::Io(
+            std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"),
+        ))
+    };
+    let socket = match handshake.or(timeout).await {
+        Ok(socket) => socket,
+        Err(err) => {
+            log::debug!("ws: {addr}: upgrade failed: {err}");
+            return;
+        }
+    };
+    match route {
+        Some(Route::Ingest) => crate::ingest::serve(socket, addr, ctx).await,
+        Some(Route::Live(request)) => crate::live::serve(socket, ctx, request).await,
+        None => {}
+    }
+}
+
+/// WebSocket limits: the protocol's maximum message and frame sizes, not tungstenite's 64 MiB.
+fn protocol_config() -> WebSocketConfig {
+    agent::net::websocket_config()
+}
+
+fn reject(status: StatusCode, message: &str) -> ErrorResponse {
+    let mut response = http::Response::new(Some(format!("{message}\n")));
+    *response.status_mut() = status;
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            http::header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer realm=\"hostwatch\""),
+        );
+    }
+    response
+}
+
+/// Decides where an upgrade goes, or refuses it with a status.
+#[allow(clippy::result_large_err)]
+fn decide(
+    request: &Request,
+    response: Response,
+    ctx: &Ctx,
+    addr: SocketAddr,
+) -> (Option<Route>, Result<Response, ErrorResponse>) {
+    let uri = request.uri();
+    let header =
+        |name: http::header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());
+    match uri.path() {
+        "/ingest" => {
+            if !ctx.agent_auth.accepts(header(http::header::AUTHORIZATION)) {
+                log::warn!("ws: {addr}: agent refused at the upgrade: invalid or missing token");
+                return (
+                    None,
+                    Err(reject(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid or missing agent token",
+                    )),
+                );
+            }
+            (Some(Route::Ingest), Ok(response))
+        }
+        "/live" => {
+            let pairs: Vec<(String, String)> =
+                form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+                    .into_owned()
+                    .collect();
+            let since = match pairs.iter().find(|(k, _)| k == "since") {
+                None => None,
+                Some((_, v)) => match v.parse::<u64>() {
+                    Ok(id) => Some(id),
+                    Err(_) => {
+                        return (
+                            None,
+                            Err(reject(StatusCode::BAD_REQUEST, "since must be an event id")),
+                        );
+                    }
+                },
+            };
+            let request = SubscribeRequest {
+                filter: Filter::from_query(&pairs),
+                since,
+                transport: "websocket",
+                addr: addr.to_string(),
+            };
+            (Some(Route::Live(request)), Ok(response))
+        }
+        _ => (
+            None,
+            Err(reject(
+                StatusCode::NOT_FOUND,
+                "no such endpoint (use /ingest or /live)",
+            )),
+        ),
+    }
+}
