@@ -1,0 +1,564 @@
+//! Helpers for black-box tests of the real `hostwatch-collector` and `hostwatch-agent` binaries:
+//! start them on free ports (port 0) with temporary state, talk to them over real sockets, and
+//! stop them. Every wait has a hard timeout; a child is killed when its handle is dropped.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use async_tungstenite::tungstenite;
+
+/// The workspace's target directory for this test build (`target/debug`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/debug/deps/<test> → target/debug
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_owned()
+}
+
+/// Path of a workspace binary, built (once per test process) so it is never stale.
+pub fn binary(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "agent",
+                "-p",
+                "collector",
+                "--bins",
+            ])
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "cargo build of the binaries failed");
+    });
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
+/// Lines a child wrote to stderr, kept for assertions and for failure reports.
+#[derive(Clone, Default)]
+pub struct Log(Arc<Mutex<Vec<String>>>);
+
+impl Log {
+    /// All lines so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().expect("log lock").clone()
+    }
+
+    /// Whether any line contains `needle`.
+    pub fn contains(&self, needle: &str) -> bool {
+        self.lines().iter().any(|l| l.contains(needle))
+    }
+}
+
+fn capture(
+    stream: impl Read + Send + 'static,
+    log: Log,
+    name: String,
+    lines_tx: Option<mpsc::Sender<String>>,
+) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { return };
+            if std::env::var_os("HOSTWATCH_TEST_ECHO").is_some() {
+                eprintln!("[{name}] {line}");
+            }
+            if let Some(tx) = &lines_tx {
+                // The test may have stopped listening; the line is still logged.
+                let _ = tx.send(line.clone());
+            }
+            log.0.lock().expect("log lock").push(line);
+        }
+    });
+}
+
+/// Sends a signal to a child with `kill(1)` (this crate forbids unsafe code, so no libc).
+pub fn signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+/// Waits for a child to exit, up to `timeout`.
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A running `hostwatch-collector`.
+pub struct Collector {
+    /// The process.
+    pub child: Child,
+    /// Its HTTP address.
+    pub http: SocketAddr,
+    /// Its WebSocket address.
+    pub ws: SocketAddr,
+    /// Its database.
+    pub db: PathBuf,
+    /// Its stderr.
+    pub log: Log,
+    /// Its stdout.
+    pub stdout: Log,
+}
+
+impl Collector {
+    /// Starts a collector on free loopback ports with its database in `dir`.
+    pub fn spawn(dir: &Path, extra: &[&str]) -> Self {
+        Self::spawn_on(dir, "127.0.0.1:0", "127.0.0.1:0", extra)
+    }
+
+    /// Starts a collector on the given addresses (to restart one on its old ports).
+    pub fn spawn_on(dir: &Path, http: &str, ws: &str, extra: &[&str]) -> Self {
+        let db = dir.join("hostwatch.db");
+        let mut child = Command::new(binary("hostwatch-collector"))
+            .args(["--http", http, "--ws", ws, "--db"])
+            .arg(&db)
+            .args(extra)
+            .env("HOSTWATCH_COLLECTOR_LOG_LEVEL", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning hostwatch-collector");
+        let log = Log::default();
+        let stdout = Log::default();
+        let (tx, rx) = mpsc::channel();
+        capture(
+            child.stderr.take().expect("stderr"),
+            log.clone(),
+            "collector".into(),
+            Some(tx),
+        );
+        capture(
+            child.stdout.take().expect("stdout"),
+            stdout.clone(),
+            "collector stdout".into(),
+            None,
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (http, ws) = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addrs) = parse_listening(&line) {
+                        break addrs;
+                    }
+                }
+                Err(_) => {
+                    // Reap it so the report says how it ended.
+                    let status = child.try_wait().ok().flatten();
+                    panic!(
+                        "collector did not report its addresses (exit: {status:?}); log:\n{}",
+                        log.lines().join("\n")
+                    );
+                }
+            }
+        };
+        Self {
+            child,
+            http,
+            ws,
+            db,
+            log,
+            stdout,
+        }
+    }
+
+    /// The agent ingest URL.
+    pub fn ingest_url(&self) -> String {
+        format!("ws://{}/ingest", self.ws)
+    }
+
+    /// The token file the collector generated beside its database.
+    pub fn token(&self) -> String {
+        let path = PathBuf::from(format!("{}.agent-token", self.db.display()));
+        std::fs::read_to_string(&path)
+            .expect("token file")
+            .trim()
+            .to_owned()
+    }
+
+    /// `GET path` on the HTTP address, parsed as JSON.
+    pub fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = http(self.http, "GET", path, &[], b"");
+        let value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        (response.status, value)
+    }
+
+    /// The host with `id` from `/api/hosts`, if listed.
+    pub fn host(&self, id: &str) -> Option<Value> {
+        let (status, hosts) = self.get_json("/api/hosts");
+        assert_eq!(status, 200);
+        hosts.as_array()?.iter().find(|h| h["id"] == id).cloned()
+    }
+
+    /// Stops it with SIGTERM and returns its exit status (panics if it takes over 10 s).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(&self.child, "TERM");
+        wait_exit(&mut self.child, Duration::from_secs(10))
+            .expect("collector did not exit within 10 s of SIGTERM")
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        // Already exited children make these fail harmlessly.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- collector log ---\n{}", self.log.lines().join("\n"));
+        }
+    }
+}
+
+/// Reads the HTTP and WS addresses from the collector's "listening" log line.
+fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let after = |marker: &str| -> Option<SocketAddr> {
+        let rest = &line[line.find(marker)? + marker.len()..];
+        rest[..rest.find('/')?].parse().ok()
+    };
+    Some((after("http://")?, after("ws://")?))
+}
+
+/// A running `hostwatch-agent`.
+pub struct Agent {
+    /// The process.
+    pub child: Child,
+    /// Its stderr.
+    pub log: Log,
+}
+
+impl Agent {
+    /// Starts an agent for `host_id` that pushes to `url` with `token`, spooling in `spool`.
+    pub fn spawn(url: &str, token: &str, host_id: &str, spool: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(binary("hostwatch-agent"))
+            .args([
+                "--collector",
+                url,
+                "--host-id",
+                host_id,
+                "--log-level",
+                "debug",
+                "--spool-dir",
+            ])
+            .arg(spool)
+            .args(extra)
+            .env("HOSTWATCH_TOKEN", token)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawning hostwatch-agent");
+        let log = Log::default();
+        capture(
+            child.stderr.take().expect("stderr"),
+            log.clone(),
+            format!("agent {host_id}"),
+            None,
+        );
+        Self { child, log }
+    }
+
+    /// Stops it with SIGTERM and returns its exit status (panics if it takes over 10 s).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        signal(&self.child, "TERM");
+        wait_exit(&mut self.child, Duration::from_secs(10))
+            .expect("agent did not exit within 10 s of SIGTERM")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // Already exited children make these fail harmlessly.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- agent log ---\n{}", self.log.lines().join("\n"));
+        }
+    }
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct HttpResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// First value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`, read to the end (10 s timeout).
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("write");
+    stream.write_all(body).expect("write body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read response");
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> HttpResponse {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    /// `id:` field.
+    pub id: Option<String>,
+    /// `event:` field.
+    pub event: String,
+    /// `data:` field, parsed as JSON.
+    pub data: Value,
+}
+
+/// A streaming SSE client on a real socket.
+pub struct SseClient {
+    reader: BufReader<TcpStream>,
+    /// `retry:` value the server sent, if any.
+    pub retry: Option<u64>,
+}
+
+impl SseClient {
+    /// Opens `GET path` with optional extra headers such as `Last-Event-ID`.
+    pub fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Self {
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut request =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).expect("write");
+        let mut reader = BufReader::new(stream);
+        let mut status_line = String::new();
+        reader.read_line(&mut status_line).expect("status line");
+        assert!(status_line.contains(" 200 "), "SSE status: {status_line}");
+        let mut content_type = String::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("header");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+            if line.to_ascii_lowercase().starts_with("content-type:") {
+                content_type = line.to_ascii_lowercase();
+            }
+        }
+        assert!(
+            content_type.contains("text/event-stream"),
+            "content type: {content_type}"
+        );
+        Self {
+            reader,
+            retry: None,
+        }
+    }
+
+    /// The next event (comments and `retry:` are consumed on the way). `None` at end of stream.
+    pub fn next_event(&mut self) -> Option<SseEvent> {
+        let (mut id, mut event, mut data) = (None, String::from("message"), String::new());
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).ok()? == 0 {
+                return None;
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if data.is_empty() {
+                    continue;
+                }
+                let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
+                return Some(SseEvent { id, event, data });
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line
+                .split_once(':')
+                .map_or((line, ""), |(f, v)| (f, v.strip_prefix(' ').unwrap_or(v)));
+            match field {
+                "id" => id = Some(value.to_owned()),
+                "event" => event = value.to_owned(),
+                "data" => data.push_str(value),
+                "retry" => self.retry = value.parse().ok(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads events until one satisfies `pred`, up to `timeout`.
+    pub fn until(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&SseEvent) -> bool,
+    ) -> SseEvent {
+        let deadline = Instant::now() + timeout;
+        loop {
+            assert!(
+                Instant::now() < deadline,
+                "no matching SSE event within {timeout:?}"
+            );
+            let event = self.next_event().expect("SSE stream ended");
+            if pred(&event) {
+                return event;
+            }
+        }
+    }
+}
+
+/// A WebSocket connection to `/live` (or anywhere), blocking.
+pub type WsClient = tungstenite::WebSocket<TcpStream>;
+
+/// Opens a WebSocket to `ws://addr{path}` with extra request headers. Returns the HTTP status
+/// of a refused upgrade as `Err`.
+pub fn ws_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<WsClient, u16> {
+    use tungstenite::client::IntoClientRequest;
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut request = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("request");
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            tungstenite::http::HeaderValue::from_str(value).expect("header value"),
+        );
+    }
+    match tungstenite::client::client(request, stream) {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(response))) => {
+            Err(response.status().as_u16())
+        }
+        Err(err) => panic!("WebSocket handshake failed: {err}"),
+    }
+}
+
+/// Reads text messages from a WebSocket until one, parsed as JSON, satisfies `pred`.
+pub fn ws_until(
+    socket: &mut WsClient,
+    timeout: Duration,
+    mut pred: impl FnMut(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no matching WebSocket message within {timeout:?}"
+        );
+        match socket.read().expect("WebSocket read") {
+            tungstenite::Message::Text(text) => {
+                let value: Value = serde_json::from_str(&text).expect("JSON message");
+                if pred(&value) {
+                    return value;
+                }
+            }
+            tungstenite::Message::Close(frame) => panic!("WebSocket closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// A temporary directory for one test's state.
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("hostwatch-test-")
+        .tempdir()
+        .expect("temp dir")
+}
