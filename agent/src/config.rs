@@ -15,104 +15,61 @@ const DEFAULT_SPOOL_SECONDS: u64 = 3600;
 
 /// Every key the agent understands.
 pub const KEYS: &[Key] = &[
-    Key {
-        name: "collector",
-        takes_value: true,
-        cli_only: false,
-        value_name: "URL",
-        help: "collector ingest URL, ws://HOST:8701/ingest or wss://…",
-    },
-    Key {
-        name: "token",
-        takes_value: true,
-        cli_only: false,
-        value_name: "TOKEN",
-        help: "agent token (prefer --token-file: flags show in ps)",
-    },
-    Key {
-        name: "token_file",
-        takes_value: true,
-        cli_only: false,
-        value_name: "PATH",
-        help: "file holding the agent token",
-    },
-    Key {
-        name: "host_id",
-        takes_value: true,
-        cli_only: false,
-        value_name: "ID",
-        help: "stable host id [default: /etc/machine-id]",
-    },
-    Key {
-        name: "interval",
-        takes_value: true,
-        cli_only: false,
-        value_name: "DURATION",
-        help: "sampling interval [default: 1s]",
-    },
-    Key {
-        name: "spool_dir",
-        takes_value: true,
-        cli_only: false,
-        value_name: "PATH",
-        help: "unacknowledged samples survive restarts here [default: $STATE_DIRECTORY or ./hostwatch-agent-spool]",
-    },
-    Key {
-        name: "spool_max",
-        takes_value: true,
-        cli_only: false,
-        value_name: "SAMPLES",
-        help: "most samples kept while the collector is away [default: one hour]",
-    },
-    Key {
-        name: "ca_file",
-        takes_value: true,
-        cli_only: false,
-        value_name: "PATH",
-        help: "PEM CA certificates to trust for wss:// (instead of the system's)",
-    },
-    Key {
-        name: "log_level",
-        takes_value: true,
-        cli_only: false,
-        value_name: "LEVEL",
-        help: "error, warn, info, debug or trace [default: info]",
-    },
-    Key {
-        name: "config",
-        takes_value: true,
-        cli_only: true,
-        value_name: "PATH",
-        help: "TOML file with any of the keys above (snake_case)",
-    },
-    Key {
-        name: "once",
-        takes_value: false,
-        cli_only: true,
-        value_name: "",
-        help: "print one sample as JSON and exit",
-    },
-    Key {
-        name: "check_config",
-        takes_value: false,
-        cli_only: true,
-        value_name: "",
-        help: "check the configuration, print it (token hidden) and exit",
-    },
-    Key {
-        name: "help",
-        takes_value: false,
-        cli_only: true,
-        value_name: "",
-        help: "print this help and exit",
-    },
-    Key {
-        name: "version",
-        takes_value: false,
-        cli_only: true,
-        value_name: "",
-        help: "print the version and exit",
-    },
+    Key::value(
+        "collector",
+        "URL",
+        "collector ingest URL, ws://HOST:8701/ingest or wss://…",
+    ),
+    Key::value(
+        "token",
+        "TOKEN",
+        "agent token (prefer --token-file: flags show in ps)",
+    ),
+    Key::value("token_file", "PATH", "file holding the agent token"),
+    Key::value("host_id", "ID", "stable host id [default: /etc/machine-id]"),
+    Key::value("interval", "DURATION", "sampling interval [default: 1s]"),
+    Key::value(
+        "spool_dir",
+        "PATH",
+        "unacknowledged samples survive restarts here \
+         [default: $STATE_DIRECTORY or ./hostwatch-agent-spool]",
+    ),
+    Key::value(
+        "spool_max",
+        "SAMPLES",
+        "most samples kept while the collector is away [default: one hour]",
+    ),
+    Key::value(
+        "ca_file",
+        "PATH",
+        "PEM CA certificates to trust for wss:// (instead of the system's)",
+    ),
+    Key::value(
+        "log_level",
+        "LEVEL",
+        "error, warn, info, debug or trace [default: info]",
+    ),
+    Key::value(
+        "config",
+        "PATH",
+        "TOML file with any of the keys above (snake_case)",
+    )
+    .cli_only(),
+    Key::switch("once", "print one sample as JSON and exit").cli_only(),
+    Key::switch(
+        "check_config",
+        "check the configuration, print it (token hidden) and exit",
+    )
+    .cli_only(),
+    Key::value(
+        "root",
+        "DIR",
+        "install: install under DIR instead of / (images, tests)",
+    )
+    .cli_only(),
+    Key::switch("no_start", "install: do not run systemctl enable --now").cli_only(),
+    Key::switch("help", "print this help and exit").cli_only(),
+    Key::switch("version", "print the version and exit").cli_only(),
 ];
 
 /// What the agent was asked to do.
@@ -128,6 +85,13 @@ pub enum Command {
     Help,
     /// Print the version.
     Version,
+    /// Install the binary, configuration and systemd unit.
+    Install {
+        /// Where `/` is (another root for images and tests).
+        root: PathBuf,
+        /// Whether to run `systemctl enable --now` afterwards.
+        start: bool,
+    },
 }
 
 /// The validated configuration.
@@ -151,6 +115,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     /// Log level name.
     pub log_level: String,
+    /// Keys some layer set explicitly (the rest are defaults), for `install`.
+    pub given: Vec<&'static str>,
 }
 
 impl std::fmt::Debug for Config {
@@ -184,10 +150,21 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let state_directory = env("STATE_DIRECTORY");
         let settings = Settings::load(KEYS, args, env, ENV_PREFIX)?;
-        if let Some(word) = settings.positional.first() {
+        let install = match settings.positional.as_slice() {
+            [] => false,
+            [word] if word == "install" => true,
+            [word, ..] => {
+                return Err(ConfigError::new(
+                    word.as_str(),
+                    "unexpected argument (see --help)",
+                ));
+            }
+        };
+        if !install && (settings.source("root").is_some() || settings.source("no_start").is_some())
+        {
             return Err(ConfigError::new(
-                word.as_str(),
-                "unexpected argument (see --help)",
+                "root",
+                "--root and --no-start only apply to `install`",
             ));
         }
         let command = if settings.switch("help")? {
@@ -198,6 +175,13 @@ impl Config {
             Command::Once
         } else if settings.switch("check_config")? {
             Command::CheckConfig
+        } else if install {
+            Command::Install {
+                root: settings
+                    .get("root")
+                    .map_or_else(|| PathBuf::from("/"), PathBuf::from),
+                start: !settings.switch("no_start")?,
+            }
         } else {
             Command::Run
         };
@@ -234,9 +218,17 @@ impl Config {
             log_level: settings
                 .typed("log_level", parse_log_level)?
                 .unwrap_or_else(|| "info".into()),
+            given: KEYS
+                .iter()
+                .map(|k| k.name)
+                .filter(|k| settings.source(k).is_some())
+                .collect(),
             command,
         };
-        if config.command == Command::Run || config.command == Command::CheckConfig {
+        if matches!(
+            config.command,
+            Command::Run | Command::CheckConfig | Command::Install { .. }
+        ) {
             if config.collector.is_none() {
                 return Err(ConfigError::new(
                     "collector",
@@ -275,6 +267,7 @@ impl Config {
             spool_max: 0,
             ca_file: None,
             log_level: "info".into(),
+            given: Vec::new(),
         }
     }
 
@@ -283,7 +276,11 @@ impl Config {
         format!(
             "hostwatch-agent {} — samples this host and pushes the metrics to a hostwatch collector\n\n\
              Usage: hostwatch-agent --collector URL --token-file PATH [OPTIONS]\n\
+             \u{20}      hostwatch-agent install --collector URL --token-file PATH [--root DIR] [--no-start] [OPTIONS]\n\
              \u{20}      hostwatch-agent --once\n\n\
+             `install` places the binary in /usr/local/bin, the configuration (token included, mode 0600)\n\
+             in /etc/hostwatch/agent.toml and the hardened unit in /etc/systemd/system, then runs\n\
+             `systemctl enable --now hostwatch-agent`.\n\n\
              Options (flags win over environment variables, which win over --config):\n{}\n\
              Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on a runtime failure, 2 on bad configuration.\n",
             env!("CARGO_PKG_VERSION"),

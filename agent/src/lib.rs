@@ -7,11 +7,13 @@
 
 pub mod backoff;
 pub mod config;
+pub mod install;
 pub mod logging;
 pub mod net;
 pub mod sampler;
 pub mod settings;
 pub mod spool;
+pub mod systemd;
 pub mod transport;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -61,6 +63,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         timeout: Duration::from_secs(10),
     };
     let transport = Transport::new(target, hello, spool, Timing::for_interval(config.interval));
+    systemd::ready("sampling; connecting to the collector");
     let spool = smol::block_on(transport.run(rx))?;
     log::info!(
         "stopped; {} samples spooled for the next start",

@@ -36,6 +36,15 @@ fn main() -> ExitCode {
             );
             return ExitCode::SUCCESS;
         }
+        Command::Install { ref root, start } => {
+            return match agent::install::install(&config, root, start) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("hostwatch-agent: install failed: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Run => {}
     }
     if let Err(err) = agent::logging::init(&config.log_level) {

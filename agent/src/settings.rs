@@ -26,6 +26,38 @@ pub struct Key {
     pub help: &'static str,
 }
 
+impl Key {
+    /// A key that takes a value, settable in every layer.
+    pub const fn value(name: &'static str, value_name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            takes_value: true,
+            cli_only: false,
+            value_name,
+            help,
+        }
+    }
+
+    /// A switch, settable in every layer.
+    pub const fn switch(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            takes_value: false,
+            cli_only: false,
+            value_name: "",
+            help,
+        }
+    }
+
+    /// The same key, but only on the command line.
+    pub const fn cli_only(self) -> Self {
+        Self {
+            cli_only: true,
+            ..self
+        }
+    }
+}
+
 /// Where a value came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {

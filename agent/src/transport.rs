@@ -114,6 +114,7 @@ pub struct Transport {
     down_since: Option<Instant>,
     last_refusal: Option<String>,
     flush_deadline: Option<Instant>,
+    watchdog: crate::systemd::Watchdog,
 }
 
 impl Transport {
@@ -130,6 +131,7 @@ impl Transport {
             down_since: None,
             last_refusal: None,
             flush_deadline: None,
+            watchdog: crate::systemd::Watchdog::from_env(),
         }
     }
 
@@ -137,6 +139,9 @@ impl Transport {
     pub async fn run(mut self, inputs: async_channel::Receiver<Input>) -> anyhow::Result<Spool> {
         let mut state = self.connect();
         loop {
+            // The loop turns at least once per sample and at every watchdog deadline, so a pet
+            // here proves it is not stuck.
+            self.watchdog.pet_if_due();
             if let Some(deadline) = self.flush_deadline {
                 let flushed = self.spool.is_empty();
                 if flushed || Instant::now() >= deadline || !matches!(state, State::Connected(_)) {
@@ -188,15 +193,16 @@ impl Transport {
                 Err(_) => Wake::Input(None),
             }
         };
-        let flush_timer = async {
-            match self.flush_deadline {
-                Some(deadline) => {
-                    Timer::at(deadline).await;
+        let timer = |at: Option<Instant>| async move {
+            match at {
+                Some(at) => {
+                    Timer::at(at).await;
                     Wake::Tick
                 }
                 None => std::future::pending().await,
             }
         };
+        let flush_timer = timer(self.flush_deadline).or(timer(self.watchdog.due()));
         let other = async {
             match state {
                 State::Waiting { until } => {
@@ -269,6 +275,7 @@ impl Transport {
         self.backoff.reset();
         self.failures = 0;
         self.last_refusal = None;
+        crate::systemd::status(&format!("connected to {}", self.target.url));
         let (sender, receiver) = socket.split();
         let (tx, incoming) = async_channel::bounded(64);
         let reader = smol::spawn(read_loop(receiver, tx));
@@ -287,6 +294,7 @@ impl Transport {
     fn failed(&mut self, err: ConnectError) -> State {
         self.failures += 1;
         self.down_since.get_or_insert_with(Instant::now);
+        crate::systemd::status(&format!("cannot reach the collector ({err}); spooling"));
         let delay = if err.needs_operator() {
             let text = err.to_string();
             // Say it once, clearly; repeats of the same refusal go to debug.

@@ -13,83 +13,46 @@ pub const ENV_PREFIX: &str = "HOSTWATCH_COLLECTOR_";
 
 /// Every key the collector understands.
 pub const KEYS: &[Key] = &[
-    Key {
-        name: "http",
-        takes_value: true,
-        cli_only: false,
-        value_name: "ADDR",
-        help: "page, API and /events [default: 0.0.0.0:8700]",
-    },
-    Key {
-        name: "ws",
-        takes_value: true,
-        cli_only: false,
-        value_name: "ADDR",
-        help: "WebSockets: agents at /ingest, browsers at /live [default: 0.0.0.0:8701]",
-    },
-    Key {
-        name: "db",
-        takes_value: true,
-        cli_only: false,
-        value_name: "PATH",
-        help: "SQLite database [default: ./hostwatch.db]",
-    },
-    Key {
-        name: "agent_token",
-        takes_value: true,
-        cli_only: false,
-        value_name: "TOKEN",
-        help: "token agents must present (prefer --agent-token-file)",
-    },
-    Key {
-        name: "agent_token_file",
-        takes_value: true,
-        cli_only: false,
-        value_name: "PATH",
-        help: "file holding the agent token [default: generated beside the database]",
-    },
-    Key {
-        name: "no_self_monitor",
-        takes_value: false,
-        cli_only: false,
-        value_name: "",
-        help: "do not monitor the collector's own host",
-    },
-    Key {
-        name: "self_interval",
-        takes_value: true,
-        cli_only: false,
-        value_name: "DURATION",
-        help: "sampling interval of the self-monitoring [default: 1s]",
-    },
-    Key {
-        name: "log_level",
-        takes_value: true,
-        cli_only: false,
-        value_name: "LEVEL",
-        help: "error, warn, info, debug or trace [default: info]",
-    },
-    Key {
-        name: "config",
-        takes_value: true,
-        cli_only: true,
-        value_name: "PATH",
-        help: "TOML file with any of the keys above (snake_case)",
-    },
-    Key {
-        name: "help",
-        takes_value: false,
-        cli_only: true,
-        value_name: "",
-        help: "print this help and exit",
-    },
-    Key {
-        name: "version",
-        takes_value: false,
-        cli_only: true,
-        value_name: "",
-        help: "print the version and exit",
-    },
+    Key::value(
+        "http",
+        "ADDR",
+        "page, API and /events [default: 0.0.0.0:8700]",
+    ),
+    Key::value(
+        "ws",
+        "ADDR",
+        "WebSockets: agents at /ingest, browsers at /live [default: 0.0.0.0:8701]",
+    ),
+    Key::value("db", "PATH", "SQLite database [default: ./hostwatch.db]"),
+    Key::value(
+        "agent_token",
+        "TOKEN",
+        "token agents must present (prefer --agent-token-file)",
+    ),
+    Key::value(
+        "agent_token_file",
+        "PATH",
+        "file holding the agent token [default: DB.agent-token, generated on first start]",
+    ),
+    Key::switch("no_self_monitor", "do not monitor the collector's own host"),
+    Key::value(
+        "self_interval",
+        "DURATION",
+        "sampling interval of the self-monitoring [default: 1s]",
+    ),
+    Key::value(
+        "log_level",
+        "LEVEL",
+        "error, warn, info, debug or trace [default: info]",
+    ),
+    Key::value(
+        "config",
+        "PATH",
+        "TOML file with any of the keys above (snake_case)",
+    )
+    .cli_only(),
+    Key::switch("help", "print this help and exit").cli_only(),
+    Key::switch("version", "print the version and exit").cli_only(),
 ];
 
 /// Where the agent token comes from.

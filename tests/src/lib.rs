@@ -562,3 +562,37 @@ pub fn temp_dir() -> tempfile::TempDir {
         .tempdir()
         .expect("temp dir")
 }
+
+/// Milliseconds since the Unix epoch, as the binaries stamp samples.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+/// Whether slow tests (outages of tens of seconds) should run: `HOSTWATCH_SLOW_TESTS=1`, which
+/// `scripts/test.sh` and CI set. Prints why when they do not, so a skip is never silent.
+pub fn slow_tests_enabled(test: &str) -> bool {
+    let enabled = std::env::var("HOSTWATCH_SLOW_TESTS").is_ok_and(|v| v == "1");
+    if !enabled {
+        eprintln!("SKIPPED {test}: a slow test; set HOSTWATCH_SLOW_TESTS=1 (scripts/test.sh does)");
+    }
+    enabled
+}
+
+/// `(seq, ts_ms)` of every stored sample of a host, in sequence order, read from the database.
+pub fn stored_samples(db: &Path, host_id: &str) -> Vec<(u64, u64)> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open db");
+    let mut stmt = conn
+        .prepare("SELECT seq, ts_ms FROM samples JOIN hosts ON hosts.id = samples.host WHERE hosts.host_id = ?1 ORDER BY seq")
+        .expect("prepare");
+    let rows = stmt
+        .query_map([host_id], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+        })
+        .expect("query");
+    rows.collect::<Result<_, _>>().expect("rows")
+}
