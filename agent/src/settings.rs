@@ -29,32 +29,17 @@ pub struct Key {
 impl Key {
     /// A key that takes a value, settable in every layer.
     pub const fn value(name: &'static str, value_name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            takes_value: true,
-            cli_only: false,
-            value_name,
-            help,
-        }
+        Self { name, takes_value: true, cli_only: false, value_name, help }
     }
 
     /// A switch, settable in every layer.
     pub const fn switch(name: &'static str, help: &'static str) -> Self {
-        Self {
-            name,
-            takes_value: false,
-            cli_only: false,
-            value_name: "",
-            help,
-        }
+        Self { name, takes_value: false, cli_only: false, value_name: "", help }
     }
 
     /// The same key, but only on the command line.
     pub const fn cli_only(self) -> Self {
-        Self {
-            cli_only: true,
-            ..self
-        }
+        Self { cli_only: true, ..self }
     }
 }
 
@@ -102,10 +87,7 @@ pub struct ConfigError {
 impl ConfigError {
     /// Creates an error for `key`.
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            message: message.into(),
-        }
+        Self { key: key.into(), message: message.into() }
     }
 }
 
@@ -139,10 +121,7 @@ impl Settings {
         for key in keys.iter().filter(|k| !k.cli_only || k.name == "config") {
             let var = format!("{env_prefix}{}", key.name.to_ascii_uppercase());
             if let Some(value) = env(&var) {
-                settings
-                    .values
-                    .entry(key.name)
-                    .or_insert((value, Source::Env(var)));
+                settings.values.entry(key.name).or_insert((value, Source::Env(var)));
             }
         }
         if let Some((path, _)) = settings.values.get("config") {
@@ -160,9 +139,7 @@ impl Settings {
         use lexopt::Arg;
         let mut parser = lexopt::Parser::from_args(args);
         loop {
-            let arg = parser
-                .next()
-                .map_err(|e| ConfigError::new("command line", e.to_string()))?;
+            let arg = parser.next().map_err(|e| ConfigError::new("command line", e.to_string()))?;
             match arg {
                 None => return Ok(()),
                 Some(Arg::Long(flag)) => {
@@ -190,10 +167,7 @@ impl Settings {
                     self.values.insert("version", ("true".into(), Source::Flag));
                 }
                 Some(Arg::Short(c)) => {
-                    return Err(ConfigError::new(
-                        format!("-{c}"),
-                        "unknown flag (see --help)",
-                    ));
+                    return Err(ConfigError::new(format!("-{c}"), "unknown flag (see --help)"));
                 }
                 Some(Arg::Value(word)) => {
                     let word = word.into_string().map_err(|_| {
@@ -216,12 +190,9 @@ impl Settings {
             )
         })?;
         for (name, value) in table {
-            let key = keys
-                .iter()
-                .find(|k| k.name == name && !k.cli_only)
-                .ok_or_else(|| {
-                    ConfigError::new(&name, format!("unknown key in {}", path.display()))
-                })?;
+            let key = keys.iter().find(|k| k.name == name && !k.cli_only).ok_or_else(|| {
+                ConfigError::new(&name, format!("unknown key in {}", path.display()))
+            })?;
             let value = match value {
                 toml::Value::String(s) => s,
                 toml::Value::Integer(i) => i.to_string(),
@@ -234,9 +205,7 @@ impl Settings {
                     ));
                 }
             };
-            self.values
-                .entry(key.name)
-                .or_insert((value, Source::File(path.to_owned())));
+            self.values.entry(key.name).or_insert((value, Source::File(path.to_owned())));
         }
         Ok(())
     }
@@ -286,6 +255,32 @@ pub fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
         .map_err(|e| format!("{value:?} is not a duration ({e}; examples: 1s, 500ms, 2m)"))
 }
 
+/// Parses a size in bytes such as `500MiB`, `8GiB`, `2GB` or `1048576`.
+pub fn parse_size(value: &str) -> Result<u64, String> {
+    let text = value.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 =
+        number.parse().map_err(|_| format!("{value:?} is not a size (examples: 500MiB, 8GiB)"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1 << 30,
+        "t" | "tb" => 1000 * 1000 * 1000 * 1000,
+        "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "{value:?}: unknown unit {other:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+            ));
+        }
+    };
+    Ok((number * scale as f64) as u64)
+}
+
 /// Formats the option list for `--help`.
 pub fn help_text(keys: &[Key], env_prefix: &str) -> String {
     let mut out = String::new();
@@ -293,18 +288,11 @@ pub fn help_text(keys: &[Key], env_prefix: &str) -> String {
         let flag = format!(
             "--{}{}",
             key.name.replace('_', "-"),
-            if key.takes_value {
-                format!(" {}", key.value_name)
-            } else {
-                String::new()
-            }
+            if key.takes_value { format!(" {}", key.value_name) } else { String::new() }
         );
         out.push_str(&format!("  {flag:<28} {}", key.help));
         if !key.cli_only {
-            out.push_str(&format!(
-                " [env: {env_prefix}{}]",
-                key.name.to_ascii_uppercase()
-            ));
+            out.push_str(&format!(" [env: {env_prefix}{}]", key.name.to_ascii_uppercase()));
         }
         out.push('\n');
     }
@@ -316,13 +304,7 @@ mod tests {
     use super::*;
 
     const KEYS: &[Key] = &[
-        Key {
-            name: "config",
-            takes_value: true,
-            cli_only: true,
-            value_name: "PATH",
-            help: "file",
-        },
+        Key { name: "config", takes_value: true, cli_only: true, value_name: "PATH", help: "file" },
         Key {
             name: "interval",
             takes_value: true,
@@ -330,20 +312,8 @@ mod tests {
             value_name: "D",
             help: "every",
         },
-        Key {
-            name: "token",
-            takes_value: true,
-            cli_only: false,
-            value_name: "T",
-            help: "secret",
-        },
-        Key {
-            name: "once",
-            takes_value: false,
-            cli_only: true,
-            value_name: "",
-            help: "one",
-        },
+        Key { name: "token", takes_value: true, cli_only: false, value_name: "T", help: "secret" },
+        Key { name: "once", takes_value: false, cli_only: true, value_name: "", help: "one" },
     ];
 
     fn args(list: &[&str]) -> Vec<OsString> {
@@ -366,12 +336,7 @@ mod tests {
         };
         let s = Settings::load(
             KEYS,
-            args(&[
-                "--config",
-                file.to_str().unwrap(),
-                "--interval=2s",
-                "--once",
-            ]),
+            args(&["--config", file.to_str().unwrap(), "--interval=2s", "--once"]),
             env,
             "HW_",
         )
@@ -386,17 +351,10 @@ mod tests {
     #[test]
     fn file_fills_in_what_nothing_else_set() {
         let file = temp_file("fill.toml", "interval = \"5s\"\n");
-        let s = Settings::load(
-            KEYS,
-            args(&["--config", file.to_str().unwrap()]),
-            |_| None,
-            "HW_",
-        )
-        .unwrap();
+        let s = Settings::load(KEYS, args(&["--config", file.to_str().unwrap()]), |_| None, "HW_")
+            .unwrap();
         assert_eq!(s.get("interval"), Some("5s"));
-        let err = s
-            .typed("interval", |_| Err::<(), _>("bad".to_owned()))
-            .unwrap_err();
+        let err = s.typed("interval", |_| Err::<(), _>("bad".to_owned())).unwrap_err();
         assert_eq!(err.key, "interval");
         assert!(err.message.contains(file.to_str().unwrap()), "{err}");
         std::fs::remove_file(file).unwrap();
@@ -405,13 +363,9 @@ mod tests {
     #[test]
     fn unknown_file_keys_and_flags_are_errors_naming_the_key() {
         let file = temp_file("unknown.toml", "intervall = \"5s\"\n");
-        let err = Settings::load(
-            KEYS,
-            args(&["--config", file.to_str().unwrap()]),
-            |_| None,
-            "HW_",
-        )
-        .unwrap_err();
+        let err =
+            Settings::load(KEYS, args(&["--config", file.to_str().unwrap()]), |_| None, "HW_")
+                .unwrap_err();
         assert_eq!(err.key, "intervall");
         let err = Settings::load(KEYS, args(&["--bogus"]), |_| None, "HW_").unwrap_err();
         assert_eq!(err.key, "--bogus");
@@ -419,13 +373,9 @@ mod tests {
         assert_eq!(err.to_string(), "--interval: needs a value");
         // Mode switches cannot hide in a file.
         let file2 = temp_file("mode.toml", "once = true\n");
-        let err = Settings::load(
-            KEYS,
-            args(&["--config", file2.to_str().unwrap()]),
-            |_| None,
-            "HW_",
-        )
-        .unwrap_err();
+        let err =
+            Settings::load(KEYS, args(&["--config", file2.to_str().unwrap()]), |_| None, "HW_")
+                .unwrap_err();
         assert_eq!(err.key, "once");
         std::fs::remove_file(file).unwrap();
         std::fs::remove_file(file2).unwrap();
@@ -434,40 +384,31 @@ mod tests {
     #[test]
     fn invalid_toml_and_missing_file_name_the_config_key() {
         let file = temp_file("invalid.toml", "interval = \n");
-        let err = Settings::load(
-            KEYS,
-            args(&["--config", file.to_str().unwrap()]),
-            |_| None,
-            "HW_",
-        )
-        .unwrap_err();
+        let err =
+            Settings::load(KEYS, args(&["--config", file.to_str().unwrap()]), |_| None, "HW_")
+                .unwrap_err();
         assert_eq!(err.key, "config");
-        let err = Settings::load(
-            KEYS,
-            args(&["--config", "/nonexistent/x.toml"]),
-            |_| None,
-            "HW_",
-        )
-        .unwrap_err();
+        let err = Settings::load(KEYS, args(&["--config", "/nonexistent/x.toml"]), |_| None, "HW_")
+            .unwrap_err();
         assert_eq!(err.key, "config");
         std::fs::remove_file(file).unwrap();
     }
 
     #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("500MiB"), Ok(500 << 20));
+        assert_eq!(parse_size("2GB"), Ok(2_000_000_000));
+        assert_eq!(parse_size("1.5 GiB"), Ok(3 << 29));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+    }
+
+    #[test]
     fn durations_and_booleans_parse() {
-        assert_eq!(
-            parse_duration("500ms"),
-            Ok(std::time::Duration::from_millis(500))
-        );
-        assert_eq!(
-            parse_duration("2m"),
-            Ok(std::time::Duration::from_secs(120))
-        );
-        assert!(
-            parse_duration("soon")
-                .unwrap_err()
-                .contains("not a duration")
-        );
+        assert_eq!(parse_duration("500ms"), Ok(std::time::Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(std::time::Duration::from_secs(120)));
+        assert!(parse_duration("soon").unwrap_err().contains("not a duration"));
         assert_eq!(parse_bool("yes"), Ok(true));
         assert!(parse_bool("maybe").is_err());
     }

@@ -41,10 +41,7 @@ fn decode_strict<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, De
     let (value, rest) =
         postcard::take_from_bytes(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
-        return Err(DecodeError::Malformed(format!(
-            "{} trailing bytes",
-            rest.len()
-        )));
+        return Err(DecodeError::Malformed(format!("{} trailing bytes", rest.len())));
     }
     Ok(value)
 }

@@ -43,26 +43,14 @@ pub struct LimitError {
 
 impl fmt::Display for LimitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} is {}, over the limit of {}",
-            self.what, self.actual, self.limit
-        )
+        write!(f, "{} is {}, over the limit of {}", self.what, self.actual, self.limit)
     }
 }
 
 impl std::error::Error for LimitError {}
 
 fn check(what: &'static str, actual: usize, limit: usize) -> Result<(), LimitError> {
-    if actual > limit {
-        Err(LimitError {
-            what,
-            limit,
-            actual,
-        })
-    } else {
-        Ok(())
-    }
+    if actual > limit { Err(LimitError { what, limit, actual }) } else { Ok(()) }
 }
 
 fn check_name(what: &'static str, name: &str) -> Result<(), LimitError> {
@@ -95,11 +83,7 @@ impl Hello {
 impl Batch {
     /// Checks the batch size and every sample in it.
     pub fn check_limits(&self) -> Result<(), LimitError> {
-        check(
-            "samples per batch",
-            self.samples.len(),
-            Limits::MAX_SAMPLES_PER_BATCH,
-        )?;
+        check("samples per batch", self.samples.len(), Limits::MAX_SAMPLES_PER_BATCH)?;
         self.samples.iter().try_for_each(Sample::check_limits)
     }
 }
@@ -108,34 +92,16 @@ impl Sample {
     /// Checks the number of entries in every area and the length of every name.
     pub fn check_limits(&self) -> Result<(), LimitError> {
         check("cores per sample", self.cores.len(), Limits::MAX_CORES)?;
-        check(
-            "interfaces per sample",
-            self.networks.len(),
-            Limits::MAX_INTERFACES,
-        )?;
-        check(
-            "filesystems per sample",
-            self.filesystems.len(),
-            Limits::MAX_FILESYSTEMS,
-        )?;
+        check("interfaces per sample", self.networks.len(), Limits::MAX_INTERFACES)?;
+        check("filesystems per sample", self.filesystems.len(), Limits::MAX_FILESYSTEMS)?;
         check("disks per sample", self.disks.len(), Limits::MAX_DISKS)?;
-        check(
-            "temperatures per sample",
-            self.temperatures.len(),
-            Limits::MAX_TEMPERATURES,
-        )?;
-        self.networks
-            .iter()
-            .try_for_each(|n| check_name("interface name length", &n.name))?;
+        check("temperatures per sample", self.temperatures.len(), Limits::MAX_TEMPERATURES)?;
+        self.networks.iter().try_for_each(|n| check_name("interface name length", &n.name))?;
         self.filesystems
             .iter()
             .try_for_each(|f| check_name("mount point length", &f.mount_point))?;
-        self.disks
-            .iter()
-            .try_for_each(|d| check_name("device name length", &d.device))?;
-        self.temperatures
-            .iter()
-            .try_for_each(|t| check_name("sensor label length", &t.label))
+        self.disks.iter().try_for_each(|d| check_name("device name length", &d.device))?;
+        self.temperatures.iter().try_for_each(|t| check_name("sensor label length", &t.label))
     }
 }
 
@@ -153,25 +119,16 @@ mod tests {
         let err = batch.check_limits().unwrap_err();
         assert_eq!(err.what, "samples per batch");
         assert_eq!(err.actual, Limits::MAX_SAMPLES_PER_BATCH + 1);
-        assert_eq!(
-            err.to_string(),
-            "samples per batch is 257, over the limit of 256"
-        );
+        assert_eq!(err.to_string(), "samples per batch is 257, over the limit of 256");
     }
 
     #[test]
     fn long_interface_name_is_refused() {
         let sample = Sample {
-            networks: vec![NetworkInterface {
-                name: "x".repeat(256),
-                ..Default::default()
-            }],
+            networks: vec![NetworkInterface { name: "x".repeat(256), ..Default::default() }],
             ..Default::default()
         };
-        assert_eq!(
-            sample.check_limits().unwrap_err().what,
-            "interface name length"
-        );
+        assert_eq!(sample.check_limits().unwrap_err().what, "interface name length");
     }
 
     #[test]

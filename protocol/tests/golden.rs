@@ -39,20 +39,9 @@ fn sample() -> Sample {
             softirq_ticks: 7,
             steal_ticks: 8,
         }),
-        cores: vec![CpuTimes {
-            user_ticks: 9,
-            ..Default::default()
-        }],
-        load: Some(LoadAverage {
-            one: 0.5,
-            five: 1.0,
-            fifteen: 2.0,
-        }),
-        memory: Some(Memory {
-            total_bytes: 1000,
-            used_bytes: 400,
-            available_bytes: 600,
-        }),
+        cores: vec![CpuTimes { user_ticks: 9, ..Default::default() }],
+        load: Some(LoadAverage { one: 0.5, five: 1.0, fifteen: 2.0 }),
+        memory: Some(Memory { total_bytes: 1000, used_bytes: 400, available_bytes: 600 }),
         swap: None,
         networks: vec![NetworkInterface {
             name: "eth0".into(),
@@ -68,17 +57,10 @@ fn sample() -> Sample {
             total_bytes: 100,
             available_bytes: 50,
         }],
-        disks: vec![DiskIo {
-            device: "sda".into(),
-            read_bytes: 512,
-            written_bytes: 1024,
-        }],
+        disks: vec![DiskIo { device: "sda".into(), read_bytes: 512, written_bytes: 1024 }],
         uptime_seconds: Some(60),
         process_count: Some(99),
-        temperatures: vec![Temperature {
-            label: "cpu".into(),
-            celsius: 40.0,
-        }],
+        temperatures: vec![Temperature { label: "cpu".into(), celsius: 40.0 }],
     }
 }
 
@@ -94,10 +76,7 @@ fn hello_bytes_are_pinned() {
 
 #[test]
 fn batch_bytes_are_pinned() {
-    let message = AgentMessage::Batch(Batch {
-        dropped_total: 7,
-        samples: vec![sample()],
-    });
+    let message = AgentMessage::Batch(Batch { dropped_total: 7, samples: vec![sample()] });
     let bytes = encode_agent_message(&message);
     assert_eq!(
         hex(&bytes),
@@ -109,26 +88,17 @@ fn batch_bytes_are_pinned() {
 #[test]
 fn collector_message_bytes_are_pinned() {
     let messages = [
-        CollectorMessage::Welcome(Welcome {
-            protocol_version: 1,
-            last_seq: Some(300),
-        }),
+        CollectorMessage::Welcome(Welcome { protocol_version: 1, last_seq: Some(300) }),
         CollectorMessage::Ack(Ack { seq: 301 }),
         CollectorMessage::Refused(Refusal {
             reason: RefusalReason::UnsupportedVersion,
             message: "v9".into(),
         }),
     ];
-    let encoded: Vec<String> = messages
-        .iter()
-        .map(|m| hex(&encode_collector_message(m)))
-        .collect();
+    let encoded: Vec<String> = messages.iter().map(|m| hex(&encode_collector_message(m))).collect();
     assert_eq!(encoded, ["000101ac02", "01ad02", "0201027639"]);
     for message in messages {
-        assert_eq!(
-            decode_collector_message(&encode_collector_message(&message)).unwrap(),
-            message
-        );
+        assert_eq!(decode_collector_message(&encode_collector_message(&message)).unwrap(), message);
     }
 }
 
@@ -138,10 +108,8 @@ fn hello_version_is_readable_without_decoding_the_rest() {
     assert_eq!(peek_hello_version(&bytes), Some(1));
     // A hello from a future version with an unknown layout after the version still reveals it.
     assert_eq!(peek_hello_version(&[0x00, 0x09, 0xff, 0xff]), Some(9));
-    let batch = encode_agent_message(&AgentMessage::Batch(Batch {
-        dropped_total: 0,
-        samples: vec![],
-    }));
+    let batch =
+        encode_agent_message(&AgentMessage::Batch(Batch { dropped_total: 0, samples: vec![] }));
     assert_eq!(peek_hello_version(&batch), None);
 }
 
@@ -149,10 +117,7 @@ fn hello_version_is_readable_without_decoding_the_rest() {
 fn trailing_bytes_are_refused() {
     let mut bytes = encode_agent_message(&hello());
     bytes.push(0);
-    assert!(matches!(
-        decode_agent_message(&bytes),
-        Err(DecodeError::Malformed(_))
-    ));
+    assert!(matches!(decode_agent_message(&bytes), Err(DecodeError::Malformed(_))));
 }
 
 #[test]
@@ -160,9 +125,7 @@ fn oversized_message_is_refused_before_decoding() {
     let bytes = vec![0u8; Limits::MAX_MESSAGE_BYTES + 1];
     assert_eq!(
         decode_agent_message(&bytes),
-        Err(DecodeError::TooLarge {
-            bytes: Limits::MAX_MESSAGE_BYTES + 1
-        })
+        Err(DecodeError::TooLarge { bytes: Limits::MAX_MESSAGE_BYTES + 1 })
     );
 }
 
@@ -170,9 +133,6 @@ fn oversized_message_is_refused_before_decoding() {
 fn a_typical_sample_is_small_on_the_wire() {
     // The agent's target is at most 300 bytes per sample on the wire; the encoding of a
     // realistic sample must leave room for framing.
-    let message = AgentMessage::Batch(Batch {
-        dropped_total: 0,
-        samples: vec![sample()],
-    });
+    let message = AgentMessage::Batch(Batch { dropped_total: 0, samples: vec![sample()] });
     assert!(encode_agent_message(&message).len() < 120);
 }

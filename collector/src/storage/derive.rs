@@ -92,11 +92,8 @@ pub fn derive(previous: Option<&Sample>, current: &Sample) -> Point {
         (None, None)
     } else {
         let total: u64 = current.filesystems.iter().map(|f| f.total_bytes).sum();
-        let available: u64 = current
-            .filesystems
-            .iter()
-            .map(|f| f.available_bytes.min(f.total_bytes))
-            .sum();
+        let available: u64 =
+            current.filesystems.iter().map(|f| f.available_bytes.min(f.total_bytes)).sum();
         (Some(total - available), Some(total))
     };
     Point {
@@ -138,11 +135,7 @@ fn round_to(value: f64, decimals: i32) -> f64 {
 
 /// Growth of a cumulative counter; a counter that went backwards restarted from zero.
 pub fn counter_delta(before: u64, after: u64) -> u64 {
-    if after >= before {
-        after - before
-    } else {
-        after
-    }
+    if after >= before { after - before } else { after }
 }
 
 fn sum_if_any(deltas: impl Iterator<Item = u64>) -> Option<u64> {
@@ -169,46 +162,24 @@ mod tests {
         Sample {
             seq: ts_ms / 1000,
             ts_ms,
-            cpu: Some(CpuTimes {
-                user_ticks: busy,
-                idle_ticks: idle,
-                ..Default::default()
-            }),
-            cores: vec![CpuTimes {
-                user_ticks: busy,
-                idle_ticks: idle,
-                ..Default::default()
-            }],
-            memory: Some(Memory {
-                total_bytes: 1000,
-                used_bytes: 250,
-                available_bytes: 750,
-            }),
+            cpu: Some(CpuTimes { user_ticks: busy, idle_ticks: idle, ..Default::default() }),
+            cores: vec![CpuTimes { user_ticks: busy, idle_ticks: idle, ..Default::default() }],
+            memory: Some(Memory { total_bytes: 1000, used_bytes: 250, available_bytes: 750 }),
             networks: vec![NetworkInterface {
                 name: "eth0".into(),
                 rx_bytes: rx,
                 tx_bytes: 2 * rx,
                 ..Default::default()
             }],
-            disks: vec![DiskIo {
-                device: "sda".into(),
-                read_bytes: rx,
-                written_bytes: 0,
-            }],
+            disks: vec![DiskIo { device: "sda".into(), read_bytes: rx, written_bytes: 0 }],
             filesystems: vec![Filesystem {
                 mount_point: "/".into(),
                 total_bytes: 100,
                 available_bytes: 40,
             }],
             temperatures: vec![
-                Temperature {
-                    label: "a".into(),
-                    celsius: 40.0,
-                },
-                Temperature {
-                    label: "b".into(),
-                    celsius: 55.5,
-                },
+                Temperature { label: "a".into(), celsius: 40.0 },
+                Temperature { label: "b".into(), celsius: 55.5 },
             ],
             ..Default::default()
         }

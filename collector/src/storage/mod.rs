@@ -11,6 +11,7 @@
 //! transaction as its samples, so anything at or below it is a duplicate and skipped.
 
 pub mod derive;
+pub mod maintenance;
 pub mod query;
 pub mod schema;
 
@@ -51,6 +52,8 @@ pub enum Command {
     },
     /// Record an activity event (agent connected, alert, broadcast…) and publish it.
     Activity(Activity),
+    /// Answer once everything queued before it is committed (readiness checks).
+    Ping(async_channel::Sender<()>),
     /// Finish the current transaction and stop.
     Stop,
 }
@@ -115,6 +118,8 @@ pub enum Stored {
         host_id: Arc<str>,
         /// Its derived values.
         point: Arc<Point>,
+        /// The sample as the agent sent it (cumulative counters), for `/metrics`.
+        sample: Arc<Sample>,
         /// The host's agent-side dropped count as of this sample.
         dropped_total: u64,
     },
@@ -138,6 +143,8 @@ pub struct HostRecord {
     pub dropped_total: u64,
     /// Newest stored point.
     pub latest: Option<Point>,
+    /// Newest stored sample as the agent sent it.
+    pub latest_sample: Option<Arc<Sample>>,
 }
 
 /// A cheap handle to the writer thread.
@@ -152,7 +159,7 @@ struct HostState {
     host_id: Arc<str>,
     last_seq: Option<u64>,
     dropped_total: u64,
-    previous: Option<Sample>,
+    previous: Option<Arc<Sample>>,
 }
 
 impl Storage {
@@ -160,23 +167,18 @@ impl Storage {
     /// receives every committed event, in order.
     pub fn open(
         path: &Path,
+        policy: maintenance::Policy,
         publish: impl Fn(Vec<Stored>) + Send + 'static,
     ) -> anyhow::Result<(Self, std::thread::JoinHandle<()>)> {
         let mut conn = open_connection(path)?;
         schema::migrate(&mut conn)?;
         let (tx, rx) = async_channel::bounded(QUEUE_DEPTH);
-        let mut writer = Writer::new(conn)?;
+        let mut writer = Writer::new(conn, policy)?;
         let handle = std::thread::Builder::new()
             .name("storage".into())
             .spawn(move || writer.run(rx, publish))
             .context("spawning the storage thread")?;
-        Ok((
-            Self {
-                tx,
-                path: path.to_owned(),
-            },
-            handle,
-        ))
+        Ok((Self { tx, path: path.to_owned() }, handle))
     }
 
     /// The database file.
@@ -199,18 +201,21 @@ impl Storage {
     /// Stores a batch; resolves after the commit.
     pub async fn store(&self, host_key: i64, batch: Batch) -> Result<StoreResult, StoreError> {
         let (reply, answer) = async_channel::bounded(1);
-        self.send(Command::Store {
-            host_key,
-            batch,
-            reply,
-        })
-        .await?;
+        self.send(Command::Store { host_key, batch, reply }).await?;
         answer.recv().await.map_err(|_| stopped())?
     }
 
     /// Stores a batch from a plain thread (self-monitoring); blocks until the commit.
     pub fn store_blocking(&self, host_key: i64, batch: Batch) -> Result<StoreResult, StoreError> {
         smol::block_on(self.store(host_key, batch))
+    }
+
+    /// Resolves once the writer has committed everything queued before this call: proof that
+    /// storage is alive and keeping up.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let (reply, answer) = async_channel::bounded(1);
+        self.send(Command::Ping(reply)).await?;
+        answer.recv().await.map_err(|_| stopped())
     }
 
     /// Queues an activity event without waiting; it is published after its commit. Gives the
@@ -254,8 +259,7 @@ impl Readers {
     pub fn open(path: &Path, count: usize) -> anyhow::Result<Self> {
         let (give, take) = async_channel::bounded(count);
         for _ in 0..count {
-            give.try_send(query::Reader::open(path)?)
-                .expect("the pool has room for every reader");
+            give.try_send(query::Reader::open(path)?).expect("the pool has room for every reader");
         }
         Ok(Self { take, give })
     }
@@ -265,11 +269,7 @@ impl Readers {
         &self,
         query: impl FnOnce(&query::Reader) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let reader = self
-            .take
-            .recv()
-            .await
-            .context("the reader pool is closed")?;
+        let reader = self.take.recv().await.context("the reader pool is closed")?;
         let (reader, result) = smol::unblock(move || {
             let result = query(&reader);
             (reader, result)
@@ -296,17 +296,22 @@ fn open_connection(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
+/// What the writer does next.
+enum Next {
+    Command(Command),
+    Idle,
+    Closed,
+}
+
 struct Writer {
     conn: Connection,
     hosts: HashMap<i64, HostState>,
     next_eid: u64,
+    maintenance: maintenance::Maintenance,
 }
 
 /// A caller waiting for an answer, and the answer it will get after the commit.
-type Reply<T> = (
-    async_channel::Sender<Result<T, StoreError>>,
-    Result<T, StoreError>,
-);
+type Reply<T> = (async_channel::Sender<Result<T, StoreError>>, Result<T, StoreError>);
 
 /// Replies and events of one transaction, released only after it commits.
 #[derive(Default)]
@@ -314,26 +319,29 @@ struct Outcome {
     store_replies: Vec<Reply<StoreResult>>,
     register_replies: Vec<Reply<Registration>>,
     events: Vec<Stored>,
+    stored_times: Vec<(i64, u64)>,
+    pings: Vec<async_channel::Sender<()>>,
 }
 
 impl Writer {
-    fn new(conn: Connection) -> anyhow::Result<Self> {
+    fn new(conn: Connection, policy: maintenance::Policy) -> anyhow::Result<Self> {
+        let maintenance = maintenance::Maintenance::new(policy, &conn)?;
         let max_sample: Option<i64> =
             conn.query_row("SELECT max(eid) FROM samples", [], |r| r.get(0))?;
         let max_activity: Option<i64> =
             conn.query_row("SELECT max(eid) FROM activity", [], |r| r.get(0))?;
         let next_eid = max_sample.unwrap_or(0).max(max_activity.unwrap_or(0)) as u64 + 1;
-        Ok(Self {
-            conn,
-            hosts: HashMap::new(),
-            next_eid,
-        })
+        Ok(Self { conn, hosts: HashMap::new(), next_eid, maintenance })
     }
 
     fn run(&mut self, rx: async_channel::Receiver<Command>, publish: impl Fn(Vec<Stored>)) {
         let mut stopping = false;
         while !stopping {
-            let Ok(first) = rx.recv_blocking() else { break };
+            let first = match self.next_command(&rx) {
+                Next::Command(command) => command,
+                Next::Idle => continue,
+                Next::Closed => break,
+            };
             let mut commands = vec![first];
             while commands.len() < MAX_COMMANDS_PER_TRANSACTION {
                 match rx.try_recv() {
@@ -344,8 +352,9 @@ impl Writer {
             stopping = commands.iter().any(|c| matches!(c, Command::Stop));
             let started = Instant::now();
             let next_eid = self.next_eid;
-            match self.apply(commands) {
-                Ok(outcome) => {
+            let mut outcome = Outcome::default();
+            match self.apply(commands, &mut outcome) {
+                Ok(()) => {
                     let elapsed = started.elapsed();
                     if elapsed > Duration::from_secs(1) {
                         log::warn!("storage: a transaction took {elapsed:.1?}");
@@ -358,17 +367,25 @@ impl Writer {
                         // As above: an agent that left will get its ack from the welcome instead.
                         let _ = reply.try_send(result);
                     }
+                    for ping in outcome.pings {
+                        // A readiness check that gave up waiting needs no answer.
+                        let _ = ping.try_send(());
+                    }
+                    for (host, ts) in outcome.stored_times {
+                        self.maintenance.note(host, ts);
+                    }
                     if !outcome.events.is_empty() {
                         publish(outcome.events);
                     }
                 }
-                Err((err, outcome)) => {
+                Err(err) => {
                     log::error!(
                         "storage: transaction failed, nothing of it was acknowledged: {err:#}"
                     );
                     // The cached host state may describe rows that were rolled back.
                     self.hosts.clear();
                     self.next_eid = next_eid;
+                    self.maintenance.reset(&self.conn);
                     let error = StoreError::Unavailable(format!("storage failed: {err:#}"));
                     for (reply, _) in outcome.register_replies {
                         let _ = reply.try_send(Err(error.clone()));
@@ -382,23 +399,53 @@ impl Writer {
         log::debug!("storage: writer stopped");
     }
 
-    /// Applies commands in one transaction. On failure the transaction is rolled back and the
-    /// outcome (whose replies must all become errors) is returned with the error.
-    fn apply(&mut self, commands: Vec<Command>) -> Result<Outcome, (anyhow::Error, Outcome)> {
-        let mut outcome = Outcome::default();
+    /// Waits for the next command, running maintenance whenever it is due and no command is
+    /// waiting: ingest always goes first, maintenance fills the gaps in small steps.
+    fn next_command(&mut self, rx: &async_channel::Receiver<Command>) -> Next {
+        match rx.try_recv() {
+            Ok(command) => return Next::Command(command),
+            Err(async_channel::TryRecvError::Closed) => return Next::Closed,
+            Err(async_channel::TryRecvError::Empty) => {}
+        }
+        if Instant::now() >= self.maintenance.next_due() {
+            if let Err(err) = self.maintenance.run(&mut self.conn) {
+                log::error!("storage maintenance failed (retrying later): {err:#}");
+                self.maintenance.reset(&self.conn);
+            }
+            return Next::Idle;
+        }
+        let due = self.maintenance.next_due();
+        smol::block_on(async {
+            let command = async {
+                match rx.recv().await {
+                    Ok(command) => Next::Command(command),
+                    Err(_) => Next::Closed,
+                }
+            };
+            let timer = async {
+                smol::Timer::at(due).await;
+                Next::Idle
+            };
+            futures_lite::FutureExt::or(command, timer).await
+        })
+    }
+
+    /// Applies commands in one transaction, collecting replies and events in `outcome`. On
+    /// failure the transaction is rolled back and every reply in `outcome` must become an error.
+    fn apply(&mut self, commands: Vec<Command>, outcome: &mut Outcome) -> anyhow::Result<()> {
         let tx = match self.conn.transaction() {
             Ok(tx) => tx,
             Err(err) => {
                 for command in commands {
-                    collect_reply(command, &mut outcome);
+                    collect_reply(command, outcome);
                 }
-                return Err((err.into(), outcome));
+                return Err(err.into());
             }
         };
         let mut failure = None;
         for command in commands {
             if failure.is_some() {
-                collect_reply(command, &mut outcome);
+                collect_reply(command, outcome);
                 continue;
             }
             let result = match command {
@@ -408,19 +455,9 @@ impl Writer {
                     outcome.register_replies.push((reply, answer));
                     err
                 }
-                Command::Store {
-                    host_key,
-                    batch,
-                    reply,
-                } => {
-                    let result = store(
-                        &tx,
-                        &mut self.hosts,
-                        &mut self.next_eid,
-                        host_key,
-                        batch,
-                        &mut outcome.events,
-                    );
+                Command::Store { host_key, batch, reply } => {
+                    let result =
+                        store(&tx, &mut self.hosts, &mut self.next_eid, host_key, batch, outcome);
                     let (answer, err) = split(result);
                     outcome.store_replies.push((reply, answer));
                     err
@@ -442,17 +479,21 @@ impl Writer {
                         Err(err) => Some(anyhow::Error::from(err).context("recording activity")),
                     }
                 }
+                Command::Ping(reply) => {
+                    outcome.pings.push(reply);
+                    None
+                }
                 Command::Stop => None,
             };
             failure = result;
         }
         if let Some(err) = failure {
             // Dropping the transaction rolls it back.
-            return Err((err, outcome));
+            return Err(err);
         }
         match tx.commit() {
-            Ok(()) => Ok(outcome),
-            Err(err) => Err((anyhow::Error::from(err).context("committing"), outcome)),
+            Ok(()) => Ok(()),
+            Err(err) => Err(anyhow::Error::from(err).context("committing")),
         }
     }
 }
@@ -472,7 +513,7 @@ fn collect_reply(command: Command, outcome: &mut Outcome) {
     match command {
         Command::Register { reply, .. } => outcome.register_replies.push((reply, Err(stopped()))),
         Command::Store { reply, .. } => outcome.store_replies.push((reply, Err(stopped()))),
-        Command::Activity(_) | Command::Stop => {}
+        Command::Activity(_) | Command::Ping(_) | Command::Stop => {}
     }
 }
 
@@ -507,10 +548,9 @@ fn register(
         tx.prepare_cached(
             "SELECT id, last_seq, dropped_total, last_sample FROM hosts WHERE host_id = ?1",
         )?
-        .query_row([&hello.host_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
-    let previous = last_sample.and_then(|bytes| postcard::from_bytes::<Sample>(&bytes).ok());
+        .query_row([&hello.host_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+    let previous =
+        last_sample.and_then(|bytes| postcard::from_bytes::<Sample>(&bytes).ok()).map(Arc::new);
     let last_seq = last_seq.map(|s| s as u64);
     hosts.insert(
         host_key,
@@ -530,7 +570,7 @@ fn store(
     next_eid: &mut u64,
     host_key: i64,
     batch: Batch,
-    events: &mut Vec<Stored>,
+    outcome: &mut Outcome,
 ) -> anyhow::Result<Result<StoreResult, String>> {
     if let std::collections::hash_map::Entry::Vacant(slot) = hosts.entry(host_key) {
         // Evicted after a failed transaction: reload from the database.
@@ -554,16 +594,12 @@ fn store(
             host_id: host_id.into(),
             last_seq: last_seq.map(|s| s as u64),
             dropped_total: dropped_total as u64,
-            previous: last_sample.and_then(|b| postcard::from_bytes(&b).ok()),
+            previous: last_sample.and_then(|b| postcard::from_bytes(&b).ok()).map(Arc::new),
         });
     }
-    let host = hosts
-        .get_mut(&host_key)
-        .expect("host state was just ensured");
+    let host = hosts.get_mut(&host_key).expect("host state was just ensured");
     if batch.samples.windows(2).any(|w| w[0].seq >= w[1].seq) {
-        return Ok(Err(
-            "samples of a batch must have strictly increasing sequence numbers".into(),
-        ));
+        return Ok(Err("samples of a batch must have strictly increasing sequence numbers".into()));
     }
     let mut insert = tx.prepare_cached(
         "INSERT INTO samples (eid, host, seq, ts_ms, cpu_percent, cores, mem_used, mem_total, mem_available,
@@ -572,18 +608,16 @@ fn store(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
     )?;
     let mut stored = 0;
-    let mut newest: Option<Sample> = None;
+    let mut newest: Option<Arc<Sample>> = None;
     for sample in batch.samples {
         if host.last_seq.is_some_and(|last| sample.seq <= last) {
             continue; // Already stored: a replay after a lost ack.
         }
-        let point = derive::derive(newest.as_ref().or(host.previous.as_ref()), &sample);
+        let sample = Arc::new(sample);
+        let point = derive::derive(newest.as_deref().or(host.previous.as_deref()), &sample);
         let eid = *next_eid;
-        let cores: Vec<u8> = point
-            .cpu_cores_percent
-            .iter()
-            .map(|p| p.round().clamp(0.0, 100.0) as u8)
-            .collect();
+        let cores: Vec<u8> =
+            point.cpu_cores_percent.iter().map(|p| p.round().clamp(0.0, 100.0) as u8).collect();
         insert.execute(params![
             eid as i64,
             host_key,
@@ -612,17 +646,19 @@ fn store(
         *next_eid += 1;
         stored += 1;
         host.last_seq = Some(sample.seq);
-        events.push(Stored::Sample {
+        outcome.stored_times.push((host_key, sample.ts_ms));
+        outcome.events.push(Stored::Sample {
             eid,
             host_id: host.host_id.clone(),
             point: Arc::new(point),
+            sample: sample.clone(),
             dropped_total: batch.dropped_total,
         });
         newest = Some(sample);
     }
     if let Some(sample) = newest {
         host.dropped_total = host.dropped_total.max(batch.dropped_total);
-        let bytes = postcard::to_allocvec(&sample).context("encoding the last sample")?;
+        let bytes = postcard::to_allocvec(sample.as_ref()).context("encoding the last sample")?;
         tx.prepare_cached("UPDATE hosts SET last_seq = ?1, last_seen_ms = ?2, dropped_total = ?3, last_sample = ?4 WHERE id = ?5")?
             .execute(params![sample.seq as i64, sample.ts_ms as i64, host.dropped_total as i64, bytes, host_key])?;
         host.previous = Some(sample);
@@ -631,8 +667,5 @@ fn store(
         tx.prepare_cached("UPDATE hosts SET dropped_total = ?1 WHERE id = ?2")?
             .execute(params![host.dropped_total as i64, host_key])?;
     }
-    Ok(Ok(StoreResult {
-        acked_seq: host.last_seq,
-        stored,
-    }))
+    Ok(Ok(StoreResult { acked_seq: host.last_seq, stored }))
 }

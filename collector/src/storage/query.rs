@@ -16,103 +16,35 @@ const POINT_COLUMNS: &str = "ts_ms, cpu_percent, cores, mem_used, mem_total, mem
      uptime, temp_max";
 
 /// A metric that can be averaged over a bucket: its JSON name and its column.
-struct Metric {
-    json: &'static str,
-    column: &'static str,
-    integer: bool,
+pub struct Metric {
+    /// Name in the API.
+    pub json: &'static str,
+    /// Column in `samples` (and prefix of the rollup columns).
+    pub column: &'static str,
+    /// Whether values are whole numbers (bytes, counts).
+    pub integer: bool,
 }
 
-const METRICS: &[Metric] = &[
-    Metric {
-        json: "cpu_percent",
-        column: "cpu_percent",
-        integer: false,
-    },
-    Metric {
-        json: "memory_used_bytes",
-        column: "mem_used",
-        integer: true,
-    },
-    Metric {
-        json: "memory_total_bytes",
-        column: "mem_total",
-        integer: true,
-    },
-    Metric {
-        json: "memory_available_bytes",
-        column: "mem_available",
-        integer: true,
-    },
-    Metric {
-        json: "swap_used_bytes",
-        column: "swap_used",
-        integer: true,
-    },
-    Metric {
-        json: "swap_total_bytes",
-        column: "swap_total",
-        integer: true,
-    },
-    Metric {
-        json: "load1",
-        column: "load1",
-        integer: false,
-    },
-    Metric {
-        json: "load5",
-        column: "load5",
-        integer: false,
-    },
-    Metric {
-        json: "load15",
-        column: "load15",
-        integer: false,
-    },
-    Metric {
-        json: "net_rx_bytes_per_second",
-        column: "net_rx_bps",
-        integer: false,
-    },
-    Metric {
-        json: "net_tx_bytes_per_second",
-        column: "net_tx_bps",
-        integer: false,
-    },
-    Metric {
-        json: "disk_read_bytes_per_second",
-        column: "disk_read_bps",
-        integer: false,
-    },
-    Metric {
-        json: "disk_write_bytes_per_second",
-        column: "disk_write_bps",
-        integer: false,
-    },
-    Metric {
-        json: "fs_used_bytes",
-        column: "fs_used",
-        integer: true,
-    },
-    Metric {
-        json: "fs_total_bytes",
-        column: "fs_total",
-        integer: true,
-    },
-    Metric {
-        json: "processes",
-        column: "processes",
-        integer: true,
-    },
-    Metric {
-        json: "uptime_seconds",
-        column: "uptime",
-        integer: true,
-    },
-    Metric {
-        json: "temperature_celsius",
-        column: "temp_max",
-        integer: false,
-    },
+/// Every metric column of `samples`, in the order of the rollup tables' column groups.
+pub const METRICS: &[Metric] = &[
+    Metric { json: "cpu_percent", column: "cpu_percent", integer: false },
+    Metric { json: "memory_used_bytes", column: "mem_used", integer: true },
+    Metric { json: "memory_total_bytes", column: "mem_total", integer: true },
+    Metric { json: "memory_available_bytes", column: "mem_available", integer: true },
+    Metric { json: "swap_used_bytes", column: "swap_used", integer: true },
+    Metric { json: "swap_total_bytes", column: "swap_total", integer: true },
+    Metric { json: "load1", column: "load1", integer: false },
+    Metric { json: "load5", column: "load5", integer: false },
+    Metric { json: "load15", column: "load15", integer: false },
+    Metric { json: "net_rx_bytes_per_second", column: "net_rx_bps", integer: false },
+    Metric { json: "net_tx_bytes_per_second", column: "net_tx_bps", integer: false },
+    Metric { json: "disk_read_bytes_per_second", column: "disk_read_bps", integer: false },
+    Metric { json: "disk_write_bytes_per_second", column: "disk_write_bps", integer: false },
+    Metric { json: "fs_used_bytes", column: "fs_used", integer: true },
+    Metric { json: "fs_total_bytes", column: "fs_total", integer: true },
+    Metric { json: "processes", column: "processes", integer: true },
+    Metric { json: "uptime_seconds", column: "uptime", integer: true },
+    Metric { json: "temperature_celsius", column: "temp_max", integer: false },
 ];
 
 /// Opens a read-only connection.
@@ -143,11 +75,7 @@ fn point_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Point> {
     Ok(Point {
         ts: row.get::<_, i64>(at)?.max(0) as u64,
         cpu_percent: row.get(at + 1)?,
-        cpu_cores_percent: cores
-            .unwrap_or_default()
-            .into_iter()
-            .map(f64::from)
-            .collect(),
+        cpu_cores_percent: cores.unwrap_or_default().into_iter().map(f64::from).collect(),
         memory_used_bytes: opt_u64(row, at + 3)?,
         memory_total_bytes: opt_u64(row, at + 4)?,
         memory_available_bytes: opt_u64(row, at + 5)?,
@@ -174,7 +102,7 @@ fn point_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Point> {
 pub fn load_hosts(conn: &Connection) -> anyhow::Result<Vec<HostRecord>> {
     let mut stmt = conn.prepare(
         "SELECT id, host_id, hostname, os, kernel, arch, cpu_model, cpu_cores, memory_total_bytes,
-                boot_time_seconds, agent_version, interval_ms, last_seen_ms, dropped_total
+                boot_time_seconds, agent_version, interval_ms, last_seen_ms, dropped_total, last_sample
          FROM hosts ORDER BY hostname",
     )?;
     let mut latest = conn.prepare(&format!(
@@ -199,17 +127,21 @@ pub fn load_hosts(conn: &Connection) -> anyhow::Result<Vec<HostRecord>> {
             },
             opt_u64(r, 12)?,
             r.get::<_, i64>(13)?.max(0) as u64,
+            r.get::<_, Option<Vec<u8>>>(14)?,
         ))
     })?;
     let mut hosts = Vec::new();
     for row in rows {
-        let (key, hello, last_seen_ms, dropped_total) = row?;
+        let (key, hello, last_seen_ms, dropped_total, last_sample) = row?;
         let point = latest.query_row([key], point_from_row).optional()?;
         hosts.push(HostRecord {
             hello,
             last_seen_ms,
             dropped_total,
             latest: point,
+            latest_sample: last_sample
+                .and_then(|bytes| postcard::from_bytes::<protocol::Sample>(&bytes).ok())
+                .map(std::sync::Arc::new),
         });
     }
     Ok(hosts)
@@ -218,6 +150,15 @@ pub fn load_hosts(conn: &Connection) -> anyhow::Result<Vec<HostRecord>> {
 /// A read-only connection for API queries.
 pub struct Reader {
     conn: Connection,
+}
+
+/// Which rollup table to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollup {
+    /// 1-minute buckets.
+    Minute,
+    /// 1-hour buckets.
+    Hour,
 }
 
 /// One host's history over a range.
@@ -230,9 +171,7 @@ pub struct History {
 impl Reader {
     /// Opens a reader on the database at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(Self {
-            conn: open_read_only(path)?,
-        })
+        Ok(Self { conn: open_read_only(path)? })
     }
 
     /// The database key of a host id, if the host is known.
@@ -271,21 +210,62 @@ impl Reader {
         to_ms: u64,
         step_ms: u64,
     ) -> anyhow::Result<History> {
-        let mut select = String::from("SELECT (ts_ms / ?4) * ?4 AS bucket");
+        let mut select = String::from("SELECT (ts_ms / ?4) * ?4 AS bucket, count(*)");
         for m in METRICS {
             select.push_str(&format!(", avg({c}), min({c}), max({c})", c = m.column));
         }
         select.push_str(
             " FROM samples WHERE host = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY bucket ORDER BY bucket",
         );
-        let mut stmt = self.conn.prepare_cached(&select)?;
+        self.buckets(&select, host_key, from_ms, to_ms, step_ms)
+    }
+
+    /// Like [`Reader::bucketed`], from the 1-minute or 1-hour rollups, whose buckets must divide
+    /// `step_ms`. Averages are exact: each rollup keeps the sum and count of its values.
+    pub fn rollup_bucketed(
+        &self,
+        rollup: Rollup,
+        host_key: i64,
+        from_ms: u64,
+        to_ms: u64,
+        step_ms: u64,
+    ) -> anyhow::Result<History> {
+        let table = match rollup {
+            Rollup::Minute => "rollup_1m",
+            Rollup::Hour => "rollup_1h",
+        };
+        let mut select = String::from("SELECT (bucket_ms / ?4) * ?4 AS bucket, sum(samples)");
+        for m in METRICS {
+            select.push_str(&format!(
+                ", total({c}_sum) / nullif(sum({c}_n), 0), min({c}_min), max({c}_max)",
+                c = m.column
+            ));
+        }
+        select.push_str(&format!(
+            " FROM {table} WHERE host = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3 GROUP BY bucket ORDER BY bucket"
+        ));
+        self.buckets(&select, host_key, from_ms, to_ms, step_ms)
+    }
+
+    /// Runs a bucket query whose columns are the bucket, the sample count, then avg, min and max
+    /// of every metric in [`METRICS`] order.
+    fn buckets(
+        &self,
+        sql: &str,
+        host_key: i64,
+        from_ms: u64,
+        to_ms: u64,
+        step_ms: u64,
+    ) -> anyhow::Result<History> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
         let rows = stmt.query_map(
             rusqlite::params![host_key, from_ms as i64, to_ms as i64, step_ms as i64],
             |row| {
                 let mut point = Map::new();
                 point.insert("ts".into(), Value::from(row.get::<_, i64>(0)?));
+                point.insert("samples".into(), Value::from(row.get::<_, i64>(1)?));
                 for (i, m) in METRICS.iter().enumerate() {
-                    let base = 1 + i * 3;
+                    let base = 2 + i * 3;
                     let avg: Option<f64> = row.get(base)?;
                     let min: Option<f64> = row.get(base + 1)?;
                     let max: Option<f64> = row.get(base + 2)?;
@@ -296,17 +276,16 @@ impl Reader {
                 Ok(point)
             },
         )?;
-        Ok(History {
-            points: rows.collect::<Result<_, _>>()?,
-        })
+        Ok(History { points: rows.collect::<Result<_, _>>()? })
     }
+}
 
-    /// Size of the database and its WAL, in bytes.
-    pub fn database_bytes(&self) -> anyhow::Result<u64> {
-        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-        let size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        Ok((pages * size).max(0) as u64)
-    }
+/// Size of the database file and its WAL, in bytes.
+pub fn database_bytes(path: &Path) -> u64 {
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    size(path) + size(Path::new(&wal))
 }
 
 /// A JSON number, rounded to an integer for integer metrics; `null` for `None`.
@@ -338,12 +317,7 @@ impl Reader {
                 let host_id: String = row.get(1)?;
                 let hostname: String = row.get(2)?;
                 let point = point_from_row_at(row, 3)?;
-                Ok(LiveEvent::sample(
-                    eid,
-                    &std::sync::Arc::from(host_id),
-                    &hostname,
-                    &point,
-                ))
+                Ok(LiveEvent::sample(eid, &std::sync::Arc::from(host_id), &hostname, &point))
             })?;
         let mut events: Vec<LiveEvent> = sample_rows.collect::<Result<_, _>>()?;
         let mut activity = self.conn.prepare_cached(

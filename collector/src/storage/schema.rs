@@ -9,7 +9,7 @@ use rusqlite::Connection;
 
 /// Schema migrations, in order. Index `i` upgrades version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
-    // 1: hosts, raw samples with derived values, and the activity log.
+    // 1: hosts, raw samples with derived values, the activity log and min/avg/max rollups.
     "CREATE TABLE hosts (
         id INTEGER PRIMARY KEY,
         host_id TEXT NOT NULL UNIQUE,
@@ -63,7 +63,57 @@ const MIGRATIONS: &[&str] = &[
         host TEXT,
         json TEXT NOT NULL
     );
-    CREATE INDEX activity_ts ON activity(ts_ms);",
+    CREATE INDEX activity_ts ON activity(ts_ms);
+    -- Rollups: per bucket and metric, min, max, sum and count of non-null values, so coarser
+    -- buckets combine exactly (avg = sum / n).
+    CREATE TABLE rollup_1m (
+        host INTEGER NOT NULL REFERENCES hosts(id),
+        bucket_ms INTEGER NOT NULL,
+        samples INTEGER NOT NULL,
+        cpu_percent_min REAL, cpu_percent_max REAL, cpu_percent_sum REAL, cpu_percent_n INTEGER,
+        mem_used_min REAL, mem_used_max REAL, mem_used_sum REAL, mem_used_n INTEGER,
+        mem_total_min REAL, mem_total_max REAL, mem_total_sum REAL, mem_total_n INTEGER,
+        mem_available_min REAL, mem_available_max REAL, mem_available_sum REAL, mem_available_n INTEGER,
+        swap_used_min REAL, swap_used_max REAL, swap_used_sum REAL, swap_used_n INTEGER,
+        swap_total_min REAL, swap_total_max REAL, swap_total_sum REAL, swap_total_n INTEGER,
+        load1_min REAL, load1_max REAL, load1_sum REAL, load1_n INTEGER,
+        load5_min REAL, load5_max REAL, load5_sum REAL, load5_n INTEGER,
+        load15_min REAL, load15_max REAL, load15_sum REAL, load15_n INTEGER,
+        net_rx_bps_min REAL, net_rx_bps_max REAL, net_rx_bps_sum REAL, net_rx_bps_n INTEGER,
+        net_tx_bps_min REAL, net_tx_bps_max REAL, net_tx_bps_sum REAL, net_tx_bps_n INTEGER,
+        disk_read_bps_min REAL, disk_read_bps_max REAL, disk_read_bps_sum REAL, disk_read_bps_n INTEGER,
+        disk_write_bps_min REAL, disk_write_bps_max REAL, disk_write_bps_sum REAL, disk_write_bps_n INTEGER,
+        fs_used_min REAL, fs_used_max REAL, fs_used_sum REAL, fs_used_n INTEGER,
+        fs_total_min REAL, fs_total_max REAL, fs_total_sum REAL, fs_total_n INTEGER,
+        processes_min REAL, processes_max REAL, processes_sum REAL, processes_n INTEGER,
+        uptime_min REAL, uptime_max REAL, uptime_sum REAL, uptime_n INTEGER,
+        temp_max_min REAL, temp_max_max REAL, temp_max_sum REAL, temp_max_n INTEGER,
+        PRIMARY KEY (host, bucket_ms)
+    ) WITHOUT ROWID;
+    CREATE TABLE rollup_1h (
+        host INTEGER NOT NULL REFERENCES hosts(id),
+        bucket_ms INTEGER NOT NULL,
+        samples INTEGER NOT NULL,
+        cpu_percent_min REAL, cpu_percent_max REAL, cpu_percent_sum REAL, cpu_percent_n INTEGER,
+        mem_used_min REAL, mem_used_max REAL, mem_used_sum REAL, mem_used_n INTEGER,
+        mem_total_min REAL, mem_total_max REAL, mem_total_sum REAL, mem_total_n INTEGER,
+        mem_available_min REAL, mem_available_max REAL, mem_available_sum REAL, mem_available_n INTEGER,
+        swap_used_min REAL, swap_used_max REAL, swap_used_sum REAL, swap_used_n INTEGER,
+        swap_total_min REAL, swap_total_max REAL, swap_total_sum REAL, swap_total_n INTEGER,
+        load1_min REAL, load1_max REAL, load1_sum REAL, load1_n INTEGER,
+        load5_min REAL, load5_max REAL, load5_sum REAL, load5_n INTEGER,
+        load15_min REAL, load15_max REAL, load15_sum REAL, load15_n INTEGER,
+        net_rx_bps_min REAL, net_rx_bps_max REAL, net_rx_bps_sum REAL, net_rx_bps_n INTEGER,
+        net_tx_bps_min REAL, net_tx_bps_max REAL, net_tx_bps_sum REAL, net_tx_bps_n INTEGER,
+        disk_read_bps_min REAL, disk_read_bps_max REAL, disk_read_bps_sum REAL, disk_read_bps_n INTEGER,
+        disk_write_bps_min REAL, disk_write_bps_max REAL, disk_write_bps_sum REAL, disk_write_bps_n INTEGER,
+        fs_used_min REAL, fs_used_max REAL, fs_used_sum REAL, fs_used_n INTEGER,
+        fs_total_min REAL, fs_total_max REAL, fs_total_sum REAL, fs_total_n INTEGER,
+        processes_min REAL, processes_max REAL, processes_sum REAL, processes_n INTEGER,
+        uptime_min REAL, uptime_max REAL, uptime_sum REAL, uptime_n INTEGER,
+        temp_max_min REAL, temp_max_max REAL, temp_max_sum REAL, temp_max_n INTEGER,
+        PRIMARY KEY (host, bucket_ms)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.
@@ -71,32 +121,35 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Sets the connection options every connection uses.
 pub fn configure(conn: &Connection) -> anyhow::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .context("setting the busy timeout")?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .context("enabling foreign keys")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).context("setting the busy timeout")?;
+    conn.pragma_update(None, "foreign_keys", "ON").context("enabling foreign keys")?;
     Ok(())
 }
 
 /// Brings the database up to [`SCHEMA_VERSION`], or refuses a newer one.
 pub fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .context("enabling WAL")?;
-    anyhow::ensure!(
-        mode.eq_ignore_ascii_case("wal"),
-        "the database refused WAL mode (got {mode})"
-    );
-    // WAL with synchronous=NORMAL is durable across process crashes (kill -9); FULL also
-    // survives power loss, and an ack means durable, so FULL it is.
-    conn.pragma_update(None, "synchronous", "FULL")
-        .context("setting synchronous")?;
     let version: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     anyhow::ensure!(
         version <= SCHEMA_VERSION,
         "the database has schema version {version}, newer than this collector's {SCHEMA_VERSION}; \
          use a newer hostwatch-collector or another --db"
     );
+    if version == 0 {
+        // Only possible on a new, empty file (before WAL mode writes its header): lets the size
+        // cap give pages back to the file system in small steps (PRAGMA incremental_vacuum)
+        // instead of a blocking VACUUM.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").context("setting auto_vacuum")?;
+    }
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .context("enabling WAL")?;
+    anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "the database refused WAL mode (got {mode})");
+    // WAL with synchronous=NORMAL is durable across process crashes (kill -9); FULL also
+    // survives power loss, and an ack means durable, so FULL it is.
+    conn.pragma_update(None, "synchronous", "FULL").context("setting synchronous")?;
+    // After a checkpoint, keep the WAL file from staying at its high-water mark.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+        .context("setting journal_size_limit")?;
     for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)
@@ -119,9 +172,7 @@ mod tests {
         let path = dir.join("a.db");
         let mut conn = Connection::open(&path).unwrap();
         migrate(&mut conn).unwrap();
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         drop(conn);
         let mut conn = Connection::open(&path).unwrap();
@@ -135,8 +186,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("b.db");
         let mut conn = Connection::open(&path).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         let err = migrate(&mut conn).unwrap_err().to_string();
         assert!(err.contains("newer than this collector"), "{err}");
         std::fs::remove_dir_all(dir).unwrap();

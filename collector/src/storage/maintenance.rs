@@ -1,0 +1,453 @@
+//! Storage maintenance, run by the writer thread between ingest transactions in small steps, each
+//! its own short transaction, so it never stalls ingest for long:
+//!
+//! - **rollups**: min/max/sum/count per metric in 1-minute buckets (from raw samples) and 1-hour
+//!   buckets (from the 1-minute ones), recomputed for the time ranges that received samples;
+//! - **retention**: raw samples older than `--retention-raw`, rollups and activity older than
+//!   `--retention-rollup`, deleted a chunk at a time;
+//! - **size cap**: above `--max-db-size`, the oldest raw samples (then the oldest rollups) go
+//!   first, and freed pages are returned to the file system with `incremental_vacuum`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rusqlite::{Connection, params};
+
+use super::query::METRICS;
+
+/// Retention and size policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Keep raw samples this long.
+    pub retention_raw: Duration,
+    /// Keep rollups and the activity log this long.
+    pub retention_rollup: Duration,
+    /// Keep the database under this many bytes, if set.
+    pub max_bytes: Option<u64>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            retention_raw: Duration::from_secs(24 * 3600),
+            retention_rollup: Duration::from_secs(30 * 24 * 3600),
+            max_bytes: None,
+        }
+    }
+}
+
+const MINUTE_MS: u64 = 60_000;
+const HOUR_MS: u64 = 3_600_000;
+/// Work done per call of [`Maintenance::run`], at most, before ingest gets the writer back.
+const STEP_BUDGET: Duration = Duration::from_millis(25);
+/// Rows deleted per statement.
+const DELETE_CHUNK: i64 = 2_000;
+/// Pages returned to the file system per step.
+const VACUUM_PAGES: i64 = 1_000;
+const ROLLUP_EVERY: Duration = Duration::from_secs(5);
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+const SIZE_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// The maintenance state, owned by the writer thread.
+pub struct Maintenance {
+    policy: Policy,
+    /// Per host, the range of sample times stored since its rollups were last computed.
+    dirty: HashMap<i64, (u64, u64)>,
+    next_rollup: Instant,
+    next_retention: Instant,
+    next_size_check: Instant,
+    /// Hosts still to prune in the current retention pass.
+    retention_queue: VecDeque<i64>,
+    over_cap: bool,
+    vacuum_pending: bool,
+    created: Instant,
+}
+
+impl Maintenance {
+    /// Starts maintenance. Samples stored after the newest rollup of each host (for example
+    /// before a crash) are marked for rolling up.
+    pub fn new(policy: Policy, conn: &Connection) -> anyhow::Result<Self> {
+        let mut dirty = HashMap::new();
+        let mut stmt = conn.prepare(
+            "SELECT hosts.id, (SELECT max(bucket_ms) FROM rollup_1m WHERE rollup_1m.host = hosts.id),
+                    (SELECT min(ts_ms) FROM samples WHERE samples.host = hosts.id),
+                    (SELECT max(ts_ms) FROM samples WHERE samples.host = hosts.id)
+             FROM hosts",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<i64>>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (host, rolled, first, last) = row?;
+            if let (Some(first), Some(last)) = (first, last) {
+                let from = rolled.map_or(first, |b| b.max(first));
+                dirty.insert(host, (from.max(0) as u64, last.max(0) as u64));
+            }
+        }
+        let now = Instant::now();
+        Ok(Self {
+            policy,
+            dirty,
+            next_rollup: now,
+            next_retention: now,
+            next_size_check: now,
+            retention_queue: VecDeque::new(),
+            over_cap: false,
+            vacuum_pending: false,
+            created: now,
+        })
+    }
+
+    /// Notes that a sample of `host` taken at `ts_ms` was stored.
+    pub fn note(&mut self, host: i64, ts_ms: u64) {
+        let range = self.dirty.entry(host).or_insert((ts_ms, ts_ms));
+        range.0 = range.0.min(ts_ms);
+        range.1 = range.1.max(ts_ms);
+    }
+
+    /// Forgets cached state after a failed transaction; rollups are recomputed from the
+    /// database's own state on the next run.
+    pub fn reset(&mut self, conn: &Connection) {
+        match Self::new(self.policy.clone(), conn) {
+            Ok(fresh) => *self = fresh,
+            Err(err) => log::error!("storage maintenance: cannot reload its state: {err:#}"),
+        }
+    }
+
+    /// When maintenance next has something to do; a time in the past when work is pending.
+    pub fn next_due(&self) -> Instant {
+        if self.over_cap || self.vacuum_pending || !self.retention_queue.is_empty() {
+            // A fixed past instant, not `Instant::now()`: a caller comparing its own earlier
+            // `now` against a fresh `now` would find the work never due.
+            return self.created;
+        }
+        self.next_rollup.min(self.next_retention).min(self.next_size_check)
+    }
+
+    /// Does what is due, for at most a short budget.
+    pub fn run(&mut self, conn: &mut Connection) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let now = Instant::now();
+        if now >= self.next_rollup {
+            self.next_rollup = now + ROLLUP_EVERY;
+            self.roll_up(conn, started)?;
+        }
+        if now >= self.next_size_check || self.over_cap || self.vacuum_pending {
+            self.next_size_check = now + SIZE_CHECK_EVERY;
+            self.enforce_size(conn)?;
+        }
+        if now >= self.next_retention && self.retention_queue.is_empty() {
+            // Short retentions (tests, tiny disks) are enforced more often than once a minute.
+            self.next_retention = now + RETENTION_EVERY.min(self.policy.retention_raw / 4);
+            let mut stmt = conn.prepare("SELECT id FROM hosts")?;
+            self.retention_queue = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            self.prune_activity(conn)?;
+        }
+        while started.elapsed() < STEP_BUDGET {
+            let Some(host) = self.retention_queue.front().copied() else {
+                break;
+            };
+            if !self.prune_host(conn, host)? {
+                self.retention_queue.pop_front();
+            }
+        }
+        Ok(())
+    }
+
+    /// Recomputes the rollups of the ranges that received samples, host by host.
+    fn roll_up(&mut self, conn: &mut Connection, started: Instant) -> anyhow::Result<()> {
+        let raw_cutoff =
+            crate::now_ms().saturating_sub(self.policy.retention_raw.as_millis() as u64);
+        let hosts: Vec<i64> = self.dirty.keys().copied().collect();
+        for host in hosts {
+            if started.elapsed() >= STEP_BUDGET {
+                // The rest waits for the next run, which is due at once.
+                self.next_rollup = self.created;
+                break;
+            }
+            let Some((first, last)) = self.dirty.remove(&host) else {
+                continue;
+            };
+            // Buckets older than the raw retention cannot be recomputed from raw samples any
+            // more; their rollups stay as they were.
+            let mut from = (first / MINUTE_MS) * MINUTE_MS;
+            if from < raw_cutoff {
+                from = raw_cutoff.div_ceil(MINUTE_MS) * MINUTE_MS;
+            }
+            if last < from {
+                continue;
+            }
+            // At most an hour of buckets per step, so a long replay does not hold the writer.
+            let to = ((last / MINUTE_MS + 1) * MINUTE_MS).min(from + HOUR_MS);
+            if to <= last {
+                self.dirty.insert(host, (to, last));
+                self.next_rollup = self.created;
+            }
+            let last = last.min(to - 1);
+            let tx = conn.transaction()?;
+            tx.prepare_cached(&rollup_from_raw_sql())?.execute(params![
+                host,
+                from as i64,
+                to as i64
+            ])?;
+            let (hour_from, hour_to) = ((from / HOUR_MS) * HOUR_MS, (last / HOUR_MS + 1) * HOUR_MS);
+            tx.prepare_cached(&rollup_hours_sql())?.execute(params![
+                host,
+                hour_from as i64,
+                hour_to as i64
+            ])?;
+            tx.commit().context("committing rollups")?;
+        }
+        Ok(())
+    }
+
+    /// Deletes one chunk of a host's expired raw samples and rollups. Returns whether more may
+    /// remain.
+    fn prune_host(&mut self, conn: &mut Connection, host: i64) -> anyhow::Result<bool> {
+        let now = crate::now_ms();
+        let mut raw_cutoff = now.saturating_sub(self.policy.retention_raw.as_millis() as u64);
+        if let Some((first, _)) = self.dirty.get(&host) {
+            // Never delete raw samples whose rollup is still to be computed.
+            raw_cutoff = raw_cutoff.min(*first);
+        }
+        let rollup_cutoff =
+            now.saturating_sub(self.policy.retention_rollup.as_millis() as u64) as i64;
+        let tx = conn.transaction()?;
+        let deleted = tx
+            .prepare_cached(
+                "DELETE FROM samples WHERE eid IN
+                   (SELECT eid FROM samples WHERE host = ?1 AND ts_ms < ?2 LIMIT ?3)",
+            )?
+            .execute(params![host, raw_cutoff as i64, DELETE_CHUNK])?;
+        tx.prepare_cached("DELETE FROM rollup_1m WHERE host = ?1 AND bucket_ms < ?2")?
+            .execute(params![host, rollup_cutoff])?;
+        tx.prepare_cached("DELETE FROM rollup_1h WHERE host = ?1 AND bucket_ms < ?2")?
+            .execute(params![host, rollup_cutoff])?;
+        tx.commit()?;
+        if deleted > 0 {
+            self.vacuum_pending = true;
+        }
+        Ok(deleted as i64 == DELETE_CHUNK)
+    }
+
+    fn prune_activity(&mut self, conn: &Connection) -> anyhow::Result<()> {
+        let cutoff =
+            crate::now_ms().saturating_sub(self.policy.retention_rollup.as_millis() as u64);
+        let deleted = conn
+            .prepare_cached(
+                "DELETE FROM activity WHERE eid IN (SELECT eid FROM activity WHERE ts_ms < ?1 LIMIT ?2)",
+            )?
+            .execute(params![cutoff as i64, DELETE_CHUNK])?;
+        if deleted > 0 {
+            self.vacuum_pending = true;
+        }
+        Ok(())
+    }
+
+    /// Keeps the database under the size cap: deletes the oldest data a chunk at a time, then
+    /// gives freed pages back to the file system.
+    fn enforce_size(&mut self, conn: &mut Connection) -> anyhow::Result<()> {
+        let used = used_bytes(conn)?;
+        if let Some(max) = self.policy.max_bytes {
+            // Delete down to 90 % of the cap, so the cap is not hit again at once.
+            let target = max / 10 * 9;
+            if used > max && !self.over_cap {
+                log::warn!(
+                    "database holds {} MiB, over --max-db-size ({} MiB): deleting the oldest samples",
+                    used >> 20,
+                    max >> 20
+                );
+                self.over_cap = true;
+            }
+            if self.over_cap {
+                if used <= target {
+                    self.over_cap = false;
+                    log::info!("database back under its size cap ({} MiB)", used >> 20);
+                } else {
+                    let deleted = delete_oldest(conn)?;
+                    log::debug!(
+                        "size cap: {used} bytes used, target {target}: deleted {deleted} rows"
+                    );
+                    self.vacuum_pending = true;
+                    if deleted == 0 {
+                        log::error!("database over its size cap with nothing left to delete");
+                        self.over_cap = false;
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        if self.vacuum_pending {
+            let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+            if free > 0 {
+                // The pragma frees one page per step of its statement: step it to the end.
+                let mut stmt =
+                    conn.prepare_cached(&format!("PRAGMA incremental_vacuum({VACUUM_PAGES})"))?;
+                let mut rows = stmt.query([])?;
+                while rows.next()?.is_some() {}
+            }
+            self.vacuum_pending = free > VACUUM_PAGES;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes of the database in use (free pages excluded).
+pub fn used_bytes(conn: &Connection) -> anyhow::Result<u64> {
+    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    Ok(((pages - free) * size).max(0) as u64)
+}
+
+/// Deletes a chunk of the oldest data: raw samples by storage order, or when none are left, the
+/// oldest hour of rollups.
+fn delete_oldest(conn: &Connection) -> anyhow::Result<usize> {
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM samples WHERE eid IN (SELECT eid FROM samples ORDER BY eid LIMIT ?1)",
+        )?
+        .execute([DELETE_CHUNK * 2])?;
+    if deleted > 0 {
+        return Ok(deleted);
+    }
+    let mut total = 0;
+    for table in ["rollup_1m", "rollup_1h"] {
+        total += conn.execute(
+            &format!("DELETE FROM {table} WHERE bucket_ms < (SELECT min(bucket_ms) FROM {table}) + {HOUR_MS}"),
+            [],
+        )?;
+        if total > 0 {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// `INSERT OR REPLACE` of 1-minute rollups of host ?1 for samples with ?2 <= ts < ?3.
+fn rollup_from_raw_sql() -> String {
+    let mut columns = String::from("host, bucket_ms, samples");
+    let mut values = format!("host, (ts_ms / {MINUTE_MS}) * {MINUTE_MS} AS bucket, count(*)");
+    for c in METRICS.iter().map(|m| m.column) {
+        columns.push_str(&format!(", {c}_min, {c}_max, {c}_sum, {c}_n"));
+        values.push_str(&format!(", min({c}), max({c}), total({c}), count({c})"));
+    }
+    format!(
+        "INSERT OR REPLACE INTO rollup_1m ({columns}) SELECT {values} FROM samples \
+         WHERE host = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY bucket"
+    )
+}
+
+/// `INSERT OR REPLACE` of 1-hour rollups of host ?1 from its 1-minute rollups in [?2, ?3).
+fn rollup_hours_sql() -> String {
+    let mut columns = String::from("host, bucket_ms, samples");
+    let mut values = format!("host, (bucket_ms / {HOUR_MS}) * {HOUR_MS} AS bucket, sum(samples)");
+    for c in METRICS.iter().map(|m| m.column) {
+        columns.push_str(&format!(", {c}_min, {c}_max, {c}_sum, {c}_n"));
+        values.push_str(&format!(", min({c}_min), max({c}_max), total({c}_sum), sum({c}_n)"));
+    }
+    format!(
+        "INSERT OR REPLACE INTO rollup_1h ({columns}) SELECT {values} FROM rollup_1m \
+         WHERE host = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3 GROUP BY bucket"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database(name: &str) -> (std::path::PathBuf, Connection) {
+        let dir = std::env::temp_dir().join(format!("hw-maint-{}-{name}", std::process::id()));
+        // Leftovers of an earlier run would change the sizes.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let mut conn = Connection::open(&path).unwrap();
+        crate::storage::schema::migrate(&mut conn).unwrap();
+        conn.execute(
+            "INSERT INTO hosts (id, host_id, hostname, first_seen_ms) VALUES (1, 'h', 'h', 0)",
+            [],
+        )
+        .unwrap();
+        (dir, conn)
+    }
+
+    fn fill(conn: &mut Connection, rows: i64, ts: impl Fn(i64) -> i64) {
+        let tx = conn.transaction().unwrap();
+        for i in 0..rows {
+            tx.execute(
+                "INSERT INTO samples (host, seq, ts_ms, cpu_percent, mem_used) VALUES (1, ?1, ?2, 12.5, ?3)",
+                params![i, ts(i), i * 1000],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+
+    fn page_bytes(conn: &Connection) -> u64 {
+        let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap();
+        pages as u64 * 4096
+    }
+
+    #[test]
+    fn the_size_cap_deletes_the_oldest_and_gives_the_space_back() {
+        let (dir, mut conn) = database("cap");
+        let auto_vacuum: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+        assert_eq!(auto_vacuum, 2, "incremental auto-vacuum");
+        let now = crate::now_ms() as i64;
+        fill(&mut conn, 60_000, |i| now - 60_000 + i);
+        let before = page_bytes(&conn);
+        let cap = before / 2;
+        let policy = Policy { max_bytes: Some(cap), ..Policy::default() };
+        let mut maintenance = Maintenance::new(policy, &conn).unwrap();
+        for _ in 0..500 {
+            maintenance.run(&mut conn).unwrap();
+            if !maintenance.over_cap && !maintenance.vacuum_pending {
+                break;
+            }
+        }
+        let after = page_bytes(&conn);
+        assert!(after < cap, "{after} bytes left of {before}, cap {cap}");
+        // The oldest went, the newest stayed.
+        let (first, last): (i64, i64) = conn
+            .query_row("SELECT min(seq), max(seq) FROM samples", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert!(first > 0 && last == 59_999, "kept {first}..={last}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn retention_prunes_raw_samples_after_rolling_them_up() {
+        let (dir, mut conn) = database("retention");
+        let now = crate::now_ms() as i64;
+        // Two hours of samples at 1 s; raw retention of one hour.
+        fill(&mut conn, 7_200, |i| now - 7_200_000 + i * 1000);
+        let policy = Policy { retention_raw: Duration::from_secs(3600), ..Policy::default() };
+        let mut maintenance = Maintenance::new(policy, &conn).unwrap();
+        for _ in 0..200 {
+            maintenance.run(&mut conn).unwrap();
+        }
+        let oldest: i64 =
+            conn.query_row("SELECT min(ts_ms) FROM samples", [], |r| r.get(0)).unwrap();
+        assert!(oldest >= now - 3_600_000 - 1000, "raw samples older than the retention remain");
+        // The rollups reach back further than the raw samples and count every sample they saw.
+        let (buckets, counted): (i64, i64) = conn
+            .query_row("SELECT count(*), sum(samples) FROM rollup_1m", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert!(buckets >= 60, "{buckets} minute buckets");
+        // Everything inside the raw retention was rolled up (older samples cannot be any more).
+        assert!(counted >= 3_500, "{counted} samples rolled up");
+        let hours: i64 =
+            conn.query_row("SELECT count(*) FROM rollup_1h", [], |r| r.get(0)).unwrap();
+        assert!(hours >= 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
