@@ -70,10 +70,7 @@ fn main() {
 /// lock file, and returns the directory holding the uPlot files to embed.
 fn npm_install(web_src: &Path, work: &Path) -> PathBuf {
     fs::create_dir_all(work).unwrap_or_else(|err| {
-        panic!(
-            "hostwatch collector build: cannot create {}: {err}",
-            work.display()
-        )
+        panic!("hostwatch collector build: cannot create {}: {err}", work.display())
     });
     for file in PACKAGE_FILES {
         let from = web_src.join(file);
@@ -90,11 +87,7 @@ fn npm_install(web_src: &Path, work: &Path) -> PathBuf {
     let lock = fs::read(work.join("package-lock.json")).unwrap_or_default();
     let installed_lock = fs::read(work.join(STAMP)).ok();
     let dist = work.join("node_modules").join("uplot").join("dist");
-    let installed = work
-        .join("node_modules")
-        .join("uplot")
-        .join("package.json")
-        .is_file()
+    let installed = work.join("node_modules").join("uplot").join("package.json").is_file()
         && ASSETS.iter().all(|asset| dist.join(asset).is_file());
 
     if !installed || installed_lock.as_deref() != Some(lock.as_slice()) {
@@ -122,10 +115,7 @@ fn npm_install(web_src: &Path, work: &Path) -> PathBuf {
             ),
         }
         if let Err(err) = fs::write(work.join(STAMP), &lock) {
-            panic!(
-                "hostwatch collector build: cannot write {}: {err}",
-                work.join(STAMP).display()
-            );
+            panic!("hostwatch collector build: cannot write {}: {err}", work.join(STAMP).display());
         }
     }
     dist

@@ -18,11 +18,7 @@ pub const REFUSED_RETRY_MIN: Duration = Duration::from_secs(60);
 impl Backoff {
     /// Delays start below `base` and double per failed attempt up to `cap`.
     pub fn new(base: Duration, cap: Duration) -> Self {
-        Self {
-            base,
-            cap,
-            attempt: 0,
-        }
+        Self { base, cap, attempt: 0 }
     }
 
     /// The delay before the next attempt: uniformly random in `[0, min(cap, base·2^attempt)]`
@@ -86,14 +82,8 @@ mod tests {
             })
             .map(|mut b| b.next_delay(&mut rng))
             .collect();
-        let early = delays
-            .iter()
-            .filter(|d| **d < Duration::from_secs(10))
-            .count();
-        let late = delays
-            .iter()
-            .filter(|d| **d > Duration::from_secs(20))
-            .count();
+        let early = delays.iter().filter(|d| **d < Duration::from_secs(10)).count();
+        let late = delays.iter().filter(|d| **d > Duration::from_secs(20)).count();
         assert!((250..420).contains(&early), "{early}");
         assert!((250..420).contains(&late), "{late}");
     }

@@ -15,16 +15,8 @@ const DEFAULT_SPOOL_SECONDS: u64 = 3600;
 
 /// Every key the agent understands.
 pub const KEYS: &[Key] = &[
-    Key::value(
-        "collector",
-        "URL",
-        "collector ingest URL, ws://HOST:8701/ingest or wss://…",
-    ),
-    Key::value(
-        "token",
-        "TOKEN",
-        "agent token (prefer --token-file: flags show in ps)",
-    ),
+    Key::value("collector", "URL", "collector ingest URL, ws://HOST:8701/ingest or wss://…"),
+    Key::value("token", "TOKEN", "agent token (prefer --token-file: flags show in ps)"),
     Key::value("token_file", "PATH", "file holding the agent token"),
     Key::value("host_id", "ID", "stable host id [default: /etc/machine-id]"),
     Key::value("interval", "DURATION", "sampling interval [default: 1s]"),
@@ -44,29 +36,12 @@ pub const KEYS: &[Key] = &[
         "PATH",
         "PEM CA certificates to trust for wss:// (instead of the system's)",
     ),
-    Key::value(
-        "log_level",
-        "LEVEL",
-        "error, warn, info, debug or trace [default: info]",
-    ),
-    Key::value(
-        "config",
-        "PATH",
-        "TOML file with any of the keys above (snake_case)",
-    )
-    .cli_only(),
+    Key::value("log_level", "LEVEL", "error, warn, info, debug or trace [default: info]"),
+    Key::value("config", "PATH", "TOML file with any of the keys above (snake_case)").cli_only(),
     Key::switch("once", "print one sample as JSON and exit").cli_only(),
-    Key::switch(
-        "check_config",
-        "check the configuration, print it (token hidden) and exit",
-    )
-    .cli_only(),
-    Key::value(
-        "root",
-        "DIR",
-        "install: install under DIR instead of / (images, tests)",
-    )
-    .cli_only(),
+    Key::switch("check_config", "check the configuration, print it (token hidden) and exit")
+        .cli_only(),
+    Key::value("root", "DIR", "install: install under DIR instead of / (images, tests)").cli_only(),
     Key::switch("no_start", "install: do not run systemctl enable --now").cli_only(),
     Key::switch("help", "print this help and exit").cli_only(),
     Key::switch("version", "print the version and exit").cli_only(),
@@ -154,18 +129,12 @@ impl Config {
             [] => false,
             [word] if word == "install" => true,
             [word, ..] => {
-                return Err(ConfigError::new(
-                    word.as_str(),
-                    "unexpected argument (see --help)",
-                ));
+                return Err(ConfigError::new(word.as_str(), "unexpected argument (see --help)"));
             }
         };
         if !install && (settings.source("root").is_some() || settings.source("no_start").is_some())
         {
-            return Err(ConfigError::new(
-                "root",
-                "--root and --no-start only apply to `install`",
-            ));
+            return Err(ConfigError::new("root", "--root and --no-start only apply to `install`"));
         }
         let command = if settings.switch("help")? {
             Command::Help
@@ -177,9 +146,7 @@ impl Config {
             Command::CheckConfig
         } else if install {
             Command::Install {
-                root: settings
-                    .get("root")
-                    .map_or_else(|| PathBuf::from("/"), PathBuf::from),
+                root: settings.get("root").map_or_else(|| PathBuf::from("/"), PathBuf::from),
                 start: !settings.switch("no_start")?,
             }
         } else {
@@ -189,9 +156,8 @@ impl Config {
             return Ok(Self::defaults(command));
         }
 
-        let interval = settings
-            .typed("interval", parse_interval)?
-            .unwrap_or(Duration::from_secs(1));
+        let interval =
+            settings.typed("interval", parse_interval)?.unwrap_or(Duration::from_secs(1));
         let default_spool_max = DEFAULT_SPOOL_SECONDS.div_ceil(interval.as_secs().max(1)) as usize
             * (1000 / interval.as_millis().clamp(1, 1000) as usize);
         let config = Config {
@@ -203,32 +169,20 @@ impl Config {
                     .map_err(|e| ConfigError::new("host_id", format!("{e:#}; give --host-id")))?,
             },
             interval,
-            spool_dir: settings
-                .get("spool_dir")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    state_directory
-                        .map(|d| PathBuf::from(d.split(':').next().unwrap_or(&d)))
-                        .unwrap_or_else(|| PathBuf::from("hostwatch-agent-spool"))
-                }),
-            spool_max: settings
-                .typed("spool_max", parse_spool_max)?
-                .unwrap_or(default_spool_max),
+            spool_dir: settings.get("spool_dir").map(PathBuf::from).unwrap_or_else(|| {
+                state_directory
+                    .map(|d| PathBuf::from(d.split(':').next().unwrap_or(&d)))
+                    .unwrap_or_else(|| PathBuf::from("hostwatch-agent-spool"))
+            }),
+            spool_max: settings.typed("spool_max", parse_spool_max)?.unwrap_or(default_spool_max),
             ca_file: settings.typed("ca_file", parse_readable_file)?,
             log_level: settings
                 .typed("log_level", parse_log_level)?
                 .unwrap_or_else(|| "info".into()),
-            given: KEYS
-                .iter()
-                .map(|k| k.name)
-                .filter(|k| settings.source(k).is_some())
-                .collect(),
+            given: KEYS.iter().map(|k| k.name).filter(|k| settings.source(k).is_some()).collect(),
             command,
         };
-        if matches!(
-            config.command,
-            Command::Run | Command::CheckConfig | Command::Install { .. }
-        ) {
+        if matches!(config.command, Command::Run | Command::CheckConfig | Command::Install { .. }) {
             if config.collector.is_none() {
                 return Err(ConfigError::new(
                     "collector",
@@ -243,15 +197,9 @@ impl Config {
             }
         }
         if config.ca_file.is_some()
-            && !config
-                .collector
-                .as_deref()
-                .is_some_and(|c| c.starts_with("wss://"))
+            && !config.collector.as_deref().is_some_and(|c| c.starts_with("wss://"))
         {
-            return Err(ConfigError::new(
-                "ca_file",
-                "only applies to a wss:// collector URL",
-            ));
+            return Err(ConfigError::new("ca_file", "only applies to a wss:// collector URL"));
         }
         Ok(config)
     }
@@ -303,9 +251,8 @@ fn parse_interval(value: &str) -> Result<Duration, String> {
 }
 
 fn parse_collector_url(value: &str) -> Result<String, String> {
-    let uri: async_tungstenite::tungstenite::http::Uri = value
-        .parse()
-        .map_err(|e| format!("{value:?} is not a URL ({e})"))?;
+    let uri: async_tungstenite::tungstenite::http::Uri =
+        value.parse().map_err(|e| format!("{value:?} is not a URL ({e})"))?;
     match uri.scheme_str() {
         Some("ws" | "wss") => {}
         _ => return Err(format!("{value:?} must start with ws:// or wss://")),
@@ -319,18 +266,10 @@ fn parse_collector_url(value: &str) -> Result<String, String> {
 fn parse_host_id(value: &str) -> Result<String, String> {
     let id = value.trim();
     if id.is_empty() || id.len() > protocol::Limits::MAX_NAME_BYTES {
-        return Err(format!(
-            "must be 1 to {} bytes",
-            protocol::Limits::MAX_NAME_BYTES
-        ));
+        return Err(format!("must be 1 to {} bytes", protocol::Limits::MAX_NAME_BYTES));
     }
-    if id
-        .chars()
-        .any(|c| c.is_control() || c == '/' || c.is_whitespace())
-    {
-        return Err(format!(
-            "{id:?} must not contain whitespace, '/' or control characters"
-        ));
+    if id.chars().any(|c| c.is_control() || c == '/' || c.is_whitespace()) {
+        return Err(format!("{id:?} must not contain whitespace, '/' or control characters"));
     }
     Ok(id.to_owned())
 }
@@ -381,11 +320,7 @@ pub fn read_secret(
     if !use_file {
         return settings.typed(key, |v| {
             let secret = v.trim();
-            if secret.is_empty() {
-                Err("is empty".to_owned())
-            } else {
-                Ok(secret.to_owned())
-            }
+            if secret.is_empty() { Err("is empty".to_owned()) } else { Ok(secret.to_owned()) }
         });
     }
     settings.typed(file_key, |path| {
@@ -406,14 +341,7 @@ mod tests {
         Config::load(args.iter().map(Into::into), |_| None)
     }
 
-    const BASE: [&str; 6] = [
-        "--collector",
-        "ws://c:8701/ingest",
-        "--token",
-        "t",
-        "--host-id",
-        "h",
-    ];
+    const BASE: [&str; 6] = ["--collector", "ws://c:8701/ingest", "--token", "t", "--host-id", "h"];
 
     #[test]
     fn defaults_follow_the_interval() {
@@ -460,20 +388,9 @@ mod tests {
         ];
         let config = Config::load(args.iter().map(Into::into), env).unwrap();
         assert_eq!(config.token.as_deref(), Some("from-file"));
-        let args = [
-            "--collector",
-            "ws://c/ingest",
-            "--host-id",
-            "h",
-            "--token-file",
-            "/nonexistent",
-        ];
-        assert_eq!(
-            Config::load(args.iter().map(Into::into), env)
-                .unwrap_err()
-                .key,
-            "token_file"
-        );
+        let args =
+            ["--collector", "ws://c/ingest", "--host-id", "h", "--token-file", "/nonexistent"];
+        assert_eq!(Config::load(args.iter().map(Into::into), env).unwrap_err().key, "token_file");
         std::fs::remove_file(dir).unwrap();
     }
 
@@ -481,15 +398,10 @@ mod tests {
     fn running_needs_a_collector_and_a_token_but_once_does_not() {
         assert_eq!(load(&["--host-id", "h"]).unwrap_err().key, "collector");
         assert_eq!(
-            load(&["--host-id", "h", "--collector", "ws://c/ingest"])
-                .unwrap_err()
-                .key,
+            load(&["--host-id", "h", "--collector", "ws://c/ingest"]).unwrap_err().key,
             "token"
         );
-        assert_eq!(
-            load(&["--host-id", "h", "--once"]).unwrap().command,
-            Command::Once
-        );
+        assert_eq!(load(&["--host-id", "h", "--once"]).unwrap().command, Command::Once);
     }
 
     #[test]

@@ -49,14 +49,8 @@ struct InstalledConfig {
 /// Installs under `root`; starts the service when `start` and `root` is `/`.
 pub fn install(config: &Config, root: &Path, start: bool) -> anyhow::Result<()> {
     let given = |key: &str| config.given.contains(&key);
-    let collector = config
-        .collector
-        .clone()
-        .context("install needs --collector")?;
-    let token = config
-        .token
-        .clone()
-        .context("install needs --token-file or --token")?;
+    let collector = config.collector.clone().context("install needs --collector")?;
+    let token = config.token.clone().context("install needs --token-file or --token")?;
 
     let binary = root.join(BINARY);
     let exe = std::env::current_exe().context("cannot find this executable")?;
@@ -109,11 +103,7 @@ fn systemctl(args: &[&str]) -> anyhow::Result<()> {
         .args(args)
         .status()
         .context("cannot run systemctl; start the service by hand or use --no-start")?;
-    anyhow::ensure!(
-        status.success(),
-        "systemctl {} failed ({status})",
-        args.join(" ")
-    );
+    anyhow::ensure!(status.success(), "systemctl {} failed ({status})", args.join(" "));
     Ok(())
 }
 
@@ -122,10 +112,8 @@ fn systemctl(args: &[&str]) -> anyhow::Result<()> {
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let dir = path.parent().context("path without a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp: PathBuf = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file")
-    ));
+    let tmp: PathBuf =
+        dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("file")));
     // A leftover from an interrupted install would make create_new fail.
     let _ = std::fs::remove_file(&tmp);
     let mut file = std::fs::OpenOptions::new()

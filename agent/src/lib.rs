@@ -25,9 +25,7 @@ use crate::transport::{Input, Timing, Transport};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Runs the agent until SIGTERM or SIGINT: samples, spools and pushes.
@@ -56,19 +54,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     spawn_signal_thread(tx.clone())?;
     spawn_sampler_thread(config.interval, tx)?;
 
-    let target = net::Target {
-        url: collector,
-        token,
-        tls,
-        timeout: Duration::from_secs(10),
-    };
+    let target = net::Target { url: collector, token, tls, timeout: Duration::from_secs(10) };
     let transport = Transport::new(target, hello, spool, Timing::for_interval(config.interval));
     systemd::ready("sampling; connecting to the collector");
     let spool = smol::block_on(transport.run(rx))?;
-    log::info!(
-        "stopped; {} samples spooled for the next start",
-        spool.len()
-    );
+    log::info!("stopped; {} samples spooled for the next start", spool.len());
     Ok(())
 }
 

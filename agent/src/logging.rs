@@ -27,9 +27,8 @@ impl Log for StderrLogger {
         }
         // Quiet the libraries' chatter: only our own crates log below warn.
         let target = record.target();
-        let ours = ["agent", "collector", "protocol", "hostwatch"]
-            .iter()
-            .any(|p| target.starts_with(p));
+        let ours =
+            ["agent", "collector", "protocol", "hostwatch"].iter().any(|p| target.starts_with(p));
         if !ours && record.level() > Level::Warn {
             return;
         }
@@ -62,9 +61,7 @@ pub fn init(level: &str) -> anyhow::Result<()> {
     let filter: LevelFilter = level.parse().map_err(|_| {
         anyhow::anyhow!("unknown log level {level:?} (use error, warn, info, debug or trace)")
     })?;
-    let logger = StderrLogger {
-        journald: std::env::var_os("JOURNAL_STREAM").is_some(),
-    };
+    let logger = StderrLogger { journald: std::env::var_os("JOURNAL_STREAM").is_some() };
     // A second init (tests driving `run` in-process) keeps the first logger; that is harmless.
     let _ = log::set_boxed_logger(Box::new(logger));
     log::set_max_level(filter);

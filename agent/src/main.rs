@@ -30,10 +30,7 @@ fn main() -> ExitCode {
             let mut sampler = agent::sampler::Sampler::new();
             let sample = sampler.sample(0, agent::now_ms());
             // Serializing plain data to a string cannot fail.
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&sample).expect("sample as JSON")
-            );
+            println!("{}", serde_json::to_string_pretty(&sample).expect("sample as JSON"));
             return ExitCode::SUCCESS;
         }
         Command::Install { ref root, start } => {

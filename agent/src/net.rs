@@ -14,51 +14,54 @@ use futures_lite::{AsyncRead, AsyncWrite, FutureExt, StreamExt};
 use protocol::{AgentMessage, CollectorMessage, Hello, Limits, RefusalReason, Welcome};
 use smol::net::TcpStream;
 
-/// A byte stream to the collector, plain or TLS.
-#[allow(clippy::large_enum_variant)]
-pub enum Stream {
-    /// `ws://`
+/// A TCP stream, plain or wrapped in TLS. `T` is the TLS stream type: a client stream here, a
+/// server stream in the collector.
+pub enum MaybeTls<T> {
+    /// No TLS (`ws://`, `http://`).
     Plain(TcpStream),
-    /// `wss://`
-    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+    /// TLS (`wss://`, `https://`).
+    Tls(Box<T>),
 }
 
-impl AsyncRead for Stream {
+/// A byte stream to the collector.
+pub type Stream = MaybeTls<futures_rustls::client::TlsStream<TcpStream>>;
+
+impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
-impl AsyncWrite for Stream {
+impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_close(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
+            MaybeTls::Plain(s) => Pin::new(s).poll_close(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
         }
     }
 }
@@ -152,15 +155,11 @@ pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<futures_rustls::T
                 log::warn!("system CA certificates: {err}");
             }
             let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-            anyhow::ensure!(
-                added > 0,
-                "no usable system CA certificates; give --ca-file"
-            );
+            anyhow::ensure!(added > 0, "no usable system CA certificates; give --ca-file");
         }
     }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
     Ok(futures_rustls::TlsConnector::from(Arc::new(config)))
 }
 
@@ -169,10 +168,7 @@ pub async fn open(target: &Target, hello: &Hello) -> Result<(Socket, Welcome), C
     let attempt = async { open_inner(target, hello).await };
     let timeout = async {
         smol::Timer::after(target.timeout).await;
-        Err(ConnectError::Transient(format!(
-            "no welcome within {:?}",
-            target.timeout
-        )))
+        Err(ConnectError::Transient(format!("no welcome within {:?}", target.timeout)))
     };
     attempt.or(timeout).await
 }
@@ -180,18 +176,11 @@ pub async fn open(target: &Target, hello: &Hello) -> Result<(Socket, Welcome), C
 async fn open_inner(target: &Target, hello: &Hello) -> Result<(Socket, Welcome), ConnectError> {
     let transient =
         |what: &str, e: &dyn std::fmt::Display| ConnectError::Transient(format!("{what}: {e}"));
-    let mut request = target
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| transient("bad URL", &e))?;
+    let mut request =
+        target.url.as_str().into_client_request().map_err(|e| transient("bad URL", &e))?;
     let uri = request.uri().clone();
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let host =
+        uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
     let tls = uri.scheme_str() == Some("wss");
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     let bearer =
@@ -201,9 +190,7 @@ async fn open_inner(target: &Target, hello: &Hello) -> Result<(Socket, Welcome),
                 message: "token has characters not allowed in a header".into(),
             }
         })?;
-    request
-        .headers_mut()
-        .insert(http::header::AUTHORIZATION, bearer);
+    request.headers_mut().insert(http::header::AUTHORIZATION, bearer);
     request.headers_mut().insert(
         http::header::USER_AGENT,
         http::HeaderValue::from_static(concat!("hostwatch-agent/", env!("CARGO_PKG_VERSION"))),
@@ -213,8 +200,7 @@ async fn open_inner(target: &Target, hello: &Hello) -> Result<(Socket, Welcome),
         .await
         .map_err(|e| transient(&format!("cannot connect to {host}:{port}"), &e))?;
     // Samples are small and latency matters more than packet count.
-    tcp.set_nodelay(true)
-        .map_err(|e| transient("set_nodelay", &e))?;
+    tcp.set_nodelay(true).map_err(|e| transient("set_nodelay", &e))?;
     let stream = if tls {
         let connector = target
             .tls
@@ -222,13 +208,10 @@ async fn open_inner(target: &Target, hello: &Hello) -> Result<(Socket, Welcome),
             .ok_or_else(|| ConnectError::Transient("wss:// without a TLS configuration".into()))?;
         let name = rustls_pki_types::ServerName::try_from(host.clone())
             .map_err(|e| transient("bad TLS server name", &e))?;
-        let tls_stream = connector
-            .connect(name, tcp)
-            .await
-            .map_err(|e| tls_error(&host, e))?;
-        Stream::Tls(Box::new(tls_stream))
+        let tls_stream = connector.connect(name, tcp).await.map_err(|e| tls_error(&host, e))?;
+        MaybeTls::Tls(Box::new(tls_stream))
     } else {
-        Stream::Plain(tcp)
+        MaybeTls::Plain(tcp)
     };
 
     let (mut socket, _response) =
@@ -249,9 +232,9 @@ async fn open_inner(target: &Target, hello: &Hello) -> Result<(Socket, Welcome),
                         reason: refusal.reason,
                         message: refusal.message,
                     }),
-                    Ok(other) => Err(ConnectError::Transient(format!(
-                        "expected a welcome, got {other:?}"
-                    ))),
+                    Ok(other) => {
+                        Err(ConnectError::Transient(format!("expected a welcome, got {other:?}")))
+                    }
                     Err(err) => Err(transient("undecodable answer to the hello", &err)),
                 };
             }
@@ -266,9 +249,7 @@ async fn open_inner(target: &Target, hello: &Hello) -> Result<(Socket, Welcome),
             Some(Ok(_)) => continue, // Pings and pongs before the welcome.
             Some(Err(err)) => return Err(transient("waiting for the welcome", &err)),
             None => {
-                return Err(ConnectError::Transient(
-                    "collector closed the connection".into(),
-                ));
+                return Err(ConnectError::Transient("collector closed the connection".into()));
             }
         }
     }
@@ -295,21 +276,11 @@ fn upgrade_error(err: tungstenite::Error) -> ConnectError {
                 .unwrap_or_default();
             let message = format!(
                 "HTTP {status} at the upgrade{}",
-                if body.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {body}")
-                }
+                if body.is_empty() { String::new() } else { format!(": {body}") }
             );
             match status.as_u16() {
-                401 | 403 => ConnectError::Refused {
-                    reason: RefusalReason::BadToken,
-                    message,
-                },
-                400..=499 => ConnectError::Refused {
-                    reason: RefusalReason::Malformed,
-                    message,
-                },
+                401 | 403 => ConnectError::Refused { reason: RefusalReason::BadToken, message },
+                400..=499 => ConnectError::Refused { reason: RefusalReason::Malformed, message },
                 _ => ConnectError::Transient(message),
             }
         }

@@ -70,8 +70,7 @@ impl Spool {
             .append(true)
             .open(&log_path)
             .with_context(|| format!("cannot open {}", log_path.display()))?;
-        log.set_len(good_len)
-            .with_context(|| format!("cannot truncate {}", log_path.display()))?;
+        log.set_len(good_len).with_context(|| format!("cannot truncate {}", log_path.display()))?;
 
         let last_logged = entries.back().map(|e: &Entry| e.seq + 1).unwrap_or(0);
         let mut spool = Spool {
@@ -115,13 +114,8 @@ impl Spool {
         record.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         record.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
         record.extend_from_slice(&bytes);
-        self.log
-            .write_all(&record)
-            .context("appending to the spool log")?;
-        self.entries.push_back(Entry {
-            seq: sample.seq,
-            bytes: bytes.into_boxed_slice(),
-        });
+        self.log.write_all(&record).context("appending to the spool log")?;
+        self.entries.push_back(Entry { seq: sample.seq, bytes: bytes.into_boxed_slice() });
         if self.entries.len() > self.max {
             self.entries.pop_front();
             self.dropped_total += 1;
@@ -239,20 +233,14 @@ impl Spool {
             self.next_seq, self.dropped_total
         );
         let path = self.dir.join(STATE_FILE);
-        write_atomically(
-            &self.dir.join(format!("{STATE_FILE}.tmp")),
-            &path,
-            text.as_bytes(),
-        )
+        write_atomically(&self.dir.join(format!("{STATE_FILE}.tmp")), &path, text.as_bytes())
     }
 }
 
 fn write_atomically(tmp: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut file = File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.sync_data()
-        .with_context(|| format!("cannot sync {}", tmp.display()))?;
+    file.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.sync_data().with_context(|| format!("cannot sync {}", tmp.display()))?;
     std::fs::rename(tmp, path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
@@ -269,11 +257,7 @@ fn read_state(path: &Path) -> anyhow::Result<Option<State>> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
     };
-    let mut state = State {
-        next_seq: 0,
-        dropped_total: 0,
-        first_live_seq: 0,
-    };
+    let mut state = State { next_seq: 0, dropped_total: 0, first_live_seq: 0 };
     for line in text.lines() {
         let (key, value) = line.split_once(' ').unwrap_or((line, ""));
         let value: u64 = value
@@ -322,10 +306,7 @@ fn read_log(path: &Path) -> anyhow::Result<(VecDeque<Entry>, u64, u64)> {
         if entries.back().is_some_and(|e| e.seq >= sample.seq) {
             break;
         }
-        entries.push_back(Entry {
-            seq: sample.seq,
-            bytes: body.into(),
-        });
+        entries.push_back(Entry { seq: sample.seq, bytes: body.into() });
         offset = body_start + len;
     }
     Ok((entries, offset as u64, data.len() as u64))
@@ -346,13 +327,7 @@ mod tests {
         (0..n)
             .map(|_| {
                 let seq = spool.allocate_seq();
-                spool
-                    .push(&Sample {
-                        seq,
-                        ts_ms: seq * 1000,
-                        ..Default::default()
-                    })
-                    .unwrap();
+                spool.push(&Sample { seq, ts_ms: seq * 1000, ..Default::default() }).unwrap();
                 seq
             })
             .collect()
@@ -404,10 +379,7 @@ mod tests {
         let mut spool = Spool::open(&dir, 100, 1).unwrap();
         push_n(&mut spool, 3);
         drop(spool);
-        let mut log = OpenOptions::new()
-            .append(true)
-            .open(dir.join(LOG_FILE))
-            .unwrap();
+        let mut log = OpenOptions::new().append(true).open(dir.join(LOG_FILE)).unwrap();
         log.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, 5]).unwrap();
         drop(log);
         let mut spool = Spool::open(&dir, 100, 1).unwrap();

@@ -38,10 +38,7 @@ pub struct Watchdog {
 impl Watchdog {
     /// Reads `WATCHDOG_USEC`; pets at half the period, as systemd recommends.
     pub fn from_env() -> Self {
-        Self {
-            every: sd_notify::watchdog_enabled().map(|period| period / 2),
-            last: Instant::now(),
-        }
+        Self { every: sd_notify::watchdog_enabled().map(|period| period / 2), last: Instant::now() }
     }
 
     /// When the next pet is due, if the watchdog is on.

@@ -57,21 +57,13 @@ impl Timing {
     /// than 30 s.
     pub fn for_interval(interval: Duration) -> Self {
         let dead_after = (interval * 3).clamp(Duration::from_secs(3), Duration::from_secs(30));
-        Self {
-            interval,
-            ping_after: (dead_after / 3).max(Duration::from_millis(500)),
-            dead_after,
-        }
+        Self { interval, ping_after: (dead_after / 3).max(Duration::from_millis(500)), dead_after }
     }
 }
 
 enum State {
-    Waiting {
-        until: Instant,
-    },
-    Connecting {
-        task: smol::Task<Result<(net::Socket, protocol::Welcome), ConnectError>>,
-    },
+    Waiting { until: Instant },
+    Connecting { task: smol::Task<Result<(net::Socket, protocol::Welcome), ConnectError>> },
     Connected(Connection),
 }
 
@@ -164,8 +156,7 @@ impl Transport {
                     self.take_sample(state, *sample).await?
                 }
                 (state, Wake::Input(Some(Input::Shutdown)) | Wake::Input(None)) => {
-                    self.flush_deadline
-                        .get_or_insert(Instant::now() + FLUSH_BUDGET);
+                    self.flush_deadline.get_or_insert(Instant::now() + FLUSH_BUDGET);
                     // Nothing more will arrive once the input is closed or shutdown was asked.
                     inputs.close();
                     state
@@ -240,9 +231,7 @@ impl Transport {
     fn connect(&mut self) -> State {
         let target = self.target.clone();
         let hello = self.hello.clone();
-        State::Connecting {
-            task: smol::spawn(async move { net::open(&target, &hello).await }),
-        }
+        State::Connecting { task: smol::spawn(async move { net::open(&target, &hello).await }) }
     }
 
     async fn take_sample(&mut self, state: State, mut sample: Sample) -> anyhow::Result<State> {
@@ -264,13 +253,9 @@ impl Transport {
         log::info!(
             "connected to {} (collector has up to seq {}; {} samples to send{})",
             self.target.url,
-            welcome
-                .last_seq
-                .map_or_else(|| "none".to_owned(), |s| s.to_string()),
+            welcome.last_seq.map_or_else(|| "none".to_owned(), |s| s.to_string()),
             self.spool.len(),
-            outage
-                .map(|d| format!(", after {:.0?} away", d))
-                .unwrap_or_default()
+            outage.map(|d| format!(", after {:.0?} away", d)).unwrap_or_default()
         );
         self.backoff.reset();
         self.failures = 0;
@@ -312,28 +297,18 @@ impl Transport {
                     "cannot reach the collector: {err}; retrying with backoff, spooling meanwhile"
                 );
             } else {
-                log::debug!(
-                    "attempt {} failed: {err}; next in {delay:.1?}",
-                    self.failures
-                );
+                log::debug!("attempt {} failed: {err}; next in {delay:.1?}", self.failures);
             }
             delay
         };
-        State::Waiting {
-            until: Instant::now() + delay,
-        }
+        State::Waiting { until: Instant::now() + delay }
     }
 
     fn lost(&mut self, why: &str) -> State {
-        log::warn!(
-            "connection to the collector lost: {why}; {} samples spooled",
-            self.spool.len()
-        );
+        log::warn!("connection to the collector lost: {why}; {} samples spooled", self.spool.len());
         self.down_since.get_or_insert_with(Instant::now);
         let delay = self.backoff.next_delay(&mut self.rng);
-        State::Waiting {
-            until: Instant::now() + delay,
-        }
+        State::Waiting { until: Instant::now() + delay }
     }
 
     async fn heard(&mut self, mut conn: Connection, incoming: Incoming) -> anyhow::Result<State> {
@@ -349,16 +324,11 @@ impl Transport {
             Incoming::Message(CollectorMessage::Refused(refusal))
                 if !refusal.reason.needs_operator() =>
             {
-                Ok(self.lost(&format!(
-                    "the collector closed the connection: {}",
-                    refusal.message
-                )))
+                Ok(self.lost(&format!("the collector closed the connection: {}", refusal.message)))
             }
             Incoming::Message(CollectorMessage::Refused(refusal)) => {
-                let err = ConnectError::Refused {
-                    reason: refusal.reason,
-                    message: refusal.message,
-                };
+                let err =
+                    ConnectError::Refused { reason: refusal.reason, message: refusal.message };
                 Ok(self.failed(err))
             }
             Incoming::Message(CollectorMessage::Welcome(_)) => {
@@ -394,10 +364,8 @@ impl Transport {
             let Some(last) = samples.last().map(|s| s.seq) else {
                 break;
             };
-            let batch = AgentMessage::Batch(Batch {
-                dropped_total: self.spool.dropped_total(),
-                samples,
-            });
+            let batch =
+                AgentMessage::Batch(Batch { dropped_total: self.spool.dropped_total(), samples });
             let bytes = protocol::encode_agent_message(&batch);
             if let Err(err) = self.send(&mut conn, Message::binary(bytes)).await {
                 return self.lost(&err);
@@ -412,27 +380,18 @@ impl Transport {
     /// deadline (a stuck collector must not stall the agent).
     async fn send(&self, conn: &mut Connection, message: Message) -> Result<(), String> {
         let deadline = self.timing.dead_after;
-        let send = async {
-            conn.sender
-                .send(message)
-                .await
-                .map_err(|e| format!("send failed: {e}"))
-        };
+        let send =
+            async { conn.sender.send(message).await.map_err(|e| format!("send failed: {e}")) };
         send.or(async {
             Timer::after(deadline).await;
-            Err(format!(
-                "collector did not take a message within {deadline:?}"
-            ))
+            Err(format!("collector did not take a message within {deadline:?}"))
         })
         .await
     }
 }
 
 async fn close(conn: &mut Connection, code: CloseCode, reason: &str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.to_owned().into(),
-    };
+    let frame = CloseFrame { code, reason: reason.to_owned().into() };
     let close = async {
         // The peer may already be gone; a failed close changes nothing for us.
         let _ = conn.sender.close(Some(frame)).await;
@@ -455,11 +414,9 @@ async fn read_loop(mut receiver: WebSocketReceiver<Stream>, tx: async_channel::S
                 }
             },
             Some(Ok(Message::Close(frame))) => Incoming::Closed(match frame {
-                Some(f) => format!(
-                    "collector closed the connection ({} {})",
-                    u16::from(f.code),
-                    f.reason
-                ),
+                Some(f) => {
+                    format!("collector closed the connection ({} {})", u16::from(f.code), f.reason)
+                }
                 None => "collector closed the connection".into(),
             }),
             Some(Ok(_)) => Incoming::Heard,

@@ -1,5 +1,6 @@
-//! Authentication: agent tokens (compared in constant time, never logged) and the generated
-//! token file.
+//! Authentication and authorization: agent tokens (shared and per-host, revocable), viewer and
+//! admin tokens for the page and API, and the generated token file. Every secret is compared in
+//! constant time and never logged.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -10,26 +11,231 @@ use subtle::ConstantTimeEq;
 
 use crate::config::TokenSource;
 
-/// The secrets agents may present.
+/// What an agent's token entitles it to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentCredential {
+    /// The shared token: any host id.
+    Shared,
+    /// A per-host token: only this host id.
+    Host(String),
+    /// The collector's own self-monitoring, which needs no token.
+    InProcess,
+}
+
+/// The outcome of checking an agent's token at the upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentCheck {
+    /// Valid.
+    Accepted(AgentCredential),
+    /// A per-host token that was removed from the tokens file (HTTP 403).
+    Revoked,
+    /// Missing or unknown (HTTP 401).
+    Rejected,
+}
+
+/// The secrets agents may present: a shared token and per-host tokens.
+#[derive(Default)]
 pub struct AgentAuth {
-    shared: Vec<u8>,
+    shared: Option<Vec<u8>>,
+    per_host: Vec<(String, Vec<u8>)>,
+    revoked: Vec<Vec<u8>>,
 }
 
 impl AgentAuth {
-    /// Agents authenticate with `shared`.
-    pub fn new(shared: String) -> Self {
+    /// Agents authenticate with `shared` (if any) or their line in `per_host`.
+    pub fn new(shared: Option<String>, per_host: Vec<(String, String)>) -> Self {
         Self {
-            shared: shared.into_bytes(),
+            shared: shared.map(String::into_bytes),
+            per_host: per_host
+                .into_iter()
+                .map(|(host, token)| (host, token.into_bytes()))
+                .collect(),
+            revoked: Vec::new(),
         }
     }
 
-    /// Whether an `Authorization` header value carries a valid token.
-    pub fn accepts(&self, authorization: Option<&str>) -> bool {
-        let Some(token) = authorization.and_then(bearer) else {
-            return false;
-        };
-        bool::from(token.as_bytes().ct_eq(&self.shared))
+    /// The same shared token with a re-read per-host list; tokens that disappeared from the list
+    /// are remembered as revoked, so they get a 403 rather than a 401.
+    pub fn reloaded(&self, per_host: Vec<(String, String)>) -> Self {
+        let per_host: Vec<(String, Vec<u8>)> =
+            per_host.into_iter().map(|(host, token)| (host, token.into_bytes())).collect();
+        let mut revoked = self.revoked.clone();
+        for (_, old) in &self.per_host {
+            if !per_host.iter().any(|(_, new)| new == old) && !revoked.contains(old) {
+                revoked.push(old.clone());
+            }
+        }
+        revoked.retain(|token| !per_host.iter().any(|(_, new)| new == token));
+        Self { shared: self.shared.clone(), per_host, revoked }
     }
+
+    /// Checks an `Authorization` header value. Every known token is compared, each in constant
+    /// time, so the time taken says nothing about which (if any) matched.
+    pub fn check(&self, authorization: Option<&str>) -> AgentCheck {
+        let Some(token) = authorization.and_then(bearer).map(str::as_bytes) else {
+            return AgentCheck::Rejected;
+        };
+        let mut found = None;
+        if self.shared.as_deref().is_some_and(|s| bool::from(token.ct_eq(s))) {
+            found = Some(AgentCredential::Shared);
+        }
+        for (host, secret) in &self.per_host {
+            if bool::from(token.ct_eq(secret)) && found.is_none() {
+                found = Some(AgentCredential::Host(host.clone()));
+            }
+        }
+        let revoked = self.revoked.iter().fold(false, |any, r| any | bool::from(token.ct_eq(r)));
+        match found {
+            Some(credential) => AgentCheck::Accepted(credential),
+            None if revoked => AgentCheck::Revoked,
+            None => AgentCheck::Rejected,
+        }
+    }
+
+    /// Whether a connection admitted with `credential` may stay under this (reloaded) set.
+    pub fn still_valid(&self, credential: &AgentCredential, previous: &AgentAuth) -> bool {
+        match credential {
+            AgentCredential::Shared => self.shared.is_some(),
+            AgentCredential::InProcess => true,
+            AgentCredential::Host(host) => {
+                let token = |auth: &AgentAuth| {
+                    auth.per_host.iter().find(|(h, _)| h == host).map(|(_, t)| t.clone())
+                };
+                token(self).is_some() && token(self) == token(previous)
+            }
+        }
+    }
+}
+
+/// Reads a per-host tokens file: one `HOST_ID TOKEN` per line; blank lines and lines starting
+/// with `#` are ignored. Errors name the line.
+pub fn read_agent_tokens(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut tokens = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        let (Some(host), Some(token), None) = (words.next(), words.next(), words.next()) else {
+            anyhow::bail!("{}:{}: expected `HOST_ID TOKEN`", path.display(), number + 1);
+        };
+        anyhow::ensure!(
+            !tokens.iter().any(|(h, _): &(String, String)| h == host),
+            "{}:{}: host {host} is listed twice",
+            path.display(),
+            number + 1
+        );
+        tokens.push((host.to_owned(), token.to_owned()));
+    }
+    Ok(tokens)
+}
+
+/// Who may read and who may write through the HTTP API and `/live`, and from which pages.
+#[derive(Default)]
+pub struct Access {
+    viewer: Option<Vec<u8>>,
+    admin: Option<Vec<u8>>,
+    allowed_origins: Vec<String>,
+}
+
+/// The login cookie's name.
+pub const SESSION_COOKIE: &str = "hostwatch_session";
+
+impl Access {
+    /// Viewers need `viewer` (if set); writes need `admin` (if unset, writes are disabled).
+    pub fn new(viewer: Option<String>, admin: Option<String>) -> Self {
+        Self {
+            viewer: viewer.map(String::into_bytes),
+            admin: admin.map(String::into_bytes),
+            allowed_origins: Vec::new(),
+        }
+    }
+
+    /// Only pages from these origins may open `/live` (browsers send `Origin`; other clients
+    /// do not and are not affected). Empty: pages served by the same host, any port.
+    pub fn with_allowed_origins(mut self, origins: Vec<String>) -> Self {
+        self.allowed_origins =
+            origins.into_iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect();
+        self
+    }
+
+    /// Whether a WebSocket upgrade with this `Origin` (and `Host`) may proceed. This stops other
+    /// web sites from opening `/live` with a viewer's cookie (cross-site WebSocket hijacking).
+    pub fn origin_allowed(&self, origin: Option<&str>, host: Option<&str>) -> bool {
+        let Some(origin) = origin else { return true };
+        let origin = origin.trim_end_matches('/').to_ascii_lowercase();
+        if !self.allowed_origins.is_empty() {
+            return self.allowed_origins.contains(&origin);
+        }
+        let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+        match host {
+            Some(host) => {
+                hostname(origin_host) == hostname(&host.to_ascii_lowercase())
+                    && !origin_host.is_empty()
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the page and API require a viewer token.
+    pub fn viewer_required(&self) -> bool {
+        self.viewer.is_some()
+    }
+
+    /// Whether writes are possible at all.
+    pub fn admin_configured(&self) -> bool {
+        self.admin.is_some()
+    }
+
+    /// Whether a request may read: no viewer token is configured, or it presents the viewer or
+    /// admin token as a bearer token, or the viewer token in the login cookie.
+    pub fn may_view(&self, authorization: Option<&str>, cookie: Option<&str>) -> bool {
+        let Some(viewer) = &self.viewer else {
+            return true;
+        };
+        let bearer_token = authorization.and_then(bearer).map(str::as_bytes);
+        let cookie_token = cookie.and_then(|c| cookie_value(c, SESSION_COOKIE)).map(str::as_bytes);
+        let matches = |token: Option<&[u8]>, secret: Option<&Vec<u8>>| match (token, secret) {
+            (Some(t), Some(s)) => bool::from(t.ct_eq(s)),
+            _ => false,
+        };
+        matches(bearer_token, Some(viewer))
+            | matches(bearer_token, self.admin.as_ref())
+            | matches(cookie_token, Some(viewer))
+    }
+
+    /// Whether a request may write: it presents the admin token as a bearer token.
+    pub fn may_write(&self, authorization: Option<&str>) -> bool {
+        match (&self.admin, authorization.and_then(bearer)) {
+            (Some(admin), Some(token)) => bool::from(token.as_bytes().ct_eq(admin)),
+            _ => false,
+        }
+    }
+
+    /// Whether `token` is the viewer token (the login form).
+    pub fn is_viewer_token(&self, token: &str) -> bool {
+        self.viewer.as_deref().is_some_and(|v| bool::from(token.as_bytes().ct_eq(v)))
+    }
+}
+
+/// The host part of `host[:port]` or `[v6]:port`.
+fn hostname(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority.rsplit_once(':').map_or(authority, |(host, _)| host)
+}
+
+/// The value of cookie `name` in a `Cookie` header.
+pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
 }
 
 /// The token of a `Bearer TOKEN` header value.
@@ -52,22 +258,14 @@ pub struct ResolvedToken {
 pub fn resolve_agent_token(source: &TokenSource) -> anyhow::Result<ResolvedToken> {
     let path = match source {
         TokenSource::Given(token) => {
-            return Ok(ResolvedToken {
-                token: token.clone(),
-                path: None,
-                generated: false,
-            });
+            return Ok(ResolvedToken { token: token.clone(), path: None, generated: false });
         }
         TokenSource::File(path) => path,
     };
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let token = text.trim().to_owned();
-            anyhow::ensure!(
-                !token.is_empty(),
-                "the agent token file {} is empty",
-                path.display()
-            );
+            anyhow::ensure!(!token.is_empty(), "the agent token file {} is empty", path.display());
             let mode = std::fs::metadata(path)?.permissions().mode();
             if mode & 0o077 != 0 {
                 log::warn!(
@@ -76,20 +274,12 @@ pub fn resolve_agent_token(source: &TokenSource) -> anyhow::Result<ResolvedToken
                     mode & 0o777
                 );
             }
-            Ok(ResolvedToken {
-                token,
-                path: Some(path.clone()),
-                generated: false,
-            })
+            Ok(ResolvedToken { token, path: Some(path.clone()), generated: false })
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let token = generate_token()?;
             write_secret_file(path, &token)?;
-            Ok(ResolvedToken {
-                token,
-                path: Some(path.clone()),
-                generated: true,
-            })
+            Ok(ResolvedToken { token, path: Some(path.clone()), generated: true })
         }
         Err(err) => {
             Err(err).with_context(|| format!("cannot read the agent token file {}", path.display()))
@@ -126,14 +316,96 @@ mod tests {
 
     #[test]
     fn bearer_tokens_are_checked_exactly() {
-        let auth = AgentAuth::new("abc123".into());
-        assert!(auth.accepts(Some("Bearer abc123")));
-        assert!(auth.accepts(Some("bearer  abc123 ")));
-        assert!(!auth.accepts(Some("Bearer abc124")));
-        assert!(!auth.accepts(Some("Bearer abc12")));
-        assert!(!auth.accepts(Some("Basic abc123")));
-        assert!(!auth.accepts(Some("abc123")));
-        assert!(!auth.accepts(None));
+        let auth = AgentAuth::new(Some("abc123".into()), vec![("web".into(), "w-token".into())]);
+        let shared = AgentCheck::Accepted(AgentCredential::Shared);
+        assert_eq!(auth.check(Some("Bearer abc123")), shared);
+        assert_eq!(auth.check(Some("bearer  abc123 ")), shared);
+        assert_eq!(
+            auth.check(Some("Bearer w-token")),
+            AgentCheck::Accepted(AgentCredential::Host("web".into()))
+        );
+        for bad in [
+            Some("Bearer abc124"),
+            Some("Bearer abc12"),
+            Some("Basic abc123"),
+            Some("abc123"),
+            None,
+        ] {
+            assert_eq!(auth.check(bad), AgentCheck::Rejected, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn removed_per_host_tokens_are_revoked_until_they_come_back() {
+        let before =
+            AgentAuth::new(None, vec![("a".into(), "ta".into()), ("b".into(), "tb".into())]);
+        let after = before.reloaded(vec![("a".into(), "ta".into())]);
+        assert_eq!(after.check(Some("Bearer tb")), AgentCheck::Revoked);
+        assert_eq!(
+            after.check(Some("Bearer ta")),
+            AgentCheck::Accepted(AgentCredential::Host("a".into()))
+        );
+        assert!(after.still_valid(&AgentCredential::Host("a".into()), &before));
+        assert!(!after.still_valid(&AgentCredential::Host("b".into()), &before));
+        assert!(
+            !after.still_valid(&AgentCredential::Shared, &before),
+            "no shared token configured"
+        );
+        let again = after.reloaded(vec![("b".into(), "tb".into())]);
+        assert_eq!(
+            again.check(Some("Bearer tb")),
+            AgentCheck::Accepted(AgentCredential::Host("b".into()))
+        );
+        assert_eq!(again.check(Some("Bearer ta")), AgentCheck::Revoked);
+    }
+
+    #[test]
+    fn tokens_files_are_parsed_strictly() {
+        let dir = std::env::temp_dir().join(format!("hw-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens");
+        std::fs::write(&path, "# comment\n\nweb-1 t1\n  db-2   t2  \n").unwrap();
+        assert_eq!(
+            read_agent_tokens(&path).unwrap(),
+            vec![("web-1".into(), "t1".into()), ("db-2".into(), "t2".into())]
+        );
+        std::fs::write(&path, "web-1 t1 extra\n").unwrap();
+        assert!(read_agent_tokens(&path).unwrap_err().to_string().contains(":1:"));
+        std::fs::write(&path, "web-1 t1\nweb-1 t2\n").unwrap();
+        assert!(read_agent_tokens(&path).unwrap_err().to_string().contains("twice"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn origins() {
+        let same_host = Access::new(None, None);
+        assert!(
+            same_host.origin_allowed(None, Some("h:8701")),
+            "non-browser clients send no Origin"
+        );
+        assert!(same_host.origin_allowed(Some("http://h:8700"), Some("h:8701")));
+        assert!(same_host.origin_allowed(Some("https://[::1]:8700"), Some("[::1]:8701")));
+        assert!(!same_host.origin_allowed(Some("https://evil.example"), Some("h:8701")));
+        assert!(!same_host.origin_allowed(Some("null"), Some("h:8701")));
+        let listed =
+            Access::new(None, None).with_allowed_origins(vec!["https://dash.example/".into()]);
+        assert!(listed.origin_allowed(Some("https://DASH.example"), Some("collector:8701")));
+        assert!(!listed.origin_allowed(Some("http://collector:8700"), Some("collector:8701")));
+    }
+
+    #[test]
+    fn viewers_and_admins() {
+        let open = Access::new(None, None);
+        assert!(open.may_view(None, None));
+        assert!(!open.may_write(Some("Bearer anything")));
+        let locked = Access::new(Some("view".into()), Some("admin".into()));
+        assert!(!locked.may_view(None, None));
+        assert!(!locked.may_view(Some("Bearer nope"), Some("hostwatch_session=nope")));
+        assert!(locked.may_view(Some("Bearer view"), None));
+        assert!(locked.may_view(Some("Bearer admin"), None));
+        assert!(locked.may_view(None, Some("theme=dark; hostwatch_session=view")));
+        assert!(locked.may_write(Some("Bearer admin")));
+        assert!(!locked.may_write(Some("Bearer view")));
     }
 
     #[test]
@@ -144,10 +416,7 @@ mod tests {
         let first = resolve_agent_token(&TokenSource::File(path.clone())).unwrap();
         assert!(first.generated);
         assert_eq!(first.token.len(), 64);
-        assert_eq!(
-            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         let second = resolve_agent_token(&TokenSource::File(path.clone())).unwrap();
         assert!(!second.generated);
         assert_eq!(second.token, first.token);

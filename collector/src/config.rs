@@ -6,33 +6,63 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agent::settings::{ConfigError, Key, Settings, parse_duration};
+use agent::config::read_secret;
+use agent::settings::{ConfigError, Key, Settings, parse_duration, parse_size};
 
 /// Environment variables are this prefix plus the key in upper case.
 pub const ENV_PREFIX: &str = "HOSTWATCH_COLLECTOR_";
 
 /// Every key the collector understands.
 pub const KEYS: &[Key] = &[
-    Key::value(
-        "http",
-        "ADDR",
-        "page, API and /events [default: 0.0.0.0:8700]",
-    ),
+    Key::value("http", "ADDR", "page, API and /events [default: 0.0.0.0:8700]"),
     Key::value(
         "ws",
         "ADDR",
         "WebSockets: agents at /ingest, browsers at /live [default: 0.0.0.0:8701]",
     ),
     Key::value("db", "PATH", "SQLite database [default: ./hostwatch.db]"),
-    Key::value(
-        "agent_token",
-        "TOKEN",
-        "token agents must present (prefer --agent-token-file)",
-    ),
+    Key::value("agent_token", "TOKEN", "token every agent may present (prefer --agent-token-file)"),
     Key::value(
         "agent_token_file",
         "PATH",
-        "file holding the agent token [default: DB.agent-token, generated on first start]",
+        "file holding the shared agent token [default: DB.agent-token, generated on first start]",
+    ),
+    Key::value(
+        "agent_tokens_file",
+        "PATH",
+        "per-host tokens, one `HOST_ID TOKEN` per line; re-read on SIGHUP (removing a line revokes it)",
+    ),
+    Key::value("admin_token", "TOKEN", "token for writes such as POST /api/broadcast"),
+    Key::value("admin_token_file", "PATH", "file holding the admin token"),
+    Key::value(
+        "viewer_token",
+        "TOKEN",
+        "require this token (bearer or login cookie) for the page and API",
+    ),
+    Key::value("viewer_token_file", "PATH", "file holding the viewer token"),
+    Key::value(
+        "tls_cert",
+        "PATH",
+        "PEM certificate chain: serve https:// and wss:// on both addresses",
+    ),
+    Key::value("tls_key", "PATH", "PEM private key of --tls-cert"),
+    Key::value(
+        "allowed_origins",
+        "LIST",
+        "comma-separated origins allowed to open /live [default: pages served by this host]",
+    ),
+    Key::value("retention_raw", "DURATION", "keep raw samples this long [default: 24h]"),
+    Key::value(
+        "retention_rollup",
+        "DURATION",
+        "keep 1 min and 1 h rollups this long [default: 30d]",
+    ),
+    Key::value("max_db_size", "SIZE", "delete the oldest data above this size [default: 8GiB]"),
+    Key::value("max_subscribers", "N", "most live subscribers (SSE and /live) [default: 2000]"),
+    Key::value(
+        "max_connections",
+        "N",
+        "most WebSocket connections, agents included [default: 20000]",
     ),
     Key::switch("no_self_monitor", "do not monitor the collector's own host"),
     Key::value(
@@ -40,17 +70,8 @@ pub const KEYS: &[Key] = &[
         "DURATION",
         "sampling interval of the self-monitoring [default: 1s]",
     ),
-    Key::value(
-        "log_level",
-        "LEVEL",
-        "error, warn, info, debug or trace [default: info]",
-    ),
-    Key::value(
-        "config",
-        "PATH",
-        "TOML file with any of the keys above (snake_case)",
-    )
-    .cli_only(),
+    Key::value("log_level", "LEVEL", "error, warn, info, debug or trace [default: info]"),
+    Key::value("config", "PATH", "TOML file with any of the keys above (snake_case)").cli_only(),
     Key::switch("help", "print this help and exit").cli_only(),
     Key::switch("version", "print the version and exit").cli_only(),
 ];
@@ -96,8 +117,24 @@ pub struct Config {
     pub ws: SocketAddr,
     /// Database path.
     pub db: PathBuf,
-    /// The agent token.
-    pub agent_token: TokenSource,
+    /// The shared agent token; `None` when only per-host tokens are accepted.
+    pub agent_token: Option<TokenSource>,
+    /// Per-host agent tokens.
+    pub agent_tokens_file: Option<PathBuf>,
+    /// The admin token, for writes.
+    pub admin_token: Option<String>,
+    /// The viewer token, if the page and API require one.
+    pub viewer_token: Option<String>,
+    /// TLS certificate chain and key, for both listeners.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Origins allowed to open `/live`; empty means "pages served by this host".
+    pub allowed_origins: Vec<String>,
+    /// Retention and size policy of the database.
+    pub policy: crate::storage::maintenance::Policy,
+    /// Most live subscribers.
+    pub max_subscribers: usize,
+    /// Most WebSocket connections.
+    pub max_connections: usize,
     /// Whether to monitor the collector's own host.
     pub self_monitor: bool,
     /// Self-monitoring interval.
@@ -119,10 +156,7 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let settings = Settings::load(KEYS, args, env, ENV_PREFIX)?;
         if let Some(word) = settings.positional.first() {
-            return Err(ConfigError::new(
-                word.as_str(),
-                "unexpected argument (see --help)",
-            ));
+            return Err(ConfigError::new(word.as_str(), "unexpected argument (see --help)"));
         }
         let command = if settings.switch("help")? {
             Command::Help
@@ -131,10 +165,46 @@ impl Config {
         } else {
             Command::Run
         };
-        let db = settings
-            .get("db")
-            .map_or_else(|| PathBuf::from("hostwatch.db"), PathBuf::from);
-        let agent_token = agent_token_source(&settings, &db)?;
+        let db = settings.get("db").map_or_else(|| PathBuf::from("hostwatch.db"), PathBuf::from);
+        let agent_tokens_file = settings.typed("agent_tokens_file", |v| {
+            std::fs::read_to_string(v).map_err(|e| format!("cannot read {v}: {e}"))?;
+            Ok(PathBuf::from(v))
+        })?;
+        let agent_token = agent_token_source(&settings, &db, agent_tokens_file.is_some())?;
+        let tls = match (settings.get("tls_cert"), settings.get("tls_key")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+            (Some(_), None) => {
+                return Err(ConfigError::new("tls_key", "missing: --tls-cert needs --tls-key"));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new("tls_cert", "missing: --tls-key needs --tls-cert"));
+            }
+        };
+        let positive = |v: &str| match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{v:?} is not a positive number")),
+        };
+        let policy = crate::storage::maintenance::Policy {
+            retention_raw: settings
+                .typed("retention_raw", parse_retention)?
+                .unwrap_or(Duration::from_secs(24 * 3600)),
+            retention_rollup: settings
+                .typed("retention_rollup", parse_retention)?
+                .unwrap_or(Duration::from_secs(30 * 24 * 3600)),
+            max_bytes: Some(
+                settings
+                    .typed("max_db_size", |v| {
+                        let bytes = parse_size(v)?;
+                        if bytes < 1 << 20 {
+                            Err(format!("{v:?} is below 1MiB"))
+                        } else {
+                            Ok(bytes)
+                        }
+                    })?
+                    .unwrap_or(8 << 30),
+            ),
+        };
         let config = Config {
             command,
             http: settings
@@ -145,6 +215,29 @@ impl Config {
                 .unwrap_or_else(|| "0.0.0.0:8701".parse().expect("valid")),
             db,
             agent_token,
+            agent_tokens_file,
+            admin_token: checked_token(
+                "admin_token",
+                read_secret(&settings, "admin_token", "admin_token_file")?,
+            )?,
+            viewer_token: checked_token(
+                "viewer_token",
+                read_secret(&settings, "viewer_token", "viewer_token_file")?,
+            )?,
+            tls,
+            allowed_origins: settings
+                .get("allowed_origins")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|o| !o.is_empty())
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            policy,
+            max_subscribers: settings.typed("max_subscribers", positive)?.unwrap_or(2000),
+            max_connections: settings.typed("max_connections", positive)?.unwrap_or(20_000),
             self_monitor: !settings.switch("no_self_monitor")?,
             self_interval: settings
                 .typed("self_interval", |v| {
@@ -158,11 +251,9 @@ impl Config {
                 .unwrap_or(Duration::from_secs(1)),
             log_level: settings
                 .typed("log_level", |v| {
-                    v.parse::<log::LevelFilter>()
-                        .map(|_| v.to_ascii_lowercase())
-                        .map_err(|_| {
-                            format!("{v:?} is not a log level (error, warn, info, debug, trace)")
-                        })
+                    v.parse::<log::LevelFilter>().map(|_| v.to_ascii_lowercase()).map_err(|_| {
+                        format!("{v:?} is not a log level (error, warn, info, debug, trace)")
+                    })
                 })?
                 .unwrap_or_else(|| "info".into()),
         };
@@ -193,11 +284,14 @@ impl Config {
 fn agent_token_source(
     settings: &Settings,
     db: &std::path::Path,
-) -> Result<TokenSource, ConfigError> {
+    per_host_tokens: bool,
+) -> Result<Option<TokenSource>, ConfigError> {
     let inline = settings.source("agent_token");
     let file = settings.source("agent_token_file");
     let use_inline = match (inline, file) {
-        (None, None) => return Ok(TokenSource::File(default_token_path(db))),
+        // With per-host tokens and no shared one given, only per-host tokens are accepted.
+        (None, None) if per_host_tokens => return Ok(None),
+        (None, None) => return Ok(Some(TokenSource::File(default_token_path(db)))),
         (Some(_), None) => true,
         (None, Some(_)) => false,
         (Some(a), Some(b)) if a.rank() == b.rank() => {
@@ -211,29 +305,46 @@ fn agent_token_source(
     if use_inline {
         let token = settings
             .typed("agent_token", |v| {
-                if v.trim().is_empty() {
-                    Err("is empty".into())
-                } else {
-                    Ok(v.trim().to_owned())
-                }
+                if v.trim().is_empty() { Err("is empty".into()) } else { Ok(v.trim().to_owned()) }
             })?
             .unwrap_or_default();
-        Ok(TokenSource::Given(token))
+        Ok(Some(TokenSource::Given(token)))
     } else {
-        Ok(TokenSource::File(PathBuf::from(
+        Ok(Some(TokenSource::File(PathBuf::from(
             settings.get("agent_token_file").unwrap_or_default(),
-        )))
+        ))))
     }
 }
 
 /// The generated token lives beside the database: `hostwatch.db` → `hostwatch.db.agent-token`.
 pub fn default_token_path(db: &std::path::Path) -> PathBuf {
-    let mut name = db
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_else(|| "hostwatch.db".into());
+    let mut name =
+        db.file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "hostwatch.db".into());
     name.push(".agent-token");
     db.with_file_name(name)
+}
+
+/// Tokens travel in `Authorization` headers and the login cookie: visible ASCII without
+/// separators, at least 8 characters.
+fn checked_token(key: &str, token: Option<String>) -> Result<Option<String>, ConfigError> {
+    if let Some(token) = &token {
+        let allowed = |c: char| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '"' | '\\');
+        if token.len() < 8 || !token.chars().all(allowed) {
+            return Err(ConfigError::new(
+                key,
+                "must be at least 8 visible ASCII characters without ; , \" or \\ (for example 32 random hex digits)",
+            ));
+        }
+    }
+    Ok(token)
+}
+
+fn parse_retention(value: &str) -> Result<Duration, String> {
+    let duration = parse_duration(value)?;
+    if duration < Duration::from_secs(10) {
+        return Err(format!("{value:?} is below 10s"));
+    }
+    Ok(duration)
 }
 
 fn parse_addr(value: &str) -> Result<SocketAddr, String> {
@@ -258,46 +369,42 @@ mod tests {
         assert_eq!(config.db, PathBuf::from("hostwatch.db"));
         assert_eq!(
             config.agent_token,
-            TokenSource::File(PathBuf::from("hostwatch.db.agent-token"))
+            Some(TokenSource::File(PathBuf::from("hostwatch.db.agent-token")))
         );
+        assert_eq!(config.policy.retention_raw, Duration::from_secs(86_400));
+        assert_eq!(config.policy.max_bytes, Some(8 << 30));
         assert!(config.self_monitor);
     }
 
     #[test]
     fn token_sources() {
         let config = load(&["--agent-token", "s3cret"]).unwrap();
-        assert_eq!(config.agent_token, TokenSource::Given("s3cret".into()));
+        assert_eq!(config.agent_token, Some(TokenSource::Given("s3cret".into())));
         assert!(!format!("{config:?}").contains("s3cret"));
         let config = load(&["--db", "/var/lib/hw/h.db"]).unwrap();
-        assert_eq!(
-            config.agent_token,
-            TokenSource::File(PathBuf::from("/var/lib/hw/h.db.agent-token"))
-        );
+        let expected = TokenSource::File(PathBuf::from("/var/lib/hw/h.db.agent-token"));
+        assert_eq!(config.agent_token, Some(expected));
         let config = load(&["--agent-token-file", "/nonexistent/t"]).unwrap();
-        assert_eq!(
-            config.agent_token,
-            TokenSource::File(PathBuf::from("/nonexistent/t"))
-        );
-        assert_eq!(
-            load(&["--agent-token", "a", "--agent-token-file", "/etc/hostname"])
-                .unwrap_err()
-                .key,
-            "agent_token_file"
-        );
+        assert_eq!(config.agent_token, Some(TokenSource::File(PathBuf::from("/nonexistent/t"))));
+        let both = load(&["--agent-token", "a", "--agent-token-file", "/etc/hostname"]);
+        assert_eq!(both.unwrap_err().key, "agent_token_file");
+        // Per-host tokens alone: no shared token is generated.
+        let config = load(&["--agent-tokens-file", "/etc/hostname"]).unwrap();
+        assert_eq!(config.agent_token, None);
+        assert_eq!(load(&["--viewer-token", "short"]).unwrap_err().key, "viewer_token");
+        assert_eq!(load(&["--admin-token", "has;semicolon"]).unwrap_err().key, "admin_token");
+        assert_eq!(load(&["--tls-cert", "/etc/hostname"]).unwrap_err().key, "tls_key");
+        assert_eq!(load(&["--max-db-size", "10KiB"]).unwrap_err().key, "max_db_size");
+        assert_eq!(load(&["--retention-raw", "1s"]).unwrap_err().key, "retention_raw");
     }
 
     #[test]
     fn bad_values_name_their_key() {
         assert_eq!(load(&["--http", "nowhere"]).unwrap_err().key, "http");
         assert_eq!(load(&["--ws", "1.2.3.4"]).unwrap_err().key, "ws");
+        assert_eq!(load(&["--self-interval", "1ms"]).unwrap_err().key, "self_interval");
         assert_eq!(
-            load(&["--self-interval", "1ms"]).unwrap_err().key,
-            "self_interval"
-        );
-        assert_eq!(
-            load(&["--http", "127.0.0.1:9000", "--ws", "127.0.0.1:9000"])
-                .unwrap_err()
-                .key,
+            load(&["--http", "127.0.0.1:9000", "--ws", "127.0.0.1:9000"]).unwrap_err().key,
             "ws"
         );
         assert_eq!(load(&["--frobnicate"]).unwrap_err().key, "--frobnicate");

@@ -30,10 +30,7 @@ impl LiveEvent {
         if self.id == 0 {
             format!("event: {}\ndata: {}\n\n", self.kind, self.json)
         } else {
-            format!(
-                "id: {}\nevent: {}\ndata: {}\n\n",
-                self.id, self.kind, self.json
-            )
+            format!("id: {}\nevent: {}\ndata: {}\n\n", self.id, self.kind, self.json)
         }
     }
 
@@ -73,31 +70,17 @@ impl LiveEvent {
             object.insert("host".into(), Value::from(host.as_ref()));
         }
         let json = Value::Object(object).to_string();
-        Self {
-            id,
-            kind,
-            host,
-            json,
-        }
+        Self { id, kind, host, json }
     }
 }
 
 /// Event types recorded in the activity log.
-pub const ACTIVITY_KINDS: &[&str] = &[
-    "agent_connected",
-    "agent_disconnected",
-    "status",
-    "notification",
-    "alert",
-];
+pub const ACTIVITY_KINDS: &[&str] =
+    &["agent_connected", "agent_disconnected", "status", "notification", "alert"];
 
 /// The static name of a stored activity type (`activity` for one this build does not know).
 pub fn known_kind(kind: &str) -> &'static str {
-    ACTIVITY_KINDS
-        .iter()
-        .copied()
-        .find(|k| *k == kind)
-        .unwrap_or("activity")
+    ACTIVITY_KINDS.iter().copied().find(|k| *k == kind).unwrap_or("activity")
 }
 
 /// Which events a subscriber wants.
@@ -116,10 +99,7 @@ impl Filter {
             (Some(hosts), Some(host)) => hosts.iter().any(|h| h.as_str() == host.as_ref()),
             _ => true,
         };
-        let kind_ok = self
-            .kinds
-            .as_ref()
-            .is_none_or(|kinds| kinds.iter().any(|k| k == event.kind));
+        let kind_ok = self.kinds.as_ref().is_none_or(|kinds| kinds.iter().any(|k| k == event.kind));
         host_ok && kind_ok
     }
 
@@ -130,18 +110,12 @@ impl Filter {
                 .iter()
                 .filter(|(k, _)| k == key)
                 .flat_map(|(_, v)| {
-                    v.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
+                    v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from)
                 })
                 .collect();
             (!values.is_empty()).then_some(values)
         };
-        Self {
-            hosts: list("host"),
-            kinds: list("types"),
-        }
+        Self { hosts: list("host"), kinds: list("types") }
     }
 }
 
@@ -166,11 +140,7 @@ mod tests {
         assert_eq!(value["cpu_percent"], 12.5);
         assert_eq!(value["memory_used_bytes"], 42);
         assert_eq!(value["ts"], 5);
-        assert!(
-            event
-                .sse_frame()
-                .starts_with("id: 9\nevent: sample\ndata: {")
-        );
+        assert!(event.sse_frame().starts_with("id: 9\nevent: sample\ndata: {"));
         assert!(event.sse_frame().ends_with("}\n\n"));
     }
 

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use protocol::Hello;
+use protocol::{Hello, Sample};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::auth::{AgentAuth, AgentCredential};
 use crate::events::{Filter, LiveEvent};
 use crate::storage::{Activity, HostRecord, Point, Storage, Stored};
 
@@ -47,6 +48,8 @@ pub enum Event {
         conn: u64,
         /// The agent's hello.
         hello: Hello,
+        /// The token it was admitted with.
+        credential: AgentCredential,
         /// Peer address, for display.
         addr: String,
         /// Closes the connection when sent a reason.
@@ -89,6 +92,25 @@ pub enum Event {
     Clients {
         /// Where to send them.
         reply: async_channel::Sender<ClientsView>,
+    },
+    /// The per-host agent tokens were re-read: close connections whose token went away.
+    TokensReloaded {
+        /// The tokens now in force.
+        current: Arc<AgentAuth>,
+        /// The tokens before.
+        previous: Arc<AgentAuth>,
+    },
+    /// Broadcast a notification to every subscriber (and the activity feed).
+    Broadcast {
+        /// The message.
+        message: String,
+        /// Who sent it, for the feed.
+        from: String,
+    },
+    /// Snapshot for `/metrics`.
+    Metrics {
+        /// Where to send it.
+        reply: async_channel::Sender<MetricsView>,
     },
     /// Once a second: status changes and rates.
     Tick,
@@ -184,6 +206,36 @@ pub struct StatsView {
     pub uptime_seconds: u64,
 }
 
+/// What `/metrics` exports: every host's newest sample and the collector's counters.
+#[derive(Debug, Clone)]
+pub struct MetricsView {
+    /// One entry per known host.
+    pub hosts: Vec<HostMetrics>,
+    /// The collector's counters.
+    pub stats: StatsView,
+}
+
+/// One host for `/metrics`.
+#[derive(Debug, Clone)]
+pub struct HostMetrics {
+    /// Stable host id.
+    pub id: String,
+    /// Host name.
+    pub hostname: String,
+    /// `online`, `stale` or `offline`.
+    pub status: &'static str,
+    /// Time of the newest sample (unix ms).
+    pub last_seen_ms: Option<u64>,
+    /// Boot time (unix seconds).
+    pub boot_time_seconds: u64,
+    /// Samples the agent dropped.
+    pub dropped_samples: u64,
+    /// The newest sample as sent (cumulative counters).
+    pub sample: Option<Arc<Sample>>,
+    /// The newest derived values.
+    pub point: Option<Arc<Point>>,
+}
+
 /// Connected clients as the API shows them.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClientsView {
@@ -219,6 +271,7 @@ struct Host {
     conn: Option<u64>,
     dropped_total: u64,
     latest: Option<Arc<Point>>,
+    latest_sample: Option<Arc<Sample>>,
     samples: u64,
 }
 
@@ -226,6 +279,7 @@ struct Agent {
     host_id: String,
     addr: String,
     since_ms: u64,
+    credential: AgentCredential,
     close: async_channel::Sender<CloseReason>,
 }
 
@@ -257,6 +311,7 @@ pub struct Hub {
     this_second: u64,
     lagged_total: u64,
     pending_activity: VecDeque<Activity>,
+    watchdog: agent::systemd::Watchdog,
 }
 
 /// Activity events waiting for room in the storage queue, at most.
@@ -277,6 +332,7 @@ impl Hub {
                     conn: None,
                     dropped_total: record.dropped_total,
                     latest: record.latest.map(Arc::new),
+                    latest_sample: record.latest_sample,
                     samples: 0,
                     hello: record.hello,
                 };
@@ -298,6 +354,7 @@ impl Hub {
             this_second: 0,
             lagged_total: 0,
             pending_activity: VecDeque::new(),
+            watchdog: agent::systemd::Watchdog::from_env(),
         }
     }
 
@@ -315,17 +372,12 @@ impl Hub {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::AgentConnected {
-                conn,
-                hello,
-                addr,
-                close,
-            } => self.agent_connected(conn, hello, addr, close),
-            Event::AgentDisconnected {
-                conn,
-                host_id,
-                reason,
-            } => self.agent_disconnected(conn, host_id, reason),
+            Event::AgentConnected { conn, hello, credential, addr, close } => {
+                self.agent_connected(conn, hello, credential, addr, close)
+            }
+            Event::AgentDisconnected { conn, host_id, reason } => {
+                self.agent_disconnected(conn, host_id, reason)
+            }
             Event::Stored(stored) => self.stored(stored),
             Event::Subscribe { request, reply } => {
                 let subscription = self.subscribe(request);
@@ -345,6 +397,18 @@ impl Hub {
             Event::Clients { reply } => {
                 let _ = reply.try_send(self.clients());
             }
+            Event::TokensReloaded { current, previous } => {
+                self.tokens_reloaded(&current, &previous)
+            }
+            Event::Broadcast { message, from } => {
+                let mut fields = Map::new();
+                fields.insert("message".into(), Value::from(message));
+                fields.insert("from".into(), Value::from(from));
+                self.record("notification", None, fields);
+            }
+            Event::Metrics { reply } => {
+                let _ = reply.try_send(self.metrics_view());
+            }
             Event::Tick => self.tick(),
             Event::Shutdown => {}
         }
@@ -354,6 +418,7 @@ impl Hub {
         &mut self,
         conn: u64,
         hello: Hello,
+        credential: AgentCredential,
         addr: String,
         close: async_channel::Sender<CloseReason>,
     ) {
@@ -369,6 +434,7 @@ impl Hub {
             conn: None,
             dropped_total: 0,
             latest: None,
+            latest_sample: None,
             samples: 0,
         });
         if let Some(old) = host.conn.and_then(|old| self.agents.remove(&old)) {
@@ -391,6 +457,7 @@ impl Hub {
                 host_id: host_id.clone(),
                 addr: addr.clone(),
                 since_ms: now_ms,
+                credential,
                 close,
             },
         );
@@ -423,6 +490,19 @@ impl Hub {
         self.set_status(&host_id, "offline");
     }
 
+    fn tokens_reloaded(&mut self, current: &AgentAuth, previous: &AgentAuth) {
+        for agent in self.agents.values() {
+            if !current.still_valid(&agent.credential, previous) {
+                log::warn!(
+                    "closing the connection of host {}: its token was revoked",
+                    agent.host_id
+                );
+                // The connection may be ending on its own already.
+                let _ = agent.close.try_send(CloseReason::Revoked);
+            }
+        }
+    }
+
     fn set_status(&mut self, host_id: &str, status: &'static str) {
         let Some(host) = self.hosts.get_mut(host_id) else {
             return;
@@ -440,12 +520,7 @@ impl Hub {
     /// Queues an activity event for storage; it comes back through [`Event::Stored`] once
     /// committed and is published then.
     fn record(&mut self, kind: &'static str, host: Option<&str>, fields: Map<String, Value>) {
-        let activity = Activity {
-            ts_ms: crate::now_ms(),
-            kind,
-            host: host.map(Arc::from),
-            fields,
-        };
+        let activity = Activity { ts_ms: crate::now_ms(), kind, host: host.map(Arc::from), fields };
         if self.pending_activity.len() >= PENDING_ACTIVITY {
             log::warn!("activity feed: storage is far behind, dropping a {kind} event");
             return;
@@ -467,12 +542,7 @@ impl Hub {
     fn stored(&mut self, stored: Vec<Stored>) {
         for item in stored {
             let event = match item {
-                Stored::Sample {
-                    eid,
-                    host_id,
-                    point,
-                    dropped_total,
-                } => {
+                Stored::Sample { eid, host_id, point, sample, dropped_total } => {
                     self.samples_total += 1;
                     self.this_second += 1;
                     let Some(host) = self.hosts.get_mut(host_id.as_ref()) else {
@@ -486,6 +556,7 @@ impl Hub {
                     let event = LiveEvent::sample(eid, &host_id, &host.hello.hostname, &point);
                     if newest {
                         host.latest = Some(point);
+                        host.latest_sample = Some(sample);
                     }
                     event
                 }
@@ -577,6 +648,8 @@ impl Hub {
     }
 
     fn tick(&mut self) {
+        // The hub turns at least once a second (the ticker), so a pet here proves it is alive.
+        self.watchdog.pet_if_due();
         self.per_second.push_back(self.this_second);
         self.this_second = 0;
         while self.per_second.len() > 10 {
@@ -589,14 +662,8 @@ impl Hub {
                 continue;
             };
             let patience = Duration::from_millis(u64::from(host.hello.interval_ms.max(1000)) * 3);
-            let heard = host
-                .last_sample_at
-                .map_or(connected_at, |t| t.max(connected_at));
-            let status = if now.duration_since(heard) > patience {
-                "stale"
-            } else {
-                "online"
-            };
+            let heard = host.last_sample_at.map_or(connected_at, |t| t.max(connected_at));
+            let status = if now.duration_since(heard) > patience { "stale" } else { "online" };
             if status != host.status {
                 changes.push((id.clone(), status));
             }
@@ -646,6 +713,25 @@ impl Hub {
         }
     }
 
+    fn metrics_view(&self) -> MetricsView {
+        let mut hosts: Vec<HostMetrics> = self
+            .hosts
+            .iter()
+            .map(|(id, host)| HostMetrics {
+                id: id.clone(),
+                hostname: host.hello.hostname.clone(),
+                status: host.status,
+                last_seen_ms: host.last_seen_ms,
+                boot_time_seconds: host.hello.boot_time_seconds,
+                dropped_samples: host.dropped_total,
+                sample: host.latest_sample.clone(),
+                point: host.latest.clone(),
+            })
+            .collect();
+        hosts.sort_by(|a, b| a.id.cmp(&b.id));
+        MetricsView { hosts, stats: self.stats() }
+    }
+
     fn clients(&self) -> ClientsView {
         let agents = self
             .agents
@@ -654,11 +740,7 @@ impl Hub {
                 addr: a.addr.clone(),
                 since: a.since_ms,
                 host: Some(a.host_id.clone()),
-                transport: if a.addr == crate::selfmon::ADDR {
-                    "in-process"
-                } else {
-                    "websocket"
-                },
+                transport: if a.addr == crate::selfmon::ADDR { "in-process" } else { "websocket" },
                 count: self.hosts.get(&a.host_id).map_or(0, |h| h.samples),
             })
             .collect();
@@ -673,10 +755,7 @@ impl Hub {
                 count: s.sent,
             })
             .collect();
-        ClientsView {
-            agents,
-            subscribers,
-        }
+        ClientsView { agents, subscribers }
     }
 
     fn shutdown(&mut self) {

@@ -15,6 +15,7 @@ use protocol::{
 };
 
 use crate::Ctx;
+use crate::auth::AgentCredential;
 use crate::hub::{self, CloseReason};
 use crate::storage::StoreError;
 
@@ -35,19 +36,11 @@ impl Ending {
             | RefusalReason::OverLimit
             | RefusalReason::Replaced => CloseCode::Policy,
         };
-        Self {
-            code,
-            reason: message.into(),
-            refusal: Some(reason),
-        }
+        Self { code, reason: message.into(), refusal: Some(reason) }
     }
 
     fn quiet(reason: impl Into<String>) -> Self {
-        Self {
-            code: CloseCode::Normal,
-            reason: reason.into(),
-            refusal: None,
-        }
+        Self { code: CloseCode::Normal, reason: reason.into(), refusal: None }
     }
 }
 
@@ -55,15 +48,21 @@ impl Ending {
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut socket: WebSocketStream<S>,
     addr: SocketAddr,
+    credential: AgentCredential,
     ctx: Ctx,
 ) {
     let hello = match read_hello(&mut socket, &ctx).await {
-        Ok(hello) => hello,
+        Ok(hello) => match &credential {
+            AgentCredential::Host(owner) if *owner != hello.host_id => {
+                let message = format!("this token belongs to host {owner}, not {}", hello.host_id);
+                log::warn!("ingest: {addr}: refused: {message}");
+                finish(&mut socket, Ending::refuse(RefusalReason::BadToken, message)).await;
+                return;
+            }
+            _ => hello,
+        },
         Err(ending) => {
-            log::warn!(
-                "ingest: {addr}: refused before the welcome: {}",
-                ending.reason
-            );
+            log::warn!("ingest: {addr}: refused before the welcome: {}", ending.reason);
             finish(&mut socket, ending).await;
             return;
         }
@@ -71,17 +70,10 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let registration = match ctx.storage.register(hello.clone()).await {
         Ok(registration) => registration,
         Err(err) => {
-            log::error!(
-                "ingest: {addr}: cannot register host {}: {err}",
-                hello.host_id
-            );
+            log::error!("ingest: {addr}: cannot register host {}: {err}", hello.host_id);
             finish(
                 &mut socket,
-                Ending {
-                    code: CloseCode::Error,
-                    reason: "storage error".into(),
-                    refusal: None,
-                },
+                Ending { code: CloseCode::Error, reason: "storage error".into(), refusal: None },
             )
             .await;
             return;
@@ -94,15 +86,13 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let connected = hub::Event::AgentConnected {
         conn,
         hello,
+        credential,
         addr: addr.to_string(),
         close: close_tx,
     };
     if ctx.hub.send(connected).await.is_err() {
-        finish(
-            &mut socket,
-            Ending::refuse(RefusalReason::ShuttingDown, "collector shutting down"),
-        )
-        .await;
+        finish(&mut socket, Ending::refuse(RefusalReason::ShuttingDown, "collector shutting down"))
+            .await;
         return;
     }
     let welcome = CollectorMessage::Welcome(Welcome {
@@ -111,28 +101,14 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     });
     let ending = match send(&mut socket, &welcome, &ctx).await {
         Ok(()) => {
-            receive_batches(
-                &mut socket,
-                &ctx,
-                registration.host_key,
-                interval,
-                &close_rx,
-            )
-            .await
+            receive_batches(&mut socket, &ctx, registration.host_key, interval, &close_rx).await
         }
         Err(err) => Ending::quiet(format!("cannot send the welcome: {err}")),
     };
     let reason = ending.reason.clone();
     finish(&mut socket, ending).await;
     // At shutdown the hub may be gone already; then nobody needs to hear of this.
-    let _ = ctx
-        .hub
-        .send(hub::Event::AgentDisconnected {
-            conn,
-            host_id,
-            reason,
-        })
-        .await;
+    let _ = ctx.hub.send(hub::Event::AgentDisconnected { conn, host_id, reason }).await;
 }
 
 async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
@@ -187,10 +163,7 @@ async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
             Err(Ending::refuse(RefusalReason::Malformed, "empty host id"))
         }
         Ok(AgentMessage::Hello(hello)) => Ok(hello),
-        Ok(_) => Err(Ending::refuse(
-            RefusalReason::Malformed,
-            "the first message must be a hello",
-        )),
+        Ok(_) => Err(Ending::refuse(RefusalReason::Malformed, "the first message must be a hello")),
         Err(err) => Err(decode_error(err)),
     }
 }
@@ -299,10 +272,9 @@ fn read_error(err: tungstenite::Error) -> Ending {
             reason: format!("over the protocol limits: {e}"),
             refusal: Some(RefusalReason::OverLimit),
         },
-        tungstenite::Error::Protocol(e) => Ending::refuse(
-            RefusalReason::Malformed,
-            format!("WebSocket protocol error: {e}"),
-        ),
+        tungstenite::Error::Protocol(e) => {
+            Ending::refuse(RefusalReason::Malformed, format!("WebSocket protocol error: {e}"))
+        }
         other => Ending::quiet(format!("connection lost: {other}")),
     }
 }
@@ -313,12 +285,7 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
     ctx: &Ctx,
 ) -> Result<(), String> {
     let bytes = protocol::encode_collector_message(message);
-    let write = async {
-        socket
-            .send(Message::binary(bytes))
-            .await
-            .map_err(|e| e.to_string())
-    };
+    let write = async { socket.send(Message::binary(bytes)).await.map_err(|e| e.to_string()) };
     let timeout = async {
         smol::Timer::after(ctx.limits.http.write_timeout).await;
         Err("the agent did not read in time".to_owned())
@@ -333,21 +300,14 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let close = async {
         if let Some(reason) = ending.refusal {
-            let refusal = CollectorMessage::Refused(Refusal {
-                reason,
-                message: ending.reason.clone(),
-            });
+            let refusal =
+                CollectorMessage::Refused(Refusal { reason, message: ending.reason.clone() });
             // The agent may be gone already; the close below is then moot too.
-            let _ = socket
-                .send(Message::binary(protocol::encode_collector_message(
-                    &refusal,
-                )))
-                .await;
+            let _ =
+                socket.send(Message::binary(protocol::encode_collector_message(&refusal))).await;
         }
-        let frame = CloseFrame {
-            code: ending.code,
-            reason: truncate_reason(&ending.reason).into(),
-        };
+        let frame =
+            CloseFrame { code: ending.code, reason: truncate_reason(&ending.reason).into() };
         let _ = socket.close(Some(frame)).await;
     };
     let give_up = async {

@@ -18,13 +18,15 @@ pub mod live;
 pub mod selfmon;
 pub mod storage;
 pub mod subscribe;
+pub mod tls;
 pub mod ws;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 pub use agent::now_ms;
 
@@ -41,7 +43,9 @@ pub struct Limits {
     pub max_http_connections: usize,
     /// Most open WebSocket connections (agents and `/live` together).
     pub max_ws_connections: usize,
-    /// Time allowed for a WebSocket upgrade, and for an agent's hello after it.
+    /// Most live subscribers (SSE and `/live` together).
+    pub max_subscribers: usize,
+    /// Time allowed for a TLS handshake, a WebSocket upgrade, and an agent's hello after it.
     pub handshake_timeout: Duration,
     /// An agent connection silent for this long (at least ten of its intervals) is closed.
     pub agent_idle_timeout: Duration,
@@ -51,8 +55,9 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             http: HttpLimits::default(),
-            max_http_connections: 2048,
+            max_http_connections: 4096,
             max_ws_connections: 20_000,
+            max_subscribers: 2000,
             handshake_timeout: Duration::from_secs(10),
             agent_idle_timeout: Duration::from_secs(60),
         }
@@ -68,8 +73,7 @@ pub struct Metrics {
 impl Metrics {
     /// Counts bytes received from agents.
     pub fn ingest_bytes(&self, bytes: usize) {
-        self.ingest_bytes_total
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.ingest_bytes_total.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// Bytes received from agents since start.
@@ -87,12 +91,18 @@ pub struct Ctx {
     pub storage: Storage,
     /// Read-only database connections.
     pub readers: Readers,
-    /// Agent authentication.
-    pub agent_auth: Arc<auth::AgentAuth>,
+    /// Agent tokens; replaced on SIGHUP when per-host tokens are re-read.
+    pub agent_auth: Arc<RwLock<Arc<auth::AgentAuth>>>,
+    /// Viewer, admin and origin rules.
+    pub access: Arc<auth::Access>,
+    /// TLS for both listeners, if configured.
+    pub tls: Option<futures_rustls::TlsAcceptor>,
     /// Listener limits.
     pub limits: Arc<Limits>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Live subscribers now, checked against `limits.max_subscribers`.
+    pub subscribers: Arc<AtomicUsize>,
     /// Closes when the collector shuts down.
     pub shutdown: async_channel::Receiver<()>,
     connections: Arc<AtomicU64>,
@@ -103,17 +113,32 @@ impl Ctx {
     pub fn next_connection(&self) -> u64 {
         self.connections.fetch_add(1, Ordering::Relaxed)
     }
+
+    /// The current agent tokens.
+    pub fn agent_auth(&self) -> Arc<auth::AgentAuth> {
+        // A poisoned lock only means a reload panicked half-way; the old value is still whole.
+        self.agent_auth.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
-/// Runs the collector until SIGTERM or SIGINT.
+/// Runs the collector until SIGTERM or SIGINT; SIGHUP re-reads the per-host agent tokens.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let token = auth::resolve_agent_token(&config.agent_token)?;
+    let shared = config.agent_token.as_ref().map(auth::resolve_agent_token).transpose()?;
+    let per_host = match &config.agent_tokens_file {
+        Some(path) => auth::read_agent_tokens(path)?,
+        None => Vec::new(),
+    };
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        None => None,
+    };
     let (hub_tx, hub_rx) = async_channel::bounded(8192);
     let publish = hub_tx.clone();
-    let (storage, storage_thread) = Storage::open(&config.db, move |stored| {
-        // The hub only goes away at shutdown, when nobody is listening any more.
-        let _ = publish.send_blocking(hub::Event::Stored(stored));
-    })?;
+    let (storage, storage_thread) =
+        Storage::open(&config.db, config.policy.clone(), move |stored| {
+            // The hub only goes away at shutdown, when nobody is listening any more.
+            let _ = publish.send_blocking(hub::Event::Stored(stored));
+        })?;
     let hosts = storage.load_hosts().context("reading the hosts")?;
     let readers = Readers::open(&config.db, 4)?;
 
@@ -133,16 +158,28 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    announce(&token, http_addr, ws_addr, &config);
+    announce(shared.as_ref(), http_addr, ws_addr, &config);
 
     let (shutdown_tx, shutdown_rx) = async_channel::bounded::<()>(1);
+    let agent_auth = Arc::new(auth::AgentAuth::new(shared.map(|s| s.token), per_host));
+    let limits = Limits {
+        max_subscribers: config.max_subscribers,
+        max_ws_connections: config.max_connections,
+        ..Limits::default()
+    };
     let ctx = Ctx {
         hub: hub_tx.clone(),
         storage: storage.clone(),
         readers,
-        agent_auth: Arc::new(auth::AgentAuth::new(token.token)),
-        limits: Arc::new(Limits::default()),
+        agent_auth: Arc::new(RwLock::new(agent_auth.clone())),
+        access: Arc::new(
+            auth::Access::new(config.viewer_token.clone(), config.admin_token.clone())
+                .with_allowed_origins(config.allowed_origins.clone()),
+        ),
+        tls,
+        limits: Arc::new(limits),
         metrics: Arc::new(Metrics::default()),
+        subscribers: Arc::new(AtomicUsize::new(0)),
         shutdown: shutdown_rx,
         connections: Arc::new(AtomicU64::new(1)),
     };
@@ -165,9 +202,18 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             )?),
             None => None,
         };
+        agent::systemd::ready(&format!("serving http://{http_addr}/ and ws://{ws_addr}/"));
 
-        let signal = signals.recv().await.unwrap_or(0);
-        log::info!("received signal {signal}, shutting down");
+        loop {
+            let signal = signals.recv().await.unwrap_or(SIGTERM);
+            if signal == SIGHUP {
+                reload_agent_tokens(&ctx, &config).await;
+                continue;
+            }
+            log::info!("received signal {signal}, shutting down");
+            break;
+        }
+        agent::systemd::stopping();
         let deadline = Instant::now() + Duration::from_secs(4);
         // Stop accepting; SSE and /live streams see the hub end them.
         shutdown_tx.close();
@@ -188,11 +234,31 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     })?;
     storage.stop();
     // The writer commits what it has queued, then stops.
-    storage_thread
-        .join()
-        .map_err(|_| anyhow::anyhow!("the storage thread panicked"))?;
+    storage_thread.join().map_err(|_| anyhow::anyhow!("the storage thread panicked"))?;
     log::info!("stopped");
     Ok(())
+}
+
+/// Re-reads the per-host tokens file; connections whose token went away are closed. A file that
+/// cannot be read or parsed leaves the current tokens in force.
+async fn reload_agent_tokens(ctx: &Ctx, config: &Config) {
+    let Some(path) = &config.agent_tokens_file else {
+        log::info!("SIGHUP: no --agent-tokens-file to re-read");
+        return;
+    };
+    let per_host = match auth::read_agent_tokens(path) {
+        Ok(tokens) => tokens,
+        Err(err) => {
+            log::error!("SIGHUP: keeping the current agent tokens: {err:#}");
+            return;
+        }
+    };
+    let previous = ctx.agent_auth();
+    let current = Arc::new(previous.reloaded(per_host));
+    *ctx.agent_auth.write().unwrap_or_else(|e| e.into_inner()) = current.clone();
+    log::info!("SIGHUP: re-read {}", path.display());
+    // At shutdown the hub may be gone; then there is nobody left to close.
+    let _ = ctx.hub.send(hub::Event::TokensReloaded { current, previous }).await;
 }
 
 fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<smol::net::TcpListener> {
@@ -205,14 +271,15 @@ fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<smol::net::Tcp
 /// Tells the operator where to look and how agents connect. The token itself is printed only
 /// when it was just generated (to stdout, never to the log).
 fn announce(
-    token: &auth::ResolvedToken,
+    token: Option<&auth::ResolvedToken>,
     http: std::net::SocketAddr,
     ws: std::net::SocketAddr,
     config: &Config,
 ) {
+    let tls = if config.tls.is_some() { "s" } else { "" };
     log::info!(
-        "hostwatch-collector {} listening: page and API on http://{http}/ (events at /events), \
-         WebSockets on ws://{ws}/ (agents at /ingest, browsers at /live), database {}",
+        "hostwatch-collector {} listening: page and API on http{tls}://{http}/ (events at /events), \
+         WebSockets on ws{tls}://{ws}/ (agents at /ingest, browsers at /live), database {}",
         env!("CARGO_PKG_VERSION"),
         config.db.display()
     );
@@ -221,17 +288,21 @@ fn announce(
     } else {
         ws.ip().to_string()
     };
-    let url = format!("ws://{host}:{}/ingest", ws.port());
+    let url = format!("ws{tls}://{host}:{}/ingest", ws.port());
+    let Some(token) = token else {
+        println!("Agents connect with: hostwatch-agent --collector {url} --token-file FILE");
+        let file =
+            config.agent_tokens_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        println!("  (FILE holds the host's token from {file})");
+        return;
+    };
     match (&token.path, token.generated) {
         (Some(path), true) => {
             println!(
                 "Generated an agent token in {} (mode 0600). Start agents with:",
                 path.display()
             );
-            println!(
-                "  hostwatch-agent --collector {url} --token {}",
-                token.token
-            );
+            println!("  hostwatch-agent --collector {url} --token {}", token.token);
         }
         (Some(path), false) => {
             println!("Agents connect with: hostwatch-agent --collector {url} --token-file FILE");
@@ -243,20 +314,17 @@ fn announce(
     }
 }
 
-/// SIGTERM and SIGINT, as an async channel.
+/// SIGTERM, SIGINT and SIGHUP, as an async channel.
 fn signal_channel() -> anyhow::Result<async_channel::Receiver<i32>> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .context("installing signal handlers")?;
     let (tx, rx) = async_channel::bounded(4);
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                // After the first signal the receiver may be gone; later signals then do nothing.
-                let _ = tx.send_blocking(signal);
-            }
-        })?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for signal in signals.forever() {
+            // After the first signal the receiver may be gone; later signals then do nothing.
+            let _ = tx.send_blocking(signal);
+        }
+    })?;
     Ok(rx)
 }
 

@@ -48,10 +48,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let addr = request.addr.clone();
     let (sender, mut receiver) = socket.split();
-    let mut sink = WsSink {
-        sender,
-        timeout: ctx.limits.http.write_timeout,
-    };
+    let mut sink = WsSink { sender, timeout: ctx.limits.http.write_timeout };
     let client_gone = async {
         loop {
             match receiver.next().await {
@@ -67,10 +64,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             code: CloseCode::Policy,
             reason: format!("lagged: too slow; reconnect with since={last_id}").into(),
         }),
-        End::ShuttingDown => Some(CloseFrame {
-            code: CloseCode::Away,
-            reason: "collector shutting down".into(),
-        }),
+        End::ShuttingDown => {
+            Some(CloseFrame { code: CloseCode::Away, reason: "collector shutting down".into() })
+        }
         End::Gone(_) => None,
     };
     if let Some(frame) = frame {

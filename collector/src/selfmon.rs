@@ -22,72 +22,64 @@ pub fn spawn(
     interval: Duration,
     conn: u64,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let handle = std::thread::Builder::new()
-        .name("self-monitor".into())
-        .spawn(move || {
-            let interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
-            let hello = agent::sampler::hello(&host_id, interval_ms);
-            let registration = match storage.register_blocking(hello.clone()) {
-                Ok(registration) => registration,
-                Err(err) => {
-                    log::error!("self-monitoring: cannot register this host: {err}");
-                    return;
-                }
-            };
-            let (close_tx, close_rx) = async_channel::bounded(1);
-            let connected = hub::Event::AgentConnected {
-                conn,
-                hello,
-                addr: ADDR.to_owned(),
-                close: close_tx,
-            };
-            if hub.send_blocking(connected).is_err() {
+    let handle = std::thread::Builder::new().name("self-monitor".into()).spawn(move || {
+        let interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
+        let hello = agent::sampler::hello(&host_id, interval_ms);
+        let registration = match storage.register_blocking(hello.clone()) {
+            Ok(registration) => registration,
+            Err(err) => {
+                log::error!("self-monitoring: cannot register this host: {err}");
                 return;
             }
-            let mut seq = registration.last_seq.map_or_else(agent::now_ms, |s| s + 1);
-            let mut sampler = agent::sampler::Sampler::new();
-            let mut next = Instant::now();
-            let reason = loop {
-                let sample = sampler.sample(seq, agent::now_ms());
-                match storage.store_blocking(
-                    registration.host_key,
-                    Batch {
-                        dropped_total: 0,
-                        samples: vec![sample],
-                    },
-                ) {
-                    Ok(_) => seq += 1,
-                    Err(err) => log::warn!("self-monitoring: a sample was not stored: {err}"),
-                }
-                next += interval;
-                let now = Instant::now();
-                if next < now {
-                    next = now + interval;
-                }
-                // Wake early for a close request rather than sleeping through it.
-                let closed = smol::block_on(async {
-                    let wait = async {
-                        smol::Timer::at(next).await;
-                        None
-                    };
-                    let closed = async { Some(close_rx.recv().await) };
-                    closed.or(wait).await
-                });
-                match closed {
-                    None => {}
-                    Some(Ok(CloseReason::Replaced)) => {
-                        break "an agent on this host took over".to_owned();
-                    }
-                    Some(_) => break "collector shutting down".to_owned(),
-                }
-            };
-            log::info!("self-monitoring stopped: {reason}");
-            // At shutdown the hub may already be gone.
-            let _ = hub.send_blocking(hub::Event::AgentDisconnected {
-                conn,
-                host_id,
-                reason,
+        };
+        let (close_tx, close_rx) = async_channel::bounded(1);
+        let connected = hub::Event::AgentConnected {
+            conn,
+            hello,
+            credential: crate::auth::AgentCredential::InProcess,
+            addr: ADDR.to_owned(),
+            close: close_tx,
+        };
+        if hub.send_blocking(connected).is_err() {
+            return;
+        }
+        let mut seq = registration.last_seq.map_or_else(agent::now_ms, |s| s + 1);
+        let mut sampler = agent::sampler::Sampler::new();
+        let mut next = Instant::now();
+        let reason = loop {
+            let sample = sampler.sample(seq, agent::now_ms());
+            match storage.store_blocking(
+                registration.host_key,
+                Batch { dropped_total: 0, samples: vec![sample] },
+            ) {
+                Ok(_) => seq += 1,
+                Err(err) => log::warn!("self-monitoring: a sample was not stored: {err}"),
+            }
+            next += interval;
+            let now = Instant::now();
+            if next < now {
+                next = now + interval;
+            }
+            // Wake early for a close request rather than sleeping through it.
+            let closed = smol::block_on(async {
+                let wait = async {
+                    smol::Timer::at(next).await;
+                    None
+                };
+                let closed = async { Some(close_rx.recv().await) };
+                closed.or(wait).await
             });
-        })?;
+            match closed {
+                None => {}
+                Some(Ok(CloseReason::Replaced)) => {
+                    break "an agent on this host took over".to_owned();
+                }
+                Some(_) => break "collector shutting down".to_owned(),
+            }
+        };
+        log::info!("self-monitoring stopped: {reason}");
+        // At shutdown the hub may already be gone.
+        let _ = hub.send_blocking(hub::Event::AgentDisconnected { conn, host_id, reason });
+    })?;
     Ok(handle)
 }

@@ -25,6 +25,28 @@ const RESUME_CHUNK: usize = 1000;
 /// Most events replayed from the database; beyond that the subscriber is told to resync.
 const RESUME_MAX: usize = 100_000;
 
+/// Counts a live subscriber against `--max-subscribers` while it lives.
+pub struct SubscriberSlot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl SubscriberSlot {
+    /// Counts one more subscriber.
+    pub fn take(ctx: &Ctx) -> Self {
+        ctx.subscribers.fetch_add(1, Ordering::Relaxed);
+        Self(ctx.subscribers.clone())
+    }
+
+    /// Whether another subscriber would go over the limit.
+    pub fn full(ctx: &Ctx) -> bool {
+        ctx.subscribers.load(Ordering::Relaxed) >= ctx.limits.max_subscribers
+    }
+}
+
+impl Drop for SubscriberSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Where events go: an SSE response or a WebSocket.
 pub trait EventSink {
     /// Sends one event.
@@ -80,9 +102,7 @@ pub async fn pump(
             };
             match next.or(beat).await {
                 Some(Ok(event)) => {
-                    subscription
-                        .queued_bytes
-                        .fetch_sub(event.json.len(), Ordering::Relaxed);
+                    subscription.queued_bytes.fetch_sub(event.json.len(), Ordering::Relaxed);
                     if event.id > last {
                         sink.send(&event).await.map_err(End::Gone)?;
                         last = event.id;
@@ -135,10 +155,8 @@ async fn catch_up(
             return Ok(());
         }
         if replayed >= RESUME_MAX {
-            let notice = LiveEvent::notice(
-                "resync",
-                "too many missed events to replay; reload the data",
-            );
+            let notice =
+                LiveEvent::notice("resync", "too many missed events to replay; reload the data");
             sink.send(&notice).await.map_err(End::Gone)?;
             return Ok(());
         }

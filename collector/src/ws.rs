@@ -12,13 +12,14 @@ use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 
 use crate::Ctx;
+use crate::auth::{AgentCheck, AgentCredential};
 use crate::events::Filter;
 use crate::http::ActiveGuard;
 use crate::hub::SubscribeRequest;
 
 /// Where an upgrade request goes.
 enum Route {
-    Ingest,
+    Ingest(AgentCredential),
     Live(SubscribeRequest),
 }
 
@@ -43,10 +44,7 @@ pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<Atomi
             }
         };
         if active.load(Ordering::Relaxed) >= ctx.limits.max_ws_connections {
-            log::warn!(
-                "ws: refusing {addr}: {} connections open",
-                ctx.limits.max_ws_connections
-            );
+            log::warn!("ws: refusing {addr}: {} connections open", ctx.limits.max_ws_connections);
             continue; // Dropping the stream closes it.
         }
         if let Err(err) = stream.set_nodelay(true) {
@@ -57,7 +55,10 @@ pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<Atomi
         // Each connection ends on its own (timeouts, close, shutdown); nothing needs to join it.
         smol::spawn(async move {
             let _guard = guard;
-            handle(stream, addr, ctx).await;
+            match crate::tls::accept(stream, ctx.tls.as_ref(), ctx.limits.handshake_timeout).await {
+                Ok(stream) => handle(stream, addr, ctx).await,
+                Err(err) => log::debug!("ws: {addr}: TLS handshake failed: {err}"),
+            }
         })
         .detach();
     }
@@ -65,11 +66,7 @@ pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<Atomi
 
 // The upgrade callback's error type is tungstenite's `ErrorResponse`, an HTTP response.
 #[allow(clippy::result_large_err)]
-async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
-    stream: S,
-    addr: SocketAddr,
-    ctx: Ctx,
-) {
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: SocketAddr, ctx: Ctx) {
     let mut route = None;
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         let (decided, result) = decide(request, response, &ctx, addr);
@@ -81,9 +78,10 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         async_tungstenite::accept_hdr_async_with_config(stream, callback, Some(protocol_config()));
     let timeout = async {
         smol::Timer::after(ctx.limits.handshake_timeout).await;
-        Err(async_tungstenite::tungstenite::Error::Io(
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"),
-        ))
+        Err(async_tungstenite::tungstenite::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "handshake timed out",
+        )))
     };
     let socket = match handshake.or(timeout).await {
         Ok(socket) => socket,
@@ -93,8 +91,13 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         }
     };
     match route {
-        Some(Route::Ingest) => crate::ingest::serve(socket, addr, ctx).await,
-        Some(Route::Live(request)) => crate::live::serve(socket, ctx, request).await,
+        Some(Route::Ingest(credential)) => {
+            crate::ingest::serve(socket, addr, credential, ctx).await
+        }
+        Some(Route::Live(request)) => {
+            let _slot = crate::subscribe::SubscriberSlot::take(&ctx);
+            crate::live::serve(socket, ctx.clone(), request).await
+        }
         None => {}
     }
 }
@@ -128,24 +131,40 @@ fn decide(
     let header =
         |name: http::header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());
     match uri.path() {
-        "/ingest" => {
-            if !ctx.agent_auth.accepts(header(http::header::AUTHORIZATION)) {
+        "/ingest" => match ctx.agent_auth().check(header(http::header::AUTHORIZATION)) {
+            AgentCheck::Accepted(credential) => (Some(Route::Ingest(credential)), Ok(response)),
+            AgentCheck::Revoked => {
+                log::warn!("ws: {addr}: agent refused at the upgrade: its token was revoked");
+                (None, Err(reject(StatusCode::FORBIDDEN, "agent token revoked")))
+            }
+            AgentCheck::Rejected => {
                 log::warn!("ws: {addr}: agent refused at the upgrade: invalid or missing token");
+                (None, Err(reject(StatusCode::UNAUTHORIZED, "invalid or missing agent token")))
+            }
+        },
+        "/live" => {
+            if !ctx.access.origin_allowed(header(http::header::ORIGIN), header(http::header::HOST))
+            {
+                log::warn!(
+                    "ws: {addr}: /live refused: origin {:?} not allowed",
+                    header(http::header::ORIGIN)
+                );
+                return (None, Err(reject(StatusCode::FORBIDDEN, "origin not allowed")));
+            }
+            if !ctx
+                .access
+                .may_view(header(http::header::AUTHORIZATION), header(http::header::COOKIE))
+            {
+                return (None, Err(reject(StatusCode::UNAUTHORIZED, "viewer token required")));
+            }
+            if crate::subscribe::SubscriberSlot::full(ctx) {
                 return (
                     None,
-                    Err(reject(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid or missing agent token",
-                    )),
+                    Err(reject(StatusCode::SERVICE_UNAVAILABLE, "too many live subscribers")),
                 );
             }
-            (Some(Route::Ingest), Ok(response))
-        }
-        "/live" => {
             let pairs: Vec<(String, String)> =
-                form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                    .into_owned()
-                    .collect();
+                form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
             let since = match pairs.iter().find(|(k, _)| k == "since") {
                 None => None,
                 Some((_, v)) => match v.parse::<u64>() {
@@ -166,12 +185,6 @@ fn decide(
             };
             (Some(Route::Live(request)), Ok(response))
         }
-        _ => (
-            None,
-            Err(reject(
-                StatusCode::NOT_FOUND,
-                "no such endpoint (use /ingest or /live)",
-            )),
-        ),
+        _ => (None, Err(reject(StatusCode::NOT_FOUND, "no such endpoint (use /ingest or /live)"))),
     }
 }

@@ -35,9 +35,7 @@ pub fn parse_proc_stat(text: &str) -> Option<(CpuTimes, Vec<CpuTimes>)> {
 }
 
 fn parse_times(fields: &str) -> Option<CpuTimes> {
-    let mut values = fields
-        .split_ascii_whitespace()
-        .map(|v| v.parse::<u64>().ok());
+    let mut values = fields.split_ascii_whitespace().map(|v| v.parse::<u64>().ok());
     let mut next = || values.next().flatten().unwrap_or(0);
     let times = CpuTimes {
         user_ticks: next(),

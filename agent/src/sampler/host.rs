@@ -37,10 +37,7 @@ pub fn hello(host_id: &str, interval_ms: u32) -> Hello {
     .inspect_err(|err| log::warn!("cannot read CPU and memory facts: {err}"))
     .ok();
     let cpus = system.as_ref().map(|s| s.cpus()).unwrap_or_default();
-    let cpu_model = cpus
-        .first()
-        .map(|c| c.brand().trim().to_owned())
-        .unwrap_or_default();
+    let cpu_model = cpus.first().map(|c| c.brand().trim().to_owned()).unwrap_or_default();
     Hello {
         protocol_version: protocol::PROTOCOL_VERSION,
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -43,10 +43,7 @@ impl Sampler {
         Self {
             system: usable("memory", System::new_with_specifics(RefreshKind::nothing())),
             networks: usable("network", Networks::new_with_refreshed_list()),
-            disks: usable(
-                "disk",
-                Disks::new_with_refreshed_list_specifics(disk_refresh()),
-            ),
+            disks: usable("disk", Disks::new_with_refreshed_list_specifics(disk_refresh())),
             components: usable("temperature", Components::new_with_refreshed_list()),
             components_scanned: Instant::now(),
             warned: HashMap::new(),
@@ -95,10 +92,7 @@ impl Sampler {
         };
         system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram().with_swap());
         let (total, available) = (system.total_memory(), system.available_memory());
-        let swap = Swap {
-            total_bytes: system.total_swap(),
-            used_bytes: system.used_swap(),
-        };
+        let swap = Swap { total_bytes: system.total_swap(), used_bytes: system.used_swap() };
         if total == 0 {
             self.warn("memory", "cannot read /proc/meminfo");
             return (None, None);
@@ -202,10 +196,7 @@ impl Sampler {
             .iter()
             .filter_map(|c| {
                 let celsius = c.temperature()?;
-                celsius.is_finite().then(|| Temperature {
-                    label: c.label().to_owned(),
-                    celsius,
-                })
+                celsius.is_finite().then(|| Temperature { label: c.label().to_owned(), celsius })
             })
             .collect();
         list.truncate(protocol::Limits::MAX_TEMPERATURES);
@@ -215,10 +206,7 @@ impl Sampler {
     /// Logs a failing area at most once per [`WARN_EVERY`].
     fn warn(&mut self, area: &'static str, message: &str) {
         let now = Instant::now();
-        let due = self
-            .warned
-            .get(area)
-            .is_none_or(|last| now.duration_since(*last) >= WARN_EVERY);
+        let due = self.warned.get(area).is_none_or(|last| now.duration_since(*last) >= WARN_EVERY);
         if due {
             self.warned.insert(area, now);
             log::warn!("{area} metrics left out of samples: {message}");
@@ -234,9 +222,7 @@ impl Default for Sampler {
 
 /// Keeps a sysinfo handle, or logs once why its area will be missing from every sample.
 fn usable<T>(area: &str, handle: Result<T, sysinfo::Error>) -> Option<T> {
-    handle
-        .inspect_err(|err| log::warn!("{area} metrics unavailable on this host: {err}"))
-        .ok()
+    handle.inspect_err(|err| log::warn!("{area} metrics unavailable on this host: {err}")).ok()
 }
 
 fn disk_refresh() -> DiskRefreshKind {
@@ -248,12 +234,7 @@ fn count_processes() -> Option<u32> {
     let entries = std::fs::read_dir("/proc").ok()?;
     let count = entries
         .filter_map(Result::ok)
-        .filter(|e| {
-            e.file_name()
-                .as_encoded_bytes()
-                .iter()
-                .all(u8::is_ascii_digit)
-        })
+        .filter(|e| e.file_name().as_encoded_bytes().iter().all(u8::is_ascii_digit))
         .count();
     u32::try_from(count).ok()
 }
@@ -269,11 +250,7 @@ mod tests {
         assert_eq!((sample.seq, sample.ts_ms), (7, 1234));
         assert!(sample.cpu.is_some_and(|c| c.total_ticks() > 0));
         assert!(!sample.cores.is_empty());
-        assert!(
-            sample
-                .memory
-                .is_some_and(|m| m.total_bytes > 0 && m.used_bytes <= m.total_bytes)
-        );
+        assert!(sample.memory.is_some_and(|m| m.total_bytes > 0 && m.used_bytes <= m.total_bytes));
         assert!(sample.process_count.is_some_and(|n| n > 0));
         assert!(sample.uptime_seconds.is_some());
         assert!(sample.networks.iter().all(|n| n.name != "lo"));

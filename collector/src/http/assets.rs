@@ -47,13 +47,6 @@ pub fn find(path: &str) -> Option<&'static Asset> {
 
 /// A strong validator for caching: the build's version plus the file's length and a checksum.
 pub fn etag(asset: &Asset) -> String {
-    let sum = asset
-        .bytes
-        .iter()
-        .fold(0u32, |h, b| h.rotate_left(5) ^ u32::from(*b));
-    format!(
-        "\"{}-{}-{sum:08x}\"",
-        env!("CARGO_PKG_VERSION"),
-        asset.bytes.len()
-    )
+    let sum = asset.bytes.iter().fold(0u32, |h, b| h.rotate_left(5) ^ u32::from(*b));
+    format!("\"{}-{}-{sum:08x}\"", env!("CARGO_PKG_VERSION"), asset.bytes.len())
 }

@@ -6,6 +6,7 @@
 //! events when a route answers with a stream.
 
 pub mod assets;
+pub mod metrics;
 pub mod routes;
 pub mod server;
 pub mod sse;
@@ -58,7 +59,10 @@ pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx) {
         // Each connection ends on its own (limits and timeouts); nothing needs to join it.
         smol::spawn(async move {
             let _guard = guard;
-            serve_connection(stream, addr, ctx).await;
+            match crate::tls::accept(stream, ctx.tls.as_ref(), ctx.limits.handshake_timeout).await {
+                Ok(stream) => serve_connection(stream, addr, ctx).await,
+                Err(err) => log::debug!("http: {addr}: TLS handshake failed: {err}"),
+            }
         })
         .detach();
     }

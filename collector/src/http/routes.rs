@@ -1,13 +1,14 @@
 //! Routing: exact path matching, one function per endpoint. Each handler is a function of the
 //! request and the collector's state (asked of the hub or read from the database) to a response.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::Ctx;
 use crate::events::Filter;
 use crate::http::assets;
 use crate::http::server::{Request, Response};
 use crate::hub::{self, SubscribeRequest};
+use crate::storage::query::{METRICS, Rollup};
 
 /// A response whose stream, if any, is an SSE subscription.
 pub type Reply = Response<SubscribeRequest>;
@@ -37,22 +38,43 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
     let path = request.path.as_str();
     let method = request.method.as_str();
     let read = method == "GET" || method == "HEAD";
+    let viewer = ctx.access.may_view(request.header("authorization"), request.header("cookie"));
+
+    // Open to everyone: probes, the login form, and the page's code and style (no data in them).
+    match path {
+        "/healthz" if read => {
+            return Response::bytes(200, "text/plain; charset=utf-8", &b"ok\n"[..]);
+        }
+        "/readyz" if read => return readyz(ctx).await,
+        "/healthz" | "/readyz" => return not_allowed("GET, HEAD"),
+        "/login" => return login(request, ctx),
+        "/logout" => return logout(request, ctx),
+        "/" if !viewer && read => return login_page(200, None),
+        _ => {}
+    }
     if let Some(asset) = assets::find(path) {
-        return if read {
-            asset_response(request, asset)
-        } else {
-            not_allowed("GET, HEAD")
-        };
+        return if read { asset_response(request, asset) } else { not_allowed("GET, HEAD") };
+    }
+    if !viewer {
+        return Response::error(
+            401,
+            "a viewer token is required (Authorization: Bearer, or log in at /)",
+        )
+        .with_header("WWW-Authenticate", "Bearer realm=\"hostwatch\"")
+        .with_header("Cache-Control", "no-store");
     }
     let response = match path {
-        "/healthz" if read => Response::bytes(200, "text/plain; charset=utf-8", &b"ok\n"[..]),
         "/api/hosts" if read => hosts(ctx).await,
         "/api/stats" if read => stats(ctx).await,
         "/api/clients" if read => clients(ctx).await,
-        "/events" if method == "GET" => events(request),
-        "/healthz" | "/api/hosts" | "/api/stats" | "/api/clients" | "/events" => not_allowed("GET"),
+        "/metrics" if read => metrics(ctx).await,
+        "/events" if method == "GET" => events(request, ctx),
+        "/api/broadcast" if method == "POST" => broadcast(request, ctx).await,
+        "/api/broadcast" => not_allowed("POST"),
+        "/api/hosts" | "/api/stats" | "/api/clients" | "/metrics" => not_allowed("GET, HEAD"),
+        "/events" => not_allowed("GET"),
         _ => match host_route(path) {
-            Some(_) if !read => not_allowed("GET"),
+            Some(_) if !read => not_allowed("GET, HEAD"),
             Some((id, HostRoute::Host)) => host(ctx, id).await,
             Some((id, HostRoute::History)) => history(request, ctx, id).await,
             None => Response::error(404, format!("no such path: {path}")),
@@ -61,16 +83,152 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
     response.with_header("Cache-Control", "no-store")
 }
 
+/// The login form, with an optional error.
+fn login_page(status: u16, error: Option<&str>) -> Reply {
+    let error = error
+        .map(|e| format!("<p class=\"login-error\" role=\"alert\">{e}</p>"))
+        .unwrap_or_default();
+    let html = LOGIN_PAGE.replace("<!--ERROR-->", &error);
+    Response::bytes(status, "text/html; charset=utf-8", html.into_bytes())
+        .with_header("Cache-Control", "no-store")
+}
+
+const LOGIN_PAGE: &str = include_str!("../../web/login.html");
+
+/// `POST /login` with `token=…` (a form): sets the session cookie and goes to the page.
+fn login(request: &Request, ctx: &Ctx) -> Reply {
+    match request.method.as_str() {
+        "GET" | "HEAD" => return login_page(200, None),
+        "POST" => {}
+        _ => return not_allowed("GET, POST"),
+    }
+    if !ctx.access.viewer_required() {
+        return redirect("./", None);
+    }
+    let token = form_urlencoded::parse(&request.body)
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned());
+    match token {
+        Some(token) if ctx.access.is_viewer_token(token.trim()) => {
+            let secure = if ctx.tls.is_some() { "; Secure" } else { "" };
+            let cookie = format!(
+                "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{secure}",
+                crate::auth::SESSION_COOKIE,
+                token.trim()
+            );
+            redirect("./", Some(cookie))
+        }
+        _ => {
+            log::warn!("http: {}: failed login", request.remote);
+            login_page(401, Some("That token is not valid."))
+        }
+    }
+}
+
+/// `POST /logout`: clears the session cookie.
+fn logout(request: &Request, ctx: &Ctx) -> Reply {
+    if !matches!(request.method.as_str(), "GET" | "POST") {
+        return not_allowed("GET, POST");
+    }
+    let secure = if ctx.tls.is_some() { "; Secure" } else { "" };
+    let cookie = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}",
+        crate::auth::SESSION_COOKIE
+    );
+    redirect("./", Some(cookie))
+}
+
+fn redirect(to: &str, cookie: Option<String>) -> Reply {
+    let mut response = Response::bytes(303, "text/plain; charset=utf-8", &b""[..])
+        .with_header("Location", to)
+        .with_header("Cache-Control", "no-store");
+    if let Some(cookie) = cookie {
+        response = response.with_header("Set-Cookie", cookie);
+    }
+    response
+}
+
+/// `GET /readyz`: 200 while the storage commits and the hub answers, each within 2 s.
+async fn readyz(ctx: &Ctx) -> Reply {
+    let probe = async {
+        ctx.storage.ping().await.map_err(|e| format!("storage: {e}"))?;
+        hub::ask(&ctx.hub, |reply| hub::Event::Stats { reply })
+            .await
+            .ok_or("hub: shutting down")?;
+        Ok::<(), String>(())
+    };
+    let limit = async {
+        smol::Timer::after(std::time::Duration::from_secs(2)).await;
+        Err("storage or hub did not answer within 2 s".to_owned())
+    };
+    match futures_lite::FutureExt::or(probe, limit).await {
+        Ok(()) => Response::json(200, &json!({ "ready": true })),
+        Err(reason) => Response::json(503, &json!({ "ready": false, "reason": reason })),
+    }
+}
+
+/// `POST /api/broadcast` with `{"message": "…"}` and the admin token: a `notification` event to
+/// every subscriber and the activity feed.
+async fn broadcast(request: &Request, ctx: &Ctx) -> Reply {
+    if !ctx.access.admin_configured() {
+        return Response::error(
+            403,
+            "broadcasts are disabled: start the collector with --admin-token-file",
+        );
+    }
+    if !ctx.access.may_write(request.header("authorization")) {
+        return Response::error(401, "the admin token is required (Authorization: Bearer)")
+            .with_header("WWW-Authenticate", "Bearer realm=\"hostwatch-admin\"");
+    }
+    let message = match serde_json::from_slice::<Value>(&request.body) {
+        Ok(body) => match body.get("message").and_then(Value::as_str).map(str::trim) {
+            Some(message)
+                if !message.is_empty() && message.chars().count() <= MAX_BROADCAST_CHARS =>
+            {
+                message.to_owned()
+            }
+            Some(message) if !message.is_empty() => {
+                return Response::error(
+                    400,
+                    format!("message is over {MAX_BROADCAST_CHARS} characters"),
+                );
+            }
+            _ => return Response::error(400, "body must be {\"message\": \"non-empty text\"}"),
+        },
+        Err(err) => return Response::error(400, format!("body is not JSON: {err}")),
+    };
+    log::info!("broadcast from {}: {message}", request.remote);
+    let event = hub::Event::Broadcast { message, from: request.remote.to_string() };
+    match ctx.hub.send(event).await {
+        Ok(()) => Response::json(202, &json!({ "ok": true })),
+        Err(_) => Response::error(503, "shutting down"),
+    }
+}
+
+/// The longest broadcast message.
+pub const MAX_BROADCAST_CHARS: usize = 500;
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics(ctx: &Ctx) -> Reply {
+    let Some(view) = hub::ask(&ctx.hub, |reply| hub::Event::Metrics { reply }).await else {
+        return Response::error(503, "shutting down");
+    };
+    let figures = crate::http::metrics::CollectorFigures {
+        database_bytes: Some(crate::storage::query::database_bytes(ctx.storage.path())),
+        ingest_bytes_total: ctx.metrics.ingest_bytes_total(),
+        subscribers: ctx.subscribers.load(std::sync::atomic::Ordering::Relaxed),
+    };
+    let body = crate::http::metrics::render(&view, &figures);
+    Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
+}
+
 fn not_allowed(allow: &str) -> Reply {
     Response::error(405, "method not allowed").with_header("Allow", allow)
 }
 
 fn asset_response(request: &Request, asset: &assets::Asset) -> Reply {
     let etag = assets::etag(asset);
-    if request
-        .header("if-none-match")
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
-    {
+    if request.header("if-none-match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
         return Response::bytes(304, asset.content_type, &b""[..]).with_header("ETag", etag);
     }
     Response::bytes(200, asset.content_type, asset.bytes)
@@ -91,10 +249,7 @@ fn host_route(path: &str) -> Option<(String, HostRoute)> {
         Some((id, "history")) => (id, HostRoute::History),
         Some(_) => return None,
     };
-    let id = percent_encoding::percent_decode_str(raw_id)
-        .decode_utf8()
-        .ok()?
-        .into_owned();
+    let id = percent_encoding::percent_decode_str(raw_id).decode_utf8().ok()?.into_owned();
     (!id.is_empty()).then_some((id, route))
 }
 
@@ -119,7 +274,7 @@ async fn stats(ctx: &Ctx) -> Reply {
     let Some(stats) = hub::ask(&ctx.hub, |reply| hub::Event::Stats { reply }).await else {
         return Response::error(503, "shutting down");
     };
-    let db_size = ctx.readers.run(|reader| reader.database_bytes()).await.ok();
+    let db_size = crate::storage::query::database_bytes(ctx.storage.path());
     let mut body = serde_json::to_value(&stats).unwrap_or_else(|_| json!({}));
     body["db_size_bytes"] = json!(db_size);
     body["version"] = json!(env!("CARGO_PKG_VERSION"));
@@ -182,35 +337,67 @@ pub fn parse_range(request: &Request, now_ms: u64) -> Result<Range, String> {
     Ok(Range { from, to, step })
 }
 
+/// Where a history request's points come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// Raw samples, as stored.
+    Raw,
+    /// Raw samples averaged into buckets.
+    RawBuckets,
+    /// A rollup table whose bucket divides the step.
+    Rollup(Rollup),
+}
+
+/// Picks the cheapest exact source for a step: rollups when their bucket divides the step (they
+/// also reach further back than raw samples), raw samples otherwise.
+pub fn source(step: Option<u64>) -> Source {
+    match step {
+        None => Source::Raw,
+        Some(step) if step % 3_600_000 == 0 => Source::Rollup(Rollup::Hour),
+        Some(step) if step % 60_000 == 0 => Source::Rollup(Rollup::Minute),
+        Some(_) => Source::RawBuckets,
+    }
+}
+
 async fn history(request: &Request, ctx: &Ctx, id: String) -> Reply {
     let range = match parse_range(request, crate::now_ms()) {
         Ok(range) => range,
         Err(message) => return Response::error(400, message),
     };
-    if let Some(format) = request.query_param("format").filter(|f| f != "json") {
-        return Response::error(400, format!("unknown format {format:?} (use json)"));
-    }
+    let csv = match request.query_param("format").as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return Response::error(400, format!("unknown format {other:?} (use json or csv)"));
+        }
+    };
     let host_id = id.clone();
     let result = ctx
         .readers
         .run(move |reader| {
             let Some(key) = reader.host_key(&host_id)? else { return Ok(None) };
-            let points: Vec<Value> = match range.step {
-                None => {
+            let points: Vec<Map<String, Value>> = match source(range.step) {
+                Source::Raw => {
                     let points = reader.raw_points(key, range.from, range.to, MAX_RAW_POINTS + 1)?;
                     if points.len() > MAX_RAW_POINTS {
                         return Ok(Some(Err(format!(
                             "more than {MAX_RAW_POINTS} points in this range; add a step or narrow the range"
                         ))));
                     }
-                    points.into_iter().map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).collect()
+                    points
+                        .into_iter()
+                        .filter_map(|p| match serde_json::to_value(p) {
+                            Ok(Value::Object(map)) => Some(map),
+                            _ => None,
+                        })
+                        .collect()
                 }
-                Some(step) => reader
-                    .bucketed(key, range.from, range.to, step)?
-                    .points
-                    .into_iter()
-                    .map(Value::Object)
-                    .collect(),
+                Source::RawBuckets => {
+                    reader.bucketed(key, range.from, range.to, range.step.unwrap_or(1))?.points
+                }
+                Source::Rollup(rollup) => {
+                    reader.rollup_bucketed(rollup, key, range.from, range.to, range.step.unwrap_or(1))?.points
+                }
             };
             Ok(Some(Ok(points)))
         })
@@ -218,6 +405,15 @@ async fn history(request: &Request, ctx: &Ctx, id: String) -> Reply {
     match result {
         Ok(None) => Response::error(404, format!("unknown host {id:?}")),
         Ok(Some(Err(message))) => Response::error(400, message),
+        Ok(Some(Ok(points))) if csv => {
+            let name = format!("hostwatch-{}-{}-{}.csv", sanitize(&id), range.from, range.to);
+            Response::bytes(
+                200,
+                "text/csv; charset=utf-8",
+                to_csv(&points, range.step.is_some()).into_bytes(),
+            )
+            .with_header("Content-Disposition", format!("attachment; filename=\"{name}\""))
+        }
         Ok(Some(Ok(points))) => Response::json(
             200,
             &json!({ "host": id, "from": range.from, "to": range.to, "step": range.step, "points": points }),
@@ -229,7 +425,53 @@ async fn history(request: &Request, ctx: &Ctx, id: String) -> Reply {
     }
 }
 
-fn events(request: &Request) -> Reply {
+/// A host id made safe for a file name.
+fn sanitize(id: &str) -> String {
+    id.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect()
+}
+
+/// History points as CSV: a header row, then one row per point; empty cells for missing values.
+/// Per-core CPU percentages (raw points only) are one cell, separated by spaces.
+pub fn to_csv(points: &[Map<String, Value>], bucketed: bool) -> String {
+    let mut columns = vec!["ts".to_owned()];
+    if bucketed {
+        columns.push("samples".into());
+    }
+    for metric in METRICS {
+        columns.push(metric.json.to_owned());
+        if bucketed {
+            columns.push(format!("{}_min", metric.json));
+            columns.push(format!("{}_max", metric.json));
+        }
+    }
+    if !bucketed {
+        columns.push("cpu_cores_percent".into());
+    }
+    let mut out = columns.join(",");
+    out.push('\n');
+    for point in points {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|column| match point.get(column) {
+                None | Some(Value::Null) => String::new(),
+                Some(Value::Array(values)) => {
+                    values.iter().map(Value::to_string).collect::<Vec<_>>().join(" ")
+                }
+                Some(value) => value.to_string(),
+            })
+            .collect();
+        out.push_str(&cells.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn events(request: &Request, ctx: &Ctx) -> Reply {
+    if crate::subscribe::SubscriberSlot::full(ctx) {
+        return Response::error(503, "too many live subscribers").with_header("Retry-After", "10");
+    }
     let since = match request
         .header("last-event-id")
         .map(str::to_owned)
@@ -269,19 +511,11 @@ mod tests {
         let now = 10_000_000;
         assert_eq!(
             parse_range(&Request::get("/h"), now),
-            Ok(Range {
-                from: now + 1 - 3_600_000,
-                to: now + 1,
-                step: None
-            })
+            Ok(Range { from: now + 1 - 3_600_000, to: now + 1, step: None })
         );
         assert_eq!(
             parse_range(&Request::get("/h?from=5&to=10&step=2"), now),
-            Ok(Range {
-                from: 5,
-                to: 10,
-                step: Some(2)
-            })
+            Ok(Range { from: 5, to: 10, step: Some(2) })
         );
         for bad in [
             "/h?from=x",
@@ -292,6 +526,37 @@ mod tests {
         ] {
             assert!(parse_range(&Request::get(bad), now).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn steps_pick_the_cheapest_exact_source() {
+        assert_eq!(source(None), Source::Raw);
+        assert_eq!(source(Some(5_000)), Source::RawBuckets);
+        assert_eq!(source(Some(90_000)), Source::RawBuckets);
+        assert_eq!(source(Some(60_000)), Source::Rollup(Rollup::Minute));
+        assert_eq!(source(Some(600_000)), Source::Rollup(Rollup::Minute));
+        assert_eq!(source(Some(3_600_000)), Source::Rollup(Rollup::Hour));
+        assert_eq!(source(Some(86_400_000)), Source::Rollup(Rollup::Hour));
+    }
+
+    #[test]
+    fn csv_has_a_header_and_empty_cells_for_missing_values() {
+        let mut point = Map::new();
+        point.insert("ts".into(), json!(1000));
+        point.insert("cpu_percent".into(), json!(12.5));
+        point.insert("memory_used_bytes".into(), Value::Null);
+        point.insert("cpu_cores_percent".into(), json!([10.0, 15.0]));
+        let csv = to_csv(&[point], false);
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let row: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!(header[0], "ts");
+        assert_eq!(header.len(), row.len());
+        let cell = |name: &str| row[header.iter().position(|h| *h == name).unwrap()];
+        assert_eq!(cell("ts"), "1000");
+        assert_eq!(cell("cpu_percent"), "12.5");
+        assert_eq!(cell("memory_used_bytes"), "");
+        assert_eq!(cell("cpu_cores_percent"), "10.0 15.0");
     }
 
     #[test]

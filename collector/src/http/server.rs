@@ -82,24 +82,18 @@ impl Request {
 
     /// Adds a header (builder style, for tests).
     pub fn with_header(mut self, name: &str, value: &str) -> Self {
-        self.headers
-            .push((name.to_ascii_lowercase(), value.to_owned()));
+        self.headers.push((name.to_ascii_lowercase(), value.to_owned()));
         self
     }
 
     /// The first value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The decoded query parameters.
     pub fn query_pairs(&self) -> Vec<(String, String)> {
-        form_urlencoded::parse(self.query.as_bytes())
-            .into_owned()
-            .collect()
+        form_urlencoded::parse(self.query.as_bytes()).into_owned().collect()
     }
 
     /// The value of a query parameter.
@@ -243,10 +237,7 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     };
     let timeout = async {
         smol::Timer::after(limits.head_timeout).await;
-        Err(ReadError::Refuse(
-            408,
-            "request head not received in time".into(),
-        ))
+        Err(ReadError::Refuse(408, "request head not received in time".into()))
     };
     let (mut request, target, version, head_len) = head.or(timeout).await?;
     buffer.drain(..head_len);
@@ -271,10 +262,7 @@ pub async fn read_request<S: AsyncRead + Unpin>(
             .map_err(|_| ReadError::Refuse(400, "bad Content-Length".into()))?,
     };
     if length > limits.max_body_bytes {
-        return Err(ReadError::Refuse(
-            413,
-            format!("body over {} bytes", limits.max_body_bytes),
-        ));
+        return Err(ReadError::Refuse(413, format!("body over {} bytes", limits.max_body_bytes)));
     }
     let body = async {
         while buffer.len() < length {
@@ -287,10 +275,7 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     };
     let timeout = async {
         smol::Timer::after(limits.head_timeout).await;
-        Err(ReadError::Refuse(
-            408,
-            "request body not received in time".into(),
-        ))
+        Err(ReadError::Refuse(408, "request body not received in time".into()))
     };
     body.or(timeout).await?;
     request.body = buffer.drain(..length).collect();
@@ -312,9 +297,7 @@ async fn fill<S: AsyncRead + Unpin>(
 
 /// Whether the connection stays open after answering `request`.
 pub fn keep_alive(request: &Request) -> bool {
-    !request
-        .header("connection")
-        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    !request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
 }
 
 /// Writes a response head and, unless `head_only`, its bytes body.
@@ -325,12 +308,8 @@ pub async fn write_response<S: AsyncWrite + Unpin, E>(
     head_only: bool,
     limits: &HttpLimits,
 ) -> std::io::Result<()> {
-    let mut out = format!(
-        "HTTP/1.1 {} {}\r\n",
-        response.status,
-        reason(response.status)
-    )
-    .into_bytes();
+    let mut out =
+        format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status)).into_bytes();
     for (name, value) in &response.headers {
         out.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
@@ -363,10 +342,7 @@ pub async fn write_all<S: AsyncWrite + Unpin>(
     };
     let deadline = async {
         smol::Timer::after(timeout).await;
-        Err(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "client did not read in time",
-        ))
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client did not read in time"))
     };
     write.or(deadline).await
 }
@@ -421,10 +397,7 @@ mod tests {
         assert_eq!(request.query_param("y").as_deref(), Some("a b"));
         assert_eq!(request.header("HOST"), Some("h"));
         assert_eq!(request.body, b"hello");
-        assert_eq!(
-            rest, b"GET / HTTP/1.1\r\n",
-            "pipelined bytes stay for the next request"
-        );
+        assert_eq!(rest, b"GET / HTTP/1.1\r\n", "pipelined bytes stay for the next request");
         assert!(keep_alive(&request));
     }
 
@@ -437,26 +410,14 @@ mod tests {
             ..HttpLimits::default()
         };
         let huge = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(100));
-        assert!(matches!(
-            read(huge.as_bytes(), &limits),
-            Err(ReadError::Refuse(431, _))
-        ));
+        assert!(matches!(read(huge.as_bytes(), &limits), Err(ReadError::Refuse(431, _))));
         let many = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
-        assert!(matches!(
-            read(many, &limits),
-            Err(ReadError::Refuse(431, _))
-        ));
+        assert!(matches!(read(many, &limits), Err(ReadError::Refuse(431, _))));
         let big = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
         assert!(matches!(read(big, &limits), Err(ReadError::Refuse(413, _))));
         let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(matches!(
-            read(chunked, &limits),
-            Err(ReadError::Refuse(501, _))
-        ));
-        assert!(matches!(
-            read(b"NOT HTTP\r\n\r\n", &limits),
-            Err(ReadError::Refuse(400, _))
-        ));
+        assert!(matches!(read(chunked, &limits), Err(ReadError::Refuse(501, _))));
+        assert!(matches!(read(b"NOT HTTP\r\n\r\n", &limits), Err(ReadError::Refuse(400, _))));
         assert!(matches!(read(b"", &limits), Err(ReadError::Closed)));
     }
 
@@ -468,10 +429,8 @@ mod tests {
 
     #[test]
     fn a_slow_head_times_out_with_408() {
-        let limits = HttpLimits {
-            head_timeout: Duration::from_millis(50),
-            ..HttpLimits::default()
-        };
+        let limits =
+            HttpLimits { head_timeout: Duration::from_millis(50), ..HttpLimits::default() };
         let (mut client, server) = std::os::unix::net::UnixStream::pair().unwrap();
         use std::io::Write;
         client.write_all(b"GET / HT").unwrap();

@@ -49,10 +49,7 @@ pub async fn stream<S: AsyncWrite + Unpin>(stream: &mut S, ctx: &Ctx, request: S
             "lagged",
             &format!("too slow: events were dropped; reconnect with Last-Event-ID {last_id}"),
         )),
-        End::ShuttingDown => Some(LiveEvent::notice(
-            "shutdown",
-            "the collector is shutting down",
-        )),
+        End::ShuttingDown => Some(LiveEvent::notice("shutdown", "the collector is shutting down")),
         End::Gone(_) => None,
     };
     if let Some(event) = last_words {

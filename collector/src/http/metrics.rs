@@ -1,0 +1,684 @@
+//! `GET /metrics`: Prometheus text exposition (format 0.0.4) of every host's newest values, with
+//! node_exporter's metric and label names and a `host` label, plus the collector's own counters.
+//!
+//! Rendering is a pure function of a [`MetricsView`] snapshot taken from the hub. Series are
+//! added host by host into an [`Exposition`], which groups them by metric family, so each family
+//! is written once with one `# HELP` and one `# TYPE`, whatever order the series came in.
+//!
+//! Counters are the agent's cumulative values exactly as sent (CPU time converted from ticks to
+//! seconds), so Prometheus computes rates itself with `rate()`. The collector's own derived rates
+//! are not exported, except the CPU percentage, for which node_exporter has no name.
+
+use std::collections::{HashMap, HashSet};
+
+use protocol::{CPU_TICKS_PER_SECOND, CpuTimes, Sample};
+
+use crate::hub::{HostMetrics, MetricsView, StatsView};
+
+/// Every status a host can have; `hostwatch_host_status` has one series per status.
+const STATUSES: [&str; 3] = ["online", "stale", "offline"];
+
+/// Collector figures the hub does not hold.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CollectorFigures {
+    /// Size of the database in bytes, if it could be read.
+    pub database_bytes: Option<u64>,
+    /// Bytes received from agents since start.
+    pub ingest_bytes_total: u64,
+    /// Live subscribers now.
+    pub subscribers: usize,
+}
+
+/// Renders the exposition: every host's series, then the collector's own.
+pub fn render(view: &MetricsView, figures: &CollectorFigures) -> String {
+    let mut out = Exposition::default();
+    for host in &view.hosts {
+        host_series(&mut out, host);
+    }
+    collector_series(&mut out, &view.stats, figures);
+    out.finish()
+}
+
+/// The series every known host has, whether or not it ever sent a sample.
+fn host_series(out: &mut Exposition, host: &HostMetrics) {
+    let id = host.id.as_str();
+    let by_host = [("host", id)];
+    out.gauge("hostwatch_host_info", "Always 1; labels the host id with the host name.")
+        .sample(&[("host", id), ("hostname", &host.hostname)], 1_u64);
+    out.gauge(
+        "hostwatch_host_up",
+        "1 if the host's agent is connected and sending samples, 0 if it is stale or offline.",
+    )
+    .sample(&by_host, u64::from(host.status == "online"));
+    let status = out.gauge(
+        "hostwatch_host_status",
+        "1 for the host's current status (online, stale or offline), 0 for the others.",
+    );
+    for candidate in STATUSES {
+        status.sample(&[("host", id), ("status", candidate)], u64::from(host.status == candidate));
+    }
+    // A status added to the hub later still shows up, rather than every series reading 0.
+    if !STATUSES.contains(&host.status) {
+        status.sample(&[("host", id), ("status", host.status)], 1_u64);
+    }
+    if let Some(ms) = host.last_seen_ms {
+        out.gauge(
+            "hostwatch_host_last_seen_timestamp_seconds",
+            "When the host's newest sample was taken, seconds since the Unix epoch.",
+        )
+        .sample(&by_host, ms as f64 / 1000.0);
+    }
+    out.counter(
+        "hostwatch_host_dropped_samples_total",
+        "Samples the host's agent dropped from its full spool during outages.",
+    )
+    .sample(&by_host, host.dropped_samples);
+    // The agent sends 0 when it could not read the boot time; a 1970 boot would mislead.
+    if host.boot_time_seconds > 0 {
+        out.gauge("node_boot_time_seconds", "Node boot time, in unixtime.")
+            .sample(&by_host, host.boot_time_seconds);
+    }
+    let processes = host
+        .sample
+        .as_ref()
+        .and_then(|s| s.process_count)
+        .or_else(|| host.point.as_ref().and_then(|p| p.processes));
+    if let Some(processes) = processes {
+        out.gauge("hostwatch_host_processes", "Number of processes on the host.")
+            .sample(&by_host, u64::from(processes));
+    }
+    if let Some(cpu_percent) = host.point.as_ref().and_then(|p| p.cpu_percent) {
+        out.gauge(
+            "hostwatch_host_cpu_percent",
+            "CPU busy percentage of the whole host between its two newest samples.",
+        )
+        .sample(&by_host, cpu_percent);
+    }
+    if let Some(sample) = &host.sample {
+        sample_series(out, id, sample);
+    }
+}
+
+/// The node_exporter equivalents of one host's newest sample.
+fn sample_series(out: &mut Exposition, host: &str, sample: &Sample) {
+    let by_host = [("host", host)];
+    let cpu = out.counter("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.");
+    for (index, core) in sample.cores.iter().enumerate() {
+        let index = index.to_string();
+        for (mode, ticks) in cpu_modes(core) {
+            cpu.sample(&[("host", host), ("cpu", &index), ("mode", mode)], ticks_to_seconds(ticks));
+        }
+    }
+
+    if let Some(load) = &sample.load {
+        out.gauge("node_load1", "1m load average.").sample(&by_host, load.one);
+        out.gauge("node_load5", "5m load average.").sample(&by_host, load.five);
+        out.gauge("node_load15", "15m load average.").sample(&by_host, load.fifteen);
+    }
+
+    if let Some(memory) = &sample.memory {
+        out.gauge("node_memory_MemTotal_bytes", "Memory information field MemTotal_bytes.")
+            .sample(&by_host, memory.total_bytes);
+        out.gauge("node_memory_MemAvailable_bytes", "Memory information field MemAvailable_bytes.")
+            .sample(&by_host, memory.available_bytes);
+    }
+    if let Some(swap) = &sample.swap {
+        out.gauge("node_memory_SwapTotal_bytes", "Memory information field SwapTotal_bytes.")
+            .sample(&by_host, swap.total_bytes);
+        // The agent reports swap in use; node_exporter reports what is free.
+        out.gauge("node_memory_SwapFree_bytes", "Memory information field SwapFree_bytes.")
+            .sample(&by_host, swap.total_bytes.saturating_sub(swap.used_bytes));
+    }
+
+    type NetCounter = (&'static str, &'static str, fn(&protocol::NetworkInterface) -> u64);
+    let network: [NetCounter; 6] = [
+        ("node_network_receive_bytes_total", "Network device statistic receive_bytes.", |n| {
+            n.rx_bytes
+        }),
+        ("node_network_transmit_bytes_total", "Network device statistic transmit_bytes.", |n| {
+            n.tx_bytes
+        }),
+        ("node_network_receive_packets_total", "Network device statistic receive_packets.", |n| {
+            n.rx_packets
+        }),
+        (
+            "node_network_transmit_packets_total",
+            "Network device statistic transmit_packets.",
+            |n| n.tx_packets,
+        ),
+        ("node_network_receive_errs_total", "Network device statistic receive_errs.", |n| {
+            n.rx_errors
+        }),
+        ("node_network_transmit_errs_total", "Network device statistic transmit_errs.", |n| {
+            n.tx_errors
+        }),
+    ];
+    for (name, help, value) in network {
+        let family = out.counter(name, help);
+        for interface in &sample.networks {
+            family.sample(&[("host", host), ("device", &interface.name)], value(interface));
+        }
+    }
+
+    for filesystem in &sample.filesystems {
+        let labels = [("host", host), ("mountpoint", filesystem.mount_point.as_str())];
+        out.gauge("node_filesystem_size_bytes", "Filesystem size in bytes.")
+            .sample(&labels, filesystem.total_bytes);
+        out.gauge(
+            "node_filesystem_avail_bytes",
+            "Filesystem space available to non-root users in bytes.",
+        )
+        .sample(&labels, filesystem.available_bytes);
+    }
+
+    for disk in &sample.disks {
+        let labels = [("host", host), ("device", disk.device.as_str())];
+        out.counter("node_disk_read_bytes_total", "The total number of bytes read successfully.")
+            .sample(&labels, disk.read_bytes);
+        out.counter(
+            "node_disk_written_bytes_total",
+            "The total number of bytes written successfully.",
+        )
+        .sample(&labels, disk.written_bytes);
+    }
+
+    let temperature =
+        out.gauge("node_hwmon_temp_celsius", "Hardware monitor for temperature (input).");
+    for sensor in &sample.temperatures {
+        temperature.sample(&[("host", host), ("sensor", &sensor.label)], sensor.celsius);
+    }
+}
+
+/// The collector's own figures.
+fn collector_series(out: &mut Exposition, stats: &StatsView, figures: &CollectorFigures) {
+    out.gauge(
+        "hostwatch_collector_agents_connected",
+        "Agents connected now, the collector's own monitoring included.",
+    )
+    .sample(&[], stats.agents_connected);
+    // The connection-level count, as `/api/stats` shows it: it includes subscribers still
+    // catching up from the database, which the hub does not count yet.
+    out.gauge("hostwatch_collector_subscribers", "Live event subscribers (SSE and WebSocket) now.")
+        .sample(&[], figures.subscribers);
+    out.gauge("hostwatch_collector_hosts", "Known hosts.").sample(&[], stats.hosts);
+    out.counter("hostwatch_collector_samples_total", "Samples stored since the collector started.")
+        .sample(&[], stats.samples_total);
+    out.gauge(
+        "hostwatch_collector_samples_per_second",
+        "Samples stored per second over the last ten seconds.",
+    )
+    .sample(&[], stats.samples_per_second);
+    out.counter(
+        "hostwatch_collector_subscribers_lagged_total",
+        "Subscribers dropped for being too slow since the collector started.",
+    )
+    .sample(&[], stats.subscribers_lagged_total);
+    out.gauge("hostwatch_collector_uptime_seconds", "Seconds since the collector started.")
+        .sample(&[], stats.uptime_seconds);
+    out.counter(
+        "hostwatch_collector_ingest_bytes_total",
+        "Bytes received from agents since the collector started.",
+    )
+    .sample(&[], figures.ingest_bytes_total);
+    if let Some(bytes) = figures.database_bytes {
+        out.gauge("hostwatch_collector_database_bytes", "Size of the SQLite database on disk.")
+            .sample(&[], bytes);
+    }
+}
+
+/// node_exporter's CPU modes with their tick counts.
+fn cpu_modes(times: &CpuTimes) -> [(&'static str, u64); 8] {
+    [
+        ("user", times.user_ticks),
+        ("nice", times.nice_ticks),
+        ("system", times.system_ticks),
+        ("idle", times.idle_ticks),
+        ("iowait", times.iowait_ticks),
+        ("irq", times.irq_ticks),
+        ("softirq", times.softirq_ticks),
+        ("steal", times.steal_ticks),
+    ]
+}
+
+/// Converts CPU ticks to seconds.
+fn ticks_to_seconds(ticks: u64) -> f64 {
+    ticks as f64 / f64::from(CPU_TICKS_PER_SECOND)
+}
+
+/// A metric family's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+/// An exposition under construction: families in order of first use, each with its series.
+#[derive(Default)]
+struct Exposition {
+    families: Vec<Family>,
+    by_name: HashMap<&'static str, usize>,
+}
+
+impl Exposition {
+    /// The gauge family `name`, created on first use.
+    fn gauge(&mut self, name: &'static str, help: &'static str) -> &mut Family {
+        self.family(name, Kind::Gauge, help)
+    }
+
+    /// The counter family `name` (which must end in `_total`), created on first use.
+    fn counter(&mut self, name: &'static str, help: &'static str) -> &mut Family {
+        self.family(name, Kind::Counter, help)
+    }
+
+    fn family(&mut self, name: &'static str, kind: Kind, help: &'static str) -> &mut Family {
+        let next = self.families.len();
+        let index = *self.by_name.entry(name).or_insert(next);
+        if index == next {
+            debug_assert!(
+                kind != Kind::Counter || name.ends_with("_total"),
+                "counter {name} must end in _total"
+            );
+            // HELP text escapes backslashes and newlines; ours are constants without either.
+            debug_assert!(!help.contains(['\\', '\n']), "help of {name} needs escaping");
+            self.families.push(Family {
+                name,
+                kind,
+                help,
+                series: String::new(),
+                seen: HashSet::new(),
+            });
+        }
+        let family = &mut self.families[index];
+        debug_assert!(
+            family.kind == kind && family.help == help,
+            "{name} is declared twice with different type or help"
+        );
+        family
+    }
+
+    /// Writes every family that has at least one series; an empty family says nothing useful.
+    fn finish(self) -> String {
+        let mut text = String::new();
+        for family in self.families.iter().filter(|f| !f.series.is_empty()) {
+            for part in [
+                "# HELP ",
+                family.name,
+                " ",
+                family.help,
+                "\n# TYPE ",
+                family.name,
+                " ",
+                family.kind.as_str(),
+                "\n",
+                &family.series,
+            ] {
+                text.push_str(part);
+            }
+        }
+        text
+    }
+}
+
+/// One metric family: its series lines and the label sets already written.
+struct Family {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
+    series: String,
+    seen: HashSet<String>,
+}
+
+impl Family {
+    /// Adds one series. A value that is not finite is left out, because a NaN or infinite
+    /// reading is a sampling glitch rather than a measurement. A label set already present (two
+    /// sensors with the same label, say) keeps its first value, because Prometheus rejects the
+    /// whole scrape when a series appears twice.
+    fn sample(&mut self, labels: &[(&str, &str)], value: impl Number) -> &mut Self {
+        let Some(value) = value.exposition() else {
+            return self;
+        };
+        let labels = label_set(labels);
+        if self.seen.contains(&labels) {
+            return self;
+        }
+        for part in [self.name, &labels, " ", &value, "\n"] {
+            self.series.push_str(part);
+        }
+        self.seen.insert(labels);
+        self
+    }
+}
+
+/// `{name="value",...}` with values escaped, or nothing when there are no labels.
+fn label_set(labels: &[(&str, &str)]) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let mut text = String::from("{");
+    for (i, (name, value)) in labels.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(name);
+        text.push_str("=\"");
+        escape_label_value(value, &mut text);
+        text.push('"');
+    }
+    text.push('}');
+    text
+}
+
+/// Escapes a label value as the text format requires: backslash, double quote and line feed.
+fn escape_label_value(value: &str, text: &mut String) {
+    for c in value.chars() {
+        match c {
+            '\\' => text.push_str("\\\\"),
+            '"' => text.push_str("\\\""),
+            '\n' => text.push_str("\\n"),
+            c => text.push(c),
+        }
+    }
+}
+
+/// A sample value as the exposition writes it.
+trait Number {
+    /// The value's text, or `None` for NaN and infinities.
+    fn exposition(self) -> Option<String>;
+}
+
+impl Number for u64 {
+    fn exposition(self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Number for usize {
+    fn exposition(self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl Number for f64 {
+    fn exposition(self) -> Option<String> {
+        // Rust prints the shortest text that reads back as the same value, which Prometheus
+        // parses exactly.
+        self.is_finite().then(|| self.to_string())
+    }
+}
+
+impl Number for f32 {
+    fn exposition(self) -> Option<String> {
+        // Printed as an f32, so a load of 0.15 reads "0.15", not 0.15000000596046448.
+        self.is_finite().then(|| self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use protocol::{DiskIo, Filesystem, LoadAverage, Memory, NetworkInterface, Swap, Temperature};
+
+    use super::*;
+    use crate::hub::HostMetrics;
+    use crate::storage::Point;
+
+    fn core(user: u64, idle: u64) -> CpuTimes {
+        CpuTimes {
+            user_ticks: user,
+            nice_ticks: 1,
+            system_ticks: 2,
+            idle_ticks: idle,
+            iowait_ticks: 3,
+            irq_ticks: 4,
+            softirq_ticks: 5,
+            steal_ticks: 0,
+        }
+    }
+
+    fn full_sample() -> Sample {
+        Sample {
+            seq: 42,
+            ts_ms: 1_700_000_000_500,
+            cpu: Some(core(300, 900)),
+            cores: vec![core(100, 12_345), core(200, 50)],
+            load: Some(LoadAverage { one: 0.15, five: 1.5, fifteen: 2.0 }),
+            memory: Some(Memory {
+                total_bytes: 8_000_000_000,
+                used_bytes: 3_000_000_000,
+                available_bytes: 5_000_000_000,
+            }),
+            swap: Some(Swap { total_bytes: 1_000, used_bytes: 300 }),
+            networks: vec![NetworkInterface {
+                name: "eth0".into(),
+                rx_bytes: 1_000,
+                tx_bytes: 2_000,
+                rx_packets: 10,
+                tx_packets: 20,
+                rx_errors: 1,
+                tx_errors: 2,
+            }],
+            filesystems: vec![Filesystem {
+                mount_point: "/mnt/a \"b\"\\c\nd".into(),
+                total_bytes: 100,
+                available_bytes: 40,
+            }],
+            disks: vec![DiskIo { device: "sda".into(), read_bytes: 4_096, written_bytes: 8_192 }],
+            uptime_seconds: Some(1_000),
+            process_count: Some(123),
+            temperatures: vec![
+                Temperature { label: "coretemp Core 0".into(), celsius: 45.5 },
+                // The same label again: only the first is kept.
+                Temperature { label: "coretemp Core 0".into(), celsius: 99.0 },
+                Temperature { label: "acpitz".into(), celsius: f32::NAN },
+            ],
+        }
+    }
+
+    fn view() -> MetricsView {
+        let full = HostMetrics {
+            id: "alpha".into(),
+            hostname: "alpha.example".into(),
+            status: "online",
+            last_seen_ms: Some(1_700_000_000_500),
+            boot_time_seconds: 1_699_999_000,
+            dropped_samples: 7,
+            sample: Some(Arc::new(full_sample())),
+            point: Some(Arc::new(Point {
+                ts: 1_700_000_000_500,
+                cpu_percent: Some(12.5),
+                ..Point::default()
+            })),
+        };
+        let empty = HostMetrics {
+            id: "beta".into(),
+            hostname: "beta".into(),
+            status: "offline",
+            last_seen_ms: None,
+            boot_time_seconds: 0,
+            dropped_samples: 0,
+            sample: None,
+            point: None,
+        };
+        MetricsView {
+            hosts: vec![full, empty],
+            stats: StatsView {
+                agents_connected: 1,
+                subscribers: 2,
+                samples_total: 99,
+                samples_per_second: 1.5,
+                hosts: 2,
+                subscribers_lagged_total: 0,
+                uptime_seconds: 60,
+            },
+        }
+    }
+
+    fn figures() -> CollectorFigures {
+        CollectorFigures {
+            database_bytes: Some(65_536),
+            ingest_bytes_total: 12_345,
+            subscribers: 3,
+        }
+    }
+
+    fn rendered() -> String {
+        render(&view(), &figures())
+    }
+
+    fn assert_line(text: &str, line: &str) {
+        assert!(text.lines().any(|l| l == line), "missing line {line:?} in:\n{text}");
+    }
+
+    #[test]
+    fn exact_series_for_a_host_with_a_sample() {
+        let text = rendered();
+        for line in [
+            r#"hostwatch_host_info{host="alpha",hostname="alpha.example"} 1"#,
+            r#"hostwatch_host_up{host="alpha"} 1"#,
+            r#"hostwatch_host_status{host="alpha",status="online"} 1"#,
+            r#"hostwatch_host_status{host="alpha",status="offline"} 0"#,
+            r#"hostwatch_host_last_seen_timestamp_seconds{host="alpha"} 1700000000.5"#,
+            r#"hostwatch_host_dropped_samples_total{host="alpha"} 7"#,
+            r#"hostwatch_host_processes{host="alpha"} 123"#,
+            r#"hostwatch_host_cpu_percent{host="alpha"} 12.5"#,
+            r#"node_boot_time_seconds{host="alpha"} 1699999000"#,
+            r#"node_cpu_seconds_total{host="alpha",cpu="0",mode="idle"} 123.45"#,
+            r#"node_cpu_seconds_total{host="alpha",cpu="1",mode="user"} 2"#,
+            r#"node_cpu_seconds_total{host="alpha",cpu="1",mode="steal"} 0"#,
+            r#"node_load1{host="alpha"} 0.15"#,
+            r#"node_load15{host="alpha"} 2"#,
+            r#"node_memory_MemTotal_bytes{host="alpha"} 8000000000"#,
+            r#"node_memory_MemAvailable_bytes{host="alpha"} 5000000000"#,
+            r#"node_memory_SwapFree_bytes{host="alpha"} 700"#,
+            r#"node_network_receive_errs_total{host="alpha",device="eth0"} 1"#,
+            r#"node_network_transmit_packets_total{host="alpha",device="eth0"} 20"#,
+            r#"node_disk_written_bytes_total{host="alpha",device="sda"} 8192"#,
+            r#"node_hwmon_temp_celsius{host="alpha",sensor="coretemp Core 0"} 45.5"#,
+        ] {
+            assert_line(&text, line);
+        }
+        // The whole-host CPU line is not exported: node_exporter has per-CPU series only.
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("node_cpu_seconds_total{")).count(),
+            2 * 8
+        );
+    }
+
+    #[test]
+    fn a_host_without_a_sample_has_only_its_host_series() {
+        let text = rendered();
+        let beta: Vec<&str> = text.lines().filter(|l| l.contains(r#"host="beta""#)).collect();
+        assert_eq!(
+            beta,
+            [
+                r#"hostwatch_host_info{host="beta",hostname="beta"} 1"#,
+                r#"hostwatch_host_up{host="beta"} 0"#,
+                r#"hostwatch_host_status{host="beta",status="online"} 0"#,
+                r#"hostwatch_host_status{host="beta",status="stale"} 0"#,
+                r#"hostwatch_host_status{host="beta",status="offline"} 1"#,
+                r#"hostwatch_host_dropped_samples_total{host="beta"} 0"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn collector_series() {
+        let text = rendered();
+        for line in [
+            "hostwatch_collector_agents_connected 1",
+            "hostwatch_collector_subscribers 3",
+            "hostwatch_collector_hosts 2",
+            "hostwatch_collector_samples_total 99",
+            "hostwatch_collector_samples_per_second 1.5",
+            "hostwatch_collector_subscribers_lagged_total 0",
+            "hostwatch_collector_uptime_seconds 60",
+            "hostwatch_collector_ingest_bytes_total 12345",
+            "hostwatch_collector_database_bytes 65536",
+        ] {
+            assert_line(&text, line);
+        }
+        let unknown = CollectorFigures { database_bytes: None, ..figures() };
+        assert!(!render(&view(), &unknown).contains("hostwatch_collector_database_bytes"));
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let text = rendered();
+        assert_line(
+            &text,
+            r#"node_filesystem_size_bytes{host="alpha",mountpoint="/mnt/a \"b\"\\c\nd"} 100"#,
+        );
+        assert_eq!(
+            label_set(&[("a", "x\\y\"z\n")]),
+            r#"{a="x\\y\"z\n"}"#,
+            "backslash, quote and newline"
+        );
+    }
+
+    #[test]
+    fn each_family_has_one_help_and_type_and_its_series_together() {
+        let text = rendered();
+        let mut helps = HashSet::new();
+        let mut types = HashSet::new();
+        let mut finished = HashSet::new();
+        let mut current = "";
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().unwrap_or_default();
+                assert!(helps.insert(name), "second HELP for {name}");
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').expect("TYPE has a kind");
+                assert!(types.insert(name), "second TYPE for {name}");
+                assert!(helps.contains(name), "TYPE before HELP for {name}");
+                assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
+                if !current.is_empty() {
+                    finished.insert(current);
+                }
+                current = name;
+                continue;
+            }
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            assert_eq!(name, current, "series outside its family: {line}");
+            assert!(!finished.contains(name), "family {name} split: {line}");
+        }
+        assert_eq!(helps, types);
+        assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn no_duplicate_lines_and_no_non_finite_values() {
+        let text = rendered();
+        let mut seen = HashSet::new();
+        for line in text.lines() {
+            assert!(seen.insert(line), "duplicate line {line:?}");
+        }
+        assert!(!text.contains(r#"sensor="acpitz""#), "NaN reading left out");
+        assert!(!text.contains(r#"} 99"#), "second reading of a duplicate sensor left out");
+        for value in
+            text.lines().filter(|l| !l.starts_with('#')).filter_map(|l| l.rsplit(' ').next())
+        {
+            let parsed: f64 = value.parse().expect("numeric value");
+            assert!(parsed.is_finite(), "{value}");
+        }
+    }
+
+    #[test]
+    fn an_empty_view_exports_only_the_collector() {
+        let empty = MetricsView { hosts: Vec::new(), ..view() };
+        let text = render(&empty, &CollectorFigures::default());
+        assert!(text.lines().all(|l| l.contains("hostwatch_collector_")), "{text}");
+        assert!(!text.contains("node_"));
+    }
+}
