@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
 # Runs hostwatch's whole test suite on a fresh Debian machine with Rust and Node.js: installs what
-# the tests need (Debian's chromium for the page test, playwright-core from npm), builds, then
-# runs every test, slow ones included (HOSTWATCH_SLOW_TESTS=1).
+# the tests need when missing (Debian's chromium for the page test, Debian's prometheus for
+# promtool, playwright-core from npm), builds, then runs every test, slow ones included
+# (HOSTWATCH_SLOW_TESTS=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian's chromium drives the page test; Debian's prometheus package provides promtool, which
+# checks /metrics. Each is installed only when missing. prometheus goes without its recommended
+# node exporter, which the tests do not need.
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+APT_UPDATED=""
+apt_install() {
+  if [ -z "$APT_UPDATED" ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
 if [ ! -x /usr/bin/chromium ]; then
   echo "test.sh: installing Debian's chromium for the page test"
-  SUDO=""
-  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  apt_install chromium
+fi
+if [ ! -x /usr/bin/promtool ]; then
+  echo "test.sh: installing Debian's prometheus for promtool (the /metrics test)"
+  apt_install --no-install-recommends prometheus
 fi
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 

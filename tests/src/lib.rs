@@ -18,10 +18,7 @@ pub use async_tungstenite::tungstenite;
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/debug/deps/<test> → target/debug
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_owned()
+    exe.parent().and_then(Path::parent).expect("target dir").to_owned()
 }
 
 /// Path of a workspace binary, built (once per test process) so it is never stale.
@@ -30,15 +27,7 @@ pub fn binary(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "agent",
-                "-p",
-                "collector",
-                "--bins",
-            ])
+            .args(["build", "--quiet", "-p", "agent", "-p", "collector", "--bins"])
             .status()
             .expect("running cargo build");
         assert!(status.success(), "cargo build of the binaries failed");
@@ -115,10 +104,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
         if let Some(value) = check() {
             return value;
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -161,12 +147,7 @@ impl Collector {
         let log = Log::default();
         let stdout = Log::default();
         let (tx, rx) = mpsc::channel();
-        capture(
-            child.stderr.take().expect("stderr"),
-            log.clone(),
-            "collector".into(),
-            Some(tx),
-        );
+        capture(child.stderr.take().expect("stderr"), log.clone(), "collector".into(), Some(tx));
         capture(
             child.stdout.take().expect("stdout"),
             stdout.clone(),
@@ -192,14 +173,7 @@ impl Collector {
                 }
             }
         };
-        Self {
-            child,
-            http,
-            ws,
-            db,
-            log,
-            stdout,
-        }
+        Self { child, http, ws, db, log, stdout }
     }
 
     /// The agent ingest URL.
@@ -210,10 +184,7 @@ impl Collector {
     /// The token file the collector generated beside its database.
     pub fn token(&self) -> String {
         let path = PathBuf::from(format!("{}.agent-token", self.db.display()));
-        std::fs::read_to_string(&path)
-            .expect("token file")
-            .trim()
-            .to_owned()
+        std::fs::read_to_string(&path).expect("token file").trim().to_owned()
     }
 
     /// `GET path` on the HTTP address, parsed as JSON.
@@ -253,9 +224,10 @@ impl Drop for Collector {
 fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     let after = |marker: &str| -> Option<SocketAddr> {
         let rest = &line[line.find(marker)? + marker.len()..];
+        let rest = &rest[rest.find("://")? + 3..];
         rest[..rest.find('/')?].parse().ok()
     };
-    Some((after("http://")?, after("ws://")?))
+    Some((after("page and API on ")?, after("WebSockets on ")?))
 }
 
 /// A running `hostwatch-agent`.
@@ -270,15 +242,7 @@ impl Agent {
     /// Starts an agent for `host_id` that pushes to `url` with `token`, spooling in `spool`.
     pub fn spawn(url: &str, token: &str, host_id: &str, spool: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(binary("hostwatch-agent"))
-            .args([
-                "--collector",
-                url,
-                "--host-id",
-                host_id,
-                "--log-level",
-                "debug",
-                "--spool-dir",
-            ])
+            .args(["--collector", url, "--host-id", host_id, "--log-level", "debug", "--spool-dir"])
             .arg(spool)
             .args(extra)
             .env("HOSTWATCH_TOKEN", token)
@@ -330,10 +294,7 @@ pub struct HttpResponse {
 impl HttpResponse {
     /// First value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// The body as JSON.
@@ -351,9 +312,7 @@ pub fn http(
     body: &[u8],
 ) -> HttpResponse {
     let mut stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -370,10 +329,7 @@ pub fn http(
 }
 
 fn parse_response(raw: &[u8]) -> HttpResponse {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
     let head = String::from_utf8_lossy(&raw[..split]);
     let mut lines = head.lines();
     let status = lines
@@ -385,11 +341,7 @@ fn parse_response(raw: &[u8]) -> HttpResponse {
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
-    HttpResponse {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    }
+    HttpResponse { status, headers, body: raw[split + 4..].to_vec() }
 }
 
 /// One Server-Sent Event.
@@ -414,9 +366,7 @@ impl SseClient {
     /// Opens `GET path` with optional extra headers such as `Last-Event-ID`.
     pub fn connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Self {
         let mut stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .expect("timeout");
+        stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
         let mut request =
             format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
         for (name, value) in headers {
@@ -439,14 +389,8 @@ impl SseClient {
                 content_type = line.to_ascii_lowercase();
             }
         }
-        assert!(
-            content_type.contains("text/event-stream"),
-            "content type: {content_type}"
-        );
-        Self {
-            reader,
-            retry: None,
-        }
+        assert!(content_type.contains("text/event-stream"), "content type: {content_type}");
+        Self { reader, retry: None }
     }
 
     /// The next event (comments and `retry:` are consumed on the way). `None` at end of stream.
@@ -489,10 +433,7 @@ impl SseClient {
     ) -> SseEvent {
         let deadline = Instant::now() + timeout;
         loop {
-            assert!(
-                Instant::now() < deadline,
-                "no matching SSE event within {timeout:?}"
-            );
+            assert!(Instant::now() < deadline, "no matching SSE event within {timeout:?}");
             let event = self.next_event().expect("SSE stream ended");
             if pred(&event) {
                 return event;
@@ -509,12 +450,8 @@ pub type WsClient = tungstenite::WebSocket<TcpStream>;
 pub fn ws_connect(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Result<WsClient, u16> {
     use tungstenite::client::IntoClientRequest;
     let stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let mut request = format!("ws://{addr}{path}")
-        .into_client_request()
-        .expect("request");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut request = format!("ws://{addr}{path}").into_client_request().expect("request");
     for (name, value) in headers {
         request.headers_mut().insert(
             tungstenite::http::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
@@ -538,10 +475,7 @@ pub fn ws_until(
 ) -> Value {
     let deadline = Instant::now() + timeout;
     loop {
-        assert!(
-            Instant::now() < deadline,
-            "no matching WebSocket message within {timeout:?}"
-        );
+        assert!(Instant::now() < deadline, "no matching WebSocket message within {timeout:?}");
         match socket.read().expect("WebSocket read") {
             tungstenite::Message::Text(text) => {
                 let value: Value = serde_json::from_str(&text).expect("JSON message");
@@ -557,18 +491,13 @@ pub fn ws_until(
 
 /// A temporary directory for one test's state.
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("hostwatch-test-")
-        .tempdir()
-        .expect("temp dir")
+    tempfile::Builder::new().prefix("hostwatch-test-").tempdir().expect("temp dir")
 }
 
 /// Milliseconds since the Unix epoch, as the binaries stamp samples.
 pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis()
+        as u64
 }
 
 /// Whether slow tests (outages of tens of seconds) should run: `HOSTWATCH_SLOW_TESTS=1`, which
@@ -590,9 +519,114 @@ pub fn stored_samples(db: &Path, host_id: &str) -> Vec<(u64, u64)> {
         .prepare("SELECT seq, ts_ms FROM samples JOIN hosts ON hosts.id = samples.host WHERE hosts.host_id = ?1 ORDER BY seq")
         .expect("prepare");
     let rows = stmt
-        .query_map([host_id], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-        })
+        .query_map([host_id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))
         .expect("query");
     rows.collect::<Result<_, _>>().expect("rows")
+}
+
+/// Why a probe agent was not admitted.
+#[derive(Debug)]
+pub enum ProbeRefused {
+    /// The upgrade was refused with this HTTP status.
+    Http(u16),
+    /// The collector answered the hello with a refusal.
+    Refused(protocol::Refusal),
+}
+
+/// A hand-driven agent speaking the wire protocol over a real WebSocket: for tests that need
+/// exact control of sequence numbers, timestamps and acknowledgements.
+pub struct ProbeAgent {
+    socket: WsClient,
+    /// The resume point the collector announced.
+    pub welcome_last_seq: Option<u64>,
+}
+
+impl ProbeAgent {
+    /// Connects to `/ingest` with `token` and introduces itself as `host_id`.
+    pub fn connect(ws: SocketAddr, token: &str, host_id: &str) -> Result<Self, ProbeRefused> {
+        let mut socket =
+            ws_connect(ws, "/ingest", &[("Authorization", &format!("Bearer {token}"))])
+                .map_err(ProbeRefused::Http)?;
+        let hello = protocol::AgentMessage::Hello(protocol::Hello {
+            protocol_version: protocol::PROTOCOL_VERSION,
+            agent_version: "probe".into(),
+            host_id: host_id.into(),
+            hostname: host_id.into(),
+            os: "test".into(),
+            kernel: "test".into(),
+            arch: "x86_64".into(),
+            cpu_model: "probe".into(),
+            cpu_cores: 1,
+            memory_total_bytes: 1 << 30,
+            boot_time_seconds: 1,
+            interval_ms: 1000,
+        });
+        socket
+            .send(tungstenite::Message::binary(protocol::encode_agent_message(&hello)))
+            .expect("send hello");
+        match Self::read(&mut socket) {
+            Some(protocol::CollectorMessage::Welcome(welcome)) => {
+                Ok(Self { socket, welcome_last_seq: welcome.last_seq })
+            }
+            Some(protocol::CollectorMessage::Refused(refusal)) => {
+                Err(ProbeRefused::Refused(refusal))
+            }
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    fn read(socket: &mut WsClient) -> Option<protocol::CollectorMessage> {
+        loop {
+            match socket.read().ok()? {
+                tungstenite::Message::Binary(bytes) => {
+                    return protocol::decode_collector_message(&bytes).ok();
+                }
+                tungstenite::Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends one batch.
+    pub fn send(&mut self, samples: Vec<protocol::Sample>) -> Result<(), tungstenite::Error> {
+        let batch = protocol::AgentMessage::Batch(protocol::Batch { dropped_total: 0, samples });
+        self.socket.send(tungstenite::Message::binary(protocol::encode_agent_message(&batch)))
+    }
+
+    /// Waits for the next message from the collector (an ack, normally); `None` when the
+    /// connection ends.
+    pub fn receive(&mut self) -> Option<protocol::CollectorMessage> {
+        Self::read(&mut self.socket)
+    }
+
+    /// Sends a batch and waits for its ack; returns the acknowledged sequence number.
+    pub fn store(&mut self, samples: Vec<protocol::Sample>) -> u64 {
+        self.send(samples).expect("send batch");
+        match self.receive() {
+            Some(protocol::CollectorMessage::Ack(ack)) => ack.seq,
+            other => panic!("expected an ack, got {other:?}"),
+        }
+    }
+}
+
+/// A sample with the given sequence number and time, and gauges that make it recognizable.
+pub fn probe_sample(seq: u64, ts_ms: u64) -> protocol::Sample {
+    protocol::Sample {
+        seq,
+        ts_ms,
+        memory: Some(protocol::Memory {
+            total_bytes: 1 << 30,
+            used_bytes: seq % 1000 * 1000,
+            available_bytes: 1 << 29,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Resident memory of a process, in bytes.
+pub fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
+    line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).expect("VmRSS value")
+        * 1024
 }

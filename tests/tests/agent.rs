@@ -27,13 +27,8 @@ fn a_collector_outage_loses_nothing() {
     let dir = temp_dir();
     let mut collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
     let token = collector.token();
-    let agent = Agent::spawn(
-        &collector.ingest_url(),
-        &token,
-        "outage",
-        &dir.path().join("spool"),
-        &[],
-    );
+    let agent =
+        Agent::spawn(&collector.ingest_url(), &token, "outage", &dir.path().join("spool"), &[]);
     wait_for(5 * SECOND, "3 stored samples", || {
         (stored_samples(&collector.db, "outage").len() >= 3).then_some(())
     });
@@ -47,41 +42,21 @@ fn a_collector_outage_loses_nothing() {
     let collector = Collector::spawn_on(dir.path(), &http, &ws, &["--no-self-monitor"]);
 
     // Backoff is capped at 30 s; the replay then arrives in batches.
-    let samples = wait_for(
-        45 * SECOND,
-        "the outage replayed and live samples after it",
-        || {
-            let samples = stored_samples(&collector.db, "outage");
-            samples
-                .iter()
-                .any(|(_, ts)| *ts > outage_end + 2_000)
-                .then_some(samples)
-        },
-    );
+    let samples = wait_for(45 * SECOND, "the outage replayed and live samples after it", || {
+        let samples = stored_samples(&collector.db, "outage");
+        samples.iter().any(|(_, ts)| *ts > outage_end + 2_000).then_some(samples)
+    });
     assert_complete(&samples);
     // One point per interval across the outage: no gap longer than 1.5 intervals.
-    let during: Vec<u64> = samples
-        .iter()
-        .map(|s| s.1)
-        .filter(|ts| (outage_start..outage_end).contains(ts))
-        .collect();
-    assert!(
-        during.len() >= 18,
-        "{} points during a 20 s outage",
-        during.len()
-    );
+    let during: Vec<u64> =
+        samples.iter().map(|s| s.1).filter(|ts| (outage_start..outage_end).contains(ts)).collect();
+    assert!(during.len() >= 18, "{} points during a 20 s outage", during.len());
     for pair in samples.windows(2) {
         let gap = pair[1].1 - pair[0].1;
-        assert!(
-            (500..1_500).contains(&gap),
-            "gap of {gap} ms between samples"
-        );
+        assert!((500..1_500).contains(&gap), "gap of {gap} ms between samples");
     }
     assert!(agent.log.contains("connected to"), "the agent reconnected");
-    assert_eq!(
-        collector.host("outage").expect("host")["dropped_samples"],
-        0
-    );
+    assert_eq!(collector.host("outage").expect("host")["dropped_samples"], 0);
 }
 
 #[test]
@@ -113,22 +88,14 @@ fn samples_spooled_before_kill_9_are_delivered_after_restart() {
     let _agent = Agent::spawn(&collector.ingest_url(), &token, "crashy", &spool, &[]);
     let samples = wait_for(20 * SECOND, "spooled and new samples", || {
         let samples = stored_samples(&collector.db, "crashy");
-        samples
-            .iter()
-            .any(|(_, ts)| *ts > spooled_at_kill + 1_000)
-            .then_some(samples)
+        samples.iter().any(|(_, ts)| *ts > spooled_at_kill + 1_000).then_some(samples)
     });
     // Every sequence number from the first to the last is there exactly once: what the killed
     // agent had spooled came back from disk and the restarted agent numbered on after it.
     assert_complete(&samples);
-    let spooled = samples
-        .iter()
-        .filter(|(_, ts)| (outage_start..spooled_at_kill).contains(ts))
-        .count();
-    assert!(
-        spooled >= 5,
-        "only {spooled} samples spooled during the outage before the kill"
-    );
+    let spooled =
+        samples.iter().filter(|(_, ts)| (outage_start..spooled_at_kill).contains(ts)).count();
+    assert!(spooled >= 5, "only {spooled} samples spooled during the outage before the kill");
 }
 
 #[test]
@@ -167,20 +134,15 @@ fn a_spool_smaller_than_the_outage_drops_the_oldest_and_says_so() {
     // exactly as long as the reported count: the oldest samples went, the newest four stayed.
     std::thread::sleep(2 * SECOND);
     let samples = stored_samples(&collector.db, "small");
-    let gaps: Vec<u64> = samples
-        .windows(2)
-        .map(|w| w[1].0 - w[0].0 - 1)
-        .filter(|g| *g > 0)
-        .collect();
+    let gaps: Vec<u64> =
+        samples.windows(2).map(|w| w[1].0 - w[0].0 - 1).filter(|g| *g > 0).collect();
     assert_eq!(gaps, vec![dropped], "one gap of the dropped count");
     assert!(restarted.elapsed() < 60 * SECOND);
 }
 
 fn agent_command() -> Command {
     let mut command = Command::new(binary("hostwatch-agent"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    command.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default());
     command
 }
 
@@ -202,23 +164,12 @@ fn bad_configuration_exits_2_with_a_message_naming_the_key() {
     let cases: Vec<Case> = vec![
         (vec!["--interval", "0"], vec![], "interval"),
         (
-            vec![
-                "--collector",
-                "http://x:1/ingest",
-                "--token",
-                "t",
-                "--host-id",
-                "h",
-            ],
+            vec!["--collector", "http://x:1/ingest", "--token", "t", "--host-id", "h"],
             vec![],
             "collector",
         ),
         (vec!["--host-id", "h", "--token", "t"], vec![], "collector"),
-        (
-            vec!["--collector", "ws://x/ingest", "--host-id", "h"],
-            vec![],
-            "token",
-        ),
+        (vec!["--collector", "ws://x/ingest", "--host-id", "h"], vec![], "token"),
         (
             vec![
                 "--collector",
@@ -233,11 +184,7 @@ fn bad_configuration_exits_2_with_a_message_naming_the_key() {
         ),
         (vec!["--config", &unknown_key], vec![], "colector"),
         (vec!["--config", &bad_interval], vec![], "interval"),
-        (
-            vec!["--config", "/nonexistent/agent.toml"],
-            vec![],
-            "config",
-        ),
+        (vec!["--config", "/nonexistent/agent.toml"], vec![], "config"),
         (vec!["--bogus"], vec![], "--bogus"),
         (
             vec!["--host-id", "h", "--token", "t"],
@@ -260,18 +207,11 @@ fn bad_configuration_exits_2_with_a_message_naming_the_key() {
         ),
     ];
     for (args, env, key) in cases {
-        let output = agent_command()
-            .args(&args)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
+        let output = agent_command().args(&args).envs(env.iter().copied()).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "one line for {args:?}: {stderr}");
-        assert!(
-            stderr.contains(key),
-            "{args:?}: {stderr:?} should name {key}"
-        );
+        assert!(stderr.contains(key), "{args:?}: {stderr:?} should name {key}");
     }
     let output = agent_command()
         .args([
@@ -294,12 +234,7 @@ fn bad_configuration_exits_2_with_a_message_naming_the_key() {
 
 #[test]
 fn once_prints_one_sample_as_json() {
-    let output = agent_command()
-        .arg("--once")
-        .arg("--host-id")
-        .arg("h")
-        .output()
-        .unwrap();
+    let output = agent_command().arg("--once").arg("--host-id").arg("h").output().unwrap();
     assert!(output.status.success());
     let sample: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
     assert!(
@@ -307,11 +242,7 @@ fn once_prints_one_sample_as_json() {
         "{sample}"
     );
     assert!(sample["cores"].as_array().is_some_and(|c| !c.is_empty()));
-    assert!(
-        sample["memory"]["total_bytes"]
-            .as_u64()
-            .is_some_and(|m| m > 0)
-    );
+    assert!(sample["memory"]["total_bytes"].as_u64().is_some_and(|m| m > 0));
     assert!(
         sample["memory"]["used_bytes"].is_u64() && sample["memory"]["available_bytes"].is_u64()
     );
@@ -346,15 +277,8 @@ fn sigterm_flushes_and_exits_0_within_5_s() {
     });
     let started = Instant::now();
     assert!(agent.terminate().success());
-    assert!(
-        started.elapsed() < 5 * SECOND,
-        "stopped in {:?}",
-        started.elapsed()
-    );
-    assert!(
-        agent.log.contains("stopped; 0 samples spooled"),
-        "flushed everything before exiting"
-    );
+    assert!(started.elapsed() < 5 * SECOND, "stopped in {:?}", started.elapsed());
+    assert!(agent.log.contains("stopped; 0 samples spooled"), "flushed everything before exiting");
 }
 
 #[test]
@@ -365,29 +289,15 @@ fn install_places_the_binary_a_private_config_and_a_hardened_unit() {
     std::fs::write(&token, "s3cret-token\n").unwrap();
     let root = dir.path().join("root");
     let output = agent_command()
-        .args([
-            "install",
-            "--collector",
-            "ws://collector.example:8701/ingest",
-            "--token-file",
-        ])
+        .args(["install", "--collector", "ws://collector.example:8701/ingest", "--token-file"])
         .arg(&token)
         .args(["--interval", "2s", "--host-id", "web-7", "--root"])
         .arg(&root)
         .output()
         .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let mode = |path: &str| {
-        std::fs::metadata(root.join(path))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777
-    };
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mode =
+        |path: &str| std::fs::metadata(root.join(path)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode("usr/local/bin/hostwatch-agent"), 0o755);
     assert_eq!(mode("etc/hostwatch/agent.toml"), 0o600);
     assert_eq!(mode("etc/systemd/system/hostwatch-agent.service"), 0o644);
@@ -403,17 +313,9 @@ fn install_places_the_binary_a_private_config_and_a_hardened_unit() {
     ] {
         assert!(text.contains(line), "{line} in {text}");
     }
-    let check = agent_command()
-        .arg("--check-config")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let check =
+        agent_command().arg("--check-config").arg("--config").arg(&config).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 
     // The unit is the repository's, and systemd accepts it and rates it well.
     let unit =
@@ -452,10 +354,7 @@ pub fn systemd_exposure(unit: &Path) -> f64 {
         .output()
         .expect("systemd-analyze");
     let text = String::from_utf8_lossy(&output.stdout);
-    let line = text
-        .lines()
-        .find(|l| l.contains("Overall exposure level"))
-        .expect("exposure line");
+    let line = text.lines().find(|l| l.contains("Overall exposure level")).expect("exposure line");
     line.split(": ")
         .nth(1)
         .and_then(|v| v.split_whitespace().next())

@@ -27,9 +27,7 @@ fn agent_to_collector_to_api_and_live_streams() {
     );
 
     let host = wait_for(5 * SECOND, "test-host-1 online in /api/hosts", || {
-        collector
-            .host("test-host-1")
-            .filter(|h| h["status"] == "online")
+        collector.host("test-host-1").filter(|h| h["status"] == "online")
     });
     assert!(host["hostname"].as_str().is_some_and(|h| !h.is_empty()));
     assert!(host["last_seen"].as_u64().is_some());
@@ -41,24 +39,14 @@ fn agent_to_collector_to_api_and_live_streams() {
         let points = history["points"].as_array().cloned().unwrap_or_default();
         (points.len() >= 3).then_some(points)
     });
-    let ts: Vec<u64> = points
-        .iter()
-        .map(|p| p["ts"].as_u64().expect("ts"))
-        .collect();
+    let ts: Vec<u64> = points.iter().map(|p| p["ts"].as_u64().expect("ts")).collect();
+    assert!(ts.windows(2).all(|w| w[0] < w[1]), "timestamps increase: {ts:?}");
+    assert!(points.iter().all(|p| p["memory_used_bytes"].as_u64().is_some_and(|m| m > 0)));
     assert!(
-        ts.windows(2).all(|w| w[0] < w[1]),
-        "timestamps increase: {ts:?}"
-    );
-    assert!(
-        points
+        points[1..]
             .iter()
-            .all(|p| p["memory_used_bytes"].as_u64().is_some_and(|m| m > 0))
+            .all(|p| { p["cpu_percent"].as_f64().is_some_and(|c| (0.0..=100.0).contains(&c)) })
     );
-    assert!(points[1..].iter().all(|p| {
-        p["cpu_percent"]
-            .as_f64()
-            .is_some_and(|c| (0.0..=100.0).contains(&c))
-    }));
     let latest = collector.host("test-host-1").expect("host")["latest"].clone();
     assert!(
         latest["cpu_percent"].is_number() && latest["memory_used_bytes"].is_number(),
@@ -66,33 +54,24 @@ fn agent_to_collector_to_api_and_live_streams() {
     );
 
     // Both live streams carry the agent's samples.
-    let event = sse.until(10 * SECOND, |e| {
-        e.event == "sample" && e.data["host"] == "test-host-1"
-    });
+    let event = sse.until(10 * SECOND, |e| e.event == "sample" && e.data["host"] == "test-host-1");
     assert!(event.id.is_some(), "SSE events carry ids");
     assert!(event.data["ts"].is_u64() && event.data["memory_used_bytes"].is_u64());
     assert!(event.data.get("cpu_percent").is_some());
-    let message = ws_until(&mut live, 10 * SECOND, |m| {
-        m["type"] == "sample" && m["host"] == "test-host-1"
-    });
+    let message =
+        ws_until(&mut live, 10 * SECOND, |m| m["type"] == "sample" && m["host"] == "test-host-1");
     assert!(message["id"].is_u64() && message["ts"].is_u64());
 
     // The agent's connection was announced live too.
     let mut sse2 = SseClient::connect(collector.http, "/events?since=0", &[]);
-    sse2.until(10 * SECOND, |e| {
-        e.event == "agent_connected" && e.data["host"] == "test-host-1"
-    });
+    sse2.until(10 * SECOND, |e| e.event == "agent_connected" && e.data["host"] == "test-host-1");
 
     // Stopping the agent turns it offline, and a disconnect event goes out.
     assert!(agent.terminate().success(), "agent exits 0 on SIGTERM");
     wait_for(5 * SECOND, "test-host-1 offline", || {
-        collector
-            .host("test-host-1")
-            .filter(|h| h["status"] == "offline")
+        collector.host("test-host-1").filter(|h| h["status"] == "offline")
     });
-    sse.until(10 * SECOND, |e| {
-        e.event == "agent_disconnected" && e.data["host"] == "test-host-1"
-    });
+    sse.until(10 * SECOND, |e| e.event == "agent_disconnected" && e.data["host"] == "test-host-1");
 }
 
 #[test]
@@ -101,11 +80,7 @@ fn a_wrong_token_is_refused_at_the_upgrade_and_nothing_is_stored() {
     let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
 
     // A raw upgrade with a wrong or missing token gets HTTP 401 before any WebSocket exists.
-    let refused = ws_connect(
-        collector.ws,
-        "/ingest",
-        &[("Authorization", "Bearer wrong")],
-    );
+    let refused = ws_connect(collector.ws, "/ingest", &[("Authorization", "Bearer wrong")]);
     assert_eq!(refused.err(), Some(401));
     assert_eq!(ws_connect(collector.ws, "/ingest", &[]).err(), Some(401));
 
@@ -121,24 +96,16 @@ fn a_wrong_token_is_refused_at_the_upgrade_and_nothing_is_stored() {
         agent.log.contains("401").then_some(())
     });
     std::thread::sleep(2 * SECOND);
-    assert!(
-        agent.child.try_wait().unwrap().is_none(),
-        "the agent keeps running and spooling"
-    );
+    assert!(agent.child.try_wait().unwrap().is_none(), "the agent keeps running and spooling");
     let (status, body) = collector.get_json("/api/hosts/intruder");
     assert_eq!(status, 404);
     assert!(body["error"].is_string());
     assert_eq!(collector.get_json("/api/hosts").1, Value::Array(vec![]));
     let db = rusqlite::Connection::open(&collector.db).unwrap();
-    let rows: i64 = db
-        .query_row("SELECT count(*) FROM samples", [], |r| r.get(0))
-        .unwrap();
+    let rows: i64 = db.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
     assert_eq!(rows, 0);
     assert!(collector.log.contains("invalid or missing token"));
-    assert!(
-        !collector.log.contains("not-the-token"),
-        "tokens are never logged"
-    );
+    assert!(!collector.log.contains("not-the-token"), "tokens are never logged");
     agent.terminate();
 }
 
@@ -157,10 +124,7 @@ fn api_errors_are_json_with_the_right_status() {
     let cases = [
         ("/api/hosts/nope/history", 404),
         ("/api/hosts/nope", 404),
-        (
-            &format!("/api/hosts/{self_id}/history?from=abc") as &str,
-            400,
-        ),
+        (&format!("/api/hosts/{self_id}/history?from=abc") as &str, 400),
         (&format!("/api/hosts/{self_id}/history?from=10&to=5"), 400),
         (&format!("/api/hosts/{self_id}/history?step=0"), 400),
         ("/api/nothing-here", 404),
@@ -168,32 +132,15 @@ fn api_errors_are_json_with_the_right_status() {
     for (path, status) in cases {
         let response = http(collector.http, "GET", path, &[], b"");
         assert_eq!(response.status, status, "{path}");
-        assert_eq!(
-            response.header("content-type"),
-            Some("application/json"),
-            "{path}"
-        );
-        assert!(
-            response.json()["error"]
-                .as_str()
-                .is_some_and(|e| !e.is_empty()),
-            "{path}"
-        );
+        assert_eq!(response.header("content-type"), Some("application/json"), "{path}");
+        assert!(response.json()["error"].as_str().is_some_and(|e| !e.is_empty()), "{path}");
     }
-    assert_eq!(
-        http(collector.http, "DELETE", "/api/hosts", &[], b"").status,
-        405
-    );
+    assert_eq!(http(collector.http, "DELETE", "/api/hosts", &[], b"").status, 405);
     let health = http(collector.http, "GET", "/healthz", &[], b"");
     assert_eq!((health.status, health.body.as_slice()), (200, &b"ok\n"[..]));
     let (status, stats) = collector.get_json("/api/stats");
     assert_eq!(status, 200);
-    for key in [
-        "agents_connected",
-        "subscribers",
-        "samples_total",
-        "uptime_seconds",
-    ] {
+    for key in ["agents_connected", "subscribers", "samples_total", "uptime_seconds"] {
         assert!(stats[key].is_u64(), "stats.{key} in {stats}");
     }
     // The page and its assets are served from the binary.
@@ -210,13 +157,8 @@ fn sigterm_stops_the_collector_cleanly() {
     let dir = temp_dir();
     let mut collector = Collector::spawn(dir.path(), &[]);
     let token = collector.token();
-    let agent = Agent::spawn(
-        &collector.ingest_url(),
-        &token,
-        "h-term",
-        &dir.path().join("spool"),
-        &[],
-    );
+    let agent =
+        Agent::spawn(&collector.ingest_url(), &token, "h-term", &dir.path().join("spool"), &[]);
     wait_for(5 * SECOND, "h-term online", || {
         collector.host("h-term").filter(|h| h["status"] == "online")
     });
@@ -224,11 +166,7 @@ fn sigterm_stops_the_collector_cleanly() {
     let started = std::time::Instant::now();
     let status = collector.terminate();
     assert!(status.success(), "exit status {status:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "stopped in {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped in {:?}", started.elapsed());
     // The SSE stream ends with a shutdown event, and the agent heard a proper close.
     sse.until(5 * SECOND, |e| e.event == "shutdown");
     wait_for(5 * SECOND, "the agent to hear why", || {

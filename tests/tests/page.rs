@@ -46,11 +46,7 @@ fn the_page_shows_this_host_live_and_recovers_after_a_collector_restart() {
     let mut collector = Collector::spawn(dir.path(), &[]);
     let host = wait_for(Duration::from_secs(5), "the collector's own host", || {
         let (_, hosts) = collector.get_json("/api/hosts");
-        hosts
-            .as_array()?
-            .iter()
-            .find(|h| h["self"] == true)
-            .cloned()
+        hosts.as_array()?.iter().find(|h| h["self"] == true).cloned()
     });
     let screenshot =
         std::env::temp_dir().join(format!("hostwatch-page-{}.png", std::process::id()));
@@ -81,11 +77,7 @@ fn the_page_shows_this_host_live_and_recovers_after_a_collector_restart() {
     assert!(collector.terminate().success());
     drop(collector);
     let _collector = Collector::spawn_on(dir.path(), &http, &ws, &[]);
-    node.stdin
-        .as_mut()
-        .unwrap()
-        .write_all(b"RESTARTED\n")
-        .unwrap();
+    node.stdin.as_mut().unwrap().write_all(b"RESTARTED\n").unwrap();
     read_until(&lines, "PHASE2 OK", Duration::from_secs(60), &mut seen);
     let status =
         wait_exit(&mut node, Duration::from_secs(20)).expect("the browser script did not exit");
