@@ -57,7 +57,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let target = net::Target { url: collector, token, tls, timeout: Duration::from_secs(10) };
     let transport = Transport::new(target, hello, spool, Timing::for_interval(config.interval));
     systemd::ready("sampling; connecting to the collector");
-    let spool = smol::block_on(transport.run(rx))?;
+    // futures-lite's block_on only parks this thread until a waker fires. smol's (async-io's)
+    // would make the reactor thread poll every few milliseconds for as long as it blocks: a
+    // hundred wake-ups a second, most of an idle agent's CPU time.
+    let spool = futures_lite::future::block_on(transport.run(rx))?;
     log::info!("stopped; {} samples spooled for the next start", spool.len());
     Ok(())
 }

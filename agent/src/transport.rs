@@ -61,16 +61,26 @@ impl Timing {
     }
 }
 
+/// A connection attempt in progress.
+type Opening = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(net::Socket, protocol::Welcome), ConnectError>>>,
+>;
+
 enum State {
-    Waiting { until: Instant },
-    Connecting { task: smol::Task<Result<(net::Socket, protocol::Welcome), ConnectError>> },
+    Waiting {
+        until: Instant,
+    },
+    /// The attempt is polled by [`Transport::wait`] itself, so the agent needs no executor
+    /// thread: every wake-up happens on the transport's own thread.
+    Connecting {
+        attempt: Opening,
+    },
     Connected(Connection),
 }
 
 struct Connection {
     sender: WebSocketSender<Stream>,
-    incoming: async_channel::Receiver<Incoming>,
-    _reader: smol::Task<()>,
+    receiver: WebSocketReceiver<Stream>,
     sent_upto: u64,
     inflight: usize,
     last_heard: Instant,
@@ -200,7 +210,7 @@ impl Transport {
                     Timer::at(*until).await;
                     Wake::RetryDue
                 }
-                State::Connecting { task } => Wake::Opened(task.await),
+                State::Connecting { attempt } => Wake::Opened(attempt.as_mut().await),
                 State::Connected(conn) => {
                     let check = conn.last_heard
                         + if conn.ping_sent {
@@ -208,14 +218,10 @@ impl Transport {
                         } else {
                             self.timing.ping_after
                         };
-                    let incoming = async {
-                        match conn.incoming.recv().await {
-                            Ok(incoming) => Wake::FromCollector(incoming),
-                            Err(_) => {
-                                Wake::FromCollector(Incoming::Closed("connection closed".into()))
-                            }
-                        }
-                    };
+                    // Reading here (not in a task of its own) keeps every wake-up on this thread;
+                    // `next` is cancel-safe, as tungstenite keeps partial frames itself.
+                    let incoming =
+                        async { Wake::FromCollector(incoming(conn.receiver.next().await)) };
                     incoming
                         .or(async {
                             Timer::at(check).await;
@@ -231,7 +237,7 @@ impl Transport {
     fn connect(&mut self) -> State {
         let target = self.target.clone();
         let hello = self.hello.clone();
-        State::Connecting { task: smol::spawn(async move { net::open(&target, &hello).await }) }
+        State::Connecting { attempt: Box::pin(async move { net::open(&target, &hello).await }) }
     }
 
     async fn take_sample(&mut self, state: State, mut sample: Sample) -> anyhow::Result<State> {
@@ -262,12 +268,10 @@ impl Transport {
         self.last_refusal = None;
         crate::systemd::status(&format!("connected to {}", self.target.url));
         let (sender, receiver) = socket.split();
-        let (tx, incoming) = async_channel::bounded(64);
-        let reader = smol::spawn(read_loop(receiver, tx));
+
         let conn = Connection {
             sender,
-            incoming,
-            _reader: reader,
+            receiver,
             sent_upto: welcome.last_seq.unwrap_or(0),
             inflight: 0,
             last_heard: Instant::now(),
@@ -402,30 +406,21 @@ async fn close(conn: &mut Connection, code: CloseCode, reason: &str) {
     close.or(give_up).await;
 }
 
-/// Keeps the read half polled for the whole connection (pongs, acks, close frames), forwarding
-/// what matters to the owner.
-async fn read_loop(mut receiver: WebSocketReceiver<Stream>, tx: async_channel::Sender<Incoming>) {
-    loop {
-        let incoming = match receiver.next().await {
-            Some(Ok(Message::Binary(bytes))) => match protocol::decode_collector_message(&bytes) {
-                Ok(message) => Incoming::Message(message),
-                Err(err) => {
-                    Incoming::Closed(format!("undecodable message from the collector: {err}"))
-                }
-            },
-            Some(Ok(Message::Close(frame))) => Incoming::Closed(match frame {
-                Some(f) => {
-                    format!("collector closed the connection ({} {})", u16::from(f.code), f.reason)
-                }
-                None => "collector closed the connection".into(),
-            }),
-            Some(Ok(_)) => Incoming::Heard,
-            Some(Err(err)) => Incoming::Closed(format!("read failed: {err}")),
-            None => Incoming::Closed("connection closed".into()),
-        };
-        let last = matches!(incoming, Incoming::Closed(_));
-        if tx.send(incoming).await.is_err() || last {
-            return;
-        }
+/// Sorts what the read half returned into what the state machine cares about.
+fn incoming(read: Option<Result<Message, async_tungstenite::tungstenite::Error>>) -> Incoming {
+    match read {
+        Some(Ok(Message::Binary(bytes))) => match protocol::decode_collector_message(&bytes) {
+            Ok(message) => Incoming::Message(message),
+            Err(err) => Incoming::Closed(format!("undecodable message from the collector: {err}")),
+        },
+        Some(Ok(Message::Close(frame))) => Incoming::Closed(match frame {
+            Some(f) => {
+                format!("collector closed the connection ({} {})", u16::from(f.code), f.reason)
+            }
+            None => "collector closed the connection".into(),
+        }),
+        Some(Ok(_)) => Incoming::Heard,
+        Some(Err(err)) => Incoming::Closed(format!("read failed: {err}")),
+        None => Incoming::Closed("connection closed".into()),
     }
 }

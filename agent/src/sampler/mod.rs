@@ -2,20 +2,21 @@
 //!
 //! Each metric area is collected on its own; an area that fails (no temperature sensors, an
 //! unreadable file) is left out of the sample and logged at a limited rate, and never aborts the
-//! sample. Sampling refreshes only what is sent: no per-process scan beyond counting `/proc`.
+//! sample. Sampling stays cheap: sysinfo for memory, load, uptime and sensors; single kernel
+//! files for CPU times (`cpu`), network counters (`network`) and disk I/O (`disks`), where
+//! sysinfo would scan many files per refresh; lists (mounts, disks, sensors) and the process
+//! count are refreshed less often than every sample. No per-process scan.
 
 mod cpu;
+mod disks;
 mod host;
+mod network;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use protocol::{
-    DiskIo, Filesystem, LoadAverage, Memory, NetworkInterface, Sample, Swap, Temperature,
-};
-use sysinfo::{
-    Components, DiskRefreshKind, Disks, MemoryRefreshKind, Networks, RefreshKind, System,
-};
+use protocol::{LoadAverage, Memory, Sample, Swap, Temperature};
+use sysinfo::{Components, MemoryRefreshKind, RefreshKind, System};
 
 pub use host::{hello, read_host_id};
 
@@ -25,15 +26,19 @@ const WARN_EVERY: Duration = Duration::from_secs(600);
 /// How often the list of temperature sensors is rescanned (sensors rarely appear at run time).
 const SENSOR_RESCAN_EVERY: Duration = Duration::from_secs(600);
 
-/// Owns the sysinfo handles between samples, so each sample only refreshes values.
+/// How often processes are counted: listing `/proc` costs more than the rest of a sample's
+/// files together, and the count changes slowly.
+const PROCESS_COUNT_EVERY: Duration = Duration::from_secs(10);
+
+/// Owns the handles and lists kept between samples, so each sample only reads values.
 ///
 /// A handle sysinfo cannot create on this host is `None`, and its area is left out.
 pub struct Sampler {
     system: Option<System>,
-    networks: Option<Networks>,
-    disks: Option<Disks>,
+    disks: disks::Disks,
     components: Option<Components>,
     components_scanned: Instant,
+    processes: Option<(Instant, u32)>,
     warned: HashMap<&'static str, Instant>,
 }
 
@@ -42,10 +47,10 @@ impl Sampler {
     pub fn new() -> Self {
         Self {
             system: usable("memory", System::new_with_specifics(RefreshKind::nothing())),
-            networks: usable("network", Networks::new_with_refreshed_list()),
-            disks: usable("disk", Disks::new_with_refreshed_list_specifics(disk_refresh())),
+            disks: disks::Disks::new(),
             components: usable("temperature", Components::new_with_refreshed_list()),
             components_scanned: Instant::now(),
+            processes: None,
             warned: HashMap::new(),
         }
     }
@@ -62,12 +67,20 @@ impl Sampler {
         let (memory, swap) = self.memory();
         let load = self.load();
         let uptime_seconds = System::uptime().ok();
-        let process_count = count_processes();
-        if process_count.is_none() {
-            self.warn("processes", "cannot list /proc");
-        }
-        let networks = self.networks();
-        let (filesystems, disks) = self.disks();
+        let process_count = self.process_count();
+        let networks = network::read().unwrap_or_else(|| {
+            self.warn("network", "cannot read /proc/net/dev");
+            Vec::new()
+        });
+        let (filesystems, disks) = self.disks.read();
+        let filesystems = filesystems.unwrap_or_else(|| {
+            self.warn("filesystem", "cannot read /proc/self/mounts");
+            Vec::new()
+        });
+        let disks = disks.unwrap_or_else(|| {
+            self.warn("disk", "cannot read /proc/diskstats");
+            Vec::new()
+        });
         let temperatures = self.temperatures();
         Sample {
             seq,
@@ -119,65 +132,22 @@ impl Sampler {
         }
     }
 
-    fn networks(&mut self) -> Vec<NetworkInterface> {
-        let Some(networks) = self.networks.as_mut() else {
-            return Vec::new();
-        };
-        networks.refresh(true);
-        let mut list: Vec<NetworkInterface> = networks
-            .iter()
-            // Loopback is not traffic of the host, and an interface that never moved a byte
-            // (a down ifb or dummy device) would only cost bytes on every sample.
-            .filter(|(name, data)| {
-                name.as_os_str() != "lo"
-                    && (data.total_received() > 0 || data.total_transmitted() > 0)
-            })
-            .map(|(name, data)| NetworkInterface {
-                name: name.to_string_lossy().into_owned(),
-                rx_bytes: data.total_received(),
-                tx_bytes: data.total_transmitted(),
-                rx_packets: data.total_packets_received(),
-                tx_packets: data.total_packets_transmitted(),
-                rx_errors: data.total_errors_on_received(),
-                tx_errors: data.total_errors_on_transmitted(),
-            })
-            .collect();
-        list.sort_by(|a, b| a.name.cmp(&b.name));
-        list.truncate(protocol::Limits::MAX_INTERFACES);
-        list
-    }
-
-    fn disks(&mut self) -> (Vec<Filesystem>, Vec<DiskIo>) {
-        let Some(disks) = self.disks.as_mut() else {
-            return (Vec::new(), Vec::new());
-        };
-        disks.refresh_specifics(true, disk_refresh());
-        let mut filesystems: Vec<Filesystem> = Vec::new();
-        let mut devices: Vec<DiskIo> = Vec::new();
-        for disk in disks.iter() {
-            let mount_point = disk.mount_point().to_string_lossy().into_owned();
-            if disk.total_space() > 0 && !filesystems.iter().any(|f| f.mount_point == mount_point) {
-                filesystems.push(Filesystem {
-                    mount_point,
-                    total_bytes: disk.total_space(),
-                    available_bytes: disk.available_space(),
-                });
+    fn process_count(&mut self) -> Option<u32> {
+        let fresh =
+            self.processes.filter(|(at, _)| at.elapsed() < PROCESS_COUNT_EVERY).map(|(_, n)| n);
+        if fresh.is_some() {
+            return fresh;
+        }
+        match count_processes() {
+            Some(count) => {
+                self.processes = Some((Instant::now(), count));
+                Some(count)
             }
-            // Several mounts of one device (bind mounts, btrfs subvolumes) count its I/O once.
-            let name = disk.name().to_string_lossy();
-            let device = name.strip_prefix("/dev/").unwrap_or(&name).to_owned();
-            let usage = disk.usage();
-            if !devices.iter().any(|d| d.device == device) {
-                devices.push(DiskIo {
-                    device,
-                    read_bytes: usage.total_read_bytes,
-                    written_bytes: usage.total_written_bytes,
-                });
+            None => {
+                self.warn("processes", "cannot list /proc");
+                None
             }
         }
-        filesystems.truncate(protocol::Limits::MAX_FILESYSTEMS);
-        devices.truncate(protocol::Limits::MAX_DISKS);
-        (filesystems, devices)
     }
 
     fn temperatures(&mut self) -> Vec<Temperature> {
@@ -223,10 +193,6 @@ impl Default for Sampler {
 /// Keeps a sysinfo handle, or logs once why its area will be missing from every sample.
 fn usable<T>(area: &str, handle: Result<T, sysinfo::Error>) -> Option<T> {
     handle.inspect_err(|err| log::warn!("{area} metrics unavailable on this host: {err}")).ok()
-}
-
-fn disk_refresh() -> DiskRefreshKind {
-    DiskRefreshKind::nothing().with_storage().with_io_usage()
 }
 
 /// Counts processes by listing the numeric entries of `/proc`: no per-process reads.
