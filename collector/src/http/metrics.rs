@@ -78,6 +78,11 @@ fn host_series(out: &mut Exposition, host: &HostMetrics) {
         out.gauge("node_boot_time_seconds", "Node boot time, in unixtime.")
             .sample(&by_host, host.boot_time_seconds);
     }
+    // An offline host's newest values are frozen in time: exporting them as current would keep
+    // dashboards and alerts looking at a dead host's last second. `hostwatch_host_up` says it.
+    if host.status == "offline" {
+        return;
+    }
     let processes = host
         .sample
         .as_ref()
@@ -537,6 +542,20 @@ mod tests {
 
     fn assert_line(text: &str, line: &str) {
         assert!(text.lines().any(|l| l == line), "missing line {line:?} in:\n{text}");
+    }
+
+    #[test]
+    fn an_offline_host_exports_its_status_but_not_its_frozen_values() {
+        let mut view = view();
+        let alpha = view.hosts.iter_mut().find(|h| h.id == "alpha").unwrap();
+        alpha.status = "offline";
+        let text = render(&view, &figures());
+        assert_line(&text, r#"hostwatch_host_up{host="alpha"} 0"#);
+        assert!(!text.lines().any(|l| l.starts_with("node_load1{host=\"alpha\"}")), "{text}");
+        assert!(
+            !text.lines().any(|l| l.starts_with("node_cpu_seconds_total{host=\"alpha\"")),
+            "{text}"
+        );
     }
 
     #[test]
