@@ -361,3 +361,39 @@ pub fn systemd_exposure(unit: &Path) -> f64 {
         .and_then(|v| v.parse().ok())
         .expect("exposure value")
 }
+
+#[test]
+fn a_frozen_collector_is_detected_and_left() {
+    if !slow_tests_enabled("a_frozen_collector_is_detected_and_left") {
+        return;
+    }
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
+    let agent = Agent::spawn(
+        &collector.ingest_url(),
+        &collector.token(),
+        "watchful",
+        &dir.path().join("spool"),
+        &[],
+    );
+    wait_for(5 * SECOND, "stored samples", || {
+        (!stored_samples(&collector.db, "watchful").is_empty()).then_some(())
+    });
+    // A stopped process keeps its sockets open but answers nothing: only the agent's own
+    // deadline can tell. At a 1 s interval it gives up after 3 s of silence.
+    signal(&collector.child, "STOP");
+    let result = std::panic::catch_unwind(|| {
+        wait_for(15 * SECOND, "the agent to notice", || {
+            agent.log.contains("nothing heard for").then_some(())
+        })
+    });
+    signal(&collector.child, "CONT");
+    result.expect("the agent noticed the silent collector");
+    // It reconnects once the collector answers again, and loses nothing.
+    let resumed = now_ms();
+    let samples = wait_for(45 * SECOND, "samples after the pause", || {
+        let samples = stored_samples(&collector.db, "watchful");
+        samples.iter().any(|(_, ts)| *ts > resumed + 1_000).then_some(samples)
+    });
+    assert_complete(&samples);
+}

@@ -532,3 +532,129 @@ fn retention_and_the_size_cap_shrink_the_database_while_ingest_goes_on() {
     assert!(stats["db_size_bytes"].as_u64().is_some_and(|b| b > 0));
     let _: Value = stats;
 }
+
+/// Sends raw bytes as the first message of an ingest connection and returns what the collector
+/// answered: its refusal (if any) and the close frame.
+fn first_message_answer(
+    collector: &Collector,
+    token: &str,
+    bytes: Vec<u8>,
+) -> (Option<protocol::Refusal>, Option<(u16, String)>) {
+    let mut socket =
+        ws_connect(collector.ws, "/ingest", &[("Authorization", &format!("Bearer {token}"))])
+            .expect("upgrade");
+    // The collector may close before reading everything; its answer is what matters.
+    let _ = socket.send(tungstenite::Message::binary(bytes));
+    let (mut refusal, mut close) = (None, None);
+    while let Ok(message) = socket.read() {
+        match message {
+            tungstenite::Message::Binary(bytes) => {
+                if let Ok(protocol::CollectorMessage::Refused(r)) =
+                    protocol::decode_collector_message(&bytes)
+                {
+                    refusal = Some(r);
+                }
+            }
+            tungstenite::Message::Close(frame) => {
+                close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                break;
+            }
+            _ => {}
+        }
+    }
+    (refusal, close)
+}
+
+#[test]
+fn protocol_violations_are_refused_with_a_reason_and_a_close_code() {
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
+    let token = collector.token();
+
+    // A hello from a future protocol version: the version is read even if the rest is unknown.
+    let (refusal, close) = first_message_answer(&collector, &token, vec![0x00, 0x63, 0xff, 0xff]);
+    assert_eq!(refusal.map(|r| r.reason), Some(protocol::RefusalReason::UnsupportedVersion));
+    let (code, reason) = close.expect("close frame");
+    assert_eq!(code, 1008);
+    assert!(reason.contains("protocol version 99"), "{reason}");
+
+    // Garbage instead of a hello.
+    let (refusal, close) = first_message_answer(&collector, &token, vec![0x07, 0x01]);
+    assert_eq!(refusal.map(|r| r.reason), Some(protocol::RefusalReason::Malformed));
+    assert_eq!(close.map(|c| c.0), Some(1002));
+
+    // A batch over the sample limit, after a proper hello.
+    let mut probe = ProbeAgent::connect(collector.ws, &token, "greedy").expect("connect");
+    let too_many: Vec<_> = (1..=protocol::Limits::MAX_SAMPLES_PER_BATCH as u64 + 1)
+        .map(|s| probe_sample(s, now_ms()))
+        .collect();
+    probe.send(too_many).expect("send");
+    match probe.receive() {
+        Some(protocol::CollectorMessage::Refused(refusal)) => {
+            assert_eq!(refusal.reason, protocol::RefusalReason::OverLimit);
+            assert!(refusal.message.contains("samples per batch"), "{}", refusal.message);
+        }
+        other => panic!("expected an over-limit refusal, got {other:?}"),
+    }
+    assert!(
+        stored_samples(&collector.db, "greedy").is_empty(),
+        "nothing of the refused batch is stored"
+    );
+
+    // A message over the size limit is cut off by the WebSocket layer with 1009.
+    let (_, close) = first_message_answer(
+        &collector,
+        &token,
+        vec![0u8; protocol::Limits::MAX_MESSAGE_BYTES + 1],
+    );
+    assert_eq!(close.map(|c| c.0), Some(1009));
+
+    // A second connection for the same host replaces the first, which is told why.
+    let mut first = ProbeAgent::connect(collector.ws, &token, "twin").expect("first");
+    assert_eq!(first.store(vec![probe_sample(1, now_ms())]), 1);
+    let mut second = ProbeAgent::connect(collector.ws, &token, "twin").expect("second");
+    assert_eq!(second.welcome_last_seq, Some(1), "the newcomer resumes where the first stopped");
+    match first.receive() {
+        Some(protocol::CollectorMessage::Refused(refusal)) => {
+            assert_eq!(refusal.reason, protocol::RefusalReason::Replaced);
+        }
+        other => panic!("expected the first connection to be replaced, got {other:?}"),
+    }
+    assert_eq!(second.store(vec![probe_sample(2, now_ms())]), 2);
+}
+
+#[test]
+fn http_limits_answer_with_the_right_status() {
+    use std::io::{Read, Write};
+    let dir = temp_dir();
+    let collector =
+        Collector::spawn(dir.path(), &["--no-self-monitor", "--admin-token", "admin-secret"]);
+    let raw = |request: &[u8]| {
+        let mut stream = std::net::TcpStream::connect(collector.http).unwrap();
+        stream.set_read_timeout(Some(20 * SECOND)).unwrap();
+        // The server may answer and close before reading an oversized request to its end.
+        let _ = stream.write_all(request);
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        String::from_utf8_lossy(&answer).lines().next().unwrap_or_default().to_owned()
+    };
+    let huge_header =
+        format!("GET /api/hosts HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    assert!(raw(huge_header.as_bytes()).contains(" 431 "));
+    let big_body = format!(
+        "POST /api/broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-secret\r\nContent-Length: 100000\r\n\r\n{}",
+        "a".repeat(100_000)
+    );
+    assert!(raw(big_body.as_bytes()).contains(" 413 "));
+    assert!(
+        raw(b"GET /api/hosts HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").contains(" 501 ")
+    );
+    assert!(raw(b"BLAH\r\n\r\n").contains(" 400 "));
+    // A client that never finishes its request head is cut off.
+    let started = Instant::now();
+    let line = raw(b"GET /api/hosts HTTP/1.1\r\nHost: x\r\n");
+    assert!(line.contains(" 408 "), "{line}");
+    assert!(started.elapsed() < 15 * SECOND);
+    // The server still answers everyone else.
+    assert_eq!(http(collector.http, "GET", "/healthz", &[], b"").status, 200);
+}
