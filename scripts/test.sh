@@ -24,6 +24,14 @@ if [ ! -x /usr/bin/promtool ]; then
   echo "test.sh: installing Debian's prometheus for promtool (the /metrics test)"
   apt_install --no-install-recommends prometheus
 fi
+# The TLS test makes its certificates with openssl and talks https with curl; the install test
+# checks the unit with systemd-analyze.
+for tool in openssl:openssl curl:curl systemd-analyze:systemd; do
+  if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+    echo "test.sh: installing ${tool##*:} for ${tool%%:*}"
+    apt_install "${tool##*:}"
+  fi
+done
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
 cargo build --workspace --bins --quiet

@@ -23,6 +23,18 @@ use anyhow::Context;
 use crate::config::Config;
 use crate::transport::{Input, Timing, Transport};
 
+/// Runs `future` for at most `limit`: `None` if it did not finish in time (it is then dropped).
+/// Every wait on a peer goes through this, so none of them can hang forever.
+pub async fn within<T>(limit: Duration, future: impl std::future::Future<Output = T>) -> Option<T> {
+    use futures_lite::FutureExt;
+    let finished = async { Some(future.await) };
+    let expired = async {
+        smol::Timer::after(limit).await;
+        None
+    };
+    finished.or(expired).await
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -51,11 +63,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     // Room for two minutes of samples while the transport is busy connecting.
     let (tx, rx) = async_channel::bounded(128);
-    spawn_signal_thread(tx.clone())?;
+    let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+    spawn_signal_thread(tx.clone(), stop_tx)?;
     spawn_sampler_thread(config.interval, tx)?;
 
     let target = net::Target { url: collector, token, tls, timeout: Duration::from_secs(10) };
-    let transport = Transport::new(target, hello, spool, Timing::for_interval(config.interval));
+    let transport =
+        Transport::new(target, hello, spool, Timing::for_interval(config.interval), stop_rx);
     systemd::ready("sampling; connecting to the collector");
     // futures-lite's block_on only parks this thread until a waker fires. smol's (async-io's)
     // would make the reactor thread poll every few milliseconds for as long as it blocks: a
@@ -65,7 +79,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn spawn_signal_thread(tx: async_channel::Sender<Input>) -> anyhow::Result<()> {
+fn spawn_signal_thread(
+    tx: async_channel::Sender<Input>,
+    stop: async_channel::Sender<()>,
+) -> anyhow::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .context("installing signal handlers")?;
@@ -74,6 +91,8 @@ fn spawn_signal_thread(tx: async_channel::Sender<Input>) -> anyhow::Result<()> {
         .spawn(move || {
             for signal in signals.forever() {
                 log::info!("received signal {signal}, stopping");
+                // Closing wakes a send the collector is not taking; the input then says why.
+                stop.close();
                 // The transport may already be gone after the first signal; nothing to do then.
                 let _ = tx.send_blocking(Input::Shutdown);
             }

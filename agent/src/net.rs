@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::{self, Message, client::IntoClientRequest, http};
-use futures_lite::{AsyncRead, AsyncWrite, FutureExt, StreamExt};
+use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
 use protocol::{AgentMessage, CollectorMessage, Hello, Limits, RefusalReason, Welcome};
 use smol::net::TcpStream;
 
@@ -165,12 +165,9 @@ pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<futures_rustls::T
 
 /// Opens a connection, sends the hello and waits for the welcome, all within `target.timeout`.
 pub async fn open(target: &Target, hello: &Hello) -> Result<(Socket, Welcome), ConnectError> {
-    let attempt = async { open_inner(target, hello).await };
-    let timeout = async {
-        smol::Timer::after(target.timeout).await;
+    crate::within(target.timeout, open_inner(target, hello)).await.unwrap_or_else(|| {
         Err(ConnectError::Transient(format!("no welcome within {:?}", target.timeout)))
-    };
-    attempt.or(timeout).await
+    })
 }
 
 async fn open_inner(target: &Target, hello: &Hello) -> Result<(Socket, Welcome), ConnectError> {

@@ -121,9 +121,15 @@ impl Spool {
             self.dropped_total += 1;
             self.dead_records += 1;
             // The count must survive a crash: it is how the operator learns of the gap.
-            self.write_state()?;
+            self.write_state_with(false)?;
         }
         self.maybe_compact()
+    }
+
+    /// Counts a sample dropped before it reached the spool (it was invalid).
+    pub fn count_dropped(&mut self) -> anyhow::Result<()> {
+        self.dropped_total += 1;
+        self.write_state()
     }
 
     /// Forgets every sample with a sequence number up to and including `seq`: the collector has
@@ -179,11 +185,6 @@ impl Spool {
         self.entries.is_empty()
     }
 
-    /// Sequence number of the newest spooled sample.
-    pub fn last_seq(&self) -> Option<u64> {
-        self.entries.back().map(|e| e.seq)
-    }
-
     /// Samples dropped because the spool overflowed, since the spool was first created.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_total
@@ -216,7 +217,7 @@ impl Spool {
                 out.extend_from_slice(&crc32fast::hash(&entry.bytes).to_le_bytes());
                 out.extend_from_slice(&entry.bytes);
             }
-            write_atomically(&tmp, &path, &out)?;
+            write_atomically(&tmp, &path, &out, true)?;
             self.log = OpenOptions::new()
                 .append(true)
                 .open(&path)
@@ -226,21 +227,35 @@ impl Spool {
         Ok(())
     }
 
-    fn write_state(&self) -> anyhow::Result<()> {
+    /// Replaces the state file. The rename is atomic either way; `durable` also syncs it to
+    /// disk first, which survives a power cut but costs an fsync, so frequent writes (one per
+    /// dropped sample during a long outage) skip it: a process crash loses nothing either way.
+    fn write_state_with(&self, durable: bool) -> anyhow::Result<()> {
         let first_live = self.entries.front().map_or(self.next_seq, |e| e.seq);
         let text = format!(
             "next_seq {}\ndropped_total {}\nfirst_live_seq {first_live}\n",
             self.next_seq, self.dropped_total
         );
         let path = self.dir.join(STATE_FILE);
-        write_atomically(&self.dir.join(format!("{STATE_FILE}.tmp")), &path, text.as_bytes())
+        write_atomically(
+            &self.dir.join(format!("{STATE_FILE}.tmp")),
+            &path,
+            text.as_bytes(),
+            durable,
+        )
+    }
+
+    fn write_state(&self) -> anyhow::Result<()> {
+        self.write_state_with(true)
     }
 }
 
-fn write_atomically(tmp: &Path, path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+fn write_atomically(tmp: &Path, path: &Path, bytes: &[u8], durable: bool) -> anyhow::Result<()> {
     let mut file = File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     file.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    file.sync_data().with_context(|| format!("cannot sync {}", tmp.display()))?;
+    if durable {
+        file.sync_data().with_context(|| format!("cannot sync {}", tmp.display()))?;
+    }
     std::fs::rename(tmp, path).with_context(|| format!("cannot replace {}", path.display()))
 }
 
@@ -387,7 +402,7 @@ mod tests {
         push_n(&mut spool, 1);
         drop(spool);
         let spool = Spool::open(&dir, 100, 1).unwrap();
-        assert_eq!(spool.last_seq(), Some(4));
+        assert_eq!(spool.batch_after(0, 10, usize::MAX).last().map(|s| s.seq), Some(4));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -38,8 +38,12 @@ pub enum Input {
 /// Batches sent but not yet acknowledged, at most.
 const WINDOW: usize = 8;
 
-/// On shutdown, how long to wait for the collector to acknowledge what is spooled.
-const FLUSH_BUDGET: Duration = Duration::from_secs(3);
+/// On shutdown, how long to wait for the collector to acknowledge what is spooled. With
+/// [`STOP_GRACE`] and the close frame's second, the agent exits within 5 s of SIGTERM.
+const FLUSH_BUDGET: Duration = Duration::from_secs(2);
+
+/// Once a stop is requested, how long a send may still block.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// Timing of the transport.
 #[derive(Debug, Clone)]
@@ -117,14 +121,23 @@ pub struct Transport {
     last_refusal: Option<String>,
     flush_deadline: Option<Instant>,
     watchdog: crate::systemd::Watchdog,
+    /// Closed by the signal thread when a stop is requested, so a blocked send can give up.
+    stop: async_channel::Receiver<()>,
 }
 
 impl Transport {
     /// Creates the transport; nothing happens until [`Transport::run`].
-    pub fn new(target: Target, hello: Hello, spool: Spool, timing: Timing) -> Self {
+    pub fn new(
+        target: Target,
+        hello: Hello,
+        spool: Spool,
+        timing: Timing,
+        stop: async_channel::Receiver<()>,
+    ) -> Self {
         Self {
             target,
             hello,
+            stop,
             spool,
             timing,
             backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
@@ -241,6 +254,13 @@ impl Transport {
     }
 
     async fn take_sample(&mut self, state: State, mut sample: Sample) -> anyhow::Result<State> {
+        // The sampler keeps within the protocol's limits; should it ever not, one bad sample must
+        // not block the spool's head (the collector would refuse that batch forever).
+        if let Err(err) = sample.check_limits() {
+            log::warn!("a sample broke a protocol limit and was dropped: {err}");
+            self.spool.count_dropped()?;
+            return Ok(state);
+        }
         sample.seq = self.spool.allocate_seq();
         self.spool.push(&sample)?;
         match state {
@@ -382,28 +402,29 @@ impl Transport {
 
     /// Sends one message, giving up when the collector does not take it within the dead-peer
     /// deadline (a stuck collector must not stall the agent).
+    /// Once a stop is requested, a send the collector does not take gets only [`STOP_GRACE`].
     async fn send(&self, conn: &mut Connection, message: Message) -> Result<(), String> {
         let deadline = self.timing.dead_after;
         let send =
             async { conn.sender.send(message).await.map_err(|e| format!("send failed: {e}")) };
-        send.or(async {
+        let stopping = async {
+            // Resolves when the signal thread closes the channel.
+            let _ = self.stop.recv().await;
+            Timer::after(STOP_GRACE).await;
+            Err("stopping, and the collector did not take a message in time".to_owned())
+        };
+        let dead = async {
             Timer::after(deadline).await;
             Err(format!("collector did not take a message within {deadline:?}"))
-        })
-        .await
+        };
+        send.or(stopping).or(dead).await
     }
 }
 
 async fn close(conn: &mut Connection, code: CloseCode, reason: &str) {
     let frame = CloseFrame { code, reason: reason.to_owned().into() };
-    let close = async {
-        // The peer may already be gone; a failed close changes nothing for us.
-        let _ = conn.sender.close(Some(frame)).await;
-    };
-    let give_up = async {
-        Timer::after(Duration::from_secs(1)).await;
-    };
-    close.or(give_up).await;
+    // The peer may already be gone, or gone silent; either way there is nothing more to do.
+    let _ = crate::within(Duration::from_secs(1), conn.sender.close(Some(frame))).await;
 }
 
 /// Sorts what the read half returned into what the state machine cares about.

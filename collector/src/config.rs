@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use agent::config::read_secret;
-use agent::settings::{ConfigError, Key, Settings, parse_duration, parse_size};
+use agent::settings::{ConfigError, Key, Secret, Settings, parse_duration, parse_size};
 
 /// Environment variables are this prefix plus the key in upper case.
 pub const ENV_PREFIX: &str = "HOSTWATCH_COLLECTOR_";
@@ -122,9 +122,9 @@ pub struct Config {
     /// Per-host agent tokens.
     pub agent_tokens_file: Option<PathBuf>,
     /// The admin token, for writes.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret>,
     /// The viewer token, if the page and API require one.
-    pub viewer_token: Option<String>,
+    pub viewer_token: Option<Secret>,
     /// TLS certificate chain and key, for both listeners.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Origins allowed to open `/live`; empty means "pages served by this host".
@@ -326,7 +326,7 @@ pub fn default_token_path(db: &std::path::Path) -> PathBuf {
 
 /// Tokens travel in `Authorization` headers and the login cookie: visible ASCII without
 /// separators, at least 8 characters.
-fn checked_token(key: &str, token: Option<String>) -> Result<Option<String>, ConfigError> {
+fn checked_token(key: &str, token: Option<String>) -> Result<Option<Secret>, ConfigError> {
     if let Some(token) = &token {
         let allowed = |c: char| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '"' | '\\');
         if token.len() < 8 || !token.chars().all(allowed) {
@@ -336,7 +336,7 @@ fn checked_token(key: &str, token: Option<String>) -> Result<Option<String>, Con
             ));
         }
     }
-    Ok(token)
+    Ok(token.map(Secret::new))
 }
 
 fn parse_retention(value: &str) -> Result<Duration, String> {
@@ -381,6 +381,9 @@ mod tests {
         let config = load(&["--agent-token", "s3cret"]).unwrap();
         assert_eq!(config.agent_token, Some(TokenSource::Given("s3cret".into())));
         assert!(!format!("{config:?}").contains("s3cret"));
+        let config =
+            load(&["--admin-token", "admin-s3cret", "--viewer-token", "viewer-s3cret"]).unwrap();
+        assert!(!format!("{config:?}").contains("s3cret"), "secrets never show in debug output");
         let config = load(&["--db", "/var/lib/hw/h.db"]).unwrap();
         let expected = TokenSource::File(PathBuf::from("/var/lib/hw/h.db.agent-token"));
         assert_eq!(config.agent_token, Some(expected));

@@ -83,6 +83,13 @@ pub enum Event {
         /// Where to send it.
         reply: async_channel::Sender<Vec<HostView>>,
     },
+    /// One host, if known.
+    Host {
+        /// Its id.
+        id: String,
+        /// Where to send it.
+        reply: async_channel::Sender<Option<HostView>>,
+    },
     /// The collector's counters.
     Stats {
         /// Where to send them.
@@ -147,6 +154,9 @@ pub struct Subscription {
     pub lagged: Arc<AtomicBool>,
     /// Set when the hub stopped because the collector is shutting down.
     pub shutting_down: Arc<AtomicBool>,
+    /// The requested id is newer than any event this collector ever stored (it comes from
+    /// another database): the subscriber should reload its data; it streams from now.
+    pub resync: bool,
 }
 
 /// A host as the API shows it.
@@ -312,6 +322,8 @@ pub struct Hub {
     lagged_total: u64,
     pending_activity: VecDeque<Activity>,
     watchdog: agent::systemd::Watchdog,
+    /// The newest event id stored before this start, for subscribers resuming after it.
+    newest_at_start: u64,
 }
 
 /// Activity events waiting for room in the storage queue, at most.
@@ -320,6 +332,7 @@ const PENDING_ACTIVITY: usize = 10_000;
 impl Hub {
     /// Creates the hub with the hosts already in the database (all offline until they connect).
     pub fn new(storage: Storage, hosts: Vec<HostRecord>, self_host: Option<String>) -> Self {
+        let newest_at_start = storage.next_event_id().saturating_sub(1);
         let hosts = hosts
             .into_iter()
             .map(|record| {
@@ -355,6 +368,7 @@ impl Hub {
             lagged_total: 0,
             pending_activity: VecDeque::new(),
             watchdog: agent::systemd::Watchdog::from_env(),
+            newest_at_start,
         }
     }
 
@@ -390,6 +404,11 @@ impl Hub {
             Event::Hosts { reply } => {
                 // The asker may have timed out; it no longer needs the answer.
                 let _ = reply.try_send(self.host_views());
+            }
+            Event::Host { id, reply } => {
+                let view = self.hosts.get(&id).map(|host| self.view(&id, host));
+                // The asker may have timed out; it no longer needs the answer.
+                let _ = reply.try_send(view);
             }
             Event::Stats { reply } => {
                 let _ = reply.try_send(self.stats());
@@ -608,10 +627,12 @@ impl Hub {
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let lagged = Arc::new(AtomicBool::new(false));
         let shutting_down = Arc::new(AtomicBool::new(false));
-        let (backlog, from_database_after) = match request.since {
+        let newest = self.ring.back().map_or(self.newest_at_start, |e| e.id);
+        let resync = request.since.is_some_and(|since| since > newest);
+        let (backlog, from_database_after) = match request.since.filter(|_| !resync) {
             None => (Vec::new(), None),
             Some(since) => match self.ring.front() {
-                Some(first) if first.id <= since + 1 => (
+                Some(first) if first.id <= since.saturating_add(1) => (
                     self.ring
                         .iter()
                         .filter(|e| e.id > since && request.filter.matches(e))
@@ -644,6 +665,7 @@ impl Hub {
             queued_bytes,
             lagged,
             shutting_down,
+            resync,
         }
     }
 
@@ -674,30 +696,31 @@ impl Hub {
     }
 
     fn host_views(&self) -> Vec<HostView> {
-        let mut views: Vec<HostView> = self
-            .hosts
-            .iter()
-            .map(|(id, host)| HostView {
-                id: id.clone(),
-                hostname: host.hello.hostname.clone(),
-                status: host.status,
-                last_seen: host.last_seen_ms,
-                connected_since: host.connected_since_ms,
-                os: host.hello.os.clone(),
-                kernel: host.hello.kernel.clone(),
-                arch: host.hello.arch.clone(),
-                cpu_model: host.hello.cpu_model.clone(),
-                cpu_cores: host.hello.cpu_cores,
-                memory_total_bytes: host.hello.memory_total_bytes,
-                agent_version: host.hello.agent_version.clone(),
-                interval_ms: host.hello.interval_ms,
-                dropped_samples: host.dropped_total,
-                is_self: self.self_host.as_deref() == Some(id.as_str()),
-                latest: host.latest.clone(),
-            })
-            .collect();
+        let mut views: Vec<HostView> =
+            self.hosts.iter().map(|(id, host)| self.view(id, host)).collect();
         views.sort_by(|a, b| a.hostname.cmp(&b.hostname).then_with(|| a.id.cmp(&b.id)));
         views
+    }
+
+    fn view(&self, id: &str, host: &Host) -> HostView {
+        HostView {
+            id: id.to_owned(),
+            hostname: host.hello.hostname.clone(),
+            status: host.status,
+            last_seen: host.last_seen_ms,
+            connected_since: host.connected_since_ms,
+            os: host.hello.os.clone(),
+            kernel: host.hello.kernel.clone(),
+            arch: host.hello.arch.clone(),
+            cpu_model: host.hello.cpu_model.clone(),
+            cpu_cores: host.hello.cpu_cores,
+            memory_total_bytes: host.hello.memory_total_bytes,
+            agent_version: host.hello.agent_version.clone(),
+            interval_ms: host.hello.interval_ms,
+            dropped_samples: host.dropped_total,
+            is_self: self.self_host.as_deref() == Some(id),
+            latest: host.latest.clone(),
+        }
     }
 
     fn stats(&self) -> StatsView {

@@ -14,6 +14,8 @@ use protocol::{
     AgentMessage, CollectorMessage, DecodeError, Hello, Refusal, RefusalReason, Welcome,
 };
 
+use agent::within;
+
 use crate::Ctx;
 use crate::auth::AgentCredential;
 use crate::hub::{self, CloseReason};
@@ -131,11 +133,9 @@ async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     };
-    let timeout = async {
-        smol::Timer::after(ctx.limits.handshake_timeout).await;
-        Err(Ending::refuse(RefusalReason::Malformed, "no hello in time"))
-    };
-    let bytes = first.or(timeout).await?;
+    let bytes = within(ctx.limits.handshake_timeout, first)
+        .await
+        .unwrap_or_else(|| Err(Ending::refuse(RefusalReason::Malformed, "no hello in time")))?;
     match protocol::peek_hello_version(&bytes) {
         None => {
             return Err(Ending::refuse(
@@ -231,6 +231,9 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Err(err) => return decode_error(err),
         };
+        if let Some(ending) = implausible_time(&batch) {
+            return ending;
+        }
         match ctx.storage.store(host_key, batch).await {
             Ok(result) => {
                 if let Some(seq) = result.acked_seq {
@@ -251,6 +254,24 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
             Err(StoreError::Refused(err)) => return Ending::refuse(RefusalReason::Malformed, err),
         }
     }
+}
+
+/// How far ahead of the collector's clock a sample may be dated.
+const MAX_CLOCK_AHEAD_MS: u64 = 24 * 3600 * 1000;
+
+/// Refuses a batch with a sample dated more than a day ahead: storing it would put rows where
+/// retention never reaches and make every chart's time axis useless. The agent's clock is wrong.
+fn implausible_time(batch: &protocol::Batch) -> Option<Ending> {
+    let now = crate::now_ms();
+    let sample = batch.samples.iter().find(|s| s.ts_ms > now + MAX_CLOCK_AHEAD_MS)?;
+    Some(Ending::refuse(
+        RefusalReason::Malformed,
+        format!(
+            "sample {} is dated {} s ahead of the collector's clock; fix the agent's clock",
+            sample.seq,
+            (sample.ts_ms - now) / 1000
+        ),
+    ))
 }
 
 fn decode_error(err: DecodeError) -> Ending {
@@ -286,11 +307,9 @@ async fn send<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<(), String> {
     let bytes = protocol::encode_collector_message(message);
     let write = async { socket.send(Message::binary(bytes)).await.map_err(|e| e.to_string()) };
-    let timeout = async {
-        smol::Timer::after(ctx.limits.http.write_timeout).await;
-        Err("the agent did not read in time".to_owned())
-    };
-    write.or(timeout).await
+    within(ctx.limits.http.write_timeout, write)
+        .await
+        .unwrap_or_else(|| Err("the agent did not read in time".to_owned()))
 }
 
 /// Sends the refusal (if any) and a close frame, without waiting long for a departing peer.
@@ -310,10 +329,8 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
             CloseFrame { code: ending.code, reason: truncate_reason(&ending.reason).into() };
         let _ = socket.close(Some(frame)).await;
     };
-    let give_up = async {
-        smol::Timer::after(Duration::from_secs(1)).await;
-    };
-    close.or(give_up).await;
+    // A departing agent gets one second to hear why; after that it is simply dropped.
+    let _ = within(Duration::from_secs(1), close).await;
 }
 
 /// Close reasons are limited to 123 bytes.

@@ -21,6 +21,7 @@ pub mod subscribe;
 pub mod tls;
 pub mod ws;
 
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -149,6 +150,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let self_host = if config.self_monitor {
         match agent::sampler::read_host_id("/etc/machine-id".as_ref()) {
+            Ok(id) if selfmon::host_has_an_agent(&hosts, &id) => {
+                log::info!("self-monitoring off: an agent reports this host ({id})");
+                None
+            }
             Ok(id) => Some(id),
             Err(err) => {
                 log::warn!("self-monitoring off: {err:#}");
@@ -173,8 +178,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         readers,
         agent_auth: Arc::new(RwLock::new(agent_auth.clone())),
         access: Arc::new(
-            auth::Access::new(config.viewer_token.clone(), config.admin_token.clone())
-                .with_allowed_origins(config.allowed_origins.clone()),
+            auth::Access::new(
+                config.viewer_token.as_ref().map(|s| s.expose().to_owned()),
+                config.admin_token.as_ref().map(|s| s.expose().to_owned()),
+            )
+            .with_allowed_origins(config.allowed_origins.clone()),
         ),
         tls,
         limits: Arc::new(limits),
@@ -186,12 +194,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let signals = signal_channel()?;
     let hub = hub::Hub::new(storage.clone(), hosts, self_host.clone());
     let ws_active = Arc::new(AtomicUsize::new(0));
+    let http_active = Arc::new(AtomicUsize::new(0));
 
     smol::block_on(async {
         let hub_task = smol::spawn(hub.run(hub_rx));
         let ticker = smol::spawn(tick(hub_tx.clone()));
         let ws_task = smol::spawn(ws::serve(ws_listener, ctx.clone(), ws_active.clone()));
-        let http_task = smol::spawn(http::serve(http_listener, ctx.clone()));
+        let http_task = smol::spawn(http::serve(http_listener, ctx.clone(), http_active.clone()));
         let self_monitor = match &self_host {
             Some(id) => Some(selfmon::spawn(
                 storage.clone(),
@@ -222,7 +231,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         // Agents get a close frame (1001) after their batch in flight is committed.
         hub_tx.send(hub::Event::Shutdown).await.ok();
         hub_task.await;
-        while ws_active.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+        // Agents get their close frames and SSE streams their `shutdown` event before exit.
+        let open = || ws_active.load(Ordering::Relaxed) + http_active.load(Ordering::Relaxed);
+        while open() > 0 && Instant::now() < deadline {
             smol::Timer::after(Duration::from_millis(20)).await;
         }
         drop(ticker);
@@ -297,14 +308,16 @@ fn announce(
         return;
     };
     match (&token.path, token.generated) {
-        (Some(path), true) => {
+        // Printed only to a terminal: under systemd stdout goes to the journal, and a secret
+        // must never end up in a log.
+        (Some(path), true) if std::io::stdout().is_terminal() => {
             println!(
                 "Generated an agent token in {} (mode 0600). Start agents with:",
                 path.display()
             );
             println!("  hostwatch-agent --collector {url} --token {}", token.token);
         }
-        (Some(path), false) => {
+        (Some(path), _) => {
             println!("Agents connect with: hostwatch-agent --collector {url} --token-file FILE");
             println!("  (FILE holds the token from {})", path.display());
         }

@@ -7,7 +7,7 @@ use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use futures_lite::{AsyncRead, AsyncWrite, FutureExt, StreamExt};
+use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
 
 use crate::Ctx;
 use crate::events::LiveEvent;
@@ -22,11 +22,9 @@ struct WsSink<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WsSink<S> {
     async fn send_message(&mut self, message: Message) -> Result<(), String> {
         let send = async { self.sender.send(message).await.map_err(|e| e.to_string()) };
-        let timeout = async {
-            smol::Timer::after(self.timeout).await;
-            Err("subscriber did not read in time".to_owned())
-        };
-        send.or(timeout).await
+        agent::within(self.timeout, send)
+            .await
+            .unwrap_or_else(|| Err("subscriber did not read in time".to_owned()))
     }
 }
 
@@ -70,14 +68,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         End::Gone(_) => None,
     };
     if let Some(frame) = frame {
-        let close = async {
-            // The subscriber may be gone already; then there is nobody to tell.
-            let _ = sink.sender.close(Some(frame)).await;
-        };
-        let give_up = async {
-            smol::Timer::after(Duration::from_secs(1)).await;
-        };
-        close.or(give_up).await;
+        // The subscriber may be gone or silent already; then there is nobody to tell.
+        let _ = agent::within(Duration::from_secs(1), sink.sender.close(Some(frame))).await;
     }
     log::debug!("live: {addr}: ended: {end:?}");
 }

@@ -13,6 +13,18 @@ use crate::storage::Storage;
 /// The address shown for the in-process "agent".
 pub const ADDR: &str = "in-process";
 
+/// The agent version self-monitoring reports, which also marks its rows in the database.
+pub fn self_version() -> String {
+    format!("{} (collector self-monitoring)", env!("CARGO_PKG_VERSION"))
+}
+
+/// Whether a real agent has reported this host: then self-monitoring stays out of its way, as
+/// both would number samples for the same host id and an agent resuming after the collector's
+/// restart would take the self-monitoring's sequence numbers for its own.
+pub fn host_has_an_agent(hosts: &[crate::storage::HostRecord], host_id: &str) -> bool {
+    hosts.iter().any(|h| h.hello.host_id == host_id && h.hello.agent_version != self_version())
+}
+
 /// Starts the self-monitoring thread. It stops when the hub closes it: at shutdown, or when a
 /// real agent with the same host id connects and takes over.
 pub fn spawn(
@@ -24,7 +36,8 @@ pub fn spawn(
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let handle = std::thread::Builder::new().name("self-monitor".into()).spawn(move || {
         let interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
-        let hello = agent::sampler::hello(&host_id, interval_ms);
+        let mut hello = agent::sampler::hello(&host_id, interval_ms);
+        hello.agent_version = self_version();
         let registration = match storage.register_blocking(hello.clone()) {
             Ok(registration) => registration,
             Err(err) => {

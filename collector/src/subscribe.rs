@@ -29,16 +29,23 @@ const RESUME_MAX: usize = 100_000;
 pub struct SubscriberSlot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 
 impl SubscriberSlot {
-    /// Counts one more subscriber.
-    pub fn take(ctx: &Ctx) -> Self {
-        ctx.subscribers.fetch_add(1, Ordering::Relaxed);
-        Self(ctx.subscribers.clone())
+    /// Reserves a place for one more subscriber, or `None` at `--max-subscribers`. The check and
+    /// the count are one atomic step, so concurrent requests cannot overshoot the limit.
+    pub fn try_take(ctx: &Ctx) -> Option<Self> {
+        let max = ctx.limits.max_subscribers;
+        ctx.subscribers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Self(ctx.subscribers.clone()))
     }
+}
 
-    /// Whether another subscriber would go over the limit.
-    pub fn full(ctx: &Ctx) -> bool {
-        ctx.subscribers.load(Ordering::Relaxed) >= ctx.limits.max_subscribers
-    }
+/// A subscription request that holds its place under the subscriber limit.
+pub struct LiveStream {
+    /// What the subscriber asks for.
+    pub request: SubscribeRequest,
+    /// Its place under `--max-subscribers`, given back when the stream ends.
+    pub slot: SubscriberSlot,
 }
 
 impl Drop for SubscriberSlot {
@@ -85,6 +92,14 @@ pub async fn pump(
     };
     let id = subscription.id;
     let run = async {
+        if subscription.resync {
+            let notice = LiveEvent::notice(
+                "resync",
+                "the last event id is from another database; reload the data, streaming from now",
+            );
+            sink.send(&notice).await.map_err(End::Gone)?;
+            last = 0;
+        }
         if let Some(after) = subscription.from_database_after {
             catch_up(ctx, after, &filter, sink, &mut last).await?;
         }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures_lite::FutureExt;
 use futures_rustls::TlsAcceptor;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use smol::net::TcpStream;
@@ -41,9 +40,7 @@ pub async fn accept(
         return Ok(Stream::Plain(tcp));
     };
     let handshake = async { acceptor.accept(tcp).await.map(|tls| Stream::Tls(Box::new(tls))) };
-    let limit = async {
-        smol::Timer::after(timeout).await;
+    agent::within(timeout, handshake).await.unwrap_or_else(|| {
         Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))
-    };
-    handshake.or(limit).await
+    })
 }

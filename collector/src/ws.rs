@@ -16,11 +16,12 @@ use crate::auth::{AgentCheck, AgentCredential};
 use crate::events::Filter;
 use crate::http::ActiveGuard;
 use crate::hub::SubscribeRequest;
+use crate::subscribe::{LiveStream, SubscriberSlot};
 
 /// Where an upgrade request goes.
 enum Route {
     Ingest(AgentCredential),
-    Live(SubscribeRequest),
+    Live(LiveStream),
 }
 
 /// Accepts WebSocket connections until shutdown.
@@ -76,16 +77,13 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: SocketAddr, 
     // The protocol's limits are in force from the first frame, whatever the route.
     let handshake =
         async_tungstenite::accept_hdr_async_with_config(stream, callback, Some(protocol_config()));
-    let timeout = async {
-        smol::Timer::after(ctx.limits.handshake_timeout).await;
-        Err(async_tungstenite::tungstenite::Error::Io(std::io::Error::new(
-            std::io::ErrorKind::TimedOut,
-            "handshake timed out",
-        )))
-    };
-    let socket = match handshake.or(timeout).await {
-        Ok(socket) => socket,
-        Err(err) => {
+    let socket = match agent::within(ctx.limits.handshake_timeout, handshake).await {
+        Some(Ok(socket)) => socket,
+        None => {
+            log::debug!("ws: {addr}: upgrade not completed in time");
+            return;
+        }
+        Some(Err(err)) => {
             log::debug!("ws: {addr}: upgrade failed: {err}");
             return;
         }
@@ -94,9 +92,10 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: SocketAddr, 
         Some(Route::Ingest(credential)) => {
             crate::ingest::serve(socket, addr, credential, ctx).await
         }
-        Some(Route::Live(request)) => {
-            let _slot = crate::subscribe::SubscriberSlot::take(&ctx);
-            crate::live::serve(socket, ctx.clone(), request).await
+        Some(Route::Live(LiveStream { request, slot })) => {
+            crate::live::serve(socket, ctx.clone(), request).await;
+            // The place under the subscriber limit is given back only when the stream ends.
+            drop(slot);
         }
         None => {}
     }
@@ -157,12 +156,12 @@ fn decide(
             {
                 return (None, Err(reject(StatusCode::UNAUTHORIZED, "viewer token required")));
             }
-            if crate::subscribe::SubscriberSlot::full(ctx) {
+            let Some(slot) = SubscriberSlot::try_take(ctx) else {
                 return (
                     None,
                     Err(reject(StatusCode::SERVICE_UNAVAILABLE, "too many live subscribers")),
                 );
-            }
+            };
             let pairs: Vec<(String, String)> =
                 form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
             let since = match pairs.iter().find(|(k, _)| k == "since") {
@@ -183,7 +182,7 @@ fn decide(
                 transport: "websocket",
                 addr: addr.to_string(),
             };
-            (Some(Route::Live(request)), Ok(response))
+            (Some(Route::Live(LiveStream { request, slot })), Ok(response))
         }
         _ => (None, Err(reject(StatusCode::NOT_FOUND, "no such endpoint (use /ingest or /live)"))),
     }

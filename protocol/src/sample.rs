@@ -63,19 +63,17 @@ pub struct CpuTimes {
 }
 
 impl CpuTimes {
-    /// All ticks, busy or not.
+    /// All ticks, busy or not. Saturates rather than overflowing on absurd input.
     pub fn total_ticks(&self) -> u64 {
-        self.busy_ticks() + self.idle_ticks + self.iowait_ticks
+        self.busy_ticks().saturating_add(self.idle_ticks).saturating_add(self.iowait_ticks)
     }
 
-    /// Ticks spent doing work (everything but idle and iowait).
+    /// Ticks spent doing work (everything but idle and iowait). Saturates rather than
+    /// overflowing on absurd input.
     pub fn busy_ticks(&self) -> u64 {
-        self.user_ticks
-            + self.nice_ticks
-            + self.system_ticks
-            + self.irq_ticks
-            + self.softirq_ticks
-            + self.steal_ticks
+        [self.nice_ticks, self.system_ticks, self.irq_ticks, self.softirq_ticks, self.steal_ticks]
+            .iter()
+            .fold(self.user_ticks, |sum, ticks| sum.saturating_add(*ticks))
     }
 }
 

@@ -28,7 +28,10 @@ pub fn parse_proc_stat(text: &str) -> Option<(CpuTimes, Vec<CpuTimes>)> {
         if label.is_empty() {
             total = Some(times);
         } else {
-            cores.push(times);
+            // Beyond the protocol's limit, the rest of the cores are left out of the sample.
+            if cores.len() < protocol::Limits::MAX_CORES {
+                cores.push(times);
+            }
         }
     }
     Some((total?, cores))

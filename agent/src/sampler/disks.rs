@@ -35,12 +35,15 @@ impl Disks {
     }
 
     /// Usage of every filesystem and cumulative I/O of every whole disk. `None` for an area whose
-    /// files cannot be read.
+    /// files cannot be read (then its list is read again next time).
     pub fn read(&mut self) -> (Option<Vec<Filesystem>>, Option<Vec<DiskIo>>) {
         if self.scanned.is_none_or(|at| at.elapsed() >= RESCAN_EVERY) {
-            self.scanned = Some(Instant::now());
-            if let Ok(text) = std::fs::read_to_string("/proc/self/mounts") {
-                self.mounts = parse_mounts(&text);
+            match std::fs::read_to_string("/proc/self/mounts") {
+                Ok(text) => {
+                    self.mounts = parse_mounts(&text);
+                    self.scanned = Some(Instant::now());
+                }
+                Err(_) => return (None, self.io()),
             }
             self.disks = whole_disks();
         }
@@ -59,10 +62,12 @@ impl Disks {
             .filter(|fs| fs.total_bytes > 0)
             .take(protocol::Limits::MAX_FILESYSTEMS)
             .collect();
-        let disks = std::fs::read_to_string("/proc/diskstats")
-            .ok()
-            .map(|text| parse_diskstats(&text, &self.disks));
-        (Some(filesystems), disks)
+        (Some(filesystems), self.io())
+    }
+
+    fn io(&self) -> Option<Vec<DiskIo>> {
+        let text = std::fs::read_to_string("/proc/diskstats").ok()?;
+        Some(parse_diskstats(&text, &self.disks))
     }
 }
 
@@ -93,7 +98,10 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
         if !storage || IMAGE_TYPES.contains(&fs_type) || mounts.iter().any(|m| m.device == device) {
             continue;
         }
-        mounts.push(Mount { device: device.to_owned(), mount_point: unescape(mount_point) });
+        mounts.push(Mount {
+            device: device.to_owned(),
+            mount_point: super::clamp_name(unescape(mount_point)),
+        });
     }
     mounts
 }

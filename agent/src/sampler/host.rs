@@ -3,6 +3,8 @@
 use std::path::Path;
 
 use protocol::Hello;
+
+use super::clamp_name as truncate;
 use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 /// Reads the stable host id from a machine-id file (normally `/etc/machine-id`).
@@ -13,18 +15,6 @@ pub fn read_host_id(path: &Path) -> anyhow::Result<String> {
     let id = text.trim();
     anyhow::ensure!(!id.is_empty(), "{} is empty", path.display());
     Ok(id.to_owned())
-}
-
-fn truncate(mut s: String) -> String {
-    let max = protocol::Limits::MAX_NAME_BYTES;
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
 }
 
 /// Builds the hello that introduces this host.

@@ -166,7 +166,9 @@ impl Sampler {
             .iter()
             .filter_map(|c| {
                 let celsius = c.temperature()?;
-                celsius.is_finite().then(|| Temperature { label: c.label().to_owned(), celsius })
+                celsius
+                    .is_finite()
+                    .then(|| Temperature { label: clamp_name(c.label().to_owned()), celsius })
             })
             .collect();
         list.truncate(protocol::Limits::MAX_TEMPERATURES);
@@ -193,6 +195,20 @@ impl Default for Sampler {
 /// Keeps a sysinfo handle, or logs once why its area will be missing from every sample.
 fn usable<T>(area: &str, handle: Result<T, sysinfo::Error>) -> Option<T> {
     handle.inspect_err(|err| log::warn!("{area} metrics unavailable on this host: {err}")).ok()
+}
+
+/// Cuts a name to the protocol's limit, on a character boundary: a sample with one overlong
+/// name would otherwise be refused whole by the collector.
+pub(crate) fn clamp_name(mut name: String) -> String {
+    let max = protocol::Limits::MAX_NAME_BYTES;
+    if name.len() > max {
+        let mut end = max;
+        while !name.is_char_boundary(end) {
+            end -= 1;
+        }
+        name.truncate(end);
+    }
+    name
 }
 
 /// Counts processes by listing the numeric entries of `/proc`: no per-process reads.

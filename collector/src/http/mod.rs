@@ -21,8 +21,7 @@ use crate::Ctx;
 use server::{Body, ReadError, Response};
 
 /// Accepts HTTP connections until shutdown; each connection runs in its own task.
-pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx) {
-    let active = Arc::new(AtomicUsize::new(0));
+pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<AtomicUsize>) {
     loop {
         let accept = async { Some(listener.accept().await) };
         let stop = async {
@@ -101,7 +100,15 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     let limits = ctx.limits.http.clone();
     let mut buffer = Vec::new();
     loop {
-        let request = match server::read_request(&mut stream, &mut buffer, addr, &limits).await {
+        let read =
+            async { Some(server::read_request(&mut stream, &mut buffer, addr, &limits).await) };
+        let stop = async {
+            // At shutdown an idle kept-alive connection is closed rather than waited for.
+            let _ = ctx.shutdown.recv().await;
+            None
+        };
+        let Some(read) = read.or(stop).await else { return };
+        let request = match read {
             Ok(request) => request,
             Err(ReadError::Closed) => return,
             Err(ReadError::Refuse(status, message)) => {
@@ -131,7 +138,8 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         }
         if let Body::Stream(subscribe) = response.body {
             if !head_only {
-                sse::stream(&mut stream, &ctx, subscribe).await;
+                let (reader, mut writer) = futures_lite::io::split(stream);
+                sse::stream(&mut writer, reader, &ctx, subscribe).await;
             }
             return;
         }

@@ -9,14 +9,16 @@ use crate::http::assets;
 use crate::http::server::{Request, Response};
 use crate::hub::{self, SubscribeRequest};
 use crate::storage::query::{METRICS, Rollup};
+use crate::subscribe::{LiveStream, SubscriberSlot};
 
 /// A response whose stream, if any, is an SSE subscription.
-pub type Reply = Response<SubscribeRequest>;
+pub type Reply = Response<LiveStream>;
 
-/// The longest range of raw points one history request may return.
-pub const MAX_RAW_POINTS: usize = 100_000;
+/// The most raw points one history request may return (5.5 h at 1 s); longer ranges need a
+/// step. Bounds the memory one request can take.
+pub const MAX_RAW_POINTS: usize = 20_000;
 /// The most buckets one downsampled history request may return.
-pub const MAX_BUCKETS: u64 = 100_000;
+pub const MAX_BUCKETS: u64 = 10_000;
 
 /// Headers on every response.
 pub fn common_headers() -> [(&'static str, String); 4] {
@@ -110,7 +112,7 @@ fn login(request: &Request, ctx: &Ctx) -> Reply {
         .map(|(_, v)| v.into_owned());
     match token {
         Some(token) if ctx.access.is_viewer_token(token.trim()) => {
-            let secure = if ctx.tls.is_some() { "; Secure" } else { "" };
+            let secure = if secure_origin(request, ctx) { "; Secure" } else { "" };
             let cookie = format!(
                 "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{secure}",
                 crate::auth::SESSION_COOKIE,
@@ -130,12 +132,19 @@ fn logout(request: &Request, ctx: &Ctx) -> Reply {
     if !matches!(request.method.as_str(), "GET" | "POST") {
         return not_allowed("GET, POST");
     }
-    let secure = if ctx.tls.is_some() { "; Secure" } else { "" };
+    let secure = if secure_origin(request, ctx) { "; Secure" } else { "" };
     let cookie = format!(
         "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}",
         crate::auth::SESSION_COOKIE
     );
     redirect("./", Some(cookie))
+}
+
+/// Whether the browser reached us over HTTPS: our own TLS, or a reverse proxy that ended TLS and
+/// says so. Only decides the cookie's `Secure` flag, so trusting the header costs nothing.
+fn secure_origin(request: &Request, ctx: &Ctx) -> bool {
+    ctx.tls.is_some()
+        || request.header("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
 fn redirect(to: &str, cookie: Option<String>) -> Reply {
@@ -157,11 +166,8 @@ async fn readyz(ctx: &Ctx) -> Reply {
             .ok_or("hub: shutting down")?;
         Ok::<(), String>(())
     };
-    let limit = async {
-        smol::Timer::after(std::time::Duration::from_secs(2)).await;
-        Err("storage or hub did not answer within 2 s".to_owned())
-    };
-    match futures_lite::FutureExt::or(probe, limit).await {
+    let probe = agent::within(std::time::Duration::from_secs(2), probe).await;
+    match probe.unwrap_or_else(|| Err("storage or hub did not answer within 2 s".to_owned())) {
         Ok(()) => Response::json(200, &json!({ "ready": true })),
         Err(reason) => Response::json(503, &json!({ "ready": false, "reason": reason })),
     }
@@ -261,11 +267,9 @@ async fn hosts(ctx: &Ctx) -> Reply {
 }
 
 async fn host(ctx: &Ctx, id: String) -> Reply {
-    match hub::ask(&ctx.hub, |reply| hub::Event::Hosts { reply }).await {
-        Some(hosts) => match hosts.into_iter().find(|h| h.id == id) {
-            Some(host) => Response::json(200, &host),
-            None => Response::error(404, format!("unknown host {id:?}")),
-        },
+    match hub::ask(&ctx.hub, |reply| hub::Event::Host { id: id.clone(), reply }).await {
+        Some(Some(host)) => Response::json(200, &host),
+        Some(None) => Response::error(404, format!("unknown host {id:?}")),
         None => Response::error(503, "shutting down"),
     }
 }
@@ -372,11 +376,13 @@ async fn history(request: &Request, ctx: &Ctx, id: String) -> Reply {
         }
     };
     let host_id = id.clone();
+    // The query and the encoding both run on the blocking pool (bounded by the reader pool), so
+    // a large answer neither blocks the executor nor piles up in many copies.
     let result = ctx
         .readers
         .run(move |reader| {
             let Some(key) = reader.host_key(&host_id)? else { return Ok(None) };
-            let points: Vec<Map<String, Value>> = match source(range.step) {
+            let points = match source(range.step) {
                 Source::Raw => {
                     let points = reader.raw_points(key, range.from, range.to, MAX_RAW_POINTS + 1)?;
                     if points.len() > MAX_RAW_POINTS {
@@ -384,44 +390,68 @@ async fn history(request: &Request, ctx: &Ctx, id: String) -> Reply {
                             "more than {MAX_RAW_POINTS} points in this range; add a step or narrow the range"
                         ))));
                     }
-                    points
-                        .into_iter()
-                        .filter_map(|p| match serde_json::to_value(p) {
-                            Ok(Value::Object(map)) => Some(map),
-                            _ => None,
-                        })
-                        .collect()
+                    Points::Raw(points)
                 }
-                Source::RawBuckets => {
-                    reader.bucketed(key, range.from, range.to, range.step.unwrap_or(1))?.points
-                }
-                Source::Rollup(rollup) => {
-                    reader.rollup_bucketed(rollup, key, range.from, range.to, range.step.unwrap_or(1))?.points
-                }
+                Source::RawBuckets => Points::Buckets(
+                    reader.bucketed(key, range.from, range.to, range.step.unwrap_or(1))?.points,
+                ),
+                Source::Rollup(rollup) => Points::Buckets(
+                    reader
+                        .rollup_bucketed(rollup, key, range.from, range.to, range.step.unwrap_or(1))?
+                        .points,
+                ),
             };
-            Ok(Some(Ok(points)))
+            Ok(Some(Ok(encode_history(&host_id, range, &points, csv))))
         })
         .await;
     match result {
         Ok(None) => Response::error(404, format!("unknown host {id:?}")),
         Ok(Some(Err(message))) => Response::error(400, message),
-        Ok(Some(Ok(points))) if csv => {
+        Ok(Some(Ok(body))) if csv => {
             let name = format!("hostwatch-{}-{}-{}.csv", sanitize(&id), range.from, range.to);
-            Response::bytes(
-                200,
-                "text/csv; charset=utf-8",
-                to_csv(&points, range.step.is_some()).into_bytes(),
-            )
-            .with_header("Content-Disposition", format!("attachment; filename=\"{name}\""))
+            Response::bytes(200, "text/csv; charset=utf-8", body)
+                .with_header("Content-Disposition", format!("attachment; filename=\"{name}\""))
         }
-        Ok(Some(Ok(points))) => Response::json(
-            200,
-            &json!({ "host": id, "from": range.from, "to": range.to, "step": range.step, "points": points }),
-        ),
+        Ok(Some(Ok(body))) => Response::bytes(200, "application/json", body),
         Err(err) => {
             log::error!("history of {id}: {err:#}");
             Response::error(500, "cannot read the history")
         }
+    }
+}
+
+/// A history answer's points: raw, or buckets with averages, minimums and maximums.
+enum Points {
+    Raw(Vec<crate::storage::Point>),
+    Buckets(Vec<Map<String, Value>>),
+}
+
+/// Encodes a history answer as JSON or CSV.
+fn encode_history(host: &str, range: Range, points: &Points, csv: bool) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Body<'a, P: serde::Serialize> {
+        host: &'a str,
+        from: u64,
+        to: u64,
+        step: Option<u64>,
+        points: &'a [P],
+    }
+    fn json<P: serde::Serialize>(host: &str, range: Range, points: &[P]) -> Vec<u8> {
+        let body = Body { host, from: range.from, to: range.to, step: range.step, points };
+        // Encoding our own plain data types cannot fail.
+        serde_json::to_vec(&body).expect("JSON encoding")
+    }
+    match (points, csv) {
+        (Points::Raw(points), false) => json(host, range, points),
+        (Points::Buckets(points), false) => json(host, range, points),
+        (Points::Raw(points), true) => {
+            let maps = points.iter().filter_map(|p| match serde_json::to_value(p) {
+                Ok(Value::Object(map)) => Some(map),
+                _ => None,
+            });
+            to_csv(maps, false).into_bytes()
+        }
+        (Points::Buckets(points), true) => to_csv(points.iter().cloned(), true).into_bytes(),
     }
 }
 
@@ -434,7 +464,7 @@ fn sanitize(id: &str) -> String {
 
 /// History points as CSV: a header row, then one row per point; empty cells for missing values.
 /// Per-core CPU percentages (raw points only) are one cell, separated by spaces.
-pub fn to_csv(points: &[Map<String, Value>], bucketed: bool) -> String {
+pub fn to_csv(points: impl Iterator<Item = Map<String, Value>>, bucketed: bool) -> String {
     let mut columns = vec!["ts".to_owned()];
     if bucketed {
         columns.push("samples".into());
@@ -469,9 +499,9 @@ pub fn to_csv(points: &[Map<String, Value>], bucketed: bool) -> String {
 }
 
 fn events(request: &Request, ctx: &Ctx) -> Reply {
-    if crate::subscribe::SubscriberSlot::full(ctx) {
+    let Some(slot) = SubscriberSlot::try_take(ctx) else {
         return Response::error(503, "too many live subscribers").with_header("Retry-After", "10");
-    }
+    };
     let since = match request
         .header("last-event-id")
         .map(str::to_owned)
@@ -498,7 +528,7 @@ fn events(request: &Request, ctx: &Ctx) -> Reply {
             // Reverse proxies must not buffer the stream.
             ("X-Accel-Buffering", "no".into()),
         ],
-        body: crate::http::server::Body::Stream(subscribe),
+        body: crate::http::server::Body::Stream(LiveStream { request: subscribe, slot }),
     }
 }
 
@@ -546,7 +576,7 @@ mod tests {
         point.insert("cpu_percent".into(), json!(12.5));
         point.insert("memory_used_bytes".into(), Value::Null);
         point.insert("cpu_cores_percent".into(), json!([10.0, 15.0]));
-        let csv = to_csv(&[point], false);
+        let csv = to_csv(std::iter::once(point), false);
         let mut lines = csv.lines();
         let header: Vec<&str> = lines.next().unwrap().split(',').collect();
         let row: Vec<&str> = lines.next().unwrap().split(',').collect();

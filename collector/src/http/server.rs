@@ -11,7 +11,8 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, FutureExt};
+use agent::within;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use serde::Serialize;
 
 /// Limits of one HTTP connection.
@@ -177,14 +178,10 @@ pub async fn read_request<S: AsyncRead + Unpin>(
 ) -> Result<Request, ReadError> {
     // Wait for the first byte of the next request for up to the idle timeout.
     if buffer.is_empty() {
-        let first = fill(stream, buffer, limits.max_head_bytes);
-        let idle = async {
-            smol::Timer::after(limits.idle_timeout).await;
-            Ok(0)
-        };
-        match first.or(idle).await {
-            Ok(0) | Err(_) => return Err(ReadError::Closed),
-            Ok(_) => {}
+        let first = within(limits.idle_timeout, fill(stream, buffer, limits.max_head_bytes));
+        match first.await {
+            None | Some(Ok(0) | Err(_)) => return Err(ReadError::Closed),
+            Some(Ok(_)) => {}
         }
     }
     let head = async {
@@ -235,11 +232,10 @@ pub async fn read_request<S: AsyncRead + Unpin>(
             }
         }
     };
-    let timeout = async {
-        smol::Timer::after(limits.head_timeout).await;
-        Err(ReadError::Refuse(408, "request head not received in time".into()))
-    };
-    let (mut request, target, version, head_len) = head.or(timeout).await?;
+    let (mut request, target, version, head_len) =
+        within(limits.head_timeout, head).await.unwrap_or_else(|| {
+            Err(ReadError::Refuse(408, "request head not received in time".into()))
+        })?;
     buffer.drain(..head_len);
     if version == 0 && request.header("connection").is_none() {
         request.headers.push(("connection".into(), "close".into()));
@@ -273,11 +269,9 @@ pub async fn read_request<S: AsyncRead + Unpin>(
         }
         Ok(())
     };
-    let timeout = async {
-        smol::Timer::after(limits.head_timeout).await;
+    within(limits.head_timeout, body).await.unwrap_or_else(|| {
         Err(ReadError::Refuse(408, "request body not received in time".into()))
-    };
-    body.or(timeout).await?;
+    })?;
     request.body = buffer.drain(..length).collect();
     Ok(request)
 }
@@ -340,11 +334,9 @@ pub async fn write_all<S: AsyncWrite + Unpin>(
         stream.write_all(bytes).await?;
         stream.flush().await
     };
-    let deadline = async {
-        smol::Timer::after(timeout).await;
+    within(timeout, write).await.unwrap_or_else(|| {
         Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "client did not read in time"))
-    };
-    write.or(deadline).await
+    })
 }
 
 /// The reason phrase of a status code.

@@ -1,13 +1,12 @@
 //! Server-Sent Events on `/events`: `retry:` first, then `id:`/`event:`/`data:` frames, a comment
 //! line as heartbeat, and a final `lagged` or `shutdown` event when the collector ends the stream.
 
-use futures_lite::AsyncWrite;
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::Ctx;
 use crate::events::LiveEvent;
 use crate::http::server;
-use crate::hub::SubscribeRequest;
-use crate::subscribe::{self, End, EventSink};
+use crate::subscribe::{self, End, EventSink, LiveStream};
 
 /// How long a browser waits before reconnecting, in milliseconds (sent as `retry:`).
 pub const RETRY_MS: u64 = 2000;
@@ -32,7 +31,16 @@ impl<S: AsyncWrite + Unpin> EventSink for SseSink<'_, S> {
 }
 
 /// Streams events to an SSE client until it leaves, lags or the collector stops.
-pub async fn stream<S: AsyncWrite + Unpin>(stream: &mut S, ctx: &Ctx, request: SubscribeRequest) {
+/// `reader` is the connection's read half: an SSE client sends nothing after its request, so
+/// the end of it (or an error) means the client left, even while no event is being written.
+pub async fn stream<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    mut reader: impl AsyncRead + Unpin,
+    ctx: &Ctx,
+    live: LiveStream,
+) {
+    // The slot stays held (counted under --max-subscribers) until this function returns.
+    let LiveStream { request, slot: _slot } = live;
     let timeout = ctx.limits.http.write_timeout;
     let addr = request.addr.clone();
     if server::write_all(stream, format!("retry: {RETRY_MS}\n\n").as_bytes(), timeout)
@@ -42,8 +50,18 @@ pub async fn stream<S: AsyncWrite + Unpin>(stream: &mut S, ctx: &Ctx, request: S
         return;
     }
     let mut sink = SseSink { stream, timeout };
-    // An SSE client never sends anything after its request; it is gone when a write fails.
-    let end = subscribe::pump(ctx, request, &mut sink, std::future::pending()).await;
+    let client_gone = async {
+        let mut buffer = [0u8; 512];
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) => return "client closed the connection".to_owned(),
+                Err(err) => return format!("read failed: {err}"),
+                // Anything a client sends after its request is ignored.
+                Ok(_) => {}
+            }
+        }
+    };
+    let end = subscribe::pump(ctx, request, &mut sink, client_gone).await;
     let last_words = match &end {
         End::Lagged { last_id } => Some(LiveEvent::notice(
             "lagged",

@@ -91,10 +91,13 @@ pub fn derive(previous: Option<&Sample>, current: &Sample) -> Point {
     let (fs_used, fs_total) = if current.filesystems.is_empty() {
         (None, None)
     } else {
-        let total: u64 = current.filesystems.iter().map(|f| f.total_bytes).sum();
-        let available: u64 =
-            current.filesystems.iter().map(|f| f.available_bytes.min(f.total_bytes)).sum();
-        (Some(total - available), Some(total))
+        let total: u64 =
+            current.filesystems.iter().fold(0, |sum, f| sum.saturating_add(f.total_bytes));
+        let available: u64 = current
+            .filesystems
+            .iter()
+            .fold(0, |sum, f| sum.saturating_add(f.available_bytes.min(f.total_bytes)));
+        (Some(total.saturating_sub(available)), Some(total))
     };
     Point {
         ts: current.ts_ms,

@@ -106,6 +106,9 @@ impl Maintenance {
 
     /// Notes that a sample of `host` taken at `ts_ms` was stored.
     pub fn note(&mut self, host: i64, ts_ms: u64) {
+        // Ingest refuses samples far in the future; anything ahead of now is rolled up once its
+        // time comes rather than walking empty buckets up to it.
+        let ts_ms = ts_ms.min(crate::now_ms() + MINUTE_MS);
         let range = self.dirty.entry(host).or_insert((ts_ms, ts_ms));
         range.0 = range.0.min(ts_ms);
         range.1 = range.1.max(ts_ms);

@@ -90,8 +90,6 @@ pub struct Registration {
 pub struct StoreResult {
     /// Everything of the host up to here is durably stored.
     pub acked_seq: Option<u64>,
-    /// Samples newly stored (duplicates excluded).
-    pub stored: usize,
 }
 
 /// Something that happened, for the activity feed: kept in the database and published live.
@@ -152,6 +150,7 @@ pub struct HostRecord {
 pub struct Storage {
     tx: async_channel::Sender<Command>,
     path: PathBuf,
+    next_event_id: u64,
 }
 
 /// Writer-side knowledge of a host, cached between batches.
@@ -174,11 +173,17 @@ impl Storage {
         schema::migrate(&mut conn)?;
         let (tx, rx) = async_channel::bounded(QUEUE_DEPTH);
         let mut writer = Writer::new(conn, policy)?;
+        let next_event_id = writer.next_eid;
         let handle = std::thread::Builder::new()
             .name("storage".into())
             .spawn(move || writer.run(rx, publish))
             .context("spawning the storage thread")?;
-        Ok((Self { tx, path: path.to_owned() }, handle))
+        Ok((Self { tx, path: path.to_owned(), next_event_id }, handle))
+    }
+
+    /// The id the first event stored after opening gets: every older event is in the database.
+    pub fn next_event_id(&self) -> u64 {
+        self.next_event_id
     }
 
     /// The database file.
@@ -607,7 +612,6 @@ fn store(
              fs_used, fs_total, processes, uptime, temp_max)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
     )?;
-    let mut stored = 0;
     let mut newest: Option<Arc<Sample>> = None;
     for sample in batch.samples {
         if host.last_seq.is_some_and(|last| sample.seq <= last) {
@@ -644,7 +648,6 @@ fn store(
             point.temperature_celsius,
         ])?;
         *next_eid += 1;
-        stored += 1;
         host.last_seq = Some(sample.seq);
         outcome.stored_times.push((host_key, sample.ts_ms));
         outcome.events.push(Stored::Sample {
@@ -667,5 +670,5 @@ fn store(
         tx.prepare_cached("UPDATE hosts SET dropped_total = ?1 WHERE id = ?2")?
             .execute(params![host.dropped_total as i64, host_key])?;
     }
-    Ok(Ok(StoreResult { acked_seq: host.last_seq, stored }))
+    Ok(Ok(StoreResult { acked_seq: host.last_seq }))
 }

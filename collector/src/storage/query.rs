@@ -221,7 +221,8 @@ impl Reader {
     }
 
     /// Like [`Reader::bucketed`], from the 1-minute or 1-hour rollups, whose buckets must divide
-    /// `step_ms`. Averages are exact: each rollup keeps the sum and count of its values.
+    /// `step_ms`; the range is rounded out to whole rollup buckets. Averages are exact: each
+    /// rollup keeps the sum and count of its values.
     pub fn rollup_bucketed(
         &self,
         rollup: Rollup,
@@ -230,10 +231,12 @@ impl Reader {
         to_ms: u64,
         step_ms: u64,
     ) -> anyhow::Result<History> {
-        let table = match rollup {
-            Rollup::Minute => "rollup_1m",
-            Rollup::Hour => "rollup_1h",
+        let (table, unit) = match rollup {
+            Rollup::Minute => ("rollup_1m", 60_000),
+            Rollup::Hour => ("rollup_1h", 3_600_000),
         };
+        // A rollup bucket is whole or absent: the range is rounded out to whole buckets.
+        let (from_ms, to_ms) = (from_ms / unit * unit, to_ms.div_ceil(unit) * unit);
         let mut select = String::from("SELECT (bucket_ms / ?4) * ?4 AS bucket, sum(samples)");
         for m in METRICS {
             select.push_str(&format!(
