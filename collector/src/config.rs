@@ -64,6 +64,12 @@ pub const KEYS: &[Key] = &[
         "N",
         "most WebSocket connections, agents included [default: 20000]",
     ),
+    Key::value(
+        "alerts",
+        "RULES",
+        "alert rules, `;`-separated: `METRIC OP VALUE for DURATION` or `silent for DURATION`, or `none` \
+         [default: cpu_percent > 90 for 2m; memory_used_percent > 90 for 5m; fs_used_percent > 90 for 5m; silent for 1m]",
+    ),
     Key::switch("no_self_monitor", "do not monitor the collector's own host"),
     Key::value(
         "self_interval",
@@ -135,6 +141,8 @@ pub struct Config {
     pub max_subscribers: usize,
     /// Most WebSocket connections.
     pub max_connections: usize,
+    /// Alert rules.
+    pub alerts: Vec<crate::alerts::Rule>,
     /// Whether to monitor the collector's own host.
     pub self_monitor: bool,
     /// Self-monitoring interval.
@@ -238,6 +246,10 @@ impl Config {
             policy,
             max_subscribers: settings.typed("max_subscribers", positive)?.unwrap_or(2000),
             max_connections: settings.typed("max_connections", positive)?.unwrap_or(20_000),
+            alerts: settings
+                .typed("alerts", crate::alerts::parse_rules)?
+                .map_or_else(|| crate::alerts::parse_rules(crate::alerts::DEFAULT_RULES), Ok)
+                .map_err(|e| ConfigError::new("alerts", e))?,
             self_monitor: !settings.switch("no_self_monitor")?,
             self_interval: settings
                 .typed("self_interval", |v| {

@@ -17,6 +17,7 @@ use protocol::{Hello, Sample};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::alerts::{Active, Alerts, Change};
 use crate::auth::{AgentAuth, AgentCredential};
 use crate::events::{Filter, LiveEvent};
 use crate::storage::{Activity, HostRecord, Point, Storage, Stored};
@@ -113,6 +114,11 @@ pub enum Event {
         message: String,
         /// Who sent it, for the feed.
         from: String,
+    },
+    /// Alerts firing now.
+    Alerts {
+        /// Where to send them.
+        reply: async_channel::Sender<Vec<Active>>,
     },
     /// Snapshot for `/metrics`.
     Metrics {
@@ -324,6 +330,7 @@ pub struct Hub {
     watchdog: agent::systemd::Watchdog,
     /// The newest event id stored before this start, for subscribers resuming after it.
     newest_at_start: u64,
+    alerts: Alerts,
 }
 
 /// Activity events waiting for room in the storage queue, at most.
@@ -331,7 +338,12 @@ const PENDING_ACTIVITY: usize = 10_000;
 
 impl Hub {
     /// Creates the hub with the hosts already in the database (all offline until they connect).
-    pub fn new(storage: Storage, hosts: Vec<HostRecord>, self_host: Option<String>) -> Self {
+    pub fn new(
+        storage: Storage,
+        hosts: Vec<HostRecord>,
+        self_host: Option<String>,
+        rules: Vec<crate::alerts::Rule>,
+    ) -> Self {
         let newest_at_start = storage.next_event_id().saturating_sub(1);
         let hosts = hosts
             .into_iter()
@@ -369,6 +381,7 @@ impl Hub {
             pending_activity: VecDeque::new(),
             watchdog: agent::systemd::Watchdog::from_env(),
             newest_at_start,
+            alerts: Alerts::new(rules),
         }
     }
 
@@ -424,6 +437,10 @@ impl Hub {
                 fields.insert("message".into(), Value::from(message));
                 fields.insert("from".into(), Value::from(from));
                 self.record("notification", None, fields);
+            }
+            Event::Alerts { reply } => {
+                // The asker may have timed out; it no longer needs the answer.
+                let _ = reply.try_send(self.alerts.active());
             }
             Event::Metrics { reply } => {
                 let _ = reply.try_send(self.metrics_view());
@@ -509,6 +526,28 @@ impl Hub {
         self.set_status(&host_id, "offline");
     }
 
+    /// Publishes alert changes as `alert` activity events.
+    fn record_alerts(&mut self, changes: Vec<Change>) {
+        for change in changes {
+            let hostname =
+                self.hosts.get(&change.host).map(|h| h.hello.hostname.clone()).unwrap_or_default();
+            let state = if change.firing { "firing" } else { "resolved" };
+            log::info!(
+                "alert {state}: {} on {hostname} ({}), value {}",
+                change.rule,
+                change.host,
+                change.value
+            );
+            let mut fields = Map::new();
+            fields.insert("hostname".into(), Value::from(hostname));
+            fields.insert("rule".into(), Value::from(change.rule));
+            fields.insert("state".into(), Value::from(state));
+            fields.insert("value".into(), Value::from(change.value));
+            fields.insert("since".into(), Value::from(change.since_ms));
+            self.record("alert", Some(&change.host), fields);
+        }
+    }
+
     fn tokens_reloaded(&mut self, current: &AgentAuth, previous: &AgentAuth) {
         for agent in self.agents.values() {
             if !current.still_valid(&agent.credential, previous) {
@@ -573,10 +612,12 @@ impl Hub {
                     host.last_sample_at = Some(Instant::now());
                     let newest = host.latest.as_ref().is_none_or(|l| l.ts <= point.ts);
                     let event = LiveEvent::sample(eid, &host_id, &host.hello.hostname, &point);
+                    let changes = self.alerts.on_point(&host_id, &point);
                     if newest {
                         host.latest = Some(point);
                         host.latest_sample = Some(sample);
                     }
+                    self.record_alerts(changes);
                     event
                 }
                 Stored::Activity { eid, activity } => LiveEvent::activity(eid, &activity),
@@ -677,6 +718,8 @@ impl Hub {
         while self.per_second.len() > 10 {
             self.per_second.pop_front();
         }
+        let changes = self.alerts.on_tick(crate::now_ms());
+        self.record_alerts(changes);
         let now = Instant::now();
         let mut changes = Vec::new();
         for (id, host) in &self.hosts {

@@ -8,6 +8,7 @@
 //! - the **self-monitor** thread samples this host ([`selfmon`]);
 //! - a **signal** thread turns SIGTERM/SIGINT into a graceful shutdown.
 
+pub mod alerts;
 pub mod auth;
 pub mod config;
 pub mod events;
@@ -192,7 +193,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         connections: Arc::new(AtomicU64::new(1)),
     };
     let signals = signal_channel()?;
-    let hub = hub::Hub::new(storage.clone(), hosts, self_host.clone());
+    let hub = hub::Hub::new(storage.clone(), hosts, self_host.clone(), config.alerts.clone());
     let ws_active = Arc::new(AtomicUsize::new(0));
     let http_active = Arc::new(AtomicUsize::new(0));
 

@@ -792,3 +792,44 @@ fn an_event_id_from_another_database_asks_for_a_resync() {
     client.until(10 * SECOND, |e| e.event == "sample");
     assert_eq!(http(collector.http, "GET", "/readyz", &[], b"").status, 200, "the hub is alive");
 }
+
+#[test]
+fn alerts_fire_after_their_duration_and_resolve() {
+    let dir = temp_dir();
+    let rules = "cpu_percent >= 0 for 2s; silent for 3s";
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor", "--alerts", rules]);
+    let mut feed = SseClient::connect(collector.http, "/events?types=alert", &[]);
+    let token = collector.token();
+    let spool = dir.path().join("spool");
+    let mut agent = Agent::spawn(&collector.ingest_url(), &token, "alerting", &spool, &[]);
+    let fired = feed.until(20 * SECOND, |e| e.data["rule"] == "cpu_percent >= 0 for 2s");
+    assert_eq!(
+        (fired.data["state"].as_str(), fired.data["host"].as_str()),
+        (Some("firing"), Some("alerting"))
+    );
+    assert!(fired.data["value"].is_number() && fired.data["since"].is_u64());
+    let (_, active) = collector.get_json("/api/alerts");
+    assert!(
+        active
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["host"] == "alerting" && a["rule"] == "cpu_percent >= 0 for 2s")
+    );
+
+    // The agent falls silent: the silent rule fires; it comes back: the rule resolves.
+    assert!(agent.terminate().success());
+    let silent = feed.until(20 * SECOND, |e| e.data["rule"] == "silent for 3s");
+    assert_eq!(silent.data["state"], "firing");
+    let _agent = Agent::spawn(&collector.ingest_url(), &token, "alerting", &spool, &[]);
+    let back = feed.until(20 * SECOND, |e| e.data["rule"] == "silent for 3s");
+    assert_eq!(back.data["state"], "resolved");
+    // Bad rules are refused at start, naming the key.
+    let output = std::process::Command::new(binary("hostwatch-collector"))
+        .args(["--alerts", "cpu > 90 for 2m", "--db"])
+        .arg(dir.path().join("other.db"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("alerts: rule"));
+}

@@ -69,11 +69,14 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
         "/api/hosts" if read => hosts(ctx).await,
         "/api/stats" if read => stats(ctx).await,
         "/api/clients" if read => clients(ctx).await,
+        "/api/alerts" if read => alerts(ctx).await,
         "/metrics" if read => metrics(ctx).await,
         "/events" if method == "GET" => events(request, ctx),
         "/api/broadcast" if method == "POST" => broadcast(request, ctx).await,
         "/api/broadcast" => not_allowed("POST"),
-        "/api/hosts" | "/api/stats" | "/api/clients" | "/metrics" => not_allowed("GET, HEAD"),
+        "/api/hosts" | "/api/stats" | "/api/clients" | "/api/alerts" | "/metrics" => {
+            not_allowed("GET, HEAD")
+        }
         "/events" => not_allowed("GET"),
         _ => match host_route(path) {
             Some(_) if !read => not_allowed("GET, HEAD"),
@@ -283,6 +286,13 @@ async fn stats(ctx: &Ctx) -> Reply {
     body["db_size_bytes"] = json!(db_size);
     body["version"] = json!(env!("CARGO_PKG_VERSION"));
     Response::json(200, &body)
+}
+
+async fn alerts(ctx: &Ctx) -> Reply {
+    match hub::ask(&ctx.hub, |reply| hub::Event::Alerts { reply }).await {
+        Some(active) => Response::json(200, &active),
+        None => Response::error(503, "shutting down"),
+    }
 }
 
 async fn clients(ctx: &Ctx) -> Reply {
