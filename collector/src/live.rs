@@ -51,7 +51,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         loop {
             match receiver.next().await {
                 Some(Ok(Message::Close(_))) | None => return "subscriber closed".to_owned(),
-                Some(Ok(_)) => continue, // Browsers send nothing else; pings are answered by tungstenite.
+                // Pings are answered by tungstenite; a subscriber has nothing to say beyond that.
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+                Some(Ok(Message::Text(_) | Message::Binary(_))) => {
+                    return "subscriber sent data; /live is one-way".to_owned();
+                }
                 Some(Err(err)) => return format!("read failed: {err}"),
             }
         }

@@ -51,7 +51,7 @@
   // Named SSE events we listen to; anything else the collector may add later is ignored.
   const SSE_TYPES = [
     'sample', 'agent_connected', 'agent_disconnected', 'status', 'notification',
-    'alert', 'alert_firing', 'alert_resolved', 'lagged', 'shutdown',
+    'alert', 'alert_firing', 'alert_resolved', 'lagged', 'shutdown', 'resync',
   ];
   const STATUS_RANK = { offline: 0, stale: 1, online: 2 };
   const COLORS = {
@@ -910,6 +910,11 @@
         break;
       case 'shutdown':
         addFeed('system', 'The collector is shutting down');
+        break;
+      case 'resync':
+        // Too much was missed to replay, or the collector's database changed: reload it all.
+        addFeed('system', 'Reloading the data');
+        resync();
         break;
       default:
         if (type.startsWith('alert')) onAlert(type, ev);
