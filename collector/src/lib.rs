@@ -15,6 +15,7 @@ pub mod events;
 pub mod http;
 pub mod hub;
 pub mod ingest;
+pub mod listener;
 pub mod live;
 pub mod selfmon;
 pub mod storage;

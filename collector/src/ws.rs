@@ -4,17 +4,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http::{self, StatusCode};
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
-use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
+use futures_lite::{AsyncRead, AsyncWrite};
 
 use crate::Ctx;
 use crate::auth::{AgentCheck, AgentCredential};
 use crate::events::Filter;
-use crate::http::ActiveGuard;
 use crate::hub::SubscribeRequest;
 use crate::subscribe::{LiveStream, SubscriberSlot};
 
@@ -26,43 +25,8 @@ enum Route {
 
 /// Accepts WebSocket connections until shutdown.
 pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<AtomicUsize>) {
-    loop {
-        let accept = async { Some(listener.accept().await) };
-        let stop = async {
-            // Resolves when the shutdown channel closes.
-            let _ = ctx.shutdown.recv().await;
-            None
-        };
-        let Some(accepted) = accept.or(stop).await else {
-            return;
-        };
-        let (stream, addr) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                log::warn!("ws: accept failed: {err}");
-                smol::Timer::after(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        if active.load(Ordering::Relaxed) >= ctx.limits.max_ws_connections {
-            log::warn!("ws: refusing {addr}: {} connections open", ctx.limits.max_ws_connections);
-            continue; // Dropping the stream closes it.
-        }
-        if let Err(err) = stream.set_nodelay(true) {
-            log::debug!("ws: set_nodelay for {addr}: {err}");
-        }
-        let guard = ActiveGuard::new(active.clone());
-        let ctx = ctx.clone();
-        // Each connection ends on its own (timeouts, close, shutdown); nothing needs to join it.
-        smol::spawn(async move {
-            let _guard = guard;
-            match crate::tls::accept(stream, ctx.tls.as_ref(), ctx.limits.handshake_timeout).await {
-                Ok(stream) => handle(stream, addr, ctx).await,
-                Err(err) => log::debug!("ws: {addr}: TLS handshake failed: {err}"),
-            }
-        })
-        .detach();
-    }
+    let max = ctx.limits.max_ws_connections;
+    crate::listener::accept_loop("ws", listener, ctx, max, active, handle).await;
 }
 
 // The upgrade callback's error type is tungstenite's `ErrorResponse`, an HTTP response.

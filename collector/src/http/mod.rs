@@ -13,7 +13,7 @@ pub mod sse;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 
@@ -22,73 +22,8 @@ use server::{Body, ReadError, Response};
 
 /// Accepts HTTP connections until shutdown; each connection runs in its own task.
 pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<AtomicUsize>) {
-    loop {
-        let accept = async { Some(listener.accept().await) };
-        let stop = async {
-            // Resolves when the shutdown channel closes.
-            let _ = ctx.shutdown.recv().await;
-            None
-        };
-        let Some(accepted) = accept.or(stop).await else {
-            return;
-        };
-        let (stream, addr) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                log::warn!("http: accept failed: {err}");
-                smol::Timer::after(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        if active.load(Ordering::Relaxed) >= ctx.limits.max_http_connections {
-            log::warn!(
-                "http: refusing {addr}: {} connections open",
-                ctx.limits.max_http_connections
-            );
-            smol::spawn(refuse_busy(stream, ctx.clone())).detach();
-            continue;
-        }
-        // Small responses and live events: latency matters more than packet count.
-        if let Err(err) = stream.set_nodelay(true) {
-            log::debug!("http: set_nodelay for {addr}: {err}");
-        }
-        let guard = ActiveGuard::new(active.clone());
-        let ctx = ctx.clone();
-        // Each connection ends on its own (limits and timeouts); nothing needs to join it.
-        smol::spawn(async move {
-            let _guard = guard;
-            match crate::tls::accept(stream, ctx.tls.as_ref(), ctx.limits.handshake_timeout).await {
-                Ok(stream) => serve_connection(stream, addr, ctx).await,
-                Err(err) => log::debug!("http: {addr}: TLS handshake failed: {err}"),
-            }
-        })
-        .detach();
-    }
-}
-
-/// Counts a connection while it lives.
-pub struct ActiveGuard(Arc<AtomicUsize>);
-
-impl ActiveGuard {
-    /// Counts one more connection.
-    pub fn new(counter: Arc<AtomicUsize>) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter)
-    }
-}
-
-impl Drop for ActiveGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-async fn refuse_busy<S: AsyncWrite + Unpin>(mut stream: S, ctx: Ctx) {
-    let response: Response<()> =
-        Response::error(503, "too many connections").with_header("Retry-After", "5");
-    // The client is being turned away; whether it hears why is best effort.
-    let _ = server::write_response(&mut stream, &response, false, false, &ctx.limits.http).await;
+    let max = ctx.limits.max_http_connections;
+    crate::listener::accept_loop("http", listener, ctx, max, active, serve_connection).await;
 }
 
 /// Serves requests on one connection until it closes, breaks a limit or turns into a stream.

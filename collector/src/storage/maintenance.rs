@@ -335,29 +335,37 @@ fn delete_oldest(conn: &Connection) -> anyhow::Result<usize> {
 
 /// `INSERT OR REPLACE` of 1-minute rollups of host ?1 for samples with ?2 <= ts < ?3.
 fn rollup_from_raw_sql() -> String {
-    let mut columns = String::from("host, bucket_ms, samples");
-    let mut values = format!("host, (ts_ms / {MINUTE_MS}) * {MINUTE_MS} AS bucket, count(*)");
-    for c in METRICS.iter().map(|m| m.column) {
-        columns.push_str(&format!(", {c}_min, {c}_max, {c}_sum, {c}_n"));
-        values.push_str(&format!(", min({c}), max({c}), total({c}), count({c})"));
-    }
-    format!(
-        "INSERT OR REPLACE INTO rollup_1m ({columns}) SELECT {values} FROM samples \
-         WHERE host = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY bucket"
-    )
+    rollup_sql("rollup_1m", "samples", "ts_ms", MINUTE_MS, "count(*)", |c| {
+        format!("min({c}), max({c}), total({c}), count({c})")
+    })
 }
 
 /// `INSERT OR REPLACE` of 1-hour rollups of host ?1 from its 1-minute rollups in [?2, ?3).
 fn rollup_hours_sql() -> String {
+    rollup_sql("rollup_1h", "rollup_1m", "bucket_ms", HOUR_MS, "sum(samples)", |c| {
+        format!("min({c}_min), max({c}_max), total({c}_sum), sum({c}_n)")
+    })
+}
+
+/// Rolls rows of `source` with `time` in [?2, ?3) of host ?1 up into `unit`-wide buckets of
+/// `target`; `aggregate` gives a metric column's min, max, sum and count expressions.
+fn rollup_sql(
+    target: &str,
+    source: &str,
+    time: &str,
+    unit: u64,
+    count: &str,
+    aggregate: impl Fn(&str) -> String,
+) -> String {
     let mut columns = String::from("host, bucket_ms, samples");
-    let mut values = format!("host, (bucket_ms / {HOUR_MS}) * {HOUR_MS} AS bucket, sum(samples)");
+    let mut values = format!("host, ({time} / {unit}) * {unit} AS bucket, {count}");
     for c in METRICS.iter().map(|m| m.column) {
         columns.push_str(&format!(", {c}_min, {c}_max, {c}_sum, {c}_n"));
-        values.push_str(&format!(", min({c}_min), max({c}_max), total({c}_sum), sum({c}_n)"));
+        values.push_str(&format!(", {}", aggregate(c)));
     }
     format!(
-        "INSERT OR REPLACE INTO rollup_1h ({columns}) SELECT {values} FROM rollup_1m \
-         WHERE host = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3 GROUP BY bucket"
+        "INSERT OR REPLACE INTO {target} ({columns}) SELECT {values} FROM {source} \
+         WHERE host = ?1 AND {time} >= ?2 AND {time} < ?3 GROUP BY bucket"
     )
 }
 

@@ -1,0 +1,82 @@
+//! The accept loop both listeners share: a limit on open connections, the TLS handshake in each
+//! connection's own task (a slow client never holds up the loop), and an end at shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_lite::FutureExt;
+
+use crate::Ctx;
+use crate::tls::Stream;
+
+/// Counts a connection while it lives.
+pub struct ActiveGuard(Arc<AtomicUsize>);
+
+impl ActiveGuard {
+    /// Counts one more connection.
+    pub fn new(counter: Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Accepts connections until shutdown and runs `handle` for each in its own task. Over `max`
+/// open connections (counted in `active`), a new one is closed at once.
+pub async fn accept_loop<H, F>(
+    name: &'static str,
+    listener: smol::net::TcpListener,
+    ctx: Ctx,
+    max: usize,
+    active: Arc<AtomicUsize>,
+    handle: H,
+) where
+    H: Fn(Stream, SocketAddr, Ctx) -> F + Clone + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let accept = async { Some(listener.accept().await) };
+        let stop = async {
+            // Resolves when the shutdown channel closes.
+            let _ = ctx.shutdown.recv().await;
+            None
+        };
+        let Some(accepted) = accept.or(stop).await else { return };
+        let (stream, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                log::warn!("{name}: accept failed: {err}");
+                smol::Timer::after(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if active.load(Ordering::Relaxed) >= max {
+            log::warn!("{name}: refusing {addr}: {max} connections open");
+            continue; // Dropping the stream closes it.
+        }
+        // Small messages and live events: latency matters more than packet count.
+        if let Err(err) = stream.set_nodelay(true) {
+            log::debug!("{name}: set_nodelay for {addr}: {err}");
+        }
+        let guard = ActiveGuard::new(active.clone());
+        let (ctx, handle) = (ctx.clone(), handle.clone());
+        // Each connection ends on its own (limits, timeouts, close, shutdown); nothing joins it.
+        smol::spawn(async move {
+            let _guard = guard;
+            match crate::tls::accept(stream, ctx.tls.as_ref(), ctx.limits.handshake_timeout).await {
+                Ok(stream) => handle(stream, addr, ctx).await,
+                Err(err) => log::debug!("{name}: {addr}: TLS handshake failed: {err}"),
+            }
+        })
+        .detach();
+    }
+}
