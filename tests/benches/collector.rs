@@ -1,0 +1,1907 @@
+//! Collector benchmark: measures `hostwatch-collector` against the collector targets of SPEC.md
+//! ("Performance targets") and prints each figure next to its target. Like the agent's footprint
+//! benchmark it measures and never asserts: a missed target is a figure, not a failure.
+//!
+//! ```sh
+//! cargo bench -p tests --bench collector                      # every phase, about 10 minutes
+//! cargo bench -p tests --bench collector -- ingest history    # only the phases named
+//! ```
+//!
+//! It builds the collector with `cargo build --release -p collector` (into `$CARGO_TARGET_DIR`
+//! when that is set) and runs every phase against a fresh `hostwatch-collector --no-self-monitor`
+//! on loopback ports, with a fresh database in a temporary directory. The clients are async tasks
+//! in this process, on a smol executor with one thread per core, so they share the machine with
+//! the collector; the output shows how much CPU each used.
+//!
+//! 1. `ingest`: probe agents on 100 connections send batches of 256 samples as fast as the acks
+//!    come back (2 batches in flight each); acknowledged samples per second.
+//! 2. `raw`: the same number of rows inserted straight into SQLite with the collector's schema,
+//!    statement, values and settings (WAL, `synchronous=FULL`); the collector's rate as a share
+//!    of it.
+//! 3. `idle`: 5,000 agent connections that send their hello and then nothing; the growth of the
+//!    collector's resident memory per connection.
+//! 4. `fanout`: 1,000 SSE subscribers while ten agents send 100, then 1,000 samples per second;
+//!    samples delivered to each subscriber and latency from a sample's timestamp to its arrival.
+//! 5. `scale`: 2,000, 5,000, then 10,000 agents at 1 Hz and one SSE subscriber; latency from a
+//!    sample's timestamp to its arrival at the subscriber.
+//! 6. `history`: 24 h of 1 s samples of one host, then `GET /api/hosts/{id}/history` at a
+//!    60 s step (1,440 points, from the rollups) and a 90 s step (from raw points).
+//!
+//! Sizes can be changed with `HOSTWATCH_BENCH_*` environment variables (defaults in brackets):
+//! `INGEST_CONNECTIONS` [100], `INGEST_WINDOW` [2], `INGEST_SECONDS` [20], `IDLE_CONNECTIONS`
+//! [5000], `SUBSCRIBERS` [1000], `FANOUT_RATES` [100,1000], `FANOUT_SECONDS` [10],
+//! `SCALE_AGENTS` [2000,5000,10000], `SCALE_SECONDS` [20], `HISTORY_REPEATS` [20].
+//! `HOSTWATCH_BENCH_COLLECTOR=PATH` runs that collector binary instead of building one (a build
+//! with symbols, for `perf`).
+//!
+//! Exit status: 0 when every phase it ran was measured, targets met or not; 1 when a phase could
+//! not be measured (the table then says why).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, ensure};
+use async_tungstenite::WebSocketStream;
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::http::HeaderValue;
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use collector::storage::derive::{Point, derive};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
+use protocol::{AgentMessage, CollectorMessage, Sample};
+use rusqlite::{Connection, params};
+use smol::channel::{Receiver, Sender};
+use smol::net::TcpStream;
+use smol::{Executor, Timer};
+
+/// Samples per batch: the protocol's maximum, as an agent replaying its spool sends them.
+const BATCH: usize = protocol::Limits::MAX_SAMPLES_PER_BATCH;
+/// Time given to every phase to settle before its measured window starts.
+const WARM_UP: Duration = Duration::from_secs(3);
+/// Longest wait for any single answer from the collector.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Handshakes (TCP, WebSocket upgrade, hello, welcome) in progress at once while connecting.
+const CONNECTING_AT_ONCE: usize = 64;
+/// Longest time to open all connections of a phase.
+const CONNECT_BUDGET: Duration = Duration::from_secs(180);
+
+const PHASES: [&str; 6] = ["ingest", "raw", "idle", "fanout", "scale", "history"];
+
+fn main() -> ExitCode {
+    // `cargo bench` passes `--bench`; anything else not starting with `-` names a phase.
+    let named: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    if let Some(unknown) = named.iter().find(|n| !PHASES.contains(&n.as_str())) {
+        eprintln!("unknown phase {unknown:?}; the phases are {}", PHASES.join(", "));
+        return ExitCode::from(2);
+    }
+    let wanted = |phase: &str| named.is_empty() || named.iter().any(|n| n == phase);
+    print_machine();
+    let binary = match build_collector() {
+        Ok(binary) => binary,
+        Err(err) => {
+            eprintln!("cannot build the collector: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = Runtime::new(std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let mut table = Table::default();
+    let mut ingest = None;
+    if wanted("ingest") {
+        table.phase("ingest", || {
+            let (figures, rows) = durable_ingest(&runtime, &binary)?;
+            ingest = Some(figures);
+            Ok(rows)
+        });
+    }
+    if wanted("raw") {
+        table.phase("raw", || raw_sqlite(ingest.as_ref()));
+    }
+    if wanted("idle") {
+        table.phase("idle", || idle_memory(&runtime, &binary));
+    }
+    if wanted("fanout") {
+        table.phase("fanout", || fan_out(&runtime, &binary));
+    }
+    if wanted("scale") {
+        table.phase("scale", || latency_at_scale(&runtime, &binary));
+    }
+    if wanted("history") {
+        table.phase("history", || history_query(&binary));
+    }
+    drop(runtime);
+    table.print();
+    if table.failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 1: durable ingest
+
+/// What the ingest phase measured; the raw SQLite phase inserts the same rows.
+struct Ingest {
+    connections: usize,
+    window: usize,
+    /// Samples acknowledged in the measured window.
+    acked: u64,
+    rate: f64,
+}
+
+/// Many connections, each sending full batches as fast as acks come back; an ack means the
+/// batch is committed, so acknowledged samples per second is the durable ingest rate.
+fn durable_ingest(runtime: &Runtime, binary: &Path) -> anyhow::Result<(Ingest, Vec<Row>)> {
+    let connections = knob("INGEST_CONNECTIONS", 100);
+    let window = knob("INGEST_WINDOW", 2);
+    let seconds = knob("INGEST_SECONDS", 20) as u64;
+    let collector = CollectorProcess::start(binary, &[])?;
+    println!(
+        "ingest: {connections} connections, {window} batches of {BATCH} samples in flight each, \
+         {}s warm-up, {seconds}s measured",
+        WARM_UP.as_secs()
+    );
+    let (agents, failures) = connect_all(runtime, &collector, "bench-ingest", connections, 1000);
+    ensure!(
+        failures.is_empty(),
+        "{} of {connections} agents not admitted: {}",
+        failures.len(),
+        failures[0]
+    );
+    // Timestamps 1 s apart reaching back 12 h, like an agent replaying its spool after an
+    // outage, so rates are derived and maintenance sees realistic data.
+    let first_ts = tests::now_ms() - 12 * 3_600_000;
+    let acked = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + WARM_UP + Duration::from_secs(seconds);
+    let tasks: Vec<_> = agents
+        .into_iter()
+        .map(|agent| runtime.spawn(pump_batches(agent, window, first_ts, until, acked.clone())))
+        .collect();
+    std::thread::sleep(WARM_UP);
+    let (before, started, cpu) =
+        (acked.load(Ordering::Relaxed), Instant::now(), CpuWindow::start(collector.pid()));
+    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    let (after, elapsed) = (acked.load(Ordering::Relaxed), started.elapsed());
+    let cpu = cpu.finish();
+    let errors: Vec<String> =
+        smol::block_on(join_all(tasks)).into_iter().filter_map(Result::err).collect();
+    let rss = tests::resident_bytes(collector.pid());
+    let warnings = collector.stop();
+    let acked = after - before;
+    let rate = acked as f64 / elapsed.as_secs_f64();
+    println!(
+        "  acknowledged {acked} samples in {:.1}s: {} samples/s",
+        elapsed.as_secs_f64(),
+        group(rate)
+    );
+    println!("  {cpu}");
+    println!("  collector RSS at the end: {:.1} MiB", rss as f64 / 1048576.0);
+    report_problems(&errors, &warnings);
+    ensure!(acked > 0, "no batch was acknowledged");
+    let figures = Ingest { connections, window, acked, rate };
+    let rows = vec![Row::new(
+        "durable ingest (samples/s acked)",
+        group(rate),
+        ">= 100,000",
+        Some(rate >= 100_000.0),
+    )];
+    Ok((figures, rows))
+}
+
+/// Sends batches on one connection, keeping `window` unacknowledged, until `until`; then waits
+/// for the last acks and closes. Counts acknowledged samples into `acked`.
+async fn pump_batches(
+    mut agent: Agent,
+    window: usize,
+    first_ts: u64,
+    until: Instant,
+    acked: Arc<AtomicU64>,
+) -> Result<(), String> {
+    // Last sequence number of each batch in flight, oldest first.
+    let mut in_flight = VecDeque::new();
+    loop {
+        while in_flight.len() < window && Instant::now() < until {
+            let samples: Vec<Sample> = (0..BATCH)
+                .map(|_| {
+                    let seq = agent.take_seq();
+                    bench_sample(seq, first_ts + seq * 1000)
+                })
+                .collect();
+            agent.send_batch(samples).await?;
+            in_flight.push_back(agent.next_seq - 1);
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        match within(ANSWER_TIMEOUT, agent.receive()).await {
+            Some(Ok(CollectorMessage::Ack(ack))) => {
+                while in_flight.front().is_some_and(|&last| last <= ack.seq) {
+                    in_flight.pop_front();
+                    acked.fetch_add(BATCH as u64, Ordering::Relaxed);
+                }
+            }
+            Some(Ok(other)) => {
+                return Err(format!("{}: expected an ack, got {other:?}", agent.host_id));
+            }
+            Some(Err(err)) => return Err(format!("{}: {err}", agent.host_id)),
+            None => return Err(format!("{}: no ack within {ANSWER_TIMEOUT:?}", agent.host_id)),
+        }
+    }
+    agent.close().await;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 2: raw SQLite
+
+/// One result of inserting rows straight into SQLite.
+struct RawRun {
+    rows_per_transaction: usize,
+    rows: u64,
+    rate: f64,
+}
+
+/// Inserts the rows the ingest phase acknowledged straight into a fresh database with the
+/// collector's schema: once with one batch per transaction and once with every batch the ingest
+/// phase had in flight in one transaction (the most the collector's writer could fold into one).
+/// Only the transactions are timed; building and deriving the rows is not SQLite's work.
+fn raw_sqlite(ingest: Option<&Ingest>) -> anyhow::Result<Vec<Row>> {
+    // Without an ingest phase in this run, the default ingest shape and a fixed row count.
+    let (rows, hosts, window, collector_rate) = match ingest {
+        Some(i) => (i.acked, i.connections, i.window, Some(i.rate)),
+        None => (2_000_000, 100, 2, None),
+    };
+    let largest = hosts * window * BATCH;
+    println!("raw: {rows} rows over {hosts} hosts, straight into SQLite");
+    let mut runs = Vec::new();
+    for rows_per_transaction in [BATCH, largest] {
+        let run = insert_rows(rows, hosts, rows_per_transaction)?;
+        println!(
+            "  {:>6} rows per transaction: {} rows in {:.1}s of transactions: {} rows/s",
+            run.rows_per_transaction,
+            run.rows,
+            run.rows as f64 / run.rate,
+            group(run.rate)
+        );
+        runs.push(run);
+    }
+    let mut table = Vec::new();
+    for run in &runs {
+        table.push(Row::new(
+            &format!(
+                "raw SQLite insert, {} rows/tx (rows/s)",
+                group(run.rows_per_transaction as f64)
+            ),
+            group(run.rate),
+            "-",
+            None,
+        ));
+    }
+    let best = runs.iter().map(|r| r.rate).fold(0.0, f64::max);
+    if let Some(rate) = collector_rate {
+        let share = rate / best * 100.0;
+        let shares: Vec<String> = runs
+            .iter()
+            .map(|r| {
+                format!("{:.0} % of the {}-row run", rate / r.rate * 100.0, r.rows_per_transaction)
+            })
+            .collect();
+        // The faster run is the reference: the collector is free to batch as it likes.
+        println!("  collector / raw: {} (the faster run is the figure)", shares.join(", "));
+        table.push(Row::new(
+            "collector / raw SQLite",
+            format!("{share:.0} %"),
+            ">= 50 %",
+            Some(share >= 50.0),
+        ));
+    }
+    Ok(table)
+}
+
+/// The collector's INSERT, word for word (`collector/src/storage/mod.rs`, `fn store`).
+const INSERT_SAMPLE: &str = "INSERT INTO samples (eid, host, seq, ts_ms, cpu_percent, cores, mem_used, mem_total, mem_available,
+             swap_used, swap_total, load1, load5, load15, net_rx_bps, net_tx_bps, disk_read_bps, disk_write_bps,
+             fs_used, fs_total, processes, uptime, temp_max)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+
+/// One `samples` row as the collector computes it.
+struct SampleRow {
+    eid: i64,
+    host: i64,
+    seq: i64,
+    point: Point,
+}
+
+/// Inserts `rows` rows spread over `hosts` hosts in batches of [`BATCH`] (a host's batch is
+/// consecutive samples, as an agent sends them), `rows_per_transaction` to a transaction.
+fn insert_rows(rows: u64, hosts: usize, rows_per_transaction: usize) -> anyhow::Result<RawRun> {
+    let dir = tempfile::Builder::new().prefix("hostwatch-bench-raw-").tempdir()?;
+    let mut conn = Connection::open(dir.path().join("raw.db"))?;
+    // The collector's own connection setup and migration: WAL, synchronous=FULL, foreign keys.
+    collector::storage::schema::configure(&conn)?;
+    collector::storage::schema::migrate(&mut conn)?;
+    for host in 1..=hosts {
+        conn.execute(
+            "INSERT INTO hosts (id, host_id, hostname, first_seen_ms) VALUES (?1, ?2, ?2, 0)",
+            params![host as i64, format!("bench-raw-{host}")],
+        )?;
+    }
+    let first_ts = tests::now_ms() - 12 * 3_600_000;
+    let mut previous: Vec<Option<Sample>> = vec![None; hosts];
+    let mut next_seq = vec![1u64; hosts];
+    let (mut eid, mut host, mut inserted) = (1i64, 0usize, 0u64);
+    let mut timed = Duration::ZERO;
+    let budget = Instant::now() + Duration::from_secs(120);
+    while inserted < rows && Instant::now() < budget {
+        let mut pending = Vec::with_capacity(rows_per_transaction);
+        while pending.len() < rows_per_transaction && inserted + (pending.len() as u64) < rows {
+            for _ in 0..BATCH {
+                let seq = next_seq[host];
+                next_seq[host] += 1;
+                let sample = bench_sample(seq, first_ts + seq * 1000);
+                let point = derive(previous[host].as_ref(), &sample);
+                previous[host] = Some(sample);
+                pending.push(SampleRow { eid, host: host as i64 + 1, seq: seq as i64, point });
+                eid += 1;
+            }
+            host = (host + 1) % hosts;
+        }
+        let started = Instant::now();
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(INSERT_SAMPLE)?;
+            for row in &pending {
+                insert_sample(&mut insert, row)?;
+            }
+        }
+        tx.commit()?;
+        timed += started.elapsed();
+        inserted += pending.len() as u64;
+    }
+    Ok(RawRun { rows_per_transaction, rows: inserted, rate: inserted as f64 / timed.as_secs_f64() })
+}
+
+/// Binds a row the way the collector's `store` does.
+fn insert_sample(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    row: &SampleRow,
+) -> rusqlite::Result<usize> {
+    let p = &row.point;
+    let cores: Vec<u8> =
+        p.cpu_cores_percent.iter().map(|c| c.round().clamp(0.0, 100.0) as u8).collect();
+    insert.execute(params![
+        row.eid,
+        row.host,
+        row.seq,
+        p.ts as i64,
+        p.cpu_percent,
+        (!cores.is_empty()).then_some(cores),
+        p.memory_used_bytes.map(|v| v as i64),
+        p.memory_total_bytes.map(|v| v as i64),
+        p.memory_available_bytes.map(|v| v as i64),
+        p.swap_used_bytes.map(|v| v as i64),
+        p.swap_total_bytes.map(|v| v as i64),
+        p.load1,
+        p.load5,
+        p.load15,
+        p.net_rx_bytes_per_second,
+        p.net_tx_bytes_per_second,
+        p.disk_read_bytes_per_second,
+        p.disk_write_bytes_per_second,
+        p.fs_used_bytes.map(|v| v as i64),
+        p.fs_total_bytes.map(|v| v as i64),
+        p.processes,
+        p.uptime_seconds.map(|v| v as i64),
+        p.temperature_celsius,
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 3: memory per idle agent connection
+
+/// Opens many agent connections that say hello and then stay silent, and divides the growth of
+/// the collector's resident memory by their number.
+fn idle_memory(runtime: &Runtime, binary: &Path) -> anyhow::Result<Vec<Row>> {
+    let count = knob("IDLE_CONNECTIONS", 5000);
+    let collector = CollectorProcess::start(binary, &[])?;
+    std::thread::sleep(Duration::from_secs(1));
+    let before = tests::resident_bytes(collector.pid());
+    let started = Instant::now();
+    // A 60 s interval in the hello: the collector closes an agent silent for ten intervals (at
+    // least 60 s), and connecting thousands takes a while; the measurement must not race that.
+    let (agents, failures) = connect_all(runtime, &collector, "bench-idle", count, 60_000);
+    let connecting = started.elapsed();
+    // Registrations, activity rows and hub bookkeeping settle within a moment.
+    std::thread::sleep(Duration::from_secs(3));
+    let after = tests::resident_bytes(collector.pid());
+    let stats = collector.stats();
+    let welcomed = agents.len();
+    println!(
+        "idle: {welcomed} of {count} connections welcomed in {:.1}s; the collector counts {} agents",
+        connecting.as_secs_f64(),
+        stats["agents_connected"]
+    );
+    let per_connection = after.saturating_sub(before) as f64 / welcomed.max(1) as f64 / 1024.0;
+    println!(
+        "  RSS {:.1} MiB before, {:.1} MiB after: {per_connection:.1} KiB per connection",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0
+    );
+    println!("  {}", memory_details(collector.pid()));
+    drop(agents);
+    let warnings = collector.stop();
+    report_problems(&failures, &warnings);
+    ensure!(welcomed > 0, "no connection was welcomed");
+    Ok(vec![
+        Row::new(
+            "memory per idle agent connection (KiB)",
+            format!("{per_connection:.1}"),
+            "<= 16",
+            Some(per_connection <= 16.0),
+        ),
+        Row::new("idle connections welcomed", format!("{welcomed} / {count}"), "-", None),
+    ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 4: fan-out to 1,000 subscribers
+
+/// Opens many SSE subscribers, has a few agents send samples at a steady rate, and checks that
+/// every subscriber receives every stored sample, and how late. Runs once per rate in
+/// `FANOUT_RATES`, each with a fresh collector.
+fn fan_out(runtime: &Runtime, binary: &Path) -> anyhow::Result<Vec<Row>> {
+    let subscribers = knob("SUBSCRIBERS", 1000);
+    let seconds = knob("FANOUT_SECONDS", 10) as u64;
+    let rates = std::env::var("HOSTWATCH_BENCH_FANOUT_RATES").unwrap_or_else(|_| "100,1000".into());
+    let mut rows = Vec::new();
+    for rate in rates.split(',') {
+        let rate: u64 = rate.trim().parse().context("HOSTWATCH_BENCH_FANOUT_RATES")?;
+        rows.extend(fan_out_at(runtime, binary, subscribers, rate, seconds)?);
+    }
+    Ok(rows)
+}
+
+/// One fan-out run: `subscribers` SSE streams, ten agents sending `rate` samples per second
+/// together for `seconds`.
+fn fan_out_at(
+    runtime: &Runtime,
+    binary: &Path,
+    subscribers: usize,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<Vec<Row>> {
+    let agents = 10;
+    let collector = CollectorProcess::start(binary, &[])?;
+    println!(
+        "fanout: {subscribers} SSE subscribers; {agents} agents sending {rate} samples/s together for {seconds}s"
+    );
+    let (stop, stopped) = smol::channel::bounded::<()>(1);
+    let audience = Arc::new(Audience::default());
+    audience.to_ms.store(u64::MAX, Ordering::Relaxed);
+    let readers: Vec<_> = (0..subscribers)
+        .map(|_| runtime.spawn(subscribe(collector.http, stopped.clone(), audience.clone(), false)))
+        .collect();
+    let deadline = Instant::now() + CONNECT_BUDGET;
+    let streaming = || audience.streaming.load(Ordering::Relaxed);
+    while streaming() < subscribers && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let counted = collector.stats()["subscribers"].as_u64().unwrap_or(0);
+    println!("  {} subscribers streaming; the collector counts {counted}", streaming());
+
+    let (senders, failures) = connect_all(runtime, &collector, "bench-fanout", agents, 1000);
+    ensure!(!senders.is_empty(), "no agent was admitted: {}", failures.join("; "));
+    let period = Duration::from_secs_f64(senders.len() as f64 / rate as f64);
+    let (agents_stop, agents_stopped) = smol::channel::bounded::<()>(1);
+    let cpu = CpuWindow::start(collector.pid());
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(i, agent)| {
+            let offset = period.mul_f64(i as f64 / agents as f64);
+            let recording = Arc::new(AtomicBool::new(true));
+            runtime.spawn(steady_agent(agent, period, offset, agents_stopped.clone(), recording))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    drop(agents_stop);
+    let cpu = cpu.finish();
+    let sent: Vec<Steady> = smol::block_on(join_all(tasks));
+    let acked: u64 = sent.iter().map(|s| s.acked).sum();
+    let unacked: u64 = sent.iter().map(|s| s.sent - s.acked).sum();
+    let sent_total = acked + unacked;
+    let mut acks: Vec<u32> = sent.iter().flat_map(|s| s.ack_ms.iter().copied()).collect();
+    let ack = Percentiles::of(&mut acks);
+
+    // Every stored sample is owed to every subscriber. Wait until they have them all, or
+    // nothing has arrived for 5 s (lagged subscribers, a stuck collector), at most 60 s.
+    let drain_deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (u64::MAX, Instant::now());
+    loop {
+        let stored = collector.stored_samples()?;
+        let total = audience.delivered.load(Ordering::Relaxed);
+        if total >= stored * streaming() as u64 || Instant::now() > drain_deadline {
+            break;
+        }
+        if total != last.0 {
+            last = (total, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(stop);
+    let seen: Vec<Seen> = smol::block_on(join_all(readers));
+    let stored = collector.stored_samples()?;
+    let stats = collector.stats();
+    let warnings = collector.stop();
+
+    let mut delivered: Vec<u64> = seen.iter().map(|s| s.samples).collect();
+    delivered.sort_unstable();
+    // Nothing undelivered: every sample an agent sent reached every subscriber within the
+    // phase. A sample the collector did not even read before the agents gave up counts as
+    // undelivered too (a real agent would resend it, later still).
+    let complete = seen.iter().filter(|s| s.error.is_none() && s.samples >= sent_total).count();
+    let lagged = seen.iter().filter(|s| s.lagged > 0).count();
+    let failed = seen.iter().filter(|s| s.error.is_some()).count();
+    let mut latencies: Vec<u32> =
+        seen.iter().flat_map(|s| s.latencies_ms.iter().copied()).collect();
+    let latency = Percentiles::of(&mut latencies);
+    println!(
+        "  {sent_total} samples sent, {stored} stored ({acked} acknowledged within 10 s of the \
+         end); delivered per subscriber: min {} / median {} / max {}",
+        delivered.first().unwrap_or(&0),
+        delivered.get(delivered.len() / 2).unwrap_or(&0),
+        delivered.last().unwrap_or(&0)
+    );
+    println!(
+        "  {complete} of {subscribers} subscribers got every sample sent; {lagged} were told they \
+         lagged, {failed} failed otherwise; the collector counts {} dropped as lagged",
+        stats["subscribers_lagged_total"]
+    );
+    println!("  latency from sample ts to arrival: {latency}");
+    println!("  agent send -> ack: {ack}");
+    println!("  {cpu}");
+    let errors: Vec<String> = seen.iter().filter_map(|s| s.error.clone()).collect();
+    report_problems(&errors, &warnings);
+    ensure!(stored > 0, "no sample was stored");
+    Ok(vec![
+        Row::new(
+            &format!("fan-out at {rate}/s: subscribers with every sample"),
+            format!("{complete} / {subscribers}"),
+            &format!("{subscribers} / {subscribers}"),
+            Some(complete == subscribers && subscribers >= 1000),
+        ),
+        Row::new(
+            &format!("fan-out at {rate}/s: samples stored / sent"),
+            format!("{stored} / {sent_total}"),
+            "-",
+            None,
+        ),
+        Row::new(&format!("fan-out at {rate}/s: ts -> arrival (ms)"), latency.short(), "-", None),
+    ])
+}
+
+/// What the subscribers of a phase share.
+#[derive(Default)]
+struct Audience {
+    /// Samples stamped in `[from_ms, to_ms)` (unix ms), the measured window, have their latency
+    /// recorded, however late they arrive.
+    from_ms: AtomicU64,
+    to_ms: AtomicU64,
+    /// Subscribers whose stream has started.
+    streaming: AtomicUsize,
+    /// Sample events delivered to all of them, to see when they have drained.
+    delivered: AtomicU64,
+}
+
+/// What one SSE subscriber saw.
+#[derive(Default)]
+struct Seen {
+    samples: u64,
+    /// Arrival minus the sample's `ts`, for samples that arrived while recording.
+    latencies_ms: Vec<u32>,
+    /// Times the collector dropped it as too slow (`lagged`).
+    lagged: u32,
+    error: Option<String>,
+}
+
+/// How a stream ended.
+enum Ended {
+    /// The phase is over.
+    Stopped,
+    /// The collector sent `lagged` and closed the stream.
+    Lagged,
+    /// Anything else: the collector closed the stream or a read failed.
+    Broken(String),
+}
+
+/// One SSE subscriber to `/events?types=sample` on a raw socket: counts sample events and
+/// records how late they arrive until `stopped` closes. With `resume`, it reconnects after a
+/// `lagged` with the last event id it saw, as a browser does; otherwise a `lagged` ends it.
+async fn subscribe(
+    http: SocketAddr,
+    stopped: Receiver<()>,
+    audience: Arc<Audience>,
+    resume: bool,
+) -> Seen {
+    let mut seen = Seen::default();
+    let mut last_id = None;
+    loop {
+        let (stream, buffer) = match within(ANSWER_TIMEOUT, open_sse(http, last_id)).await {
+            Some(Ok(opened)) => opened,
+            Some(Err(err)) => {
+                seen.error = Some(err);
+                return seen;
+            }
+            None => {
+                seen.error = Some("no SSE response in time".into());
+                return seen;
+            }
+        };
+        if seen.lagged == 0 {
+            audience.streaming.fetch_add(1, Ordering::Relaxed);
+        }
+        match read_events(stream, buffer, &stopped, &audience, &mut seen, &mut last_id).await {
+            Ended::Stopped => return seen,
+            Ended::Lagged if resume => {}
+            Ended::Lagged => return seen,
+            Ended::Broken(err) => {
+                seen.error = Some(err);
+                return seen;
+            }
+        }
+    }
+}
+
+/// Reads one SSE stream until it ends or `stopped` closes, tallying into `seen`.
+async fn read_events(
+    mut stream: TcpStream,
+    mut buffer: Vec<u8>,
+    stopped: &Receiver<()>,
+    audience: &Audience,
+    seen: &mut Seen,
+    last_id: &mut Option<u64>,
+) -> Ended {
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut lagged = false;
+    loop {
+        // A frame ends with a blank line; handle every complete one in the buffer.
+        let mut start = 0;
+        while let Some(end) = find(&buffer[start..], b"\n\n") {
+            let (id, frame) = sse_frame(&buffer[start..start + end]);
+            start += end + 2;
+            *last_id = id.or(*last_id);
+            match frame {
+                Frame::Sample { ts } => {
+                    seen.samples += 1;
+                    audience.delivered.fetch_add(1, Ordering::Relaxed);
+                    let window = audience.from_ms.load(Ordering::Relaxed)
+                        ..audience.to_ms.load(Ordering::Relaxed);
+                    if window.contains(&ts) {
+                        seen.latencies_ms.push(tests::now_ms().saturating_sub(ts) as u32);
+                    }
+                }
+                Frame::Lagged => {
+                    seen.lagged += 1;
+                    lagged = true;
+                }
+                Frame::Other => {}
+            }
+        }
+        buffer.drain(..start);
+        let read = async { Some(stream.read(&mut chunk).await) };
+        let stop = async {
+            // Resolves when the phase closes the channel.
+            let _ = stopped.recv().await;
+            None
+        };
+        match read.or(stop).await {
+            Some(Ok(0)) if lagged => return Ended::Lagged,
+            Some(Ok(0)) => return Ended::Broken("the collector ended the stream".into()),
+            Some(Ok(n)) => buffer.extend_from_slice(&chunk[..n]),
+            Some(Err(err)) => return Ended::Broken(format!("reading the stream: {err}")),
+            None => return Ended::Stopped,
+        }
+    }
+}
+
+/// Opens `GET /events?types=sample` (resuming after `last_id`, if any) and returns the stream
+/// after the response head, with any bytes of the body already read.
+async fn open_sse(http: SocketAddr, last_id: Option<u64>) -> Result<(TcpStream, Vec<u8>), String> {
+    let mut stream = TcpStream::connect(http).await.map_err(|e| format!("connect: {e}"))?;
+    let resume = last_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+    let request = format!(
+        "GET /events?types=sample HTTP/1.1\r\nHost: {http}\r\nAccept: text/event-stream\r\n{resume}\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.map_err(|e| format!("request: {e}"))?;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(|e| format!("response: {e}"))?;
+        if n == 0 {
+            return Err("closed before the response head".into());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+        if let Some(end) = find(&buffer, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffer[..end]);
+            let status = head.lines().next().unwrap_or("").to_owned();
+            if !status.contains(" 200 ") {
+                return Err(format!("SSE refused: {status}"));
+            }
+            return Ok((stream, buffer.split_off(end + 4)));
+        }
+        if buffer.len() > 16 * 1024 {
+            return Err("response head over 16 KiB".into());
+        }
+    }
+}
+
+/// The part of an SSE frame the benchmark cares about.
+enum Frame {
+    Sample { ts: u64 },
+    Lagged,
+    Other,
+}
+
+/// Reads an SSE frame's `id:`, `event:` and, for samples, the `ts` of its JSON `data:`. A byte
+/// scan, not a JSON parse: a thousand subscribers must not make the benchmark the bottleneck.
+fn sse_frame(frame: &[u8]) -> (Option<u64>, Frame) {
+    let (mut id, mut kind, mut data): (Option<u64>, &[u8], &[u8]) = (None, b"message", b"");
+    for line in frame.split(|&b| b == b'\n') {
+        if let Some(rest) = line.strip_prefix(b"id: ") {
+            id = std::str::from_utf8(rest).ok().and_then(|v| v.trim().parse().ok());
+        } else if let Some(rest) = line.strip_prefix(b"event: ") {
+            kind = rest;
+        } else if let Some(rest) = line.strip_prefix(b"data: ") {
+            data = rest;
+        }
+    }
+    let frame = match kind {
+        b"sample" => json_u64(data, b"\"ts\":").map_or(Frame::Other, |ts| Frame::Sample { ts }),
+        b"lagged" => Frame::Lagged,
+        _ => Frame::Other,
+    };
+    (id, frame)
+}
+
+/// The unsigned integer right after `key` in `json`.
+fn json_u64(json: &[u8], key: &[u8]) -> Option<u64> {
+    let at = find(json, key)? + key.len();
+    let digits = json[at..].iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&json[at..at + digits]).ok()?.parse().ok()
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// What one steadily sending agent did.
+#[derive(Default)]
+struct Steady {
+    sent: u64,
+    acked: u64,
+    /// Samples sent while recording.
+    sent_recorded: u64,
+    /// Send-to-ack times of samples sent while recording.
+    ack_ms: Vec<u32>,
+    error: Option<String>,
+}
+
+/// Sends one sample stamped with the send time every `period` (the first after `offset`),
+/// reading acks in between, until `stopped` closes; then waits a little for the last acks.
+async fn steady_agent(
+    mut agent: Agent,
+    period: Duration,
+    offset: Duration,
+    stopped: Receiver<()>,
+    recording: Arc<AtomicBool>,
+) -> Steady {
+    enum Step {
+        Send,
+        Message(Result<CollectorMessage, String>),
+        Stop,
+    }
+    let mut steady = Steady::default();
+    // Sequence number and send time of each sample not yet acknowledged.
+    let mut unacked: VecDeque<(u64, Instant, bool)> = VecDeque::new();
+    let mut next = Instant::now() + offset;
+    let mut stopping: Option<Instant> = None;
+    loop {
+        let tick = async {
+            match stopping {
+                Some(_) => std::future::pending().await,
+                None => {
+                    Timer::at(next).await;
+                    Step::Send
+                }
+            }
+        };
+        let message = async { Step::Message(agent.receive().await) };
+        let stop = async {
+            match stopping {
+                Some(give_up) => {
+                    Timer::at(give_up).await;
+                }
+                None => {
+                    // Resolves when the phase closes the channel.
+                    let _ = stopped.recv().await;
+                }
+            }
+            Step::Stop
+        };
+        match tick.or(message).or(stop).await {
+            Step::Send => {
+                // A late tick (a busy machine) is not made up for: a real agent samples on time.
+                next = (next + period).max(Instant::now());
+                let seq = agent.take_seq();
+                let sample = bench_sample(seq, tests::now_ms());
+                if let Err(err) = agent.send_batch(vec![sample]).await {
+                    steady.error = Some(err);
+                    break;
+                }
+                steady.sent += 1;
+                let recorded = recording.load(Ordering::Relaxed);
+                steady.sent_recorded += u64::from(recorded);
+                unacked.push_back((seq, Instant::now(), recorded));
+            }
+            Step::Message(Ok(CollectorMessage::Ack(ack))) => {
+                while let Some(&(seq, sent_at, recorded)) = unacked.front() {
+                    if seq > ack.seq {
+                        break;
+                    }
+                    unacked.pop_front();
+                    steady.acked += 1;
+                    if recorded {
+                        steady.ack_ms.push(sent_at.elapsed().as_millis() as u32);
+                    }
+                }
+                if stopping.is_some() && unacked.is_empty() {
+                    break;
+                }
+            }
+            Step::Message(Ok(other)) => {
+                steady.error = Some(format!("{}: unexpected {other:?}", agent.host_id));
+                break;
+            }
+            Step::Message(Err(err)) => {
+                steady.error = Some(format!("{}: {err}", agent.host_id));
+                break;
+            }
+            Step::Stop if stopping.is_none() && !unacked.is_empty() => {
+                stopping = Some(Instant::now() + Duration::from_secs(10));
+            }
+            Step::Stop => break,
+        }
+    }
+    agent.close().await;
+    steady
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 5: agent-to-browser latency at scale
+
+/// Agent-to-browser latency at each number of agents in `SCALE_AGENTS`, the largest last.
+fn latency_at_scale(runtime: &Runtime, binary: &Path) -> anyhow::Result<Vec<Row>> {
+    let seconds = knob("SCALE_SECONDS", 20) as u64;
+    let counts =
+        std::env::var("HOSTWATCH_BENCH_SCALE_AGENTS").unwrap_or_else(|_| "2000,5000,10000".into());
+    let mut rows = Vec::new();
+    let mut reached_most = 0;
+    for count in counts.split(',') {
+        let count: usize = count.trim().parse().context("HOSTWATCH_BENCH_SCALE_AGENTS")?;
+        let (reached, row) = latency_at(runtime, binary, count, seconds)?;
+        reached_most = reached_most.max(reached);
+        rows.push(row);
+    }
+    rows.insert(
+        0,
+        Row::new(
+            "agents at 1 Hz reached (connected)",
+            group(reached_most as f64),
+            ">= 10,000",
+            Some(reached_most >= 10_000),
+        ),
+    );
+    Ok(rows)
+}
+
+/// Connects `target` agents sending one sample a second, each stamped with its send time, and
+/// measures with one SSE subscriber how late the samples of a window arrive. Returns the number
+/// of agents connected and the table row.
+fn latency_at(
+    runtime: &Runtime,
+    binary: &Path,
+    target: usize,
+    seconds: u64,
+) -> anyhow::Result<(u64, Row)> {
+    let collector = CollectorProcess::start(binary, &[])?;
+    println!("scale: up to {target} agents at 1 Hz, one SSE subscriber, {seconds}s measured");
+    let (stop_reader, reader_stopped) = smol::channel::bounded::<()>(1);
+    let audience = Arc::new(Audience::default());
+    // Like a browser, it resumes with Last-Event-ID if the collector drops it as too slow.
+    let reader = runtime.spawn(subscribe(collector.http, reader_stopped, audience.clone(), true));
+    let (stop_agents, agents_stopped) = smol::channel::bounded::<()>(1);
+    // Agents record their ack times in the same window as the subscriber its arrivals.
+    let recording = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    // Agents start sending as soon as they are welcomed, spread evenly over the second as
+    // agents started at different times would be.
+    let connected = connect_stream(runtime, &collector, "bench-scale", target, 1000);
+    while let Ok((i, result)) = connected.recv_blocking() {
+        match result {
+            Ok(agent) => {
+                let offset = Duration::from_secs(1).mul_f64((i % 1000) as f64 / 1000.0);
+                let (stopped, recording) = (agents_stopped.clone(), recording.clone());
+                let task = steady_agent(agent, Duration::from_secs(1), offset, stopped, recording);
+                tasks.push(runtime.spawn(task));
+            }
+            Err(err) => failures.push(err),
+        }
+    }
+    let ramp = started.elapsed();
+    std::thread::sleep(Duration::from_secs(5));
+    let reached = collector.stats()["agents_connected"].as_u64().unwrap_or(0);
+    println!(
+        "  {} of {target} agents welcomed in {:.1}s ({} failed); the collector counts {reached} connected",
+        tasks.len(),
+        ramp.as_secs_f64(),
+        failures.len()
+    );
+    let cpu = CpuWindow::start(collector.pid());
+    audience.to_ms.store(u64::MAX, Ordering::Relaxed);
+    audience.from_ms.store(tests::now_ms(), Ordering::Relaxed);
+    recording.store(true, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(seconds));
+    recording.store(false, Ordering::Relaxed);
+    audience.to_ms.store(tests::now_ms(), Ordering::Relaxed);
+    let cpu = cpu.finish();
+    let still = collector.stats()["agents_connected"].as_u64().unwrap_or(0);
+    let rss = tests::resident_bytes(collector.pid());
+    drop(stop_agents);
+    let steady: Vec<Steady> = smol::block_on(join_all(tasks));
+    // The window's samples may still be on their way: wait until none has arrived for 3 s.
+    let drain_deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (u64::MAX, Instant::now());
+    while Instant::now() < drain_deadline && last.1.elapsed() < Duration::from_secs(3) {
+        let delivered = audience.delivered.load(Ordering::Relaxed);
+        if delivered != last.0 {
+            last = (delivered, Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(stop_reader);
+    let mut seen = smol::block_on(reader);
+    let warnings = collector.stop();
+
+    let sent: u64 = steady.iter().map(|s| s.sent_recorded).sum();
+    let latency = Percentiles::of(&mut seen.latencies_ms);
+    let mut acks: Vec<u32> = steady.iter().flat_map(|s| s.ack_ms.iter().copied()).collect();
+    let ack = Percentiles::of(&mut acks);
+    println!(
+        "  window: {sent} samples sent, {} of them received by the subscriber (resumed after \
+         `lagged` {} times); {still} agents still connected at its end",
+        latency.count, seen.lagged
+    );
+    println!("  agent-to-browser latency (ts -> SSE arrival): {latency}");
+    println!("  agent send -> ack: {ack}");
+    println!("  collector RSS {:.1} MiB; {cpu}", rss as f64 / 1048576.0);
+    let mut problems = failures;
+    problems.extend(steady.iter().filter_map(|s| s.error.clone()));
+    problems.extend(seen.error.clone());
+    report_problems(&problems, &warnings);
+    // Undelivered samples count as infinitely late: with more than 1 % missing there is no p99.
+    let missing = sent.saturating_sub(latency.count as u64);
+    let delivered = missing as f64 <= sent as f64 * 0.01;
+    let value = if delivered {
+        format!("p50 {} / p99 {} / max {}", latency.p50, latency.p99, latency.max)
+    } else {
+        format!("{missing} of {sent} not delivered")
+    };
+    let (target_text, met) = if target >= 10_000 {
+        ("p99 <= 100", Some(reached >= 10_000 && delivered && latency.p99 <= 100))
+    } else {
+        ("(p99 <= 100 at 10,000)", None)
+    };
+    let name = format!("agent-to-browser at {} agents (ms)", group(reached as f64));
+    Ok((reached, Row::new(&name, value, target_text, met)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 6: history query
+
+/// Stores 24 h of one host at 1 s through ingest, waits for the rollups, then times the 24 h
+/// history request at a 60 s step (rollups) and a 90 s step (raw points).
+fn history_query(binary: &Path) -> anyhow::Result<Vec<Row>> {
+    const DAY_MS: u64 = 86_400_000;
+    let repeats = knob("HISTORY_REPEATS", 20);
+    // Raw samples are kept 24 h by default; the range starts a few minutes more than 24 h ago,
+    // and samples outside the raw retention are neither rolled up nor kept. One more hour of
+    // retention keeps the whole day.
+    let collector = CollectorProcess::start(binary, &["--retention-raw", "25h"])?;
+    let to = (tests::now_ms() / 60_000 - 5) * 60_000;
+    let from = to - DAY_MS;
+    let host = "bench-history";
+    println!("history: 86,400 samples of one host at 1 s over 24 h, sent through ingest");
+    let started = Instant::now();
+    smol::block_on(async {
+        let mut agent = Agent::connect(collector.ws, &collector.token, host, 1000)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let samples = (0..DAY_MS / 1000).map(|i| bench_sample(i + 1, from + i * 1000));
+        send_all(&mut agent, samples.collect(), 4).await.map_err(anyhow::Error::msg)?;
+        agent.close().await;
+        anyhow::Ok(())
+    })?;
+    println!("  stored in {:.1}s", started.elapsed().as_secs_f64());
+
+    let path = |step: u64| format!("/api/hosts/{host}/history?from={from}&to={to}&step={step}");
+    let rolled = Instant::now();
+    let deadline = rolled + Duration::from_secs(180);
+    loop {
+        let response = tests::http(collector.http, "GET", &path(60_000), &[], b"");
+        let points = response.json()["points"].as_array().cloned().unwrap_or_default();
+        if points.len() == 1440 && points.iter().all(|p| p["samples"] == 60) {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "rollups incomplete after 180 s: {} points, status {}",
+            points.len(),
+            response.status
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!("  rollups complete {:.1}s after the last ack", rolled.elapsed().as_secs_f64());
+    let mut rows = Vec::new();
+    for (step, note) in [(60_000, "1-minute rollups"), (90_000, "raw points")] {
+        let mut times = Vec::with_capacity(repeats);
+        let (mut points, mut bytes) = (0, 0);
+        for _ in 0..repeats {
+            let started = Instant::now();
+            let response = tests::http(collector.http, "GET", &path(step), &[], b"");
+            times.push(started.elapsed());
+            ensure!(response.status == 200, "history answered {}", response.status);
+            points = response.json()["points"].as_array().map_or(0, Vec::len);
+            bytes = response.body.len();
+        }
+        times.sort();
+        let (median, max) = (ms(times[times.len() / 2]), ms(*times.last().expect("repeats > 0")));
+        println!(
+            "  step={step} ({note}): {points} points, {} KiB of JSON; over {repeats} requests median {median:.1} ms, max {max:.1} ms",
+            bytes / 1024
+        );
+        let name = format!("24 h history, step {} s, {points} points (ms)", step / 1000);
+        let (target, met) = if step == 60_000 {
+            // The median is the figure; the maximum is printed beside it.
+            ("median <= 50", Some(points <= 1500 && median <= 50.0))
+        } else {
+            ("- (comparison)", None)
+        };
+        rows.push(Row::new(&name, format!("median {median:.1}, max {max:.1}"), target, met));
+    }
+    let warnings = collector.stop();
+    report_problems(&[], &warnings);
+    Ok(rows)
+}
+
+/// Sends every sample in full batches, keeping `window` batches unacknowledged.
+async fn send_all(agent: &mut Agent, samples: Vec<Sample>, window: usize) -> Result<(), String> {
+    let mut batches = samples.chunks(BATCH).map(<[Sample]>::to_vec);
+    let mut in_flight = VecDeque::new();
+    loop {
+        while in_flight.len() < window {
+            let Some(batch) = batches.next() else { break };
+            let last = batch.last().map_or(0, |s| s.seq);
+            agent.send_batch(batch).await?;
+            in_flight.push_back(last);
+        }
+        if in_flight.is_empty() {
+            return Ok(());
+        }
+        match within(ANSWER_TIMEOUT, agent.receive()).await {
+            Some(Ok(CollectorMessage::Ack(ack))) => {
+                in_flight.retain(|&last| last > ack.seq);
+            }
+            Some(Ok(other)) => return Err(format!("expected an ack, got {other:?}")),
+            Some(Err(err)) => return Err(err),
+            None => return Err(format!("no ack within {ANSWER_TIMEOUT:?}")),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The collector process
+
+/// A `hostwatch-collector` started for one phase, with its own temporary database; stopped and
+/// its directory deleted when dropped.
+struct CollectorProcess {
+    child: Child,
+    db: PathBuf,
+    http: SocketAddr,
+    ws: SocketAddr,
+    token: String,
+    /// Warnings and errors it logged (the first 20), and how many there were.
+    warnings: Arc<Mutex<(Vec<String>, usize)>>,
+    _dir: tempfile::TempDir,
+}
+
+impl CollectorProcess {
+    /// Starts the collector on loopback ports with `extra` arguments and waits for its addresses.
+    fn start(binary: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("hostwatch-bench-").tempdir()?;
+        let db = dir.path().join("hostwatch.db");
+        let mut child = Command::new(binary)
+            .args(["--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--no-self-monitor", "--db"])
+            .arg(&db)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let warnings = Arc::new(Mutex::new((Vec::new(), 0)));
+        let (lines_tx, lines) = mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let kept = warnings.clone();
+        // Drains stderr for the collector's whole life (a full pipe would block its logging).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Plain lines carry the level; under systemd a journald priority prefix.
+                let warning = line.contains(" WARN ") || line.contains(" ERROR ");
+                if warning || line.starts_with("<3>") || line.starts_with("<4>") {
+                    let mut kept = kept.lock().expect("warnings lock");
+                    kept.1 += 1;
+                    if kept.0.len() < 20 {
+                        kept.0.push(line.clone());
+                    }
+                }
+                // Only the first lines are awaited; later sends find nobody, which is fine.
+                let _ = lines_tx.send(line);
+            }
+        });
+        let mut process = Self {
+            child,
+            db: db.clone(),
+            http: ([0, 0, 0, 0], 0).into(),
+            ws: ([0, 0, 0, 0], 0).into(),
+            token: String::new(),
+            warnings,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line =
+                lines.recv_timeout(left).context("the collector did not report its addresses")?;
+            if let (Some(http), Some(ws)) =
+                (address_after(&line, "page and API on "), address_after(&line, "WebSockets on "))
+            {
+                (process.http, process.ws) = (http, ws);
+                break;
+            }
+        }
+        let token_file = format!("{}.agent-token", db.display());
+        process.token = std::fs::read_to_string(&token_file)
+            .with_context(|| format!("reading {token_file}"))?
+            .trim()
+            .to_owned();
+        Ok(process)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `GET /api/stats`.
+    fn stats(&self) -> serde_json::Value {
+        tests::http(self.http, "GET", "/api/stats", &[], b"").json()
+    }
+
+    /// Samples in its database, read through a read-only connection of our own.
+    fn stored_samples(&self) -> anyhow::Result<u64> {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+        let conn = Connection::open_with_flags(&self.db, flags)?;
+        Ok(conn.query_row("SELECT count(*) FROM samples", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// Stops it with SIGTERM (SIGKILL after 10 s) and returns the warnings it logged.
+    fn stop(mut self) -> Vec<String> {
+        self.terminate();
+        let (mut kept, count) = self.warnings.lock().expect("warnings lock").clone();
+        if count > kept.len() {
+            kept.push(format!("… and {} more", count - kept.len()));
+        }
+        kept
+    }
+
+    fn terminate(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        // `kill` the command: this crate forbids unsafe code, so no libc.
+        let _ = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("  (the collector took over 10 s to stop after SIGTERM; killed)");
+        // It may have exited in between; then there is nothing to kill.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for CollectorProcess {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+/// The address in `http://ADDR/` after `marker` in a log line.
+fn address_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let rest = &rest[rest.find("://")? + 3..];
+    rest[..rest.find('/')?].parse().ok()
+}
+
+/// Runs `cargo build --release -p collector` and returns the binary's path, beside this
+/// benchmark's own executable (`target/release/deps/..` → `target/release/`), which follows
+/// `CARGO_TARGET_DIR`. `HOSTWATCH_BENCH_COLLECTOR=PATH` uses that binary instead and builds
+/// nothing (for profiling a build with symbols).
+fn build_collector() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("HOSTWATCH_BENCH_COLLECTOR") {
+        return Ok(PathBuf::from(path));
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command.args(["build", "--release", "-p", "collector"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+    // `cargo bench` runs this benchmark with the package's variables set (CARGO_PKG_NAME and
+    // others). Build scripts such as ring's rerun when those change, so passing them on would
+    // rebuild half the tree on every run, and again at the next `cargo bench`.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"].contains(&name.as_ref())
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    let status = command.status().context("running cargo build")?;
+    ensure!(status.success(), "cargo build --release -p collector failed");
+    let exe = std::env::current_exe()?;
+    let release = exe.parent().and_then(Path::parent).context("no target directory")?;
+    let binary = release.join("hostwatch-collector");
+    ensure!(binary.exists(), "{} is missing", binary.display());
+    Ok(binary)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Probe agents
+
+type Socket = WebSocketStream<TcpStream>;
+
+/// A hand-driven agent on one WebSocket, like `tests::ProbeAgent` but async, so thousands fit
+/// on a few threads.
+struct Agent {
+    socket: Socket,
+    host_id: String,
+    next_seq: u64,
+}
+
+impl Agent {
+    /// Connects to `/ingest`, sends the hello and waits for the welcome.
+    async fn connect(
+        ws: SocketAddr,
+        token: &str,
+        host_id: &str,
+        interval_ms: u32,
+    ) -> Result<Self, String> {
+        let tcp = TcpStream::connect(ws).await.map_err(|e| format!("connect: {e}"))?;
+        // As the real agent does: small batches must not wait for Nagle.
+        tcp.set_nodelay(true).map_err(|e| format!("set_nodelay: {e}"))?;
+        let mut request =
+            format!("ws://{ws}/ingest").into_client_request().map_err(|e| e.to_string())?;
+        let bearer =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| e.to_string())?;
+        request.headers_mut().insert("Authorization", bearer);
+        // Acks are tiny: a small read buffer keeps ten thousand clients' memory down.
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let (socket, _) = async_tungstenite::client_async_with_config(request, tcp, Some(config))
+            .await
+            .map_err(|e| format!("upgrade: {e}"))?;
+        let mut agent = Self { socket, host_id: host_id.to_owned(), next_seq: 1 };
+        let hello = AgentMessage::Hello(hello(host_id, interval_ms));
+        agent.send(&hello).await?;
+        match agent.receive().await? {
+            CollectorMessage::Welcome(welcome) => {
+                agent.next_seq = welcome.last_seq.map_or(1, |s| s + 1);
+                Ok(agent)
+            }
+            CollectorMessage::Refused(refusal) => Err(format!("refused: {refusal:?}")),
+            other => Err(format!("expected a welcome, got {other:?}")),
+        }
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq - 1
+    }
+
+    async fn send(&mut self, message: &AgentMessage) -> Result<(), String> {
+        let bytes = protocol::encode_agent_message(message);
+        self.socket.send(Message::binary(bytes)).await.map_err(|e| format!("send: {e}"))
+    }
+
+    async fn send_batch(&mut self, samples: Vec<Sample>) -> Result<(), String> {
+        self.send(&AgentMessage::Batch(protocol::Batch { dropped_total: 0, samples })).await
+    }
+
+    /// The next message from the collector. Cancel-safe: the stream keeps partial frames.
+    async fn receive(&mut self) -> Result<CollectorMessage, String> {
+        loop {
+            match self.socket.next().await {
+                Some(Ok(Message::Binary(bytes))) => {
+                    return protocol::decode_collector_message(&bytes).map_err(|e| e.to_string());
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    return Err(format!("closed by the collector: {frame:?}"));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => return Err(format!("read: {err}")),
+                None => return Err("connection ended".into()),
+            }
+        }
+    }
+
+    /// Closes politely, without waiting long for a collector that is busy or gone.
+    async fn close(mut self) {
+        // The connection is being abandoned either way.
+        let _ = within(Duration::from_secs(2), self.socket.close(None)).await;
+    }
+}
+
+/// Connects `count` agents named `{prefix}-{i}`, [`CONNECTING_AT_ONCE`] at a time, and hands
+/// each result over as soon as it is known.
+fn connect_stream(
+    runtime: &Runtime,
+    collector: &CollectorProcess,
+    prefix: &str,
+    count: usize,
+    interval_ms: u32,
+) -> Receiver<(usize, Result<Agent, String>)> {
+    let (results, connected) = smol::channel::unbounded();
+    let next = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + CONNECT_BUDGET;
+    for _ in 0..CONNECTING_AT_ONCE.min(count) {
+        let (next, results, token, prefix, ws) = (
+            next.clone(),
+            results.clone(),
+            collector.token.clone(),
+            prefix.to_owned(),
+            collector.ws,
+        );
+        // Detached: it ends by itself when every index is taken or the budget is spent.
+        runtime
+            .spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        return;
+                    }
+                    let result = if Instant::now() > deadline {
+                        Err("connection budget spent".to_owned())
+                    } else {
+                        let host = format!("{prefix}-{i}");
+                        within(ANSWER_TIMEOUT, Agent::connect(ws, &token, &host, interval_ms))
+                            .await
+                            .unwrap_or_else(|| Err("no welcome in time".into()))
+                    };
+                    if results.send((i, result)).await.is_err() {
+                        return;
+                    }
+                }
+            })
+            .detach();
+    }
+    connected
+}
+
+/// Connects `count` agents and returns the admitted ones and the reasons of the others.
+fn connect_all(
+    runtime: &Runtime,
+    collector: &CollectorProcess,
+    prefix: &str,
+    count: usize,
+    interval_ms: u32,
+) -> (Vec<Agent>, Vec<String>) {
+    let connected = connect_stream(runtime, collector, prefix, count, interval_ms);
+    let (mut agents, mut failures) = (Vec::new(), Vec::new());
+    while let Ok((_, result)) = connected.recv_blocking() {
+        match result {
+            Ok(agent) => agents.push(agent),
+            Err(err) => failures.push(err),
+        }
+    }
+    (agents, failures)
+}
+
+fn hello(host_id: &str, interval_ms: u32) -> protocol::Hello {
+    protocol::Hello {
+        protocol_version: protocol::PROTOCOL_VERSION,
+        agent_version: "bench".into(),
+        host_id: host_id.into(),
+        hostname: host_id.into(),
+        os: "Linux (bench)".into(),
+        kernel: "6.1.0".into(),
+        arch: "x86_64".into(),
+        cpu_model: "bench".into(),
+        cpu_cores: 2,
+        memory_total_bytes: 4 << 30,
+        boot_time_seconds: 1_700_000_000,
+        interval_ms,
+    }
+}
+
+/// A sample shaped like the agent's on a small 2-core VM (every area but temperatures filled),
+/// with counters growing with `seq`, so the collector derives real rates and percentages.
+fn bench_sample(seq: u64, ts_ms: u64) -> Sample {
+    let cpu = |share: u64| protocol::CpuTimes {
+        user_ticks: seq * 30 * share,
+        nice_ticks: seq,
+        system_ticks: seq * 10 * share,
+        idle_ticks: seq * 150,
+        iowait_ticks: seq / 2,
+        irq_ticks: 0,
+        softirq_ticks: seq / 4,
+        steal_ticks: seq / 8,
+    };
+    Sample {
+        seq,
+        ts_ms,
+        cpu: Some(cpu(2)),
+        cores: vec![cpu(1), cpu(1)],
+        load: Some(protocol::LoadAverage { one: 0.42, five: 0.35, fifteen: 0.3 }),
+        memory: Some(protocol::Memory {
+            total_bytes: 4 << 30,
+            used_bytes: (1 << 30) + seq % 1000 * 4096,
+            available_bytes: 3 << 30,
+        }),
+        swap: Some(protocol::Swap { total_bytes: 1 << 30, used_bytes: 0 }),
+        networks: vec![protocol::NetworkInterface {
+            name: "eth0".into(),
+            rx_bytes: seq * 12_345,
+            tx_bytes: seq * 6_789,
+            rx_packets: seq * 40,
+            tx_packets: seq * 30,
+            rx_errors: 0,
+            tx_errors: 0,
+        }],
+        filesystems: vec![protocol::Filesystem {
+            mount_point: "/".into(),
+            total_bytes: 250 << 30,
+            available_bytes: 180 << 30,
+        }],
+        disks: vec![protocol::DiskIo {
+            device: "vda".into(),
+            read_bytes: seq * 4096,
+            written_bytes: seq * 16_384,
+        }],
+        uptime_seconds: Some(100_000 + seq),
+        process_count: Some(150),
+        temperatures: Vec::new(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring
+
+/// CPU time of the collector's threads and of this process over a window, and the time the
+/// collector's threads were ready to run but waited for a CPU (the machine is shared).
+struct CpuWindow {
+    pid: u32,
+    started: Instant,
+    threads: Vec<(String, u64)>,
+    collector: u64,
+    bench: u64,
+    waited_ns: u64,
+}
+
+impl CpuWindow {
+    fn start(pid: u32) -> Self {
+        Self {
+            pid,
+            started: Instant::now(),
+            threads: thread_ticks(pid),
+            collector: process_ticks(&format!("/proc/{pid}/stat")),
+            bench: process_ticks("/proc/self/stat"),
+            waited_ns: run_queue_wait_ns(pid),
+        }
+    }
+
+    /// The window's CPU use: totals and the collector's busiest threads, as % of one core.
+    fn finish(self) -> String {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let hz = clock_ticks_per_second();
+        let percent = |ticks: u64| ticks as f64 / hz / seconds * 100.0;
+        let collector = process_ticks(&format!("/proc/{}/stat", self.pid)) - self.collector;
+        let bench = process_ticks("/proc/self/stat") - self.bench;
+        let before = by_name(self.threads);
+        let mut busiest: Vec<(String, u64)> = by_name(thread_ticks(self.pid))
+            .into_iter()
+            .map(|(name, ticks)| {
+                let start = before.iter().find(|(n, _)| *n == name).map_or(0, |(_, t)| *t);
+                (name, ticks.saturating_sub(start))
+            })
+            .filter(|(_, ticks)| *ticks > 0)
+            .collect();
+        busiest.sort_by_key(|b| std::cmp::Reverse(b.1));
+        let busiest: Vec<String> =
+            busiest.iter().take(5).map(|(n, t)| format!("{n} {:.0} %", percent(*t))).collect();
+        let waited = run_queue_wait_ns(self.pid).saturating_sub(self.waited_ns) as f64 / 1e9;
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        format!(
+            "CPU (% of one core): collector {:.0} % (busiest threads: {}), benchmark clients {:.0} %; \
+             the collector's threads waited for a CPU {:.0} % of the time (load average {})",
+            percent(collector),
+            busiest.join(", "),
+            percent(bench),
+            waited / seconds * 100.0,
+            load.split(' ').next().unwrap_or("?")
+        )
+    }
+}
+
+/// Time the threads of `pid` spent ready to run but waiting for a CPU, in nanoseconds (second
+/// field of `/proc/PID/task/TID/schedstat`).
+fn run_queue_wait_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Thread CPU summed by name (the blocking pool's threads share one name).
+fn by_name(threads: Vec<(String, u64)>) -> Vec<(String, u64)> {
+    let mut sums: Vec<(String, u64)> = Vec::new();
+    for (name, ticks) in threads {
+        match sums.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, sum)) => *sum += ticks,
+            None => sums.push((name, ticks)),
+        }
+    }
+    sums
+}
+
+/// `utime + stime` of a process, all threads, in clock ticks.
+fn process_ticks(stat: &str) -> u64 {
+    std::fs::read_to_string(stat).ok().and_then(|s| stat_ticks(&s)).unwrap_or(0)
+}
+
+/// Name and `utime + stime` of every thread of `pid`.
+fn thread_ticks(pid: u32) -> Vec<(String, u64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).ok()?;
+            let name = stat[stat.find('(')? + 1..stat.rfind(')')?].to_owned();
+            // The blocking pool's threads are numbered; count them as one.
+            let name = name
+                .trim_end_matches(|c: char| c.is_ascii_digit())
+                .trim_end_matches('-')
+                .to_owned();
+            Some((name, stat_ticks(&stat)?))
+        })
+        .collect()
+}
+
+/// Fields 14 and 15 (`utime`, `stime`) of a `stat` line; the name in parentheses may hold spaces.
+fn stat_ticks(stat: &str) -> Option<u64> {
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// `RssAnon`, `RssFile` and thread count of a process, to explain its RSS.
+fn memory_details(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status.lines().find(|l| l.starts_with(name)).map_or("?".to_owned(), |l| {
+            l[name.len()..].split_whitespace().collect::<Vec<_>>().join(" ")
+        })
+    };
+    format!(
+        "RssAnon {}, RssFile {}, threads {}",
+        field("RssAnon:"),
+        field("RssFile:"),
+        field("Threads:")
+    )
+}
+
+/// Percentiles of a set of millisecond figures.
+#[derive(Default)]
+struct Percentiles {
+    count: usize,
+    p50: u32,
+    p99: u32,
+    max: u32,
+}
+
+impl Percentiles {
+    fn of(values: &mut [u32]) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_unstable();
+        let at =
+            |p: f64| values[((values.len() as f64 * p).ceil() as usize).clamp(1, values.len()) - 1];
+        Self { count: values.len(), p50: at(0.50), p99: at(0.99), max: at(1.0) }
+    }
+
+    fn short(&self) -> String {
+        format!("p50 {} / p99 {} / max {}", self.p50, self.p99, self.max)
+    }
+}
+
+impl std::fmt::Display for Percentiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ms over {} events (1 ms resolution)", self.short(), self.count)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plumbing
+
+/// A smol executor with one thread per core for the clients; its threads stop when it is dropped.
+struct Runtime {
+    executor: Arc<Executor<'static>>,
+    stop: Option<Sender<()>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Runtime {
+    fn new(threads: usize) -> Self {
+        let executor = Arc::new(Executor::new());
+        let (stop, stopped) = smol::channel::bounded::<()>(1);
+        let threads = (0..threads)
+            .map(|i| {
+                let (executor, stopped) = (executor.clone(), stopped.clone());
+                std::thread::Builder::new()
+                    .name(format!("bench-client-{i}"))
+                    .spawn(move || {
+                        // Runs tasks until the runtime closes the channel.
+                        smol::block_on(executor.run(async {
+                            let _ = stopped.recv().await;
+                        }))
+                    })
+                    .expect("spawning an executor thread")
+            })
+            .collect();
+        Self { executor, stop: Some(stop), threads }
+    }
+
+    fn spawn<T: Send + 'static>(
+        &self,
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> smol::Task<T> {
+        self.executor.spawn(future)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        for thread in self.threads.drain(..) {
+            // A thread that panicked has already printed why.
+            let _ = thread.join();
+        }
+    }
+}
+
+/// `future`'s output, or `None` if it takes longer than `limit`.
+async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
+    async { Some(future.await) }
+        .or(async {
+            Timer::after(limit).await;
+            None
+        })
+        .await
+}
+
+/// Awaits every task, in order.
+async fn join_all<T>(tasks: Vec<smol::Task<T>>) -> Vec<T> {
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await);
+    }
+    results
+}
+
+/// A benchmark size from `HOSTWATCH_BENCH_{name}`, or its default.
+fn knob(name: &str, default: usize) -> usize {
+    let var = format!("HOSTWATCH_BENCH_{name}");
+    match std::env::var(&var) {
+        Ok(value) => value.parse().unwrap_or_else(|_| panic!("{var}={value:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// Prints the first few client errors and collector warnings of a phase, if any.
+fn report_problems(errors: &[String], warnings: &[String]) {
+    if !errors.is_empty() {
+        println!("  {} client errors, for example: {}", errors.len(), errors[0]);
+    }
+    for warning in warnings.iter().take(5) {
+        println!("  collector: {warning}");
+    }
+    if warnings.len() > 5 {
+        println!("  collector: … {} more warnings", warnings.len() - 5);
+    }
+}
+
+/// `1234567.8` as `1,234,568`.
+fn group(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// One line of the final table.
+struct Row {
+    figure: String,
+    value: String,
+    target: String,
+    met: Option<bool>,
+}
+
+impl Row {
+    fn new(figure: &str, value: impl Into<String>, target: &str, met: Option<bool>) -> Self {
+        Self { figure: figure.to_owned(), value: value.into(), target: target.to_owned(), met }
+    }
+}
+
+/// The final table; a phase that could not be measured becomes a line saying why.
+#[derive(Default)]
+struct Table {
+    rows: Vec<Row>,
+    failed: bool,
+}
+
+impl Table {
+    /// Runs a phase and keeps its rows, or a row saying why it could not be measured.
+    fn phase(&mut self, name: &str, run: impl FnOnce() -> anyhow::Result<Vec<Row>>) {
+        println!();
+        match run() {
+            Ok(rows) => self.rows.extend(rows),
+            Err(err) => {
+                println!("  {name}: NOT MEASURED: {err:#}");
+                self.rows.push(Row::new(
+                    &format!("{name}: not measured"),
+                    format!("{err:#}"),
+                    "-",
+                    None,
+                ));
+                self.failed = true;
+            }
+        }
+    }
+
+    fn print(&self) {
+        let header = Row::new("figure", "value", "SPEC target", None);
+        let cells = |r: &Row| {
+            let met = match (r.met, r.figure == "figure") {
+                (_, true) => "met",
+                (Some(true), _) => "yes",
+                (Some(false), _) => "NO",
+                (None, _) => "",
+            };
+            [r.figure.clone(), r.value.clone(), r.target.clone(), met.to_owned()]
+        };
+        let all: Vec<[String; 4]> = std::iter::once(&header).chain(&self.rows).map(cells).collect();
+        let widths: Vec<usize> =
+            (0..4).map(|c| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+        println!();
+        for (i, row) in all.iter().enumerate() {
+            let line: Vec<String> =
+                row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            println!("{}", line.join("  ").trim_end());
+            if i == 0 {
+                let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+                println!("{}", rule.join("  "));
+            }
+        }
+    }
+}
+
+/// Prints the command, the date, the commit and the machine, so a result can be placed.
+fn print_machine() {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let run = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let cpuinfo = read("/proc/cpuinfo");
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_owned();
+    let os = read("/etc/os-release")
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .unwrap_or("?")
+        .trim_matches('"')
+        .to_owned();
+    let memory =
+        read("/proc/meminfo").lines().find(|l| l.starts_with("MemTotal:")).map_or(0, |l| {
+            l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        });
+    let files = read("/proc/self/limits")
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .map_or("?".to_owned(), |l| l.split_whitespace().nth(3).unwrap_or("?").to_owned());
+    let dirty = if run("git", &["status", "--porcelain"]).is_empty() {
+        ""
+    } else {
+        " (uncommitted changes)"
+    };
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let target_dir = std::env::var("CARGO_TARGET_DIR")
+        .map(|d| format!("CARGO_TARGET_DIR={d} "))
+        .unwrap_or_default();
+    let extra = if args.is_empty() { String::new() } else { format!(" -- {}", args.join(" ")) };
+    println!("hostwatch collector benchmark");
+    println!("command:  {target_dir}cargo bench -p tests --bench collector{extra}");
+    println!("date:     {}", run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]));
+    println!("commit:   {}{dirty}", run("git", &["rev-parse", "--short", "HEAD"]));
+    println!(
+        "machine:  {} cores ({model}), {:.1} GiB RAM, {os}, kernel {}, open files limit {files}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        memory as f64 / 1048576.0,
+        read("/proc/sys/kernel/osrelease").trim()
+    );
+    println!("load:     {}", read("/proc/loadavg").trim());
+    let knobs: Vec<String> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("HOSTWATCH_BENCH_"))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if !knobs.is_empty() {
+        println!("sizes:    {}", knobs.join(" "));
+    }
+}
