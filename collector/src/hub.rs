@@ -144,12 +144,15 @@ pub struct SubscribeRequest {
     pub addr: String,
 }
 
+/// An event in a subscriber's queue, with the bytes it was counted for.
+pub type Queued = (Arc<LiveEvent>, usize);
+
 /// A live subscription, held by the subscriber's writer.
 pub struct Subscription {
     /// Subscriber id, for [`Event::Unsubscribe`].
     pub id: u64,
-    /// New events, in id order.
-    pub events: async_channel::Receiver<Arc<LiveEvent>>,
+    /// New events, in id order, each with the bytes it was counted for in `queued_bytes`.
+    pub events: async_channel::Receiver<Queued>,
     /// Recent events after the requested id that were already in the ring.
     pub backlog: Vec<Arc<LiveEvent>>,
     /// When the ring did not reach back far enough: resume from the database after this id.
@@ -279,6 +282,8 @@ pub struct ClientView {
 
 struct Host {
     hello: Hello,
+    /// The host name, shared by every sample event.
+    name: Arc<str>,
     status: &'static str,
     last_seen_ms: Option<u64>,
     last_sample_at: Option<Instant>,
@@ -300,7 +305,7 @@ struct Agent {
 }
 
 struct Subscriber {
-    tx: async_channel::Sender<Arc<LiveEvent>>,
+    tx: async_channel::Sender<Queued>,
     filter: Filter,
     queued_bytes: Arc<AtomicUsize>,
     lagged: Arc<AtomicBool>,
@@ -316,7 +321,8 @@ pub struct Hub {
     hosts: HashMap<String, Host>,
     agents: HashMap<u64, Agent>,
     subscribers: HashMap<u64, Subscriber>,
-    ring: VecDeque<Arc<LiveEvent>>,
+    /// Recent events, with the bytes each was counted for.
+    ring: VecDeque<(Arc<LiveEvent>, usize)>,
     ring_bytes: usize,
     next_subscriber: u64,
     storage: Storage,
@@ -349,6 +355,7 @@ impl Hub {
             .into_iter()
             .map(|record| {
                 let host = Host {
+                    name: Arc::from(record.hello.hostname.as_str()),
                     status: "offline",
                     last_seen_ms: record.last_seen_ms,
                     last_sample_at: None,
@@ -461,6 +468,7 @@ impl Hub {
         let host_id = hello.host_id.clone();
         let now_ms = crate::now_ms();
         let host = self.hosts.entry(host_id.clone()).or_insert_with(|| Host {
+            name: Arc::from(hello.hostname.as_str()),
             hello: hello.clone(),
             status: "offline",
             last_seen_ms: None,
@@ -481,6 +489,7 @@ impl Hub {
             // The old connection may already be closing on its own.
             let _ = old.close.try_send(CloseReason::Replaced);
         }
+        host.name = Arc::from(hello.hostname.as_str());
         host.hello = hello;
         host.conn = Some(conn);
         host.connected_at = Some(Instant::now());
@@ -611,8 +620,8 @@ impl Hub {
                     host.last_seen_ms = Some(host.last_seen_ms.unwrap_or(0).max(point.ts));
                     host.last_sample_at = Some(Instant::now());
                     let newest = host.latest.as_ref().is_none_or(|l| l.ts <= point.ts);
-                    let event = LiveEvent::sample(eid, &host_id, &host.hello.hostname, &point);
                     let changes = self.alerts.on_point(&host_id, &point);
+                    let event = LiveEvent::sample(eid, host_id, host.name.clone(), point.clone());
                     if newest {
                         host.latest = Some(point);
                         host.latest_sample = Some(sample);
@@ -626,15 +635,20 @@ impl Hub {
         }
     }
 
+    /// Queues an event for every subscriber that wants it, without waiting and without
+    /// serializing it: the first subscriber task to send it does that, on any executor thread.
+    /// Queues are bounded by an estimate of the bytes they hold, taken when queued.
     fn publish(&mut self, event: Arc<LiveEvent>) {
-        let bytes = event.json.len();
+        let bytes = event.size();
         let mut lagged = Vec::new();
         for (id, sub) in &mut self.subscribers {
             if !sub.filter.matches(&event) {
                 continue;
             }
             let queued = sub.queued_bytes.load(Ordering::Relaxed);
-            if queued + bytes > SUBSCRIBER_QUEUE_BYTES || sub.tx.try_send(event.clone()).is_err() {
+            if queued + bytes > SUBSCRIBER_QUEUE_BYTES
+                || sub.tx.try_send((event.clone(), bytes)).is_err()
+            {
                 lagged.push(*id);
                 continue;
             }
@@ -653,10 +667,10 @@ impl Hub {
             }
         }
         self.ring_bytes += bytes;
-        self.ring.push_back(event);
+        self.ring.push_back((event, bytes));
         while self.ring.len() > RING_EVENTS || self.ring_bytes > RING_BYTES {
-            if let Some(old) = self.ring.pop_front() {
-                self.ring_bytes -= old.json.len();
+            if let Some((_, old)) = self.ring.pop_front() {
+                self.ring_bytes -= old;
             }
         }
     }
@@ -668,14 +682,15 @@ impl Hub {
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let lagged = Arc::new(AtomicBool::new(false));
         let shutting_down = Arc::new(AtomicBool::new(false));
-        let newest = self.ring.back().map_or(self.newest_at_start, |e| e.id);
+        let newest = self.ring.back().map_or(self.newest_at_start, |(e, _)| e.id);
         let resync = request.since.is_some_and(|since| since > newest);
         let (backlog, from_database_after) = match request.since.filter(|_| !resync) {
             None => (Vec::new(), None),
             Some(since) => match self.ring.front() {
-                Some(first) if first.id <= since.saturating_add(1) => (
+                Some((first, _)) if first.id <= since.saturating_add(1) => (
                     self.ring
                         .iter()
+                        .map(|(e, _)| e)
                         .filter(|e| e.id > since && request.filter.matches(e))
                         .cloned()
                         .collect(),

@@ -37,6 +37,30 @@ use crate::config::Config;
 use crate::http::server::HttpLimits;
 use crate::storage::{Readers, Storage};
 
+/// The collector's executor. smol's global one runs a single thread unless an environment
+/// variable says otherwise; every connection, the hub and the SSE writers would then share one
+/// core. [`start_executor`] runs this one on a thread per core.
+static EXECUTOR: smol::Executor<'static> = smol::Executor::new();
+
+/// Spawns a task on the collector's executor.
+pub fn spawn<T: Send + 'static>(
+    future: impl std::future::Future<Output = T> + Send + 'static,
+) -> smol::Task<T> {
+    EXECUTOR.spawn(future)
+}
+
+/// Starts the executor's threads, one per core (the storage writer has its own thread too).
+fn start_executor() -> anyhow::Result<()> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    for index in 0..threads {
+        std::thread::Builder::new()
+            .name(format!("executor-{index}"))
+            .spawn(|| smol::block_on(EXECUTOR.run(std::future::pending::<()>())))
+            .context("starting the executor")?;
+    }
+    Ok(())
+}
+
 /// Limits of the collector's listeners.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -194,15 +218,16 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         connections: Arc::new(AtomicU64::new(1)),
     };
     let signals = signal_channel()?;
+    start_executor()?;
     let hub = hub::Hub::new(storage.clone(), hosts, self_host.clone(), config.alerts.clone());
     let ws_active = Arc::new(AtomicUsize::new(0));
     let http_active = Arc::new(AtomicUsize::new(0));
 
     smol::block_on(async {
-        let hub_task = smol::spawn(hub.run(hub_rx));
-        let ticker = smol::spawn(tick(hub_tx.clone()));
-        let ws_task = smol::spawn(ws::serve(ws_listener, ctx.clone(), ws_active.clone()));
-        let http_task = smol::spawn(http::serve(http_listener, ctx.clone(), http_active.clone()));
+        let hub_task = spawn(hub.run(hub_rx));
+        let ticker = spawn(tick(hub_tx.clone()));
+        let ws_task = spawn(ws::serve(ws_listener, ctx.clone(), ws_active.clone()));
+        let http_task = spawn(http::serve(http_listener, ctx.clone(), http_active.clone()));
         let self_monitor = match &self_host {
             Some(id) => Some(selfmon::spawn(
                 storage.clone(),

@@ -70,7 +70,7 @@ pub async fn accept_loop<H, F>(
         let guard = ActiveGuard::new(active.clone());
         let (ctx, handle) = (ctx.clone(), handle.clone());
         // Each connection ends on its own (limits, timeouts, close, shutdown); nothing joins it.
-        smol::spawn(async move {
+        crate::spawn(async move {
             let _guard = guard;
             match crate::tls::accept(stream, ctx.tls.as_ref(), ctx.limits.handshake_timeout).await {
                 Ok(stream) => handle(stream, addr, ctx).await,

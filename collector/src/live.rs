@@ -29,8 +29,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSink<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> EventSink for WsSink<S> {
-    async fn send(&mut self, event: &LiveEvent) -> Result<(), String> {
-        self.send_message(Message::text(event.json.clone())).await
+    async fn send(&mut self, events: &[&LiveEvent]) -> Result<(), String> {
+        for event in events {
+            self.send_message(Message::text(event.json().to_owned())).await?;
+        }
+        Ok(())
     }
 
     async fn heartbeat(&mut self) -> Result<(), String> {

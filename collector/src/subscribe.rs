@@ -19,6 +19,9 @@ use crate::hub::{self, SubscribeRequest};
 /// How often an idle subscriber gets a heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
 
+/// Most events sent in one write.
+const SEND_BATCH: usize = 256;
+
 /// Events read from the database per query when resuming.
 const RESUME_CHUNK: usize = 1000;
 
@@ -56,8 +59,8 @@ impl Drop for SubscriberSlot {
 
 /// Where events go: an SSE response or a WebSocket.
 pub trait EventSink {
-    /// Sends one event.
-    fn send(&mut self, event: &LiveEvent) -> impl Future<Output = Result<(), String>>;
+    /// Sends events, in order; as few writes as the transport allows.
+    fn send(&mut self, events: &[&LiveEvent]) -> impl Future<Output = Result<(), String>>;
     /// Sends a keepalive.
     fn heartbeat(&mut self) -> impl Future<Output = Result<(), String>>;
 }
@@ -97,18 +100,18 @@ pub async fn pump(
                 "resync",
                 "the last event id is from another database; reload the data, streaming from now",
             );
-            sink.send(&notice).await.map_err(End::Gone)?;
+            sink.send(&[&notice]).await.map_err(End::Gone)?;
             last = 0;
         }
         if let Some(after) = subscription.from_database_after {
             catch_up(ctx, after, &filter, sink, &mut last).await?;
         }
-        for event in &subscription.backlog {
-            if event.id > last {
-                sink.send(event).await.map_err(End::Gone)?;
-                last = event.id;
-            }
+        let backlog: Vec<&LiveEvent> =
+            subscription.backlog.iter().map(|e| e.as_ref()).filter(|e| e.id > last).collect();
+        for chunk in backlog.chunks(SEND_BATCH) {
+            sink.send(chunk).await.map_err(End::Gone)?;
         }
+        last = backlog.last().map_or(last, |e| e.id);
         loop {
             let next = async { Some(subscription.events.recv().await) };
             let beat = async {
@@ -116,11 +119,22 @@ pub async fn pump(
                 None
             };
             match next.or(beat).await {
-                Some(Ok(event)) => {
-                    subscription.queued_bytes.fetch_sub(event.json.len(), Ordering::Relaxed);
-                    if event.id > last {
-                        sink.send(&event).await.map_err(End::Gone)?;
-                        last = event.id;
+                Some(Ok(first)) => {
+                    // Everything already queued goes out together: one write for many events.
+                    let mut queued = vec![first];
+                    while queued.len() < SEND_BATCH {
+                        match subscription.events.try_recv() {
+                            Ok(more) => queued.push(more),
+                            Err(_) => break,
+                        }
+                    }
+                    let bytes: usize = queued.iter().map(|(_, bytes)| bytes).sum();
+                    subscription.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                    let batch: Vec<&LiveEvent> =
+                        queued.iter().map(|(e, _)| e.as_ref()).filter(|e| e.id > last).collect();
+                    if let Some(newest) = batch.last().map(|e| e.id) {
+                        sink.send(&batch).await.map_err(End::Gone)?;
+                        last = newest;
                     }
                 }
                 Some(Err(_)) if subscription.lagged.load(Ordering::Relaxed) => {
@@ -156,12 +170,11 @@ async fn catch_up(
             .await
             .map_err(|e| End::Gone(format!("cannot read past events: {e:#}")))?;
         let done = chunk.len() < RESUME_CHUNK;
-        for event in &chunk {
-            cursor = event.id;
-            if filter.matches(event) && event.id > *last {
-                sink.send(event).await.map_err(End::Gone)?;
-                *last = event.id;
-            }
+        cursor = chunk.last().map_or(cursor, |e| e.id);
+        let wanted: Vec<&LiveEvent> =
+            chunk.iter().filter(|e| filter.matches(e) && e.id > *last).collect();
+        for batch in wanted.chunks(SEND_BATCH) {
+            sink.send(batch).await.map_err(End::Gone)?;
         }
         // Events filtered out still count as seen, so a resume never scans them again.
         *last = (*last).max(cursor);
@@ -172,7 +185,7 @@ async fn catch_up(
         if replayed >= RESUME_MAX {
             let notice =
                 LiveEvent::notice("resync", "too many missed events to replay; reload the data");
-            sink.send(&notice).await.map_err(End::Gone)?;
+            sink.send(&[&notice]).await.map_err(End::Gone)?;
             return Ok(());
         }
     }

@@ -1261,21 +1261,8 @@ fn build_collector() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("HOSTWATCH_BENCH_COLLECTOR") {
         return Ok(PathBuf::from(path));
     }
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut command = Command::new(cargo);
-    command.args(["build", "--release", "-p", "collector"]).current_dir(env!("CARGO_MANIFEST_DIR"));
-    // `cargo bench` runs this benchmark with the package's variables set (CARGO_PKG_NAME and
-    // others). Build scripts such as ring's rerun when those change, so passing them on would
-    // rebuild half the tree on every run, and again at the next `cargo bench`.
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy();
-        if name.starts_with("CARGO_PKG_")
-            || name.starts_with("CARGO_MANIFEST_")
-            || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"].contains(&name.as_ref())
-        {
-            command.env_remove(name.as_ref());
-        }
-    }
+    let mut command = tests::cargo();
+    command.args(["build", "--release", "-p", "collector"]);
     let status = command.status().context("running cargo build")?;
     ensure!(status.success(), "cargo build --release -p collector failed");
     let exe = std::env::current_exe()?;

@@ -21,12 +21,29 @@ fn bin_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("target dir").to_owned()
 }
 
+/// A `cargo` command for building from inside a test or benchmark. Cargo runs those with the
+/// package's variables set (`CARGO_PKG_NAME` and others); build scripts such as ring's rerun
+/// when those change, so passing them on would rebuild half the tree every time.
+pub fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("CARGO_PKG_")
+            || name.starts_with("CARGO_MANIFEST_")
+            || ["CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE", "OUT_DIR"].contains(&name.as_ref())
+        {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
+}
+
 /// Path of a workspace binary, built (once per test process) so it is never stale.
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let status = cargo()
             .args(["build", "--quiet", "-p", "agent", "-p", "collector", "--bins"])
             .status()
             .expect("running cargo build");

@@ -171,10 +171,13 @@ fn a_stuck_subscriber_does_not_delay_another_and_memory_stays_bounded() {
         let mut probe = ProbeAgent::connect(ws_addr, &token, "flood").expect("connect");
         let started = Instant::now();
         let mut seq = 1;
+        // 4,000 samples a second: far more than a stuck subscriber's buffers hold for long, and
+        // well within what a reading subscriber takes.
         while started.elapsed() < 12 * SECOND {
             let samples: Vec<_> = (seq..seq + 200).map(|s| probe_sample(s, now_ms())).collect();
             probe.store(samples);
             seq += 200;
+            std::thread::sleep(Duration::from_millis(50));
         }
     });
     // The good subscriber keeps receiving, never waiting a second for the next event.
@@ -182,9 +185,9 @@ fn a_stuck_subscriber_does_not_delay_another_and_memory_stays_bounded() {
     let mut last_arrival = Instant::now();
     let mut ids = Vec::new();
     let mut worst = Duration::ZERO;
-    // Read for as long as the flood lasts: a subscriber that stops reading is dropped by design.
-    while !flood.is_finished() {
-        assert!(started.elapsed() < 60 * SECOND, "the flood did not end");
+    // Read while the flood lasts (it runs 12 s, so a read never waits for an event that will
+    // not come); what arrives while the flood thread is joined waits in the socket's buffers.
+    while started.elapsed() < 11 * SECOND {
         let event = good.next_event().expect("the good subscriber's stream ended");
         assert_eq!(event.event, "sample", "the good subscriber was told {:?}", event.data);
         worst = worst.max(last_arrival.elapsed());

@@ -8,7 +8,7 @@ use crate::events::Filter;
 use crate::http::assets;
 use crate::http::server::{Request, Response};
 use crate::hub::{self, SubscribeRequest};
-use crate::storage::query::{METRICS, Rollup};
+use crate::storage::query::{Bucket, METRICS, Rollup};
 use crate::subscribe::{LiveStream, SubscriberSlot};
 
 /// A response whose stream, if any, is an SSE subscription.
@@ -433,35 +433,68 @@ async fn history(request: &Request, ctx: &Ctx, id: String) -> Reply {
 /// A history answer's points: raw, or buckets with averages, minimums and maximums.
 enum Points {
     Raw(Vec<crate::storage::Point>),
-    Buckets(Vec<Map<String, Value>>),
+    Buckets(Vec<Bucket>),
 }
 
 /// Encodes a history answer as JSON or CSV.
 fn encode_history(host: &str, range: Range, points: &Points, csv: bool) -> Vec<u8> {
     #[derive(serde::Serialize)]
-    struct Body<'a, P: serde::Serialize> {
+    struct Body<'a> {
         host: &'a str,
         from: u64,
         to: u64,
         step: Option<u64>,
-        points: &'a [P],
-    }
-    fn json<P: serde::Serialize>(host: &str, range: Range, points: &[P]) -> Vec<u8> {
-        let body = Body { host, from: range.from, to: range.to, step: range.step, points };
-        // Encoding our own plain data types cannot fail.
-        serde_json::to_vec(&body).expect("JSON encoding")
+        points: &'a [crate::storage::Point],
     }
     match (points, csv) {
-        (Points::Raw(points), false) => json(host, range, points),
-        (Points::Buckets(points), false) => json(host, range, points),
-        (Points::Raw(points), true) => {
-            let maps = points.iter().filter_map(|p| match serde_json::to_value(p) {
-                Ok(Value::Object(map)) => Some(map),
-                _ => None,
-            });
-            to_csv(maps, false).into_bytes()
+        (Points::Raw(points), false) => {
+            let body = Body { host, from: range.from, to: range.to, step: range.step, points };
+            // Encoding our own plain data types cannot fail.
+            serde_json::to_vec(&body).expect("JSON encoding")
         }
-        (Points::Buckets(points), true) => to_csv(points.iter().cloned(), true).into_bytes(),
+        (Points::Buckets(buckets), false) => {
+            // The same object, with the buckets written directly (see `Bucket::write_json`).
+            let head =
+                json!({ "host": host, "from": range.from, "to": range.to, "step": range.step });
+            let mut out = head.to_string();
+            out.pop(); // The closing brace; the points follow.
+            out.push_str(",\"points\":[");
+            for (index, bucket) in buckets.iter().enumerate() {
+                if index > 0 {
+                    out.push(',');
+                }
+                bucket.write_json(&mut out);
+            }
+            out.push_str("]}");
+            out.into_bytes()
+        }
+        (Points::Raw(points), true) => {
+            let mut columns = vec!["ts".to_owned()];
+            columns.extend(METRICS.iter().map(|m| m.json.to_owned()));
+            columns.push("cpu_cores_percent".into());
+            let rows = points.iter().map(|point| {
+                let map = match serde_json::to_value(point) {
+                    Ok(Value::Object(map)) => map,
+                    _ => Map::new(),
+                };
+                columns.iter().map(|column| cell(map.get(column))).collect()
+            });
+            to_csv(&columns, rows).into_bytes()
+        }
+        (Points::Buckets(buckets), true) => {
+            to_csv(&Bucket::columns(), buckets.iter().map(Bucket::cells)).into_bytes()
+        }
+    }
+}
+
+/// A JSON value as a CSV cell: empty when missing, arrays as space-separated values.
+fn cell(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::Array(values)) => {
+            values.iter().map(Value::to_string).collect::<Vec<_>>().join(" ")
+        }
+        Some(value) => value.to_string(),
     }
 }
 
@@ -472,37 +505,12 @@ fn sanitize(id: &str) -> String {
         .collect()
 }
 
-/// History points as CSV: a header row, then one row per point; empty cells for missing values.
-/// Per-core CPU percentages (raw points only) are one cell, separated by spaces.
-pub fn to_csv(points: impl Iterator<Item = Map<String, Value>>, bucketed: bool) -> String {
-    let mut columns = vec!["ts".to_owned()];
-    if bucketed {
-        columns.push("samples".into());
-    }
-    for metric in METRICS {
-        columns.push(metric.json.to_owned());
-        if bucketed {
-            columns.push(format!("{}_min", metric.json));
-            columns.push(format!("{}_max", metric.json));
-        }
-    }
-    if !bucketed {
-        columns.push("cpu_cores_percent".into());
-    }
+/// CSV: a header row, then one row per point.
+pub fn to_csv(columns: &[String], rows: impl Iterator<Item = Vec<String>>) -> String {
     let mut out = columns.join(",");
     out.push('\n');
-    for point in points {
-        let cells: Vec<String> = columns
-            .iter()
-            .map(|column| match point.get(column) {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::Array(values)) => {
-                    values.iter().map(Value::to_string).collect::<Vec<_>>().join(" ")
-                }
-                Some(value) => value.to_string(),
-            })
-            .collect();
-        out.push_str(&cells.join(","));
+    for row in rows {
+        out.push_str(&row.join(","));
         out.push('\n');
     }
     out
@@ -580,13 +588,17 @@ mod tests {
     }
 
     #[test]
-    fn csv_has_a_header_and_empty_cells_for_missing_values() {
-        let mut point = Map::new();
-        point.insert("ts".into(), json!(1000));
-        point.insert("cpu_percent".into(), json!(12.5));
-        point.insert("memory_used_bytes".into(), Value::Null);
-        point.insert("cpu_cores_percent".into(), json!([10.0, 15.0]));
-        let csv = to_csv(std::iter::once(point), false);
+    fn history_encodes_as_json_and_csv_with_empty_cells_for_missing_values() {
+        let point = crate::storage::Point {
+            ts: 1000,
+            cpu_percent: Some(12.5),
+            cpu_cores_percent: vec![10.0, 15.0],
+            ..Default::default()
+        };
+        let range = Range { from: 0, to: 2000, step: None };
+        let csv =
+            String::from_utf8(encode_history("h", range, &Points::Raw(vec![point.clone()]), true))
+                .unwrap();
         let mut lines = csv.lines();
         let header: Vec<&str> = lines.next().unwrap().split(',').collect();
         let row: Vec<&str> = lines.next().unwrap().split(',').collect();
@@ -597,6 +609,29 @@ mod tests {
         assert_eq!(cell("cpu_percent"), "12.5");
         assert_eq!(cell("memory_used_bytes"), "");
         assert_eq!(cell("cpu_cores_percent"), "10.0 15.0");
+
+        // Buckets, written directly, are the same JSON as a parser reads it.
+        let mut values = vec![[None, None, None]; METRICS.len()];
+        values[0] = [Some(12.5), Some(1.0), Some(99.0)];
+        values[1] = [Some(1000.4), Some(1000.0), Some(1001.0)];
+        let bucket = Bucket { ts: 60_000, samples: 60, values };
+        let range = Range { from: 0, to: 120_000, step: Some(60_000) };
+        let json =
+            encode_history("h\"1", range, &Points::Buckets(vec![bucket.clone(), bucket]), false);
+        let body: Value = serde_json::from_slice(&json).expect("valid JSON");
+        assert_eq!(body["host"], "h\"1");
+        assert_eq!(body["step"], 60_000);
+        let first = &body["points"][0];
+        assert_eq!((first["ts"].clone(), first["samples"].clone()), (json!(60_000), json!(60)));
+        assert_eq!(
+            (first["cpu_percent"].clone(), first["cpu_percent_max"].clone()),
+            (json!(12.5), json!(99.0))
+        );
+        assert_eq!(first["memory_used_bytes"], 1000, "bytes are whole");
+        assert_eq!(first["load1"], Value::Null);
+        let csv =
+            String::from_utf8(encode_history("h", range, &Points::Buckets(vec![]), true)).unwrap();
+        assert!(csv.starts_with("ts,samples,cpu_percent,cpu_percent_min,cpu_percent_max,"));
     }
 
     #[test]

@@ -17,8 +17,12 @@ struct SseSink<'a, S> {
 }
 
 impl<S: AsyncWrite + Unpin> EventSink for SseSink<'_, S> {
-    async fn send(&mut self, event: &LiveEvent) -> Result<(), String> {
-        server::write_all(self.stream, event.sse_frame().as_bytes(), self.timeout)
+    async fn send(&mut self, events: &[&LiveEvent]) -> Result<(), String> {
+        let mut frames = String::with_capacity(events.len() * 800);
+        for event in events {
+            event.write_sse_frame(&mut frames);
+        }
+        server::write_all(self.stream, frames.as_bytes(), self.timeout)
             .await
             .map_err(|e| e.to_string())
     }
@@ -72,7 +76,7 @@ pub async fn stream<S: AsyncWrite + Unpin>(
     };
     if let Some(event) = last_words {
         // The client may be the reason we stop; telling it why is best effort.
-        let _ = sink.send(&event).await;
+        let _ = sink.send(&[&event]).await;
     }
     log::debug!("sse: {addr}: stream ended: {end:?}");
 }

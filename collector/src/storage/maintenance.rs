@@ -163,51 +163,63 @@ impl Maintenance {
         Ok(())
     }
 
-    /// Recomputes the rollups of the ranges that received samples, host by host.
+    /// Recomputes the rollups of the closed minutes that received samples, in one transaction
+    /// (one commit) per step. The current minute is rolled up once it is over, so at one sample
+    /// per second each host costs one rollup a minute, not one per sample.
     fn roll_up(&mut self, conn: &mut Connection, started: Instant) -> anyhow::Result<()> {
-        let raw_cutoff =
-            crate::now_ms().saturating_sub(self.policy.retention_raw.as_millis() as u64);
-        let hosts: Vec<i64> = self.dirty.keys().copied().collect();
+        let now = crate::now_ms();
+        let closed = now / MINUTE_MS * MINUTE_MS;
+        let raw_cutoff = now.saturating_sub(self.policy.retention_raw.as_millis() as u64);
+        let hosts: Vec<i64> = self
+            .dirty
+            .iter()
+            .filter(|(_, (first, _))| *first < closed)
+            .map(|(host, _)| *host)
+            .collect();
+        if hosts.is_empty() {
+            return Ok(());
+        }
+        let tx = conn.transaction()?;
         for host in hosts {
             if started.elapsed() >= STEP_BUDGET {
                 // The rest waits for the next run, which is due at once.
                 self.next_rollup = self.created;
                 break;
             }
-            let Some((first, last)) = self.dirty.remove(&host) else {
-                continue;
-            };
+            let Some((first, last)) = self.dirty.remove(&host) else { continue };
             // Buckets older than the raw retention cannot be recomputed from raw samples any
             // more; their rollups stay as they were.
-            let mut from = (first / MINUTE_MS) * MINUTE_MS;
+            let mut from = first / MINUTE_MS * MINUTE_MS;
             if from < raw_cutoff {
                 from = raw_cutoff.div_ceil(MINUTE_MS) * MINUTE_MS;
             }
-            if last < from {
+            // Closed minutes only, and at most an hour of them per host and step, so a long
+            // replay does not hold the writer.
+            let to = (last / MINUTE_MS * MINUTE_MS + MINUTE_MS).min(closed).min(from + HOUR_MS);
+            if last >= to.max(from) {
+                self.dirty.insert(host, (to.max(from), last));
+                if to < closed {
+                    // More closed minutes of this host wait: the next run is due at once.
+                    self.next_rollup = self.created;
+                }
+            }
+            if to <= from {
                 continue;
             }
-            // At most an hour of buckets per step, so a long replay does not hold the writer.
-            let to = ((last / MINUTE_MS + 1) * MINUTE_MS).min(from + HOUR_MS);
-            if to <= last {
-                self.dirty.insert(host, (to, last));
-                self.next_rollup = self.created;
-            }
-            let last = last.min(to - 1);
-            let tx = conn.transaction()?;
             tx.prepare_cached(&rollup_from_raw_sql())?.execute(params![
                 host,
                 from as i64,
                 to as i64
             ])?;
-            let (hour_from, hour_to) = ((from / HOUR_MS) * HOUR_MS, (last / HOUR_MS + 1) * HOUR_MS);
+            let (hour_from, hour_to) =
+                (from / HOUR_MS * HOUR_MS, (to - 1) / HOUR_MS * HOUR_MS + HOUR_MS);
             tx.prepare_cached(&rollup_hours_sql())?.execute(params![
                 host,
                 hour_from as i64,
                 hour_to as i64
             ])?;
-            tx.commit().context("committing rollups")?;
         }
-        Ok(())
+        tx.commit().context("committing rollups")
     }
 
     /// Deletes one chunk of a host's expired raw samples and rollups. Returns whether more may
@@ -453,9 +465,10 @@ mod tests {
                 Ok((r.get(0)?, r.get(1)?))
             })
             .unwrap();
-        assert!(buckets >= 60, "{buckets} minute buckets");
+        // An hour of closed minutes (the current one is rolled up once it is over).
+        assert!(buckets >= 58, "{buckets} minute buckets");
         // Everything inside the raw retention was rolled up (older samples cannot be any more).
-        assert!(counted >= 3_500, "{counted} samples rolled up");
+        assert!(counted >= 3_400, "{counted} samples rolled up");
         let hours: i64 =
             conn.query_row("SELECT count(*) FROM rollup_1h", [], |r| r.get(0)).unwrap();
         assert!(hours >= 1);

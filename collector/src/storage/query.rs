@@ -161,11 +161,88 @@ pub enum Rollup {
     Hour,
 }
 
-/// One host's history over a range.
+/// One host's downsampled history over a range, oldest bucket first.
 #[derive(Debug)]
 pub struct History {
-    /// Points as JSON objects, oldest first.
-    pub points: Vec<Map<String, Value>>,
+    /// The buckets.
+    pub points: Vec<Bucket>,
+}
+
+/// One bucket of a downsampled history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bucket {
+    /// Start of the bucket (unix ms).
+    pub ts: u64,
+    /// Raw samples in the bucket.
+    pub samples: u64,
+    /// Per metric of [`METRICS`]: average, minimum and maximum.
+    pub values: Vec<[Option<f64>; 3]>,
+}
+
+impl Bucket {
+    /// Names of the values, in [`Bucket::cells`] order: `ts`, `samples`, then each metric's
+    /// average, `_min` and `_max`.
+    pub fn columns() -> Vec<String> {
+        let mut columns = vec!["ts".to_owned(), "samples".to_owned()];
+        for m in METRICS {
+            columns.extend([
+                m.json.to_owned(),
+                format!("{}_min", m.json),
+                format!("{}_max", m.json),
+            ]);
+        }
+        columns
+    }
+
+    /// The values as text, in [`Bucket::columns`] order; empty for a missing value.
+    pub fn cells(&self) -> Vec<String> {
+        let mut cells = vec![self.ts.to_string(), self.samples.to_string()];
+        for (m, values) in METRICS.iter().zip(&self.values) {
+            cells.extend(
+                values.iter().map(|v| v.map(|v| format_number(v, m.integer)).unwrap_or_default()),
+            );
+        }
+        cells
+    }
+
+    /// Appends the bucket as a JSON object, written directly: a history of 1,500 buckets is
+    /// 80,000 values, too many to build a map for each.
+    pub fn write_json(&self, out: &mut String) {
+        use std::fmt::Write;
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{{\"ts\":{},\"samples\":{}", self.ts, self.samples);
+        for (m, [avg, min, max]) in METRICS.iter().zip(&self.values) {
+            for (suffix, value) in [("", avg), ("_min", min), ("_max", max)] {
+                let _ = write!(out, ",\"{}{suffix}\":", m.json);
+                match value {
+                    Some(v) => write_number(out, *v, m.integer),
+                    None => out.push_str("null"),
+                }
+            }
+        }
+        out.push('}');
+    }
+}
+
+/// A number as JSON and CSV write it: whole for integer metrics.
+fn format_number(value: f64, integer: bool) -> String {
+    let mut out = String::new();
+    write_number(&mut out, value, integer);
+    out
+}
+
+fn write_number(out: &mut String, value: f64, integer: bool) {
+    use std::fmt::Write;
+    // SQLite averages of finite values are finite; rounding keeps bytes whole. Writing to a
+    // String cannot fail.
+    if integer || !value.is_finite() {
+        let _ = write!(out, "{}", value.round() as i64);
+    } else if value.fract() == 0.0 && value.abs() < 1e15 {
+        // As serde_json writes floats elsewhere in the API: 99.0, not 99.
+        let _ = write!(out, "{value:.1}");
+    } else {
+        let _ = write!(out, "{value}");
+    }
 }
 
 impl Reader {
@@ -237,16 +314,30 @@ impl Reader {
         };
         // A rollup bucket is whole or absent: the range is rounded out to whole buckets.
         let (from_ms, to_ms) = (from_ms / unit * unit, to_ms.div_ceil(unit) * unit);
-        let mut select = String::from("SELECT (bucket_ms / ?4) * ?4 AS bucket, sum(samples)");
+        let mut select = if step_ms == unit {
+            // One rollup row per bucket: no grouping to do (?4 is bound but not needed).
+            String::from("SELECT bucket_ms, samples")
+        } else {
+            String::from("SELECT (bucket_ms / ?4) * ?4 AS bucket, sum(samples)")
+        };
         for m in METRICS {
-            select.push_str(&format!(
-                ", total({c}_sum) / nullif(sum({c}_n), 0), min({c}_min), max({c}_max)",
-                c = m.column
-            ));
+            let c = m.column;
+            if step_ms == unit {
+                select.push_str(&format!(", {c}_sum / nullif({c}_n, 0), {c}_min, {c}_max"));
+            } else {
+                select.push_str(&format!(
+                    ", total({c}_sum) / nullif(sum({c}_n), 0), min({c}_min), max({c}_max)"
+                ));
+            }
         }
         select.push_str(&format!(
-            " FROM {table} WHERE host = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3 GROUP BY bucket ORDER BY bucket"
+            " FROM {table} WHERE host = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3"
         ));
+        select.push_str(if step_ms == unit {
+            " AND ?4 > 0 ORDER BY bucket_ms"
+        } else {
+            " GROUP BY bucket ORDER BY bucket"
+        });
         self.buckets(&select, host_key, from_ms, to_ms, step_ms)
     }
 
@@ -264,19 +355,17 @@ impl Reader {
         let rows = stmt.query_map(
             rusqlite::params![host_key, from_ms as i64, to_ms as i64, step_ms as i64],
             |row| {
-                let mut point = Map::new();
-                point.insert("ts".into(), Value::from(row.get::<_, i64>(0)?));
-                point.insert("samples".into(), Value::from(row.get::<_, i64>(1)?));
-                for (i, m) in METRICS.iter().enumerate() {
-                    let base = 2 + i * 3;
-                    let avg: Option<f64> = row.get(base)?;
-                    let min: Option<f64> = row.get(base + 1)?;
-                    let max: Option<f64> = row.get(base + 2)?;
-                    point.insert(m.json.into(), number(avg, m.integer));
-                    point.insert(format!("{}_min", m.json), number(min, m.integer));
-                    point.insert(format!("{}_max", m.json), number(max, m.integer));
-                }
-                Ok(point)
+                let values = (0..METRICS.len())
+                    .map(|i| {
+                        let base = 2 + i * 3;
+                        Ok([row.get(base)?, row.get(base + 1)?, row.get(base + 2)?])
+                    })
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(Bucket {
+                    ts: row.get::<_, i64>(0)?.max(0) as u64,
+                    samples: row.get::<_, i64>(1)?.max(0) as u64,
+                    values,
+                })
             },
         )?;
         Ok(History { points: rows.collect::<Result<_, _>>()? })
@@ -289,15 +378,6 @@ pub fn database_bytes(path: &Path) -> u64 {
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
     size(path) + size(Path::new(&wal))
-}
-
-/// A JSON number, rounded to an integer for integer metrics; `null` for `None`.
-fn number(value: Option<f64>, integer: bool) -> Value {
-    match value {
-        None => Value::Null,
-        Some(v) if integer => Value::from(v.round() as i64),
-        Some(v) => serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
-    }
 }
 
 impl Reader {
@@ -320,7 +400,12 @@ impl Reader {
                 let host_id: String = row.get(1)?;
                 let hostname: String = row.get(2)?;
                 let point = point_from_row_at(row, 3)?;
-                Ok(LiveEvent::sample(eid, &std::sync::Arc::from(host_id), &hostname, &point))
+                Ok(LiveEvent::sample(
+                    eid,
+                    std::sync::Arc::from(host_id),
+                    std::sync::Arc::from(hostname),
+                    std::sync::Arc::new(point),
+                ))
             })?;
         let mut events: Vec<LiveEvent> = sample_rows.collect::<Result<_, _>>()?;
         let mut activity = self.conn.prepare_cached(

@@ -121,6 +121,10 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Sets the connection options every connection uses.
 pub fn configure(conn: &Connection) -> anyhow::Result<()> {
+    // The bundled SQLite plans with STAT4, which re-prepares a statement whenever a bound range
+    // value changes; the query planner stability guarantee keeps each prepared plan.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .context("enabling the query planner stability guarantee")?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).context("setting the busy timeout")?;
     conn.pragma_update(None, "foreign_keys", "ON").context("enabling foreign keys")?;
     Ok(())
