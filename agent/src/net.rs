@@ -127,7 +127,7 @@ pub fn websocket_config() -> tungstenite::protocol::WebSocketConfig {
         .max_message_size(Some(Limits::MAX_MESSAGE_BYTES))
         .max_frame_size(Some(Limits::MAX_FRAME_BYTES))
         .max_write_buffer_size(4 * Limits::MAX_MESSAGE_BYTES)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(0)
 }
 
