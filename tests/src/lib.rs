@@ -68,6 +68,22 @@ impl Log {
     pub fn contains(&self, needle: &str) -> bool {
         self.lines().iter().any(|l| l.contains(needle))
     }
+
+    /// Whether a line containing `needle` arrives within 5 s. A process's last lines reach the
+    /// log from a reader thread, possibly after the process has been reaped: assertions about
+    /// what was logged use this, not [`Log::contains`].
+    pub fn shows(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.contains(needle) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 fn capture(
@@ -82,11 +98,13 @@ fn capture(
             if std::env::var_os("HOSTWATCH_TEST_ECHO").is_some() {
                 eprintln!("[{name}] {line}");
             }
+            // Logged before it is announced, so a test woken by the announcement
+            // finds the line in the log too.
+            log.0.lock().expect("log lock").push(line.clone());
             if let Some(tx) = &lines_tx {
                 // The test may have stopped listening; the line is still logged.
-                let _ = tx.send(line.clone());
+                let _ = tx.send(line);
             }
-            log.0.lock().expect("log lock").push(line);
         }
     });
 }

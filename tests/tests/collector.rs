@@ -283,7 +283,7 @@ fn wrong_missing_and_revoked_tokens_are_refused() {
         Some(403)
     );
     assert_eq!(web2.store(vec![probe_sample(1, now_ms())]), 1);
-    assert!(collector.log.contains("re-read"));
+    assert!(collector.log.shows("re-read"));
     assert!(
         !collector.log.lines().iter().any(|l| l.contains("token-one") || l.contains("token-two")),
         "tokens never logged"
@@ -548,7 +548,7 @@ fn retention_and_the_size_cap_shrink_the_database_while_ingest_goes_on() {
         (!stored.iter().any(|(_, ts)| *ts < cutoff)).then_some(stored)
     });
     assert!(expired.iter().any(|(s, _)| *s == seq - 1), "the newest sample is kept");
-    assert!(collector.log.contains("over --max-db-size"));
+    assert!(collector.log.shows("over --max-db-size"));
     let (_, stats) = collector.get_json("/api/stats");
     assert!(stats["db_size_bytes"].as_u64().is_some_and(|b| b > 0));
 }

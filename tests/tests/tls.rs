@@ -81,7 +81,7 @@ fn agents_and_browsers_reach_the_collector_over_tls() {
             key.to_str().unwrap(),
         ],
     );
-    assert!(collector.log.contains("https://") && collector.log.contains("wss://"));
+    assert!(collector.log.shows("https://") && collector.log.shows("wss://"));
     let url = format!("wss://localhost:{}/ingest", collector.ws.port());
     let ca = dir.path().join("ca.pem");
     let _agent = Agent::spawn(
