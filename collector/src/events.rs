@@ -13,8 +13,12 @@ use serde_json::{Map, Value};
 
 use crate::storage::{Activity, Point};
 
-/// A typical sample event's size, for bounding the ring before anyone serialized it.
-const TYPICAL_EVENT_BYTES: usize = 700;
+/// A sample event's JSON without its names and per-core values, with every metric present:
+/// the base of the size estimate that bounds the ring and the subscriber queues before anyone
+/// serialized the event.
+const SAMPLE_FIXED_BYTES: usize = 640;
+/// One per-core value in a sample event's JSON (`100.0,` at most, `12.5,` typically).
+const SAMPLE_CORE_BYTES: usize = 6;
 
 /// One event.
 #[derive(Debug)]
@@ -27,6 +31,7 @@ pub struct LiveEvent {
     pub host: Option<Arc<str>>,
     body: Body,
     json: OnceLock<String>,
+    bytes: usize,
 }
 
 #[derive(Debug)]
@@ -53,9 +58,11 @@ impl LiveEvent {
         self.json.get_or_init(|| self.render())
     }
 
-    /// Bytes this event takes: its JSON once built, a typical size before.
+    /// Bytes of JSON this event takes, estimated when it was made (a sample's from its names
+    /// and number of cores, anything else from its JSON, built then): the same figure whether or
+    /// not it has been serialized since, so queues and the ring count it in and out alike.
     pub fn size(&self) -> usize {
-        self.json.get().map_or(TYPICAL_EVENT_BYTES, String::len)
+        self.bytes
     }
 
     /// The event as a Server-Sent Events frame, appended to `out`. Notices (id 0) carry no
@@ -88,7 +95,19 @@ impl LiveEvent {
     }
 
     fn new(id: u64, kind: &'static str, host: Option<Arc<str>>, body: Body) -> Self {
-        Self { id, kind, host, body, json: OnceLock::new() }
+        let mut event = Self { id, kind, host, body, json: OnceLock::new(), bytes: 0 };
+        event.bytes = match &event.body {
+            Body::Sample { hostname, point } => {
+                let host = event.host.as_deref().map_or(0, str::len);
+                SAMPLE_FIXED_BYTES
+                    + host
+                    + hostname.len()
+                    + SAMPLE_CORE_BYTES * point.cpu_cores_percent.len()
+            }
+            // Activities and notices are rare: their JSON is built now.
+            Body::Fields { .. } => event.json().len(),
+        };
+        event
     }
 
     fn render(&self) -> String {
@@ -178,9 +197,8 @@ mod tests {
             ..Default::default()
         };
         let event = LiveEvent::sample(9, Arc::from("h1"), Arc::from("web"), Arc::new(point));
-        assert_eq!(event.size(), TYPICAL_EVENT_BYTES, "not serialized before it is needed");
+        assert!(event.json.get().is_none(), "not serialized before it is needed");
         let value: Value = serde_json::from_str(event.json()).unwrap();
-        assert_eq!(event.size(), event.json().len());
         assert_eq!(value["id"], 9);
         assert_eq!(value["type"], "sample");
         assert_eq!(value["host"], "h1");
@@ -195,6 +213,50 @@ mod tests {
         let mut notice = String::new();
         LiveEvent::notice("lagged", "slow").write_sse_frame(&mut notice);
         assert!(notice.starts_with("event: lagged\ndata: {"), "notices carry no id: {notice}");
+    }
+
+    /// A sample with every metric, with `cores` per-core values.
+    fn full_point(cores: usize) -> Point {
+        let value = |i: usize| Some(1_000_000_000.0 + i as f64 + 0.5);
+        Point {
+            ts: 1_790_000_000_000,
+            cpu_percent: Some(37.5),
+            cpu_cores_percent: (0..cores).map(|i| (i % 100) as f64 + 0.5).collect(),
+            memory_used_bytes: Some(8_000_000_000),
+            memory_total_bytes: Some(16_000_000_000),
+            memory_available_bytes: Some(8_000_000_000),
+            swap_used_bytes: Some(1_000_000_000),
+            swap_total_bytes: Some(4_000_000_000),
+            load1: Some(1.25),
+            load5: Some(1.5),
+            load15: Some(1.75),
+            net_rx_bytes_per_second: value(1),
+            net_tx_bytes_per_second: value(2),
+            disk_read_bytes_per_second: value(3),
+            disk_write_bytes_per_second: value(4),
+            fs_used_bytes: Some(100_000_000_000),
+            fs_total_bytes: Some(500_000_000_000),
+            processes: Some(312),
+            uptime_seconds: Some(8_640_000),
+            temperature_celsius: Some(54.5),
+        }
+    }
+
+    #[test]
+    fn size_estimates_track_the_json_from_two_to_a_thousand_cores() {
+        for cores in [0, 2, 64, 1024] {
+            let point = Arc::new(full_point(cores));
+            let event =
+                LiveEvent::sample(123_456_789, Arc::from("host-1"), Arc::from("web"), point);
+            let (estimate, actual) = (event.size() as f64, event.json().len() as f64);
+            assert!(
+                (0.75..=1.5).contains(&(estimate / actual)),
+                "{cores} cores: estimated {estimate} bytes, the JSON has {actual}"
+            );
+            assert_eq!(event.size() as f64, estimate, "serializing does not change the size");
+        }
+        let notice = LiveEvent::notice("lagged", "slow");
+        assert_eq!(notice.size(), notice.json().len());
     }
 
     #[test]

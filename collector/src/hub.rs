@@ -144,15 +144,12 @@ pub struct SubscribeRequest {
     pub addr: String,
 }
 
-/// An event in a subscriber's queue, with the bytes it was counted for.
-pub type Queued = (Arc<LiveEvent>, usize);
-
 /// A live subscription, held by the subscriber's writer.
 pub struct Subscription {
     /// Subscriber id, for [`Event::Unsubscribe`].
     pub id: u64,
-    /// New events, in id order, each with the bytes it was counted for in `queued_bytes`.
-    pub events: async_channel::Receiver<Queued>,
+    /// New events, in id order, each counted in `queued_bytes` for its [`LiveEvent::size`].
+    pub events: async_channel::Receiver<Arc<LiveEvent>>,
     /// Recent events after the requested id that were already in the ring.
     pub backlog: Vec<Arc<LiveEvent>>,
     /// When the ring did not reach back far enough: resume from the database after this id.
@@ -305,7 +302,7 @@ struct Agent {
 }
 
 struct Subscriber {
-    tx: async_channel::Sender<Queued>,
+    tx: async_channel::Sender<Arc<LiveEvent>>,
     filter: Filter,
     queued_bytes: Arc<AtomicUsize>,
     lagged: Arc<AtomicBool>,
@@ -322,7 +319,7 @@ pub struct Hub {
     agents: HashMap<u64, Agent>,
     subscribers: HashMap<u64, Subscriber>,
     /// Recent events, with the bytes each was counted for.
-    ring: VecDeque<(Arc<LiveEvent>, usize)>,
+    ring: VecDeque<Arc<LiveEvent>>,
     ring_bytes: usize,
     next_subscriber: u64,
     storage: Storage,
@@ -646,9 +643,7 @@ impl Hub {
                 continue;
             }
             let queued = sub.queued_bytes.load(Ordering::Relaxed);
-            if queued + bytes > SUBSCRIBER_QUEUE_BYTES
-                || sub.tx.try_send((event.clone(), bytes)).is_err()
-            {
+            if queued + bytes > SUBSCRIBER_QUEUE_BYTES || sub.tx.try_send(event.clone()).is_err() {
                 lagged.push(*id);
                 continue;
             }
@@ -667,10 +662,10 @@ impl Hub {
             }
         }
         self.ring_bytes += bytes;
-        self.ring.push_back((event, bytes));
+        self.ring.push_back(event);
         while self.ring.len() > RING_EVENTS || self.ring_bytes > RING_BYTES {
-            if let Some((_, old)) = self.ring.pop_front() {
-                self.ring_bytes -= old;
+            if let Some(old) = self.ring.pop_front() {
+                self.ring_bytes -= old.size();
             }
         }
     }
@@ -682,15 +677,14 @@ impl Hub {
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let lagged = Arc::new(AtomicBool::new(false));
         let shutting_down = Arc::new(AtomicBool::new(false));
-        let newest = self.ring.back().map_or(self.newest_at_start, |(e, _)| e.id);
+        let newest = self.ring.back().map_or(self.newest_at_start, |e| e.id);
         let resync = request.since.is_some_and(|since| since > newest);
         let (backlog, from_database_after) = match request.since.filter(|_| !resync) {
             None => (Vec::new(), None),
             Some(since) => match self.ring.front() {
-                Some((first, _)) if first.id <= since.saturating_add(1) => (
+                Some(first) if first.id <= since.saturating_add(1) => (
                     self.ring
                         .iter()
-                        .map(|(e, _)| e)
                         .filter(|e| e.id > since && request.filter.matches(e))
                         .cloned()
                         .collect(),

@@ -128,10 +128,10 @@ pub async fn pump(
                             Err(_) => break,
                         }
                     }
-                    let bytes: usize = queued.iter().map(|(_, bytes)| bytes).sum();
+                    let bytes: usize = queued.iter().map(|e| e.size()).sum();
                     subscription.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
                     let batch: Vec<&LiveEvent> =
-                        queued.iter().map(|(e, _)| e.as_ref()).filter(|e| e.id > last).collect();
+                        queued.iter().map(|e| e.as_ref()).filter(|e| e.id > last).collect();
                     if let Some(newest) = batch.last().map(|e| e.id) {
                         sink.send(&batch).await.map_err(End::Gone)?;
                         last = newest;
