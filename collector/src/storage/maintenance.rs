@@ -109,16 +109,27 @@ impl Maintenance {
         // Ingest refuses samples far in the future; anything ahead of now is rolled up once its
         // time comes rather than walking empty buckets up to it.
         let ts_ms = ts_ms.min(crate::now_ms() + MINUTE_MS);
-        let range = self.dirty.entry(host).or_insert((ts_ms, ts_ms));
-        range.0 = range.0.min(ts_ms);
-        range.1 = range.1.max(ts_ms);
+        self.widen(host, (ts_ms, ts_ms));
     }
 
-    /// Forgets cached state after a failed transaction; rollups are recomputed from the
-    /// database's own state on the next run.
+    /// Adds `first..=last` to the range of `host` still to be rolled up.
+    fn widen(&mut self, host: i64, (first, last): (u64, u64)) {
+        let range = self.dirty.entry(host).or_insert((first, last));
+        range.0 = range.0.min(first);
+        range.1 = range.1.max(last);
+    }
+
+    /// Forgets cached state after a failed transaction and reloads it from the database, keeping
+    /// the ranges still to be rolled up: the database only knows each host's newest rollup, not
+    /// older minutes that late samples reopened.
     pub fn reset(&mut self, conn: &Connection) {
         match Self::new(self.policy.clone(), conn) {
-            Ok(fresh) => *self = fresh,
+            Ok(mut fresh) => {
+                for (host, range) in self.dirty.drain() {
+                    fresh.widen(host, range);
+                }
+                *self = fresh;
+            }
             Err(err) => log::error!("storage maintenance: cannot reload its state: {err:#}"),
         }
     }
@@ -180,13 +191,16 @@ impl Maintenance {
             return Ok(());
         }
         let tx = conn.transaction()?;
+        // Each host's range left to roll up after this step, applied once the step committed:
+        // a failed commit leaves every range as it was.
+        let mut left = Vec::with_capacity(hosts.len());
         for host in hosts {
             if started.elapsed() >= STEP_BUDGET {
                 // The rest waits for the next run, which is due at once.
                 self.next_rollup = self.created;
                 break;
             }
-            let Some((first, last)) = self.dirty.remove(&host) else { continue };
+            let Some(&(first, last)) = self.dirty.get(&host) else { continue };
             // Buckets older than the raw retention cannot be recomputed from raw samples any
             // more; their rollups stay as they were.
             let mut from = first / MINUTE_MS * MINUTE_MS;
@@ -196,13 +210,12 @@ impl Maintenance {
             // Closed minutes only, and at most an hour of them per host and step, so a long
             // replay does not hold the writer.
             let to = (last / MINUTE_MS * MINUTE_MS + MINUTE_MS).min(closed).min(from + HOUR_MS);
-            if last >= to.max(from) {
-                self.dirty.insert(host, (to.max(from), last));
-                if to < closed {
-                    // More closed minutes of this host wait: the next run is due at once.
-                    self.next_rollup = self.created;
-                }
+            let rest = (last >= to.max(from)).then_some((to.max(from), last));
+            if rest.is_some() && to < closed {
+                // More closed minutes of this host wait: the next run is due at once.
+                self.next_rollup = self.created;
             }
+            left.push((host, rest));
             if to <= from {
                 continue;
             }
@@ -219,7 +232,14 @@ impl Maintenance {
                 hour_to as i64
             ])?;
         }
-        tx.commit().context("committing rollups")
+        tx.commit().context("committing rollups")?;
+        for (host, rest) in left {
+            match rest {
+                Some(range) => self.dirty.insert(host, range),
+                None => self.dirty.remove(&host),
+            };
+        }
+        Ok(())
     }
 
     /// Deletes one chunk of a host's expired raw samples and rollups. Returns whether more may
@@ -442,6 +462,34 @@ mod tests {
             .query_row("SELECT min(seq), max(seq) FROM samples", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();
         assert!(first > 0 && last == 59_999, "kept {first}..={last}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_late_sample_reopens_a_minute_that_was_rolled_up() {
+        let (dir, mut conn) = database("late");
+        let minute = (crate::now_ms() as i64 / 60_000 - 10) * 60_000;
+        fill(&mut conn, 30, |i| minute + i * 1000);
+        let mut maintenance = Maintenance::new(Policy::default(), &conn).unwrap();
+        let rolled = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT samples FROM rollup_1m WHERE bucket_ms = ?1", [minute], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        maintenance.run(&mut conn).unwrap();
+        assert_eq!(rolled(&conn), 30);
+        // A spool replay brings the rest of that minute after its rollup was written.
+        conn.execute(
+            "INSERT INTO samples (host, seq, ts_ms, cpu_percent) VALUES (1, 100, ?1, 50.0)",
+            [minute + 45_000],
+        )
+        .unwrap();
+        maintenance.note(1, (minute + 45_000) as u64);
+        // Due at once: a noted sample makes the next run roll up.
+        maintenance.next_rollup = maintenance.created;
+        maintenance.run(&mut conn).unwrap();
+        assert_eq!(rolled(&conn), 31, "recomputed from the raw samples, nothing counted twice");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
