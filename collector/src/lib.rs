@@ -49,10 +49,18 @@ pub fn spawn<T: Send + 'static>(
     EXECUTOR.spawn(future)
 }
 
-/// Starts the executor's threads, one per core (the storage writer has its own thread too).
+/// Starts the executor's threads, one per core (the storage writer has its own thread too),
+/// once per process: the executor is a static, so a second collector in the same process (a
+/// test) shares them.
 fn start_executor() -> anyhow::Result<()> {
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return Ok(());
+    }
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
     for index in 0..threads {
+        // Detached: the threads serve the static executor for the life of the process, and
+        // the collector ends by exiting, not by joining them.
         std::thread::Builder::new()
             .name(format!("executor-{index}"))
             .spawn(|| smol::block_on(EXECUTOR.run(std::future::pending::<()>())))
