@@ -487,6 +487,42 @@ fn a_day_at_one_second_downsamples_exactly() {
 }
 
 #[test]
+fn history_at_minute_and_hour_steps_reaches_up_to_now() {
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
+    let mut probe =
+        ProbeAgent::connect(collector.ws, &collector.token(), "recent").expect("connect");
+    // The last five minutes at 1 s: the minutes closed before they arrived are rolled up by the
+    // next maintenance pass, a few seconds away.
+    let start = now_ms();
+    let mut seq = 0;
+    for chunk in (0..300).collect::<Vec<u64>>().chunks(100) {
+        let batch = chunk.iter().map(|i| probe_sample(i + 1, start - (299 - i) * 1000)).collect();
+        seq = probe.store(batch);
+    }
+    for step in [60_000, 120_000, 3_600_000] {
+        // Each look first stores a sample taken now: the current minute is never rolled up
+        // before it is over, so that sample can only be counted from the raw samples.
+        wait_for(30 * SECOND, &format!("every sample up to now at step {step}"), || {
+            seq += 1;
+            let now = now_ms();
+            probe.store(vec![probe_sample(seq, now)]);
+            let path = format!(
+                "/api/hosts/recent/history?from={}&to={}&step={step}",
+                start - 10 * 60_000,
+                now + 1
+            );
+            let (status, body) = collector.get_json(&path);
+            assert_eq!(status, 200, "{body}");
+            let points = body["points"].as_array().unwrap();
+            let counted: u64 = points.iter().map(|p| p["samples"].as_u64().unwrap()).sum();
+            let last = points.last().and_then(|p| p["ts"].as_u64());
+            (counted == seq && last == Some(now / step * step)).then_some(())
+        });
+    }
+}
+
+#[test]
 fn retention_and_the_size_cap_shrink_the_database_while_ingest_goes_on() {
     if !slow_tests_enabled("retention_and_the_size_cap_shrink_the_database_while_ingest_goes_on") {
         return;

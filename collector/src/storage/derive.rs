@@ -110,9 +110,11 @@ pub fn derive(previous: Option<&Sample>, current: &Sample) -> Point {
         memory_available_bytes: current.memory.map(|m| m.available_bytes),
         swap_used_bytes: current.swap.map(|s| s.used_bytes),
         swap_total_bytes: current.swap.map(|s| s.total_bytes),
-        load1: current.load.map(|l| round_to(f64::from(l.one), 2)),
-        load5: current.load.map(|l| round_to(f64::from(l.five), 2)),
-        load15: current.load.map(|l| round_to(f64::from(l.fifteen), 2)),
+        // An agent's floats are taken as sent, except infinities and NaN: no JSON can carry
+        // them, and one would poison every average it is part of.
+        load1: current.load.and_then(|l| finite(round_to(f64::from(l.one), 2))),
+        load5: current.load.and_then(|l| finite(round_to(f64::from(l.five), 2))),
+        load15: current.load.and_then(|l| finite(round_to(f64::from(l.fifteen), 2))),
         net_rx_bytes_per_second: net(|n| n.rx_bytes),
         net_tx_bytes_per_second: net(|n| n.tx_bytes),
         disk_read_bytes_per_second: disk(|d| d.read_bytes),
@@ -124,13 +126,17 @@ pub fn derive(previous: Option<&Sample>, current: &Sample) -> Point {
         temperature_celsius: current
             .temperatures
             .iter()
-            .map(|t| round_to(f64::from(t.celsius), 1))
+            .filter_map(|t| finite(round_to(f64::from(t.celsius), 1)))
             .reduce(f64::max),
     }
 }
 
 /// Rounds to `decimals` places: the precision worth storing and sending (an `f32` load average
 /// read as `f64` would otherwise show as 1.9700000286102295).
+fn finite(value: f64) -> Option<f64> {
+    value.is_finite().then_some(value)
+}
+
 fn round_to(value: f64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
     (value * scale).round() / scale
@@ -235,6 +241,16 @@ mod tests {
         let a = sample(2_000, 100, 100, 10);
         let b = sample(2_000, 110, 190, 20);
         assert_eq!(derive(Some(&a), &b).net_rx_bytes_per_second, None);
+    }
+
+    #[test]
+    fn infinities_and_nan_from_an_agent_are_left_out() {
+        let mut s = sample(1_000, 1, 1, 1);
+        s.load = Some(protocol::LoadAverage { one: f32::INFINITY, five: f32::NAN, fifteen: 0.5 });
+        s.temperatures[1].celsius = f32::NEG_INFINITY;
+        let p = derive(None, &s);
+        assert_eq!((p.load1, p.load5, p.load15), (None, None, Some(0.5)));
+        assert_eq!(p.temperature_celsius, Some(40.0), "the finite sensors still count");
     }
 
     #[test]

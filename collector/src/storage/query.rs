@@ -15,6 +15,11 @@ const POINT_COLUMNS: &str = "ts_ms, cpu_percent, cores, mem_used, mem_total, mem
      load1, load5, load15, net_rx_bps, net_tx_bps, disk_read_bps, disk_write_bps, fs_used, fs_total, processes, \
      uptime, temp_max";
 
+/// How long after a minute has closed its rollup may still be missing: maintenance rolls
+/// closed minutes up every few seconds, so history reads the last two minutes (and the rest of
+/// the rollup bucket they are in) from raw samples.
+const ROLLUP_LAG_MS: u64 = 2 * 60_000;
+
 /// A metric that can be averaged over a bucket: its JSON name and its column.
 pub struct Metric {
     /// Name in the API.
@@ -198,9 +203,9 @@ impl Bucket {
     pub fn cells(&self) -> Vec<String> {
         let mut cells = vec![self.ts.to_string(), self.samples.to_string()];
         for (m, values) in METRICS.iter().zip(&self.values) {
-            cells.extend(
-                values.iter().map(|v| v.map(|v| format_number(v, m.integer)).unwrap_or_default()),
-            );
+            cells.extend(values.iter().map(|v| {
+                v.filter(|v| v.is_finite()).map(|v| format_number(v, m.integer)).unwrap_or_default()
+            }));
         }
         cells
     }
@@ -215,8 +220,8 @@ impl Bucket {
             for (suffix, value) in [("", avg), ("_min", min), ("_max", max)] {
                 let _ = write!(out, ",\"{}{suffix}\":", m.json);
                 match value {
-                    Some(v) => write_number(out, *v, m.integer),
-                    None => out.push_str("null"),
+                    Some(v) if v.is_finite() => write_number(out, *v, m.integer),
+                    _ => out.push_str("null"),
                 }
             }
         }
@@ -233,9 +238,9 @@ fn format_number(value: f64, integer: bool) -> String {
 
 fn write_number(out: &mut String, value: f64, integer: bool) {
     use std::fmt::Write;
-    // SQLite averages of finite values are finite; rounding keeps bytes whole. Writing to a
-    // String cannot fail.
-    if integer || !value.is_finite() {
+    // Callers write only finite values (`derive` stores no others); rounding keeps bytes
+    // whole. Writing to a String cannot fail.
+    if integer {
         let _ = write!(out, "{}", value.round() as i64);
     } else if value.fract() == 0.0 && value.abs() < 1e15 {
         // As serde_json writes floats elsewhere in the API: 99.0, not 99.
@@ -314,31 +319,47 @@ impl Reader {
         };
         // A rollup bucket is whole or absent: the range is rounded out to whole buckets.
         let (from_ms, to_ms) = (from_ms / unit * unit, to_ms.div_ceil(unit) * unit);
-        let mut select = if step_ms == unit {
+        // Recent buckets come from raw samples: a minute is rolled up only after it closed.
+        let fresh =
+            (crate::now_ms().saturating_sub(ROLLUP_LAG_MS) / unit * unit).clamp(from_ms, to_ms);
+        let mut history = if step_ms == unit {
             // One rollup row per bucket: no grouping to do (?4 is bound but not needed).
-            String::from("SELECT bucket_ms, samples")
-        } else {
-            String::from("SELECT (bucket_ms / ?4) * ?4 AS bucket, sum(samples)")
-        };
-        for m in METRICS {
-            let c = m.column;
-            if step_ms == unit {
+            let mut select = String::from("SELECT bucket_ms, samples");
+            for m in METRICS {
+                let c = m.column;
                 select.push_str(&format!(", {c}_sum / nullif({c}_n, 0), {c}_min, {c}_max"));
-            } else {
+            }
+            select.push_str(&format!(
+                " FROM {table} WHERE host = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3 AND ?4 > 0 \
+                 ORDER BY bucket_ms"
+            ));
+            self.buckets(&select, host_key, from_ms, fresh, step_ms)?
+        } else {
+            // Rollups before `fresh` and raw samples after it, as one set of rows with sums and
+            // counts, so a step's bucket that straddles `fresh` has exact aggregates.
+            let mut select = String::from("SELECT (b / ?4) * ?4 AS bucket, sum(n)");
+            let (mut rollups, mut raw) = (String::new(), String::new());
+            for m in METRICS {
+                let c = m.column;
                 select.push_str(&format!(
                     ", total({c}_sum) / nullif(sum({c}_n), 0), min({c}_min), max({c}_max)"
                 ));
+                rollups.push_str(&format!(", {c}_sum, {c}_n, {c}_min, {c}_max"));
+                raw.push_str(&format!(", {c}, {c} IS NOT NULL, {c}, {c}"));
             }
+            select.push_str(&format!(
+                " FROM (SELECT bucket_ms AS b, samples AS n{rollups} FROM {table} \
+                   WHERE host = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?5 \
+                 UNION ALL SELECT ts_ms, 1{raw} FROM samples \
+                   WHERE host = ?1 AND ts_ms >= ?5 AND ts_ms < ?3) \
+                 GROUP BY bucket ORDER BY bucket"
+            ));
+            return self.buckets_with(&select, host_key, from_ms, to_ms, step_ms, &[fresh as i64]);
+        };
+        if fresh < to_ms {
+            history.points.extend(self.bucketed(host_key, fresh, to_ms, step_ms)?.points);
         }
-        select.push_str(&format!(
-            " FROM {table} WHERE host = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3"
-        ));
-        select.push_str(if step_ms == unit {
-            " AND ?4 > 0 ORDER BY bucket_ms"
-        } else {
-            " GROUP BY bucket ORDER BY bucket"
-        });
-        self.buckets(&select, host_key, from_ms, to_ms, step_ms)
+        Ok(history)
     }
 
     /// Runs a bucket query whose columns are the bucket, the sample count, then avg, min and max
@@ -351,10 +372,23 @@ impl Reader {
         to_ms: u64,
         step_ms: u64,
     ) -> anyhow::Result<History> {
+        self.buckets_with(sql, host_key, from_ms, to_ms, step_ms, &[])
+    }
+
+    /// [`Reader::buckets`] with parameters after the first four (`?5`, …).
+    fn buckets_with(
+        &self,
+        sql: &str,
+        host_key: i64,
+        from_ms: u64,
+        to_ms: u64,
+        step_ms: u64,
+        more: &[i64],
+    ) -> anyhow::Result<History> {
         let mut stmt = self.conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(
-            rusqlite::params![host_key, from_ms as i64, to_ms as i64, step_ms as i64],
-            |row| {
+        let params = [host_key, from_ms as i64, to_ms as i64, step_ms as i64];
+        let rows =
+            stmt.query_map(rusqlite::params_from_iter(params.iter().chain(more)), |row| {
                 let values = (0..METRICS.len())
                     .map(|i| {
                         let base = 2 + i * 3;
@@ -366,8 +400,7 @@ impl Reader {
                     samples: row.get::<_, i64>(1)?.max(0) as u64,
                     values,
                 })
-            },
-        )?;
+            })?;
         Ok(History { points: rows.collect::<Result<_, _>>()? })
     }
 }
