@@ -299,7 +299,7 @@ impl Reader {
         select.push_str(
             " FROM samples WHERE host = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY bucket ORDER BY bucket",
         );
-        self.buckets(&select, host_key, from_ms, to_ms, step_ms)
+        self.buckets(&select, host_key, from_ms, to_ms, step_ms, &[])
     }
 
     /// Like [`Reader::bucketed`], from the 1-minute or 1-hour rollups, whose buckets must divide
@@ -333,7 +333,7 @@ impl Reader {
                 " FROM {table} WHERE host = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3 AND ?4 > 0 \
                  ORDER BY bucket_ms"
             ));
-            self.buckets(&select, host_key, from_ms, fresh, step_ms)?
+            self.buckets(&select, host_key, from_ms, fresh, step_ms, &[])?
         } else {
             // Rollups before `fresh` and raw samples after it, as one set of rows with sums and
             // counts, so a step's bucket that straddles `fresh` has exact aggregates.
@@ -354,7 +354,7 @@ impl Reader {
                    WHERE host = ?1 AND ts_ms >= ?5 AND ts_ms < ?3) \
                  GROUP BY bucket ORDER BY bucket"
             ));
-            return self.buckets_with(&select, host_key, from_ms, to_ms, step_ms, &[fresh as i64]);
+            return self.buckets(&select, host_key, from_ms, to_ms, step_ms, &[fresh as i64]);
         };
         if fresh < to_ms {
             history.points.extend(self.bucketed(host_key, fresh, to_ms, step_ms)?.points);
@@ -363,20 +363,9 @@ impl Reader {
     }
 
     /// Runs a bucket query whose columns are the bucket, the sample count, then avg, min and max
-    /// of every metric in [`METRICS`] order.
+    /// of every metric in [`METRICS`] order. Its parameters are the host, the range, the step
+    /// and `more` (`?5`, …).
     fn buckets(
-        &self,
-        sql: &str,
-        host_key: i64,
-        from_ms: u64,
-        to_ms: u64,
-        step_ms: u64,
-    ) -> anyhow::Result<History> {
-        self.buckets_with(sql, host_key, from_ms, to_ms, step_ms, &[])
-    }
-
-    /// [`Reader::buckets`] with parameters after the first four (`?5`, …).
-    fn buckets_with(
         &self,
         sql: &str,
         host_key: i64,
