@@ -109,6 +109,38 @@ fn capture(
     });
 }
 
+/// Checks a systemd unit with `systemd-analyze verify` (its `installed` binary path replaced by
+/// `binary`, a copy written into `dir`) and returns the overall exposure
+/// `systemd-analyze security --offline=true` rates it.
+pub fn verified_unit_exposure(unit: &str, installed: &str, binary: &Path, dir: &Path) -> f64 {
+    let name = Path::new(installed).file_name().expect("binary name").to_string_lossy();
+    let checked = dir.join(format!("{name}.service"));
+    std::fs::write(&checked, unit.replace(installed, binary.to_str().expect("UTF-8 path")))
+        .expect("writing the unit");
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&checked)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        verify.status.success() && verify.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let output = Command::new("systemd-analyze")
+        .args(["security", "--offline=true", "--no-pager"])
+        .arg(&checked)
+        .output()
+        .expect("systemd-analyze");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find(|l| l.contains("Overall exposure level")).expect("exposure line");
+    line.split(": ")
+        .nth(1)
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("exposure value")
+}
+
 /// Sends a signal to a child with `kill(1)` (this crate forbids unsafe code, so no libc).
 pub fn signal(child: &Child, signal: &str) {
     let status = Command::new("kill")

@@ -325,41 +325,13 @@ fn install_places_the_binary_a_private_config_and_a_hardened_unit() {
     )
     .unwrap();
     assert_eq!(unit, repo_unit);
-    let binary = root.join("usr/local/bin/hostwatch-agent");
-    let checked = dir.path().join("hostwatch-agent.service");
-    std::fs::write(
-        &checked,
-        unit.replace("/usr/local/bin/hostwatch-agent", binary.to_str().unwrap()),
-    )
-    .unwrap();
-    let verify = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&checked)
-        .output()
-        .expect("systemd-analyze");
-    assert!(
-        verify.status.success() && verify.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
+    let exposure = verified_unit_exposure(
+        &unit,
+        "/usr/local/bin/hostwatch-agent",
+        &root.join("usr/local/bin/hostwatch-agent"),
+        dir.path(),
     );
-    let exposure = systemd_exposure(&checked);
     assert!(exposure <= 3.0, "exposure {exposure}");
-}
-
-/// The overall exposure `systemd-analyze security --offline=true` gives a unit file.
-pub fn systemd_exposure(unit: &Path) -> f64 {
-    let output = Command::new("systemd-analyze")
-        .args(["security", "--offline=true", "--no-pager"])
-        .arg(unit)
-        .output()
-        .expect("systemd-analyze");
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line = text.lines().find(|l| l.contains("Overall exposure level")).expect("exposure line");
-    line.split(": ")
-        .nth(1)
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("exposure value")
 }
 
 #[test]

@@ -487,6 +487,24 @@ fn a_day_at_one_second_downsamples_exactly() {
 }
 
 #[test]
+fn the_collector_unit_is_valid_and_rated_ok() {
+    let dir = temp_dir();
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../systemd/hostwatch-collector.service"),
+    )
+    .unwrap();
+    assert!(unit.contains("StateDirectory=hostwatch-collector"), "the database has a home");
+    let exposure = verified_unit_exposure(
+        &unit,
+        "/usr/local/bin/hostwatch-collector",
+        &binary("hostwatch-collector"),
+        dir.path(),
+    );
+    assert!(exposure <= 3.0, "exposure {exposure}");
+}
+
+#[test]
 fn history_at_minute_and_hour_steps_reaches_up_to_now() {
     let dir = temp_dir();
     let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
