@@ -72,7 +72,9 @@ pub async fn accept_loop<H, F>(
         // Each connection ends on its own (limits, timeouts, close, shutdown); nothing joins it.
         crate::spawn(async move {
             let _guard = guard;
-            match crate::tls::accept(stream, ctx.tls.as_ref(), ctx.limits.handshake_timeout).await {
+            let tls = crate::tls::accept(stream, ctx.tls.as_ref(), ctx.limits.handshake_timeout);
+            // Boxed: the handshake's state is not kept for the connection's whole life.
+            match Box::pin(tls).await {
                 Ok(stream) => handle(stream, addr, ctx).await,
                 Err(err) => log::debug!("{name}: {addr}: TLS handshake failed: {err}"),
             }
