@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use collector::config::{Command, Config};
 
+/// The storage thread allocates each sample's point and the executor threads free it: under
+/// glibc's malloc that cross-thread traffic contended on the writer's arena lock (a fifth of
+/// the writer's time at 100,000 samples/s). mimalloc frees to the owning thread without a lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
