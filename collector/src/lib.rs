@@ -175,7 +175,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let _ = publish.send_blocking(hub::Event::Stored(stored));
         })?;
     let hosts = storage.load_hosts().context("reading the hosts")?;
-    let readers = Readers::open(&config.db, 4)?;
+    let readers = Readers::open(&config.db, 4, config.policy.retention_raw)?;
 
     let http_listener = bind(config.http, "--http")?;
     let ws_listener = bind(config.ws, "--ws")?;

@@ -131,12 +131,13 @@ pub fn derive(previous: Option<&Sample>, current: &Sample) -> Point {
     }
 }
 
-/// Rounds to `decimals` places: the precision worth storing and sending (an `f32` load average
-/// read as `f64` would otherwise show as 1.9700000286102295).
+/// The value if it is a number JSON can carry (not infinite, not NaN).
 fn finite(value: f64) -> Option<f64> {
     value.is_finite().then_some(value)
 }
 
+/// Rounds to `decimals` places: the precision worth storing and sending (an `f32` load average
+/// read as `f64` would otherwise show as 1.9700000286102295).
 fn round_to(value: f64, decimals: i32) -> f64 {
     let scale = 10f64.powi(decimals);
     (value * scale).round() / scale

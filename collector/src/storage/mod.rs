@@ -260,11 +260,12 @@ pub struct Readers {
 }
 
 impl Readers {
-    /// Opens `count` readers on the database.
-    pub fn open(path: &Path, count: usize) -> anyhow::Result<Self> {
+    /// Opens `count` readers on the database, whose raw samples are kept for `raw_retention`.
+    pub fn open(path: &Path, count: usize, raw_retention: Duration) -> anyhow::Result<Self> {
         let (give, take) = async_channel::bounded(count);
         for _ in 0..count {
-            give.try_send(query::Reader::open(path)?).expect("the pool has room for every reader");
+            let reader = query::Reader::open(path, raw_retention)?;
+            give.try_send(reader).expect("the pool has room for every reader");
         }
         Ok(Self { take, give })
     }

@@ -155,6 +155,8 @@ pub fn load_hosts(conn: &Connection) -> anyhow::Result<Vec<HostRecord>> {
 /// A read-only connection for API queries.
 pub struct Reader {
     conn: Connection,
+    /// How long raw samples are kept (`--retention-raw`).
+    raw_retention_ms: u64,
 }
 
 /// Which rollup table to read.
@@ -252,8 +254,9 @@ fn write_number(out: &mut String, value: f64, integer: bool) {
 
 impl Reader {
     /// Opens a reader on the database at `path`.
-    pub fn open(path: &Path) -> anyhow::Result<Self> {
-        Ok(Self { conn: open_read_only(path)? })
+    pub fn open(path: &Path, raw_retention: std::time::Duration) -> anyhow::Result<Self> {
+        let raw_retention_ms = u64::try_from(raw_retention.as_millis()).unwrap_or(u64::MAX);
+        Ok(Self { conn: open_read_only(path)?, raw_retention_ms })
     }
 
     /// The database key of a host id, if the host is known.
@@ -319,9 +322,14 @@ impl Reader {
         };
         // A rollup bucket is whole or absent: the range is rounded out to whole buckets.
         let (from_ms, to_ms) = (from_ms / unit * unit, to_ms.div_ceil(unit) * unit);
-        // Recent buckets come from raw samples: a minute is rolled up only after it closed.
-        let fresh =
-            (crate::now_ms().saturating_sub(ROLLUP_LAG_MS) / unit * unit).clamp(from_ms, to_ms);
+        // Recent buckets come from raw samples: a minute is rolled up only after it closed. Not
+        // from before raw samples are kept, though (a short `--retention-raw`): then the
+        // rollups serve what they have, without the minutes not rolled up yet.
+        let now = crate::now_ms();
+        let raw_kept_from = now.saturating_sub(self.raw_retention_ms).div_ceil(unit) * unit;
+        let fresh = (now.saturating_sub(ROLLUP_LAG_MS) / unit * unit)
+            .max(raw_kept_from)
+            .clamp(from_ms, to_ms);
         let mut history = if step_ms == unit {
             // One rollup row per bucket: no grouping to do (?4 is bound but not needed).
             let mut select = String::from("SELECT bucket_ms, samples");
