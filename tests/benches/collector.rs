@@ -301,12 +301,6 @@ fn raw_sqlite(ingest: Option<&Ingest>) -> anyhow::Result<Vec<Row>> {
     Ok(table)
 }
 
-/// The collector's INSERT, word for word (`collector/src/storage/mod.rs`, `fn store`).
-const INSERT_SAMPLE: &str = "INSERT INTO samples (eid, host, seq, ts_ms, cpu_percent, cores, mem_used, mem_total, mem_available,
-             swap_used, swap_total, load1, load5, load15, net_rx_bps, net_tx_bps, disk_read_bps, disk_write_bps,
-             fs_used, fs_total, processes, uptime, temp_max)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
-
 /// One `samples` row as the collector computes it.
 struct SampleRow {
     eid: i64,
@@ -352,9 +346,9 @@ fn insert_rows(rows: u64, hosts: usize, rows_per_transaction: usize) -> anyhow::
         let started = Instant::now();
         let tx = conn.transaction()?;
         {
-            let mut insert = tx.prepare_cached(INSERT_SAMPLE)?;
+            let mut insert = tx.prepare_cached(collector::storage::INSERT_SAMPLE)?;
             for row in &pending {
-                insert_sample(&mut insert, row)?;
+                insert_row(&mut insert, row)?;
             }
         }
         tx.commit()?;
@@ -364,39 +358,12 @@ fn insert_rows(rows: u64, hosts: usize, rows_per_transaction: usize) -> anyhow::
     Ok(RawRun { rows_per_transaction, rows: inserted, rate: inserted as f64 / timed.as_secs_f64() })
 }
 
-/// Binds a row the way the collector's `store` does.
-fn insert_sample(
+/// Binds a row with the collector's own binding.
+fn insert_row(
     insert: &mut rusqlite::CachedStatement<'_>,
     row: &SampleRow,
 ) -> rusqlite::Result<usize> {
-    let p = &row.point;
-    let cores: Vec<u8> =
-        p.cpu_cores_percent.iter().map(|c| c.round().clamp(0.0, 100.0) as u8).collect();
-    insert.execute(params![
-        row.eid,
-        row.host,
-        row.seq,
-        p.ts as i64,
-        p.cpu_percent,
-        (!cores.is_empty()).then_some(cores),
-        p.memory_used_bytes.map(|v| v as i64),
-        p.memory_total_bytes.map(|v| v as i64),
-        p.memory_available_bytes.map(|v| v as i64),
-        p.swap_used_bytes.map(|v| v as i64),
-        p.swap_total_bytes.map(|v| v as i64),
-        p.load1,
-        p.load5,
-        p.load15,
-        p.net_rx_bytes_per_second,
-        p.net_tx_bytes_per_second,
-        p.disk_read_bytes_per_second,
-        p.disk_write_bytes_per_second,
-        p.fs_used_bytes.map(|v| v as i64),
-        p.fs_total_bytes.map(|v| v as i64),
-        p.processes,
-        p.uptime_seconds.map(|v| v as i64),
-        p.temperature_celsius,
-    ])
+    collector::storage::insert_sample(insert, row.eid as u64, row.host, row.seq as u64, &row.point)
 }
 
 // ---------------------------------------------------------------------------------------------

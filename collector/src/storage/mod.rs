@@ -570,6 +570,50 @@ fn register(
     Ok(Ok(Registration { host_key, last_seq }))
 }
 
+/// The INSERT of one raw sample, bound by [`insert_sample`] (the benchmark's raw SQLite run uses
+/// both, so it inserts exactly what the collector does).
+pub const INSERT_SAMPLE: &str = "INSERT INTO samples (eid, host, seq, ts_ms, cpu_percent, cores, mem_used, mem_total, mem_available,
+     swap_used, swap_total, load1, load5, load15, net_rx_bps, net_tx_bps, disk_read_bps, disk_write_bps,
+     fs_used, fs_total, processes, uptime, temp_max)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+
+/// Inserts one sample's derived point with [`INSERT_SAMPLE`]; per-core values are whole
+/// percents.
+pub fn insert_sample(
+    insert: &mut rusqlite::CachedStatement<'_>,
+    eid: u64,
+    host_key: i64,
+    seq: u64,
+    point: &Point,
+) -> rusqlite::Result<usize> {
+    let cores: Vec<u8> =
+        point.cpu_cores_percent.iter().map(|p| p.round().clamp(0.0, 100.0) as u8).collect();
+    insert.execute(params![
+        eid as i64,
+        host_key,
+        seq as i64,
+        point.ts as i64,
+        point.cpu_percent,
+        (!cores.is_empty()).then_some(cores),
+        point.memory_used_bytes.map(|v| v as i64),
+        point.memory_total_bytes.map(|v| v as i64),
+        point.memory_available_bytes.map(|v| v as i64),
+        point.swap_used_bytes.map(|v| v as i64),
+        point.swap_total_bytes.map(|v| v as i64),
+        point.load1,
+        point.load5,
+        point.load15,
+        point.net_rx_bytes_per_second,
+        point.net_tx_bytes_per_second,
+        point.disk_read_bytes_per_second,
+        point.disk_write_bytes_per_second,
+        point.fs_used_bytes.map(|v| v as i64),
+        point.fs_total_bytes.map(|v| v as i64),
+        point.processes,
+        point.uptime_seconds.map(|v| v as i64),
+        point.temperature_celsius,
+    ])
+}
 fn store(
     tx: &rusqlite::Transaction<'_>,
     hosts: &mut HashMap<i64, HostState>,
@@ -607,12 +651,7 @@ fn store(
     if batch.samples.windows(2).any(|w| w[0].seq >= w[1].seq) {
         return Ok(Err("samples of a batch must have strictly increasing sequence numbers".into()));
     }
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO samples (eid, host, seq, ts_ms, cpu_percent, cores, mem_used, mem_total, mem_available,
-             swap_used, swap_total, load1, load5, load15, net_rx_bps, net_tx_bps, disk_read_bps, disk_write_bps,
-             fs_used, fs_total, processes, uptime, temp_max)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)",
-    )?;
+    let mut insert = tx.prepare_cached(INSERT_SAMPLE)?;
     let mut newest: Option<Arc<Sample>> = None;
     for sample in batch.samples {
         if host.last_seq.is_some_and(|last| sample.seq <= last) {
@@ -621,33 +660,7 @@ fn store(
         let sample = Arc::new(sample);
         let point = derive::derive(newest.as_deref().or(host.previous.as_deref()), &sample);
         let eid = *next_eid;
-        let cores: Vec<u8> =
-            point.cpu_cores_percent.iter().map(|p| p.round().clamp(0.0, 100.0) as u8).collect();
-        insert.execute(params![
-            eid as i64,
-            host_key,
-            sample.seq as i64,
-            sample.ts_ms as i64,
-            point.cpu_percent,
-            (!cores.is_empty()).then_some(cores),
-            point.memory_used_bytes.map(|v| v as i64),
-            point.memory_total_bytes.map(|v| v as i64),
-            point.memory_available_bytes.map(|v| v as i64),
-            point.swap_used_bytes.map(|v| v as i64),
-            point.swap_total_bytes.map(|v| v as i64),
-            point.load1,
-            point.load5,
-            point.load15,
-            point.net_rx_bytes_per_second,
-            point.net_tx_bytes_per_second,
-            point.disk_read_bytes_per_second,
-            point.disk_write_bytes_per_second,
-            point.fs_used_bytes.map(|v| v as i64),
-            point.fs_total_bytes.map(|v| v as i64),
-            point.processes,
-            point.uptime_seconds.map(|v| v as i64),
-            point.temperature_celsius,
-        ])?;
+        insert_sample(&mut insert, eid, host_key, sample.seq, &point)?;
         *next_eid += 1;
         host.last_seq = Some(sample.seq);
         outcome.stored_times.push((host_key, sample.ts_ms));
