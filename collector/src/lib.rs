@@ -10,6 +10,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod events;
 pub mod http;

@@ -307,6 +307,8 @@ struct SampleRow {
     host: i64,
     seq: i64,
     point: Point,
+    /// Per-device values, encoded as the collector stores them in a plain row.
+    devices: Option<Vec<u8>>,
 }
 
 /// Inserts `rows` rows spread over `hosts` hosts in batches of [`BATCH`] (a host's batch is
@@ -337,8 +339,24 @@ fn insert_rows(rows: u64, hosts: usize, rows_per_transaction: usize) -> anyhow::
                 next_seq[host] += 1;
                 let sample = bench_sample(seq, first_ts + seq * 1000);
                 let point = derive(previous[host].as_ref(), &sample);
+                let readings =
+                    collector::storage::device::readings(previous[host].as_ref(), &sample);
+                // The collector numbers devices by their rows in `devices`; any numbers will do.
+                let values: Vec<(u32, Vec<Option<i64>>)> = readings
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, r)| (i as u32 + 1, r.values))
+                    .collect();
+                let devices = (!values.is_empty())
+                    .then(|| collector::storage::block::encode_devices(&values));
                 previous[host] = Some(sample);
-                pending.push(SampleRow { eid, host: host as i64 + 1, seq: seq as i64, point });
+                pending.push(SampleRow {
+                    eid,
+                    host: host as i64 + 1,
+                    seq: seq as i64,
+                    point,
+                    devices,
+                });
                 eid += 1;
             }
             host = (host + 1) % hosts;
@@ -363,7 +381,14 @@ fn insert_row(
     insert: &mut rusqlite::CachedStatement<'_>,
     row: &SampleRow,
 ) -> rusqlite::Result<usize> {
-    collector::storage::insert_sample(insert, row.eid as u64, row.host, row.seq as u64, &row.point)
+    collector::storage::insert_sample(
+        insert,
+        row.eid as u64,
+        row.host,
+        row.seq as u64,
+        &row.point,
+        row.devices.as_deref(),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------

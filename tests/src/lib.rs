@@ -577,18 +577,14 @@ pub fn slow_tests_enabled(test: &str) -> bool {
     enabled
 }
 
-/// `(seq, ts_ms)` of every stored sample of a host, in sequence order, read from the database.
+/// `(seq, ts_ms)` of every stored sample of a host, in sequence order, read from the database:
+/// plain rows and compacted blocks (through the collector's storage code), a sample stored
+/// twice listed twice.
 pub fn stored_samples(db: &Path, host_id: &str) -> Vec<(u64, u64)> {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open db");
-    let mut stmt = conn
-        .prepare("SELECT seq, ts_ms FROM samples JOIN hosts ON hosts.id = samples.host WHERE hosts.host_id = ?1 ORDER BY seq")
-        .expect("prepare");
-    let rows = stmt
-        .query_map([host_id], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)))
-        .expect("query");
-    rows.collect::<Result<_, _>>().expect("rows")
+    collector::storage::query::stored_samples(&conn, host_id).expect("stored samples")
 }
 
 /// Why a probe agent was not admitted.

@@ -2,7 +2,11 @@
 //! its own short transaction, so it never stalls ingest for long:
 //!
 //! - **rollups**: min/max/sum/count per metric in 1-minute buckets (from raw samples) and 1-hour
-//!   buckets (from the 1-minute ones), recomputed for the time ranges that received samples;
+//!   buckets (from the 1-minute ones), recomputed for the time ranges that received samples,
+//!   host totals in `rollup_1m`/`rollup_1h` and every device in `device_rollup_1m`/`_1h`;
+//! - **compaction**: a host's minute that ended [`COMPACT_AFTER`] ago and is rolled up is
+//!   folded from plain `samples` rows into one block (`blocks`, see block.rs), in the same
+//!   transaction that deletes the rows, so a crash leaves either the rows or the block;
 //! - **retention**: raw samples older than `--retention-raw`, rollups and activity older than
 //!   `--retention-rollup`, deleted a chunk at a time;
 //! - **size cap**: above `--max-db-size`, the oldest raw samples (then the oldest rollups) go
@@ -14,7 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rusqlite::{Connection, params};
 
+use super::block::{self, DeviceRollup};
 use super::query::METRICS;
+use super::rows;
 
 /// Retention and size policy.
 #[derive(Debug, Clone)]
@@ -48,6 +54,12 @@ const VACUUM_PAGES: i64 = 1_000;
 const ROLLUP_EVERY: Duration = Duration::from_secs(5);
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
 const SIZE_CHECK_EVERY: Duration = Duration::from_secs(5);
+const COMPACT_EVERY: Duration = Duration::from_secs(5);
+/// How long after its end a minute stays as plain rows: the newest minutes are written and
+/// read most, and a late sample of a minute still open costs an insert, not a block rewrite.
+pub const COMPACT_AFTER: Duration = Duration::from_secs(120);
+/// Minutes of one host compacted per step at most.
+const COMPACT_MINUTES: usize = 30;
 
 /// The maintenance state, owned by the writer thread.
 pub struct Maintenance {
@@ -62,6 +74,11 @@ pub struct Maintenance {
     over_cap: bool,
     vacuum_pending: bool,
     created: Instant,
+    next_compaction: Instant,
+    /// Hosts still to compact in the current compaction pass.
+    compaction_queue: VecDeque<i64>,
+    /// Minutes folded into blocks since the start (for the log and the tests).
+    compacted_minutes: u64,
 }
 
 impl Maintenance {
@@ -101,6 +118,9 @@ impl Maintenance {
             over_cap: false,
             vacuum_pending: false,
             created: now,
+            next_compaction: now,
+            compaction_queue: VecDeque::new(),
+            compacted_minutes: 0,
         })
     }
 
@@ -136,12 +156,19 @@ impl Maintenance {
 
     /// When maintenance next has something to do; a time in the past when work is pending.
     pub fn next_due(&self) -> Instant {
-        if self.over_cap || self.vacuum_pending || !self.retention_queue.is_empty() {
+        if self.over_cap
+            || self.vacuum_pending
+            || !self.retention_queue.is_empty()
+            || !self.compaction_queue.is_empty()
+        {
             // A fixed past instant, not `Instant::now()`: a caller comparing its own earlier
             // `now` against a fresh `now` would find the work never due.
             return self.created;
         }
-        self.next_rollup.min(self.next_retention).min(self.next_size_check)
+        self.next_rollup
+            .min(self.next_retention)
+            .min(self.next_size_check)
+            .min(self.next_compaction)
     }
 
     /// Does what is due, for at most a short budget.
@@ -171,7 +198,67 @@ impl Maintenance {
                 self.retention_queue.pop_front();
             }
         }
+        if now >= self.next_compaction && self.compaction_queue.is_empty() {
+            self.next_compaction = now + COMPACT_EVERY;
+            let mut stmt = conn.prepare_cached("SELECT id FROM hosts")?;
+            self.compaction_queue = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        }
+        if !self.compaction_queue.is_empty() && started.elapsed() < STEP_BUDGET {
+            self.compact(conn, started)?;
+        }
         Ok(())
+    }
+
+    /// Folds closed, rolled-up minutes of the hosts in the queue into blocks, one transaction
+    /// for the step. A host leaves the queue once nothing of it is left to fold.
+    fn compact(&mut self, conn: &mut Connection, started: Instant) -> anyhow::Result<()> {
+        let now = crate::now_ms();
+        let closed = now.saturating_sub(COMPACT_AFTER.as_millis() as u64) / MINUTE_MS * MINUTE_MS;
+        let tx = conn.transaction()?;
+        let mut done = Vec::new();
+        let mut folded = 0;
+        for &host in &self.compaction_queue {
+            if started.elapsed() >= STEP_BUDGET {
+                break;
+            }
+            // Never fold a minute whose rollup is still to be computed: the rollup reads blocks
+            // too, but retention and a restart's recovery rely on unrolled minutes being rows.
+            let limit = match self.dirty.get(&host) {
+                Some((first, _)) => closed.min(first / MINUTE_MS * MINUTE_MS),
+                None => closed,
+            };
+            let mut minutes = 0;
+            let mut more = false;
+            loop {
+                let oldest: Option<i64> = tx
+                    .prepare_cached("SELECT min(ts_ms) FROM samples WHERE host = ?1")?
+                    .query_row([host], |r| r.get(0))?;
+                let Some(oldest) = oldest else { break };
+                let minute = oldest.max(0) as u64 / MINUTE_MS * MINUTE_MS;
+                if minute + MINUTE_MS > limit {
+                    break;
+                }
+                if minutes == COMPACT_MINUTES || started.elapsed() >= STEP_BUDGET {
+                    more = true;
+                    break;
+                }
+                compact_minute(&tx, host, minute)?;
+                minutes += 1;
+            }
+            folded += minutes;
+            if !more {
+                done.push(host);
+            }
+        }
+        tx.commit().context("committing compacted minutes")?;
+        self.compacted_minutes += folded as u64;
+        self.compaction_queue.retain(|h| !done.contains(h));
+        Ok(())
+    }
+
+    /// Minutes folded into blocks since maintenance started.
+    pub fn compacted_minutes(&self) -> u64 {
+        self.compacted_minutes
     }
 
     /// Recomputes the rollups of the closed minutes that received samples, in one transaction
@@ -219,11 +306,7 @@ impl Maintenance {
             if to <= from {
                 continue;
             }
-            tx.prepare_cached(&rollup_from_raw_sql())?.execute(params![
-                host,
-                from as i64,
-                to as i64
-            ])?;
+            roll_up_minutes(&tx, host, from, to)?;
             let (hour_from, hour_to) =
                 (from / HOUR_MS * HOUR_MS, (to - 1) / HOUR_MS * HOUR_MS + HOUR_MS);
             tx.prepare_cached(&rollup_hours_sql())?.execute(params![
@@ -231,6 +314,7 @@ impl Maintenance {
                 hour_from as i64,
                 hour_to as i64
             ])?;
+            roll_up_device_hours(&tx, host, hour_from, hour_to)?;
         }
         tx.commit().context("committing rollups")?;
         for (host, rest) in left {
@@ -260,15 +344,23 @@ impl Maintenance {
                    (SELECT eid FROM samples WHERE host = ?1 AND ts_ms < ?2 LIMIT ?3)",
             )?
             .execute(params![host, raw_cutoff as i64, DELETE_CHUNK])?;
-        tx.prepare_cached("DELETE FROM rollup_1m WHERE host = ?1 AND bucket_ms < ?2")?
-            .execute(params![host, rollup_cutoff])?;
-        tx.prepare_cached("DELETE FROM rollup_1h WHERE host = ?1 AND bucket_ms < ?2")?
-            .execute(params![host, rollup_cutoff])?;
+        // Blocks whose whole minute is past the raw retention; a block is a minute of
+        // samples, so fewer go per chunk.
+        let blocks = tx
+            .prepare_cached(
+                "DELETE FROM blocks WHERE rowid IN
+                   (SELECT rowid FROM blocks WHERE host = ?1 AND minute_ms + 60000 <= ?2 LIMIT ?3)",
+            )?
+            .execute(params![host, raw_cutoff as i64, DELETE_CHUNK / 60])?;
+        for table in ["rollup_1m", "rollup_1h", "device_rollup_1m", "device_rollup_1h"] {
+            tx.prepare_cached(&format!("DELETE FROM {table} WHERE host = ?1 AND bucket_ms < ?2"))?
+                .execute(params![host, rollup_cutoff])?;
+        }
         tx.commit()?;
-        if deleted > 0 {
+        if deleted > 0 || blocks > 0 {
             self.vacuum_pending = true;
         }
-        Ok(deleted as i64 == DELETE_CHUNK)
+        Ok(deleted as i64 == DELETE_CHUNK || blocks as i64 == DELETE_CHUNK / 60)
     }
 
     fn prune_activity(&mut self, conn: &Connection) -> anyhow::Result<()> {
@@ -344,6 +436,14 @@ pub fn used_bytes(conn: &Connection) -> anyhow::Result<u64> {
 /// Deletes a chunk of the oldest data: raw samples by storage order, or when none are left, the
 /// oldest hour of rollups.
 fn delete_oldest(conn: &Connection) -> anyhow::Result<usize> {
+    let blocks = conn
+        .prepare_cached(
+            "DELETE FROM blocks WHERE rowid IN (SELECT rowid FROM blocks ORDER BY last_eid LIMIT ?1)",
+        )?
+        .execute([DELETE_CHUNK / 30])?;
+    if blocks > 0 {
+        return Ok(blocks);
+    }
     let deleted = conn
         .prepare_cached(
             "DELETE FROM samples WHERE eid IN (SELECT eid FROM samples ORDER BY eid LIMIT ?1)",
@@ -353,7 +453,7 @@ fn delete_oldest(conn: &Connection) -> anyhow::Result<usize> {
         return Ok(deleted);
     }
     let mut total = 0;
-    for table in ["rollup_1m", "rollup_1h"] {
+    for table in ["rollup_1m", "rollup_1h", "device_rollup_1m", "device_rollup_1h"] {
         total += conn.execute(
             &format!("DELETE FROM {table} WHERE bucket_ms < (SELECT min(bucket_ms) FROM {table}) + {HOUR_MS}"),
             [],
@@ -365,11 +465,129 @@ fn delete_oldest(conn: &Connection) -> anyhow::Result<usize> {
     Ok(total)
 }
 
-/// `INSERT OR REPLACE` of 1-minute rollups of host ?1 for samples with ?2 <= ts < ?3.
-fn rollup_from_raw_sql() -> String {
-    rollup_sql("rollup_1m", "samples", "ts_ms", MINUTE_MS, "count(*)", |c| {
-        format!("min({c}), max({c}), total({c}), count({c})")
-    })
+/// Folds a host's minute (its block, if any, and its plain rows) into one block and deletes
+/// the rows, in the caller's transaction.
+pub fn compact_minute(
+    tx: &rusqlite::Transaction<'_>,
+    host: i64,
+    minute: u64,
+) -> anyhow::Result<()> {
+    let end = minute + MINUTE_MS;
+    let mut all = rows::block_rows(tx, host, minute, end)?;
+    let hot = rows::hot_rows(tx, host, minute, end)?;
+    all.extend(hot);
+    all.sort_by_key(|r| (r.ts, r.seq));
+    // A sequence number is stored once (the writer skips duplicates); a block rewritten after
+    // a crash between two steps cannot hold a row twice either.
+    let mut seen = std::collections::HashSet::with_capacity(all.len());
+    all.retain(|r| seen.insert(r.seq));
+    if all.is_empty() {
+        return Ok(());
+    }
+    let first_eid = all.iter().map(|r| r.eid).min().unwrap_or(0);
+    let last_eid = all.iter().map(|r| r.eid).max().unwrap_or(0);
+    let data = block::encode(&all);
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO blocks (host, minute_ms, first_eid, last_eid, count, data)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        host,
+        minute as i64,
+        first_eid as i64,
+        last_eid as i64,
+        all.len() as i64,
+        data
+    ])?;
+    tx.prepare_cached("DELETE FROM samples WHERE host = ?1 AND ts_ms >= ?2 AND ts_ms < ?3")?
+        .execute(params![host, minute as i64, end as i64])?;
+    // When each device was last there, for the history's device list.
+    let mut last_seen: std::collections::BTreeMap<u32, u64> = Default::default();
+    for row in &all {
+        for (device, _) in &row.devices {
+            last_seen.insert(*device, row.ts);
+        }
+    }
+    for (device, ts) in last_seen {
+        tx.prepare_cached("UPDATE devices SET last_seen_ms = max(last_seen_ms, ?1) WHERE id = ?2")?
+            .execute(params![ts as i64, device])?;
+    }
+    Ok(())
+}
+
+/// Recomputes the 1-minute rollups (host totals and devices) of a host's rows in [from, to).
+fn roll_up_minutes(
+    tx: &rusqlite::Transaction<'_>,
+    host: i64,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<()> {
+    let rows = rows::rows(tx, host, from, to)?;
+    let mut buckets = std::collections::BTreeMap::new();
+    rows::bucket_rows(rows.iter(), MINUTE_MS, &mut buckets);
+    let mut insert = tx.prepare_cached(&insert_rollup_sql())?;
+    for (bucket, acc) in &buckets {
+        let mut values: Vec<rusqlite::types::Value> =
+            vec![host.into(), (*bucket as i64).into(), (acc.samples as i64).into()];
+        for metric in &acc.host {
+            let real = |v: Option<f64>| v.map_or(rusqlite::types::Value::Null, Into::into);
+            values.extend([
+                real(metric.min),
+                real(metric.max),
+                metric.sum.total().into(),
+                (metric.n as i64).into(),
+            ]);
+        }
+        insert.execute(rusqlite::params_from_iter(values))?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO device_rollup_1m (host, bucket_ms, data) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![host, *bucket as i64, block::encode_rollup(&acc.devices)])?;
+    }
+    Ok(())
+}
+
+/// Recomputes the 1-hour device rollups of a host in [from, to) from its 1-minute ones.
+fn roll_up_device_hours(
+    tx: &rusqlite::Transaction<'_>,
+    host: i64,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<()> {
+    let mut hours: std::collections::BTreeMap<u64, DeviceRollup> = Default::default();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT bucket_ms, data FROM device_rollup_1m WHERE host = ?1 AND bucket_ms >= ?2 AND bucket_ms < ?3",
+        )?;
+        let mut rows = stmt.query(params![host, from as i64, to as i64])?;
+        while let Some(r) = rows.next()? {
+            let bucket = r.get::<_, i64>(0)?.max(0) as u64;
+            let minute = block::decode_rollup(&r.get::<_, Vec<u8>>(1)?)?;
+            let hour = hours.entry(bucket / HOUR_MS * HOUR_MS).or_default();
+            for (key, aggregate) in &minute {
+                hour.entry(*key).and_modify(|a| a.merge(aggregate)).or_insert(*aggregate);
+            }
+        }
+    }
+    for (hour, rollup) in hours {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO device_rollup_1h (host, bucket_ms, data) VALUES (?1, ?2, ?3)",
+        )?
+        .execute(params![host, hour as i64, block::encode_rollup(&rollup)])?;
+    }
+    Ok(())
+}
+
+/// `INSERT OR REPLACE` of one 1-minute rollup row: host, bucket, samples, then min, max, sum
+/// and count of every metric.
+fn insert_rollup_sql() -> String {
+    let mut columns = String::from("host, bucket_ms, samples");
+    let mut values = String::from("?, ?, ?");
+    for c in METRICS.iter().map(|m| m.column) {
+        columns.push_str(&format!(", {c}_min, {c}_max, {c}_sum, {c}_n"));
+        values.push_str(", ?, ?, ?, ?");
+    }
+    format!("INSERT OR REPLACE INTO rollup_1m ({columns}) VALUES ({values})")
 }
 
 /// `INSERT OR REPLACE` of 1-hour rollups of host ?1 from its 1-minute rollups in [?2, ?3).

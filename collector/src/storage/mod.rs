@@ -10,9 +10,12 @@
 //! sequence order, and the host's highest stored sequence number is committed in the same
 //! transaction as its samples, so anything at or below it is a duplicate and skipped.
 
+pub mod block;
 pub mod derive;
+pub mod device;
 pub mod maintenance;
 pub mod query;
+pub mod rows;
 pub mod schema;
 
 use std::collections::HashMap;
@@ -159,6 +162,8 @@ struct HostState {
     last_seq: Option<u64>,
     dropped_total: u64,
     previous: Option<Arc<Sample>>,
+    /// Row ids of the host's devices by kind and name, loaded on its first batch.
+    devices: Option<HashMap<(crate::catalog::DeviceKind, String), u32>>,
 }
 
 impl Storage {
@@ -336,7 +341,12 @@ impl Writer {
             conn.query_row("SELECT max(eid) FROM samples", [], |r| r.get(0))?;
         let max_activity: Option<i64> =
             conn.query_row("SELECT max(eid) FROM activity", [], |r| r.get(0))?;
-        let next_eid = max_sample.unwrap_or(0).max(max_activity.unwrap_or(0)) as u64 + 1;
+        let max_block: Option<i64> =
+            conn.query_row("SELECT max(last_eid) FROM blocks", [], |r| r.get(0))?;
+        let next_eid =
+            max_sample.unwrap_or(0).max(max_activity.unwrap_or(0)).max(max_block.unwrap_or(0))
+                as u64
+                + 1;
         Ok(Self { conn, hosts: HashMap::new(), next_eid, maintenance })
     }
 
@@ -565,6 +575,7 @@ fn register(
             last_seq,
             dropped_total: dropped_total as u64,
             previous,
+            devices: None,
         },
     );
     Ok(Ok(Registration { host_key, last_seq }))
@@ -574,17 +585,18 @@ fn register(
 /// both, so it inserts exactly what the collector does).
 pub const INSERT_SAMPLE: &str = "INSERT INTO samples (eid, host, seq, ts_ms, cpu_percent, cores, mem_used, mem_total, mem_available,
      swap_used, swap_total, load1, load5, load15, net_rx_bps, net_tx_bps, disk_read_bps, disk_write_bps,
-     fs_used, fs_total, processes, uptime, temp_max)
- VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
+     fs_used, fs_total, processes, uptime, temp_max, devices)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
 
 /// Inserts one sample's derived point with [`INSERT_SAMPLE`]; per-core values are whole
-/// percents.
+/// percents, `devices` the per-device values ([`block::encode_devices`]), if any.
 pub fn insert_sample(
     insert: &mut rusqlite::CachedStatement<'_>,
     eid: u64,
     host_key: i64,
     seq: u64,
     point: &Point,
+    devices: Option<&[u8]>,
 ) -> rusqlite::Result<usize> {
     let cores: Vec<u8> =
         point.cpu_cores_percent.iter().map(|p| p.round().clamp(0.0, 100.0) as u8).collect();
@@ -612,7 +624,58 @@ pub fn insert_sample(
         point.processes,
         point.uptime_seconds.map(|v| v as i64),
         point.temperature_celsius,
+        devices,
     ])
+}
+
+/// The row ids of a reading's devices, adding devices seen for the first time to `devices`
+/// (in the caller's transaction, so a rollback forgets them too).
+fn device_values(
+    tx: &rusqlite::Transaction<'_>,
+    host_key: i64,
+    ids: &mut HashMap<(crate::catalog::DeviceKind, String), u32>,
+    readings: Vec<device::Reading>,
+    ts_ms: u64,
+) -> anyhow::Result<Vec<(u32, Vec<Option<i64>>)>> {
+    let mut out = Vec::with_capacity(readings.len());
+    for reading in readings {
+        let key = (reading.kind, reading.name);
+        let id = match ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO devices (host, kind, name, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
+                )?
+                .execute(params![host_key, key.0.code(), key.1, ts_ms as i64])?;
+                let id = u32::try_from(tx.last_insert_rowid()).context("device ids overflow")?;
+                ids.insert(key, id);
+                id
+            }
+        };
+        out.push((id, reading.values));
+    }
+    Ok(out)
+}
+
+/// A host's devices by kind and name.
+fn load_devices(
+    tx: &rusqlite::Transaction<'_>,
+    host_key: i64,
+) -> anyhow::Result<HashMap<(crate::catalog::DeviceKind, String), u32>> {
+    let mut stmt = tx.prepare_cached("SELECT id, kind, name FROM devices WHERE host = ?1")?;
+    let rows = stmt.query_map([host_key], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+    })?;
+    let mut devices = HashMap::new();
+    for row in rows {
+        let (id, kind, name) = row?;
+        if let (Some(kind), Ok(id)) =
+            (crate::catalog::DeviceKind::from_code(kind), u32::try_from(id))
+        {
+            devices.insert((kind, name), id);
+        }
+    }
+    Ok(devices)
 }
 fn store(
     tx: &rusqlite::Transaction<'_>,
@@ -645,11 +708,15 @@ fn store(
             last_seq: last_seq.map(|s| s as u64),
             dropped_total: dropped_total as u64,
             previous: last_sample.and_then(|b| postcard::from_bytes(&b).ok()).map(Arc::new),
+            devices: None,
         });
     }
     let host = hosts.get_mut(&host_key).expect("host state was just ensured");
     if batch.samples.windows(2).any(|w| w[0].seq >= w[1].seq) {
         return Ok(Err("samples of a batch must have strictly increasing sequence numbers".into()));
+    }
+    if host.devices.is_none() {
+        host.devices = Some(load_devices(tx, host_key)?);
     }
     let mut insert = tx.prepare_cached(INSERT_SAMPLE)?;
     let mut newest: Option<Arc<Sample>> = None;
@@ -658,9 +725,14 @@ fn store(
             continue; // Already stored: a replay after a lost ack.
         }
         let sample = Arc::new(sample);
-        let point = derive::derive(newest.as_deref().or(host.previous.as_deref()), &sample);
+        let before = newest.as_deref().or(host.previous.as_deref());
+        let point = derive::derive(before, &sample);
+        let readings = device::readings(before, &sample);
+        let ids = host.devices.get_or_insert_with(HashMap::new);
+        let devices = device_values(tx, host_key, ids, readings, sample.ts_ms)?;
+        let devices = (!devices.is_empty()).then(|| block::encode_devices(&devices));
         let eid = *next_eid;
-        insert_sample(&mut insert, eid, host_key, sample.seq, &point)?;
+        insert_sample(&mut insert, eid, host_key, sample.seq, &point, devices.as_deref())?;
         *next_eid += 1;
         host.last_seq = Some(sample.seq);
         outcome.stored_times.push((host_key, sample.ts_ms));

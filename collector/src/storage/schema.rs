@@ -114,6 +114,46 @@ const MIGRATIONS: &[&str] = &[
         temp_max_min REAL, temp_max_max REAL, temp_max_sum REAL, temp_max_n INTEGER,
         PRIMARY KEY (host, bucket_ms)
     ) WITHOUT ROWID;",
+    // 2: storage v2. Every device a host reported, per-device values of the newest (hot) rows,
+    // closed minutes compacted into one block per host and minute, and per-device rollups.
+    // Schema-1 rows stay where they are: they are hot rows without device values, which
+    // maintenance compacts in small steps like any other (see maintenance.rs), so this
+    // migration itself is instant whatever the size of the database.
+    "CREATE TABLE devices (
+        id INTEGER PRIMARY KEY,
+        host INTEGER NOT NULL REFERENCES hosts(id),
+        kind INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        first_seen_ms INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        UNIQUE (host, kind, name)
+    );
+    ALTER TABLE samples ADD COLUMN devices BLOB;
+    -- One row per host and minute: the minute's samples, encoded by storage/block.rs. The
+    -- event id range lets subscribers resume from compacted minutes.
+    CREATE TABLE blocks (
+        host INTEGER NOT NULL REFERENCES hosts(id),
+        minute_ms INTEGER NOT NULL,
+        first_eid INTEGER NOT NULL,
+        last_eid INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (host, minute_ms)
+    );
+    CREATE INDEX blocks_last_eid ON blocks(last_eid);
+    -- Per-device min/max/sum/count of a host's bucket, all devices in one blob.
+    CREATE TABLE device_rollup_1m (
+        host INTEGER NOT NULL REFERENCES hosts(id),
+        bucket_ms INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (host, bucket_ms)
+    ) WITHOUT ROWID;
+    CREATE TABLE device_rollup_1h (
+        host INTEGER NOT NULL REFERENCES hosts(id),
+        bucket_ms INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (host, bucket_ms)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,490 @@
+//! The one table of metrics: every series the collector keeps, with its JSON name, unit, kind,
+//! how it is stored and rolled up, its Prometheus name and labels, its alert name and the page's
+//! label. Storage (columns, block encoding, rollups), the history JSON and CSV, `/api/series`,
+//! alert rule validation and the `/metrics` names are read from here, so adding a metric is one
+//! entry below plus the sampler code that fills it (and, for a device field, one line in
+//! `storage/device.rs` that derives it).
+//!
+//! Host series keep the order of the schema-1 `samples` columns, which is also the order of the
+//! history API's fields and of the rollup tables' column groups: that order is a public contract.
+
+use serde::Serialize;
+
+/// How a series' values come from what the agent sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// A reading taken as sent (memory in use, a temperature).
+    Gauge,
+    /// A cumulative counter turned into a per-second rate or a busy share between two samples.
+    Rate,
+}
+
+/// One series: a host total or one field of a device.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Series {
+    /// Name in the history JSON and CSV (for a device field, the field's name).
+    pub json: &'static str,
+    /// Unit, as the page shows it.
+    pub unit: &'static str,
+    /// Gauge or counter turned into a rate.
+    pub kind: Kind,
+    /// Whether values are whole numbers (bytes, counts); others are written as floats.
+    pub integer: bool,
+    /// Decimal places kept: values are stored as integers of `10^-decimals` (what `derive`
+    /// rounds to, so storing is lossless).
+    pub decimals: u32,
+    /// Column of the schema-1 `samples` table and prefix of the rollup columns (host totals
+    /// only; empty for device fields).
+    #[serde(skip)]
+    pub column: &'static str,
+    /// Prometheus name at `/metrics` (node_exporter's where it has one), empty if not exported.
+    pub prometheus: &'static str,
+    /// Name in alert rules, if rules may watch it.
+    pub alert: Option<&'static str>,
+    /// Label on the page.
+    pub label: &'static str,
+}
+
+impl Series {
+    /// The fixed-point factor of stored values.
+    pub fn scale(&self) -> f64 {
+        10f64.powi(self.decimals as i32)
+    }
+
+    /// A value as stored: an integer of `10^-decimals`, or `None` for a value JSON cannot carry.
+    pub fn to_stored(&self, value: f64) -> Option<i64> {
+        let scaled = (value * self.scale()).round();
+        (scaled.is_finite() && scaled.abs() < 9.0e18).then_some(scaled as i64)
+    }
+
+    /// A stored value back as the number the API shows: the same float `derive` produced.
+    pub fn from_stored(&self, stored: i64) -> f64 {
+        stored as f64 / self.scale()
+    }
+}
+
+// Positional, so the table below reads as a table.
+#[allow(clippy::too_many_arguments)]
+const fn gauge(
+    json: &'static str,
+    unit: &'static str,
+    integer: bool,
+    decimals: u32,
+    column: &'static str,
+    prometheus: &'static str,
+    alert: Option<&'static str>,
+    label: &'static str,
+) -> Series {
+    Series { json, unit, kind: Kind::Gauge, integer, decimals, column, prometheus, alert, label }
+}
+
+const fn rate(
+    json: &'static str,
+    unit: &'static str,
+    decimals: u32,
+    column: &'static str,
+    prometheus: &'static str,
+    alert: Option<&'static str>,
+    label: &'static str,
+) -> Series {
+    Series {
+        json,
+        unit,
+        kind: Kind::Rate,
+        integer: false,
+        decimals,
+        column,
+        prometheus,
+        alert,
+        label,
+    }
+}
+
+/// Host totals, in the order of the history API's fields and the rollup tables' columns.
+pub const HOST: &[Series] = &[
+    rate(
+        "cpu_percent",
+        "%",
+        2,
+        "cpu_percent",
+        "node_cpu_seconds_total",
+        Some("cpu_percent"),
+        "CPU",
+    ),
+    gauge("memory_used_bytes", "bytes", true, 0, "mem_used", "", None, "Memory used"),
+    gauge(
+        "memory_total_bytes",
+        "bytes",
+        true,
+        0,
+        "mem_total",
+        "node_memory_MemTotal_bytes",
+        None,
+        "Memory installed",
+    ),
+    gauge(
+        "memory_available_bytes",
+        "bytes",
+        true,
+        0,
+        "mem_available",
+        "node_memory_MemAvailable_bytes",
+        None,
+        "Memory available",
+    ),
+    gauge(
+        "swap_used_bytes",
+        "bytes",
+        true,
+        0,
+        "swap_used",
+        "node_memory_SwapFree_bytes",
+        None,
+        "Swap used",
+    ),
+    gauge(
+        "swap_total_bytes",
+        "bytes",
+        true,
+        0,
+        "swap_total",
+        "node_memory_SwapTotal_bytes",
+        None,
+        "Swap configured",
+    ),
+    gauge("load1", "", false, 2, "load1", "node_load1", Some("load1"), "Load 1 min"),
+    gauge("load5", "", false, 2, "load5", "node_load5", Some("load5"), "Load 5 min"),
+    gauge("load15", "", false, 2, "load15", "node_load15", Some("load15"), "Load 15 min"),
+    rate(
+        "net_rx_bytes_per_second",
+        "bytes/s",
+        1,
+        "net_rx_bps",
+        "node_network_receive_bytes_total",
+        Some("net_rx_bytes_per_second"),
+        "Network received",
+    ),
+    rate(
+        "net_tx_bytes_per_second",
+        "bytes/s",
+        1,
+        "net_tx_bps",
+        "node_network_transmit_bytes_total",
+        Some("net_tx_bytes_per_second"),
+        "Network sent",
+    ),
+    rate(
+        "disk_read_bytes_per_second",
+        "bytes/s",
+        1,
+        "disk_read_bps",
+        "node_disk_read_bytes_total",
+        Some("disk_read_bytes_per_second"),
+        "Disk read",
+    ),
+    rate(
+        "disk_write_bytes_per_second",
+        "bytes/s",
+        1,
+        "disk_write_bps",
+        "node_disk_written_bytes_total",
+        Some("disk_write_bytes_per_second"),
+        "Disk written",
+    ),
+    gauge("fs_used_bytes", "bytes", true, 0, "fs_used", "", None, "Filesystems used"),
+    gauge(
+        "fs_total_bytes",
+        "bytes",
+        true,
+        0,
+        "fs_total",
+        "node_filesystem_size_bytes",
+        None,
+        "Filesystems size",
+    ),
+    gauge(
+        "processes",
+        "processes",
+        true,
+        0,
+        "processes",
+        "hostwatch_host_processes",
+        None,
+        "Processes",
+    ),
+    gauge("uptime_seconds", "s", true, 0, "uptime", "node_boot_time_seconds", None, "Uptime"),
+    gauge(
+        "temperature_celsius",
+        "°C",
+        false,
+        1,
+        "temp_max",
+        "node_hwmon_temp_celsius",
+        Some("temperature_celsius"),
+        "Hottest sensor",
+    ),
+];
+
+/// Host percentages computed from two stored series when a rule asks for them; not stored.
+pub const HOST_PERCENTAGES: &[Series] = &[
+    gauge("memory_used_percent", "%", false, 2, "", "", Some("memory_used_percent"), "Memory used"),
+    gauge("swap_used_percent", "%", false, 2, "", "", Some("swap_used_percent"), "Swap used"),
+    gauge("fs_used_percent", "%", false, 2, "", "", Some("fs_used_percent"), "Filesystems used"),
+];
+
+/// The kinds of device a host has several of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    /// A logical CPU.
+    Cpu,
+    /// A network interface.
+    Net,
+    /// A mounted filesystem.
+    Fs,
+    /// A block device.
+    Disk,
+    /// A temperature sensor.
+    Sensor,
+}
+
+/// A kind of device and the fields each device of it has.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct DeviceTable {
+    /// The kind.
+    pub kind: DeviceKind,
+    /// Key in the history's `devices` object and in `series=` (`cpu`, `net`, …).
+    pub key: &'static str,
+    /// Prometheus label naming the device.
+    pub prometheus_label: &'static str,
+    /// Label on the page.
+    pub label: &'static str,
+    /// The fields, in stored order.
+    pub fields: &'static [Series],
+}
+
+/// Per-device series, by kind.
+pub const DEVICES: &[DeviceTable] = &[
+    DeviceTable {
+        kind: DeviceKind::Cpu,
+        key: "cpu",
+        prometheus_label: "cpu",
+        label: "CPU cores",
+        fields: &[rate("percent", "%", 0, "", "node_cpu_seconds_total", None, "Busy")],
+    },
+    DeviceTable {
+        kind: DeviceKind::Net,
+        key: "net",
+        prometheus_label: "device",
+        label: "Network interfaces",
+        fields: &[
+            rate(
+                "rx_bytes_per_second",
+                "bytes/s",
+                1,
+                "",
+                "node_network_receive_bytes_total",
+                None,
+                "Received",
+            ),
+            rate(
+                "tx_bytes_per_second",
+                "bytes/s",
+                1,
+                "",
+                "node_network_transmit_bytes_total",
+                None,
+                "Sent",
+            ),
+            rate(
+                "rx_packets_per_second",
+                "packets/s",
+                1,
+                "",
+                "node_network_receive_packets_total",
+                None,
+                "Packets received",
+            ),
+            rate(
+                "tx_packets_per_second",
+                "packets/s",
+                1,
+                "",
+                "node_network_transmit_packets_total",
+                None,
+                "Packets sent",
+            ),
+            rate(
+                "rx_errors_per_second",
+                "errors/s",
+                1,
+                "",
+                "node_network_receive_errs_total",
+                None,
+                "Receive errors",
+            ),
+            rate(
+                "tx_errors_per_second",
+                "errors/s",
+                1,
+                "",
+                "node_network_transmit_errs_total",
+                None,
+                "Transmit errors",
+            ),
+        ],
+    },
+    DeviceTable {
+        kind: DeviceKind::Fs,
+        key: "fs",
+        prometheus_label: "mountpoint",
+        label: "Filesystems",
+        fields: &[
+            gauge("used_bytes", "bytes", true, 0, "", "", None, "Used"),
+            gauge("total_bytes", "bytes", true, 0, "", "node_filesystem_size_bytes", None, "Size"),
+            gauge(
+                "available_bytes",
+                "bytes",
+                true,
+                0,
+                "",
+                "node_filesystem_avail_bytes",
+                None,
+                "Available",
+            ),
+            gauge("used_percent", "%", false, 2, "", "", None, "Used"),
+        ],
+    },
+    DeviceTable {
+        kind: DeviceKind::Disk,
+        key: "disk",
+        prometheus_label: "device",
+        label: "Disks",
+        fields: &[
+            rate(
+                "read_bytes_per_second",
+                "bytes/s",
+                1,
+                "",
+                "node_disk_read_bytes_total",
+                None,
+                "Read",
+            ),
+            rate(
+                "write_bytes_per_second",
+                "bytes/s",
+                1,
+                "",
+                "node_disk_written_bytes_total",
+                None,
+                "Written",
+            ),
+        ],
+    },
+    DeviceTable {
+        kind: DeviceKind::Sensor,
+        key: "sensor",
+        prometheus_label: "sensor",
+        label: "Temperatures",
+        fields: &[gauge(
+            "celsius",
+            "°C",
+            false,
+            1,
+            "",
+            "node_hwmon_temp_celsius",
+            None,
+            "Temperature",
+        )],
+    },
+];
+
+impl DeviceKind {
+    /// The table entry of this kind.
+    pub fn table(self) -> &'static DeviceTable {
+        // DEVICES lists every kind once, in declaration order.
+        &DEVICES[self.code() as usize]
+    }
+
+    /// The number stored for this kind in the `devices` table.
+    pub fn code(self) -> u8 {
+        match self {
+            DeviceKind::Cpu => 0,
+            DeviceKind::Net => 1,
+            DeviceKind::Fs => 2,
+            DeviceKind::Disk => 3,
+            DeviceKind::Sensor => 4,
+        }
+    }
+
+    /// The kind stored as `code`, if known.
+    pub fn from_code(code: i64) -> Option<Self> {
+        DEVICES.iter().map(|t| t.kind).find(|k| i64::from(k.code()) == code)
+    }
+
+    /// The kind whose key is `key`.
+    pub fn from_key(key: &str) -> Option<Self> {
+        DEVICES.iter().find(|t| t.key == key).map(|t| t.kind)
+    }
+}
+
+/// Names alert rules may use, in the order the error message lists them.
+pub fn alert_names() -> impl Iterator<Item = &'static str> {
+    HOST.iter().chain(HOST_PERCENTAGES).filter_map(|s| s.alert)
+}
+
+/// The `/api/series` answer: every series with its unit, kind, rollup and names.
+pub fn describe() -> serde_json::Value {
+    let describe = |s: &Series| {
+        serde_json::json!({
+            "name": s.json, "unit": s.unit, "kind": s.kind, "label": s.label,
+            "storage": if s.integer { "integer".to_owned() } else { format!("fixed-point, {} decimals", s.decimals) },
+            "rollup": ["min", "avg", "max"],
+            "prometheus": (!s.prometheus.is_empty()).then_some(s.prometheus),
+            "alert": s.alert,
+        })
+    };
+    serde_json::json!({
+        "host": HOST.iter().map(describe).collect::<Vec<_>>(),
+        "derived": HOST_PERCENTAGES.iter().map(describe).collect::<Vec<_>>(),
+        "devices": DEVICES.iter().map(|t| serde_json::json!({
+            "kind": t.key, "label": t.label, "prometheus_label": t.prometheus_label,
+            "fields": t.fields.iter().map(describe).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_their_codes_agree_with_the_table() {
+        for (index, table) in DEVICES.iter().enumerate() {
+            assert_eq!(table.kind.code() as usize, index);
+            assert_eq!(DeviceKind::from_code(index as i64), Some(table.kind));
+            assert_eq!(DeviceKind::from_key(table.key), Some(table.kind));
+        }
+    }
+
+    #[test]
+    fn stored_values_come_back_as_derive_rounded_them() {
+        let cpu = &HOST[0];
+        for v in [0.0, 33.33, 99.99, 12.5, 0.01] {
+            let rounded = (v * 100.0f64).round() / 100.0;
+            assert_eq!(cpu.from_stored(cpu.to_stored(rounded).unwrap()), rounded);
+        }
+        assert_eq!(cpu.to_stored(f64::NAN), None);
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<&str> = HOST.iter().chain(HOST_PERCENTAGES).map(|s| s.json).collect();
+        names.extend(DEVICES.iter().map(|t| t.key));
+        let count = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), count);
+    }
+}
