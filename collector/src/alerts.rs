@@ -157,9 +157,12 @@ fn parse_rule(text: &str) -> Result<Rule, String> {
             duration: duration_of(duration)?,
         }),
         [metric, op, value, "for", duration] => {
-            let (_, metric_value) =
-                METRIC_NAMES.iter().find(|(name, _)| name == metric).ok_or_else(|| {
-                    let names: Vec<&str> = METRIC_NAMES.iter().map(|(n, _)| *n).collect();
+            // The catalog says which series rules may watch; METRIC_NAMES says how to read each.
+            let (_, metric_value) = crate::catalog::alert_names()
+                .find(|name| name == metric)
+                .and_then(|name| METRIC_NAMES.iter().find(|(n, _)| *n == name))
+                .ok_or_else(|| {
+                    let names: Vec<&str> = crate::catalog::alert_names().collect();
                     format!(
                         "rule {text:?}: unknown metric {metric:?} (use one of {})",
                         names.join(", ")
@@ -367,6 +370,16 @@ mod tests {
             memory_total_bytes: Some(1000),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn every_alert_name_of_the_catalog_can_be_judged() {
+        let catalog: Vec<&str> = crate::catalog::alert_names().collect();
+        let judged: Vec<&str> = METRIC_NAMES.iter().map(|(n, _)| *n).collect();
+        let (mut a, mut b) = (catalog.clone(), judged.clone());
+        a.sort_unstable();
+        b.sort_unstable();
+        assert_eq!(a, b, "catalog {catalog:?} against evaluators {judged:?}");
     }
 
     #[test]

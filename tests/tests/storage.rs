@@ -157,3 +157,283 @@ fn make_schema1_fixture() {
     drop(conn);
     std::fs::copy(&collector.db, out.join("hostwatch.db")).unwrap();
 }
+
+/// Rows of a host still plain (not yet compacted) and blocks it has, read from the database.
+fn plain_and_blocks(db: &Path, host_id: &str) -> (i64, i64) {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [host_id], |r| r.get(0)).unwrap_or(0) };
+    (
+        count(
+            "SELECT count(*) FROM samples JOIN hosts ON hosts.id = samples.host WHERE hosts.host_id = ?1",
+        ),
+        count(
+            "SELECT count(*) FROM blocks JOIN hosts ON hosts.id = blocks.host WHERE hosts.host_id = ?1",
+        ),
+    )
+}
+
+/// A sample of a host with interfaces `eth0` and (while `eth1` is true) `eth1`, and mounts `/`
+/// and `/data`, whose counters grow by known amounts each second.
+fn device_sample(seq: u64, ts_ms: u64, eth1: bool) -> protocol::Sample {
+    let i = seq;
+    let mut sample = probe_sample(seq, ts_ms);
+    sample.networks = vec![protocol::NetworkInterface {
+        name: "eth0".into(),
+        rx_bytes: i * 1000 + i * i,
+        tx_bytes: i * 300,
+        rx_packets: i * 10,
+        tx_packets: i * 4,
+        rx_errors: i / 10,
+        tx_errors: 0,
+    }];
+    if eth1 {
+        sample.networks.push(protocol::NetworkInterface {
+            name: "eth1".into(),
+            rx_bytes: i * 5000,
+            tx_bytes: i * 7,
+            ..Default::default()
+        });
+    }
+    sample.filesystems = vec![
+        protocol::Filesystem {
+            mount_point: "/".into(),
+            total_bytes: 1 << 30,
+            available_bytes: (1 << 29) - i * 4096,
+        },
+        protocol::Filesystem {
+            mount_point: "/data".into(),
+            total_bytes: 1000,
+            available_bytes: 250,
+        },
+    ];
+    sample
+}
+
+#[test]
+fn per_device_history_matches_what_was_sent_and_keeps_a_device_that_went_away() {
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
+    let mut probe = ProbeAgent::connect(collector.ws, &collector.token(), "devs").expect("connect");
+    // Ten minutes ending at the start of this minute: the older minutes are compacted
+    // into blocks while the newest stay plain rows. eth1 goes away after sample 300.
+    let count = 600u64;
+    let start = (now_ms() / 60_000 - 10) * 60_000;
+    let samples: Vec<_> =
+        (1..=count).map(|s| device_sample(s, start + (s - 1) * 1000, s <= 300)).collect();
+    for chunk in samples.chunks(100) {
+        probe.store(chunk.to_vec());
+    }
+    wait_for(Duration::from_secs(30), "the older minutes compacted", || {
+        let (plain, blocks) = plain_and_blocks(&collector.db, "devs");
+        (blocks >= 7 && plain > 0).then_some(())
+    });
+    let path = |extra: &str| {
+        format!("/api/hosts/devs/history?from={start}&to={}{extra}", start + count * 1000)
+    };
+    let (status, body) = collector.get_json(&path(""));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["points"].as_array().unwrap().len(), count as usize);
+    let eth0 = body["devices"]["net"]["eth0"].as_array().expect("eth0");
+    assert_eq!(eth0.len(), count as usize);
+    for (index, point) in eth0.iter().enumerate() {
+        let s = index as u64 + 1;
+        assert_eq!(point["ts"].as_u64(), Some(start + (s - 1) * 1000));
+        if s == 1 {
+            // No previous sample: no rate.
+            assert!(point["rx_bytes_per_second"].is_null(), "{point}");
+            continue;
+        }
+        // rx grows by (s*1000 + s²) - ((s-1)*1000 + (s-1)²) = 1000 + 2s - 1 bytes in 1 s.
+        assert_eq!(point["rx_bytes_per_second"].as_f64(), Some((1000 + 2 * s - 1) as f64), "{s}");
+        assert_eq!(point["tx_bytes_per_second"].as_f64(), Some(300.0));
+        assert_eq!(point["rx_packets_per_second"].as_f64(), Some(10.0));
+        let errors = (s / 10 - (s - 1) / 10) as f64;
+        assert_eq!(point["rx_errors_per_second"].as_f64(), Some(errors));
+    }
+    // eth1 keeps its 300 points, none after it went away.
+    let eth1 = body["devices"]["net"]["eth1"].as_array().expect("eth1 kept");
+    assert_eq!(eth1.len(), 300);
+    assert_eq!(eth1.last().unwrap()["ts"].as_u64(), Some(start + 299_000));
+    assert_eq!(eth1[10]["rx_bytes_per_second"].as_f64(), Some(5000.0));
+    // Mounts: used = total - available, used % = used / (used + available).
+    let root = body["devices"]["fs"]["/"].as_array().expect("/");
+    assert_eq!(root[99]["used_bytes"].as_u64(), Some((1 << 29) + 100 * 4096));
+    assert_eq!(root[99]["total_bytes"].as_u64(), Some(1 << 30));
+    let data = &body["devices"]["fs"]["/data"][0];
+    assert_eq!(
+        (data["used_bytes"].as_u64(), data["used_percent"].as_f64()),
+        (Some(750), Some(75.0))
+    );
+    // The host total is the sum of the interfaces present in both samples.
+    assert_eq!(
+        body["points"][10]["net_rx_bytes_per_second"].as_f64(),
+        Some((1000 + 21 + 5000) as f64)
+    );
+
+    // Minute buckets from the rollups: per-device min, average and max of each minute.
+    let (status, body) = collector.get_json(&path("&step=60000"));
+    assert_eq!(status, 200, "{body}");
+    let minutes = body["devices"]["net"]["eth0"].as_array().unwrap();
+    assert_eq!(minutes.len(), 10);
+    let second = &minutes[1]; // Samples 61..=120.
+    assert_eq!(second["samples"].as_u64(), Some(60));
+    assert_eq!(second["rx_bytes_per_second_min"].as_f64(), Some((1000 + 2 * 61 - 1) as f64));
+    assert_eq!(second["rx_bytes_per_second_max"].as_f64(), Some((1000 + 2 * 120 - 1) as f64));
+    let average = (61..=120).map(|s| (1000 + 2 * s - 1) as f64).sum::<f64>() / 60.0;
+    assert_eq!(second["rx_bytes_per_second"].as_f64(), Some(average));
+    assert_eq!(body["devices"]["net"]["eth1"].as_array().unwrap().len(), 5, "minutes it was in");
+
+    // series= asks for a subset; the CSV has a column per device field.
+    let (_, only) = collector.get_json(&path("&series=net_rx_bytes_per_second,fs.used_percent"));
+    assert_eq!(only["points"][5].as_object().unwrap().len(), 2, "ts and the one series");
+    assert!(only["devices"].get("net").is_none());
+    assert_eq!(only["devices"]["fs"]["/data"][0]["used_percent"].as_f64(), Some(75.0));
+    let (status, _) = collector.get_json(&path("&series=bogus"));
+    assert_eq!(status, 400);
+    let csv = http(collector.http, "GET", &path("&format=csv"), &[], b"");
+    let text = String::from_utf8(csv.body).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(',').collect();
+    let column = header.iter().position(|h| *h == "net.eth0.rx_bytes_per_second").expect("column");
+    let row: Vec<&str> = text.lines().nth(11).unwrap().split(',').collect();
+    assert_eq!(row[column], format!("{:.1}", (1000 + 2 * 11 - 1) as f64));
+    let (_, series) = collector.get_json("/api/series");
+    assert!(series["devices"].as_array().unwrap().iter().any(|k| k["kind"] == "net"));
+}
+
+/// Copies the schema-1 fixture into `dir` as the collector's database.
+fn fixture_database(dir: &Path) {
+    std::fs::copy(fixture_dir().join("hostwatch.db"), dir.join("hostwatch.db")).unwrap();
+}
+
+/// The answer to `path` without the `devices` object storage v2 added.
+fn host_totals(collector: &Collector, path: &str) -> serde_json::Value {
+    let (status, mut body) = collector.get_json(path);
+    assert_eq!(status, 200, "{path}: {body}");
+    body.as_object_mut().unwrap().remove("devices");
+    body
+}
+
+#[test]
+fn a_schema_1_database_migrates_in_place_and_its_history_comes_back_unchanged() {
+    let dir = temp_dir();
+    fixture_database(dir.path());
+    let long = ["--no-self-monitor", "--retention-raw", "3650d", "--retention-rollup", "3650d"];
+    let collector = Collector::spawn(dir.path(), &long);
+    let check = |when: &str| {
+        for (host, _) in FIXTURE_HOSTS {
+            for (file, path) in fixture_requests(host) {
+                let expected = std::fs::read(fixture_dir().join(&file)).unwrap();
+                if file.ends_with(".csv") {
+                    // Every column the schema-1 collector wrote, exactly; new columns after.
+                    let response = http(collector.http, "GET", &path, &[], b"");
+                    let text = String::from_utf8(response.body).unwrap();
+                    let expected = String::from_utf8(expected).unwrap();
+                    assert_eq!(text.lines().count(), expected.lines().count(), "{when} {file}");
+                    for (got, want) in text.lines().zip(expected.lines()) {
+                        assert!(got.starts_with(want), "{when} {file}:\n{got}\n{want}");
+                    }
+                } else {
+                    let want: serde_json::Value = serde_json::from_slice(&expected).unwrap();
+                    assert_eq!(host_totals(&collector, &path), want, "{when} {file}");
+                }
+            }
+        }
+    };
+    check("right after the migration");
+    // Maintenance folds the old rows into blocks in small steps; the answers stay the same.
+    wait_for(Duration::from_secs(60), "the schema-1 rows compacted", || {
+        FIXTURE_HOSTS
+            .iter()
+            .all(|(host, _)| plain_and_blocks(&collector.db, host).0 == 0)
+            .then_some(())
+    });
+    check("after compaction");
+    let conn = rusqlite::Connection::open_with_flags(
+        &collector.db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert!(version >= 2, "schema {version}");
+    for (host, count) in FIXTURE_HOSTS {
+        assert_eq!(stored_samples(&collector.db, host).len() as u64, count);
+    }
+}
+
+#[test]
+fn kill_9_during_compaction_loses_nothing_acknowledged_and_stores_nothing_twice() {
+    let dir = temp_dir();
+    let args = ["--no-self-monitor", "--retention-raw", "48h"];
+    let collector = Collector::spawn(dir.path(), &args);
+    let token = collector.token();
+    let (http_addr, ws_addr) = (collector.http.to_string(), collector.ws.to_string());
+    // Six hours of an agent's spool, replayed: all of it old enough to be compacted.
+    let start = (now_ms() / 60_000 - 7 * 60) * 60_000;
+    let total = 6 * 3600u64;
+    let batch = move |from: u64, to: u64| -> Vec<protocol::Sample> {
+        (from..to).map(|s| device_sample(s, start + (s - 1) * 1000, s % 2 == 0)).collect()
+    };
+    let mut probe = ProbeAgent::connect(collector.ws, &token, "spool").expect("connect");
+    // The first four hours are stored; the rest keeps coming while maintenance compacts.
+    let first = 4 * 3600;
+    for from in (1..=first).step_by(200) {
+        probe.store(batch(from, (from + 200).min(first + 1)));
+    }
+    let sender = std::thread::spawn(move || {
+        let mut acked = first;
+        for from in (first + 1..=total).step_by(20) {
+            if probe.send(batch(from, (from + 20).min(total + 1))).is_err() {
+                break;
+            }
+            match probe.receive() {
+                Some(protocol::CollectorMessage::Ack(ack)) => acked = ack.seq,
+                _ => break,
+            }
+        }
+        acked
+    });
+    // Killed in the middle of compaction: some minutes folded, others still plain rows.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (plain, blocks) = plain_and_blocks(&collector.db, "spool");
+        if blocks > 10 && plain > 3600 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no compaction seen: {plain} {blocks}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut collector = collector;
+    signal(&collector.child, "KILL");
+    wait_exit(&mut collector.child, Duration::from_secs(5)).expect("killed");
+    drop(collector);
+    let acked = sender.join().expect("sender");
+
+    let collector = Collector::spawn_on(dir.path(), &http_addr, &ws_addr, &args);
+    // Every acknowledged sample once; a batch committed but not acknowledged may be there too.
+    let complete = |what: &str| -> u64 {
+        let seqs: Vec<u64> =
+            stored_samples(&collector.db, "spool").iter().map(|(s, _)| *s).collect();
+        let newest = seqs.last().copied().unwrap_or(0);
+        assert!(newest >= acked, "{what}: acked {acked}, stored up to {newest}");
+        assert!(seqs.iter().copied().eq(1..=newest), "{what}: each sample exactly once");
+        newest
+    };
+    let stored = complete("after the kill");
+    // The agent resumes where the collector says, and compaction finishes.
+    let probe = ProbeAgent::connect(collector.ws, &token, "spool").expect("reconnect");
+    assert_eq!(probe.welcome_last_seq, Some(stored));
+    wait_for(Duration::from_secs(60), "compaction finished", || {
+        let (plain, _) = plain_and_blocks(&collector.db, "spool");
+        (plain == 0).then_some(())
+    });
+    complete("after compaction");
+    let end = start + total * 1000;
+    let path = format!("/api/hosts/spool/history?from={start}&to={end}&step=3600000");
+    let (_, body) = collector.get_json(&path);
+    let points = body["points"].as_array().unwrap();
+    let counted: u64 = points.iter().map(|p| p["samples"].as_u64().unwrap()).sum();
+    assert_eq!(counted, stored, "the rollups count every sample once");
+    drop(probe);
+}

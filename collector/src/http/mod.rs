@@ -6,6 +6,7 @@
 //! events when a route answers with a stream.
 
 pub mod assets;
+pub mod history;
 pub mod metrics;
 pub mod routes;
 pub mod server;

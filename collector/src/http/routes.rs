@@ -1,14 +1,17 @@
 //! Routing: exact path matching, one function per endpoint. Each handler is a function of the
 //! request and the collector's state (asked of the hub or read from the database) to a response.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::Ctx;
 use crate::events::Filter;
 use crate::http::assets;
+use crate::http::history::{Points, Selection};
 use crate::http::server::{Request, Response};
 use crate::hub::{self, SubscribeRequest};
-use crate::storage::query::{Bucket, METRICS, Rollup};
+use crate::storage::query::Rollup;
+#[cfg(test)]
+use crate::storage::query::{Bucket, METRICS};
 use crate::subscribe::{LiveStream, SubscriberSlot};
 
 /// A response whose stream, if any, is an SSE subscription.
@@ -70,13 +73,13 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
         "/api/stats" if read => stats(ctx).await,
         "/api/clients" if read => clients(ctx).await,
         "/api/alerts" if read => alerts(ctx).await,
+        "/api/series" if read => Response::json(200, &crate::catalog::describe()),
         "/metrics" if read => metrics(ctx).await,
         "/events" if method == "GET" => events(request, ctx),
         "/api/broadcast" if method == "POST" => broadcast(request, ctx).await,
         "/api/broadcast" => not_allowed("POST"),
-        "/api/hosts" | "/api/stats" | "/api/clients" | "/api/alerts" | "/metrics" => {
-            not_allowed("GET, HEAD")
-        }
+        "/api/hosts" | "/api/stats" | "/api/clients" | "/api/alerts" | "/api/series"
+        | "/metrics" => not_allowed("GET, HEAD"),
         "/events" => not_allowed("GET"),
         _ => match host_route(path) {
             Some(_) if !read => not_allowed("GET, HEAD"),
@@ -385,6 +388,13 @@ async fn history(request: &Request, ctx: &Ctx, id: String) -> Reply {
             return Response::error(400, format!("unknown format {other:?} (use json or csv)"));
         }
     };
+    let selection = match request.query_param("series") {
+        None => Selection::all(),
+        Some(text) => match Selection::parse(&text) {
+            Ok(selection) => selection,
+            Err(message) => return Response::error(400, message),
+        },
+    };
     let host_id = id.clone();
     // The query and the encoding both run on the blocking pool (bounded by the reader pool), so
     // a large answer neither blocks the executor nor piles up in many copies.
@@ -392,26 +402,37 @@ async fn history(request: &Request, ctx: &Ctx, id: String) -> Reply {
         .readers
         .run(move |reader| {
             let Some(key) = reader.host_key(&host_id)? else { return Ok(None) };
-            let points = match source(range.step) {
+            let (points, devices) = match source(range.step) {
                 Source::Raw => {
-                    let points = reader.raw_points(key, range.from, range.to, MAX_RAW_POINTS + 1)?;
-                    if points.len() > MAX_RAW_POINTS {
+                    let raw = reader.raw_rows(key, range.from, range.to, MAX_RAW_POINTS + 1)?;
+                    if raw.rows.len() > MAX_RAW_POINTS {
                         return Ok(Some(Err(format!(
                             "more than {MAX_RAW_POINTS} points in this range; add a step or narrow the range"
                         ))));
                     }
-                    Points::Raw(points)
+                    let devices = crate::storage::rows::raw_devices(&raw.rows, &raw.names);
+                    let points = raw.rows.iter().map(crate::storage::rows::point_of).collect();
+                    (Points::Raw(points), devices)
                 }
-                Source::RawBuckets => Points::Buckets(
-                    reader.bucketed(key, range.from, range.to, range.step.unwrap_or(1))?.points,
-                ),
-                Source::Rollup(rollup) => Points::Buckets(
-                    reader
-                        .rollup_bucketed(rollup, key, range.from, range.to, range.step.unwrap_or(1))?
-                        .points,
-                ),
+                Source::RawBuckets => {
+                    let history =
+                        reader.bucketed(key, range.from, range.to, range.step.unwrap_or(1))?;
+                    (Points::Buckets(history.points), history.devices)
+                }
+                Source::Rollup(rollup) => {
+                    let history = reader.rollup_bucketed(
+                        rollup,
+                        key,
+                        range.from,
+                        range.to,
+                        range.step.unwrap_or(1),
+                    )?;
+                    (Points::Buckets(history.points), history.devices)
+                }
             };
-            Ok(Some(Ok(encode_history(&host_id, range, &points, csv))))
+            let body =
+                crate::http::history::encode(&host_id, range, &points, &devices, &selection, csv);
+            Ok(Some(Ok(body)))
         })
         .await;
     match result {
@@ -430,72 +451,11 @@ async fn history(request: &Request, ctx: &Ctx, id: String) -> Reply {
     }
 }
 
-/// A history answer's points: raw, or buckets with averages, minimums and maximums.
-enum Points {
-    Raw(Vec<crate::storage::Point>),
-    Buckets(Vec<Bucket>),
-}
-
-/// Encodes a history answer as JSON or CSV.
+/// Encodes a history answer of host totals only, every series (the unit tests' view).
+#[cfg(test)]
 fn encode_history(host: &str, range: Range, points: &Points, csv: bool) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct Body<'a> {
-        host: &'a str,
-        from: u64,
-        to: u64,
-        step: Option<u64>,
-        points: &'a [crate::storage::Point],
-    }
-    match (points, csv) {
-        (Points::Raw(points), false) => {
-            let body = Body { host, from: range.from, to: range.to, step: range.step, points };
-            // Encoding our own plain data types cannot fail.
-            serde_json::to_vec(&body).expect("JSON encoding")
-        }
-        (Points::Buckets(buckets), false) => {
-            // The same object, with the buckets written directly (see `Bucket::write_json`).
-            let head =
-                json!({ "host": host, "from": range.from, "to": range.to, "step": range.step });
-            let mut out = head.to_string();
-            out.pop(); // The closing brace; the points follow.
-            out.push_str(",\"points\":[");
-            for (index, bucket) in buckets.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                bucket.write_json(&mut out);
-            }
-            out.push_str("]}");
-            out.into_bytes()
-        }
-        (Points::Raw(points), true) => {
-            let mut columns = vec!["ts".to_owned()];
-            columns.extend(METRICS.iter().map(|m| m.json.to_owned()));
-            columns.push("cpu_cores_percent".into());
-            let rows = points.iter().map(|point| {
-                let map = match serde_json::to_value(point) {
-                    Ok(Value::Object(map)) => map,
-                    _ => Map::new(),
-                };
-                columns.iter().map(|column| cell(map.get(column))).collect()
-            });
-            to_csv(&columns, rows).into_bytes()
-        }
-        (Points::Buckets(buckets), true) => {
-            to_csv(&Bucket::columns(), buckets.iter().map(Bucket::cells)).into_bytes()
-        }
-    }
-}
-
-/// A JSON value as a CSV cell: empty when missing, arrays as space-separated values.
-fn cell(value: Option<&Value>) -> String {
-    match value {
-        None | Some(Value::Null) => String::new(),
-        Some(Value::Array(values)) => {
-            values.iter().map(Value::to_string).collect::<Vec<_>>().join(" ")
-        }
-        Some(value) => value.to_string(),
-    }
+    let devices = crate::storage::rows::DeviceHistory::new();
+    crate::http::history::encode(host, range, points, &devices, &Selection::all(), csv)
 }
 
 /// A host id made safe for a file name.

@@ -23,6 +23,10 @@ const VERSION: u8 = 1;
 /// their row id (1 and up).
 pub const HOST_DEVICE: u32 = 0;
 
+/// The field number of a device's presence column: which rows the device was in, also those
+/// where it had no value (a new interface has no rate yet).
+const PRESENT: u32 = u32::MAX;
+
 /// Per device (row id of `devices`), its fields' stored values.
 pub type DeviceValues = Vec<(u32, Vec<Option<i64>>)>;
 
@@ -60,6 +64,11 @@ impl Row {
             values.iter().enumerate().map(move |(f, v)| ((*device, f as u32), *v))
         });
         host.chain(cores).chain(devices)
+    }
+
+    /// Like [`Row::columns`], with each device's presence column.
+    fn stored_columns(&self) -> impl Iterator<Item = (Key, Option<i64>)> + '_ {
+        self.columns().chain(self.devices.iter().map(|(d, _)| ((*d, PRESENT), Some(1))))
     }
 }
 
@@ -228,7 +237,7 @@ pub fn encode(rows: &[Row]) -> Vec<u8> {
     }
     let mut columns: BTreeMap<Key, Vec<Option<i64>>> = BTreeMap::new();
     for (index, row) in rows.iter().enumerate() {
-        for (key, value) in row.columns() {
+        for (key, value) in row.stored_columns() {
             let column = columns.entry(key).or_insert_with(|| vec![None; rows.len()]);
             column[index] = value;
         }
@@ -310,6 +319,7 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Row>, Corrupt> {
                 }
                 row.cores[core] = value;
             } else {
+                let field = field as u32;
                 let slot = match row.devices.iter().position(|(d, _)| *d == device) {
                     Some(slot) => slot,
                     None => {
@@ -317,6 +327,10 @@ pub fn decode(bytes: &[u8]) -> Result<Vec<Row>, Corrupt> {
                         row.devices.len() - 1
                     }
                 };
+                if field == PRESENT {
+                    continue;
+                }
+                let field = field as usize;
                 let fields = &mut row.devices[slot].1;
                 if fields.len() <= field {
                     fields.resize(field + 1, None);

@@ -381,6 +381,10 @@ pub fn raw_devices(rows: &[Row], names: &DeviceNames) -> DeviceHistory {
             }
         }
         for (device, values) in &row.devices {
+            // Present with no value at all (a new interface has no rates yet) still counts.
+            if let Some((name, _)) = names.resolve((*device, 0)) {
+                set(&mut here, name, 0, values.first().copied().flatten());
+            }
             for (field, value) in values.iter().enumerate() {
                 if let Some((name, field)) = names.resolve((*device, field as u32)) {
                     set(&mut here, name, field, *value);
