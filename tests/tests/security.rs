@@ -2,6 +2,8 @@
 //! full disk, log injection, connection lock-out and request smuggling. Each is a defect a
 //! probe of the real binary found; each test fails on the code before its fix.
 
+use std::time::Duration;
+
 use tests::*;
 
 fn refusal(probe: &mut ProbeAgent) -> protocol::Refusal {
@@ -178,4 +180,116 @@ fn untrusted_text_is_escaped_in_the_log_and_control_characters_are_refused() {
     let response =
         http(collector.http, "POST", "/api/broadcast", &headers, br#"{"message":"deploy at 5"}"#);
     assert_eq!(response.status, 202);
+}
+
+/// A small tmpfs the test mounts (as root, which CI is) and unmounts when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(path: std::path::PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&path).expect("mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("running mount");
+        assert!(status.success(), "mounting a tmpfs failed (the test needs root)");
+        Self(path)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazily, in case a process still has files open there; nothing to do on failure.
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// CPU time of a process so far, in clock ticks (1/100 s), from `/proc/PID/stat`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    // Fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// Fills the file system under `path` with a file until it is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0u8; 16 * 1024];
+    while file.write_all(&chunk).is_ok() {}
+    // Whatever fits of a last, smaller piece.
+    while file.write_all(&chunk[..512]).is_ok() {}
+}
+
+#[test]
+fn a_full_disk_costs_little_cpu_says_why_and_loses_nothing() {
+    if !slow_tests_enabled("a_full_disk_costs_little_cpu_says_why_and_loses_nothing") {
+        return;
+    }
+    let dir = temp_dir();
+    let disk = SmallDisk::mount(dir.path().join("small"), "8m");
+    // Most of the disk is taken before the collector starts, so its first megabyte fills it.
+    let ballast = disk.0.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 7 * 1024 * 1024]).expect("ballast");
+    let collector = Collector::spawn(&disk.0, &["--self-interval", "500ms"]);
+    let spool = dir.path().join("spool");
+    let agent = Agent::spawn(
+        &collector.ingest_url(),
+        &collector.token(),
+        "disk-full-host",
+        &spool,
+        &["--interval", "100ms"],
+    );
+    wait_for(Duration::from_secs(20), "first samples", || {
+        (!stored_samples(&collector.db, "disk-full-host").is_empty()).then_some(())
+    });
+    fill(&disk.0.join("filler"));
+    let filled = now_ms();
+    let reason = wait_for(Duration::from_secs(60), "/readyz to say not ready", || {
+        let (status, body) = collector.get_json("/readyz");
+        (status == 503).then(|| body["reason"].as_str().unwrap_or("").to_owned())
+    });
+    assert!(reason.contains("full"), "{reason}");
+    let (_, stats) = collector.get_json("/api/stats");
+    assert_eq!(stats["storage_ok"], false, "{stats}");
+    let metrics = http(collector.http, "GET", "/metrics", &[], b"");
+    assert!(String::from_utf8_lossy(&metrics.body).contains("hostwatch_collector_storage_up 0"));
+
+    // Ten seconds of a full disk: little CPU, a bounded number of log lines, agents backing off.
+    let (ticks, lines) = (cpu_ticks(collector.child.id()), collector.log.lines().len());
+    let agent_lines = agent.log.lines().len();
+    std::thread::sleep(Duration::from_secs(10));
+    let used = cpu_ticks(collector.child.id()) - ticks;
+    let logged = collector.log.lines().len() - lines;
+    let agent_logged = agent.log.lines().len() - agent_lines;
+    assert!(used < 100, "{used} ticks of CPU in 10 s (a busy loop uses 1000)");
+    assert!(
+        logged < 60,
+        "{logged} log lines in 10 s:\n{}",
+        collector.log.lines()[lines..].join("\n")
+    );
+    assert!(agent_logged < 60, "{agent_logged} agent log lines in 10 s");
+    assert_eq!(collector.get_json("/readyz").0, 503, "still not ready");
+
+    // Space returns: every sample the agent took arrives, in order, none twice.
+    std::fs::remove_file(disk.0.join("filler")).expect("remove filler");
+    std::fs::remove_file(&ballast).expect("remove ballast");
+    let resumed = now_ms();
+    wait_for(Duration::from_secs(60), "readiness after space returned", || {
+        (collector.get_json("/readyz").0 == 200).then_some(())
+    });
+    let stored = wait_for(Duration::from_secs(60), "the spooled samples", || {
+        let stored = stored_samples(&collector.db, "disk-full-host");
+        stored.last().is_some_and(|(_, ts)| *ts > resumed + 1000).then_some(stored)
+    });
+    let seqs: Vec<u64> = stored.iter().map(|(seq, _)| *seq).collect();
+    let expected: Vec<u64> = (seqs[0]..=seqs[seqs.len() - 1]).collect();
+    assert_eq!(seqs, expected, "no gap and nothing twice");
+    let during = stored.iter().filter(|(_, ts)| (filled..resumed).contains(ts)).count();
+    assert!(during >= 90, "the ten seconds of the outage are there ({during} samples)");
+    assert!(collector.log.contains("storage recovered"));
 }
