@@ -20,6 +20,7 @@ use crate::Ctx;
 use crate::auth::AgentCredential;
 use crate::hub::{self, CloseReason};
 use crate::storage::StoreError;
+use crate::untrusted::{escaped, has_control};
 
 /// Why the connection ends, with the close frame to send.
 struct Ending {
@@ -33,6 +34,7 @@ impl Ending {
         let code = match reason {
             RefusalReason::Malformed => CloseCode::Protocol,
             RefusalReason::ShuttingDown => CloseCode::Away,
+            RefusalReason::Unavailable => CloseCode::Again,
             RefusalReason::BadToken
             | RefusalReason::UnsupportedVersion
             | RefusalReason::OverLimit
@@ -57,14 +59,23 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(hello) => match &credential {
             AgentCredential::Host(owner) if *owner != hello.host_id => {
                 let message = format!("this token belongs to host {owner}, not {}", hello.host_id);
-                log::warn!("ingest: {addr}: refused: {message}");
+                log::warn!("ingest: {addr}: refused: {}", escaped(&message));
+                finish(&mut socket, Ending::refuse(RefusalReason::BadToken, message)).await;
+                return;
+            }
+            AgentCredential::Shared if ctx.agent_auth().has_own_token(&hello.host_id) => {
+                let message = format!(
+                    "host {} has its own token in the tokens file; the shared token cannot claim it",
+                    hello.host_id
+                );
+                log::warn!("ingest: {addr}: refused: {}", escaped(&message));
                 finish(&mut socket, Ending::refuse(RefusalReason::BadToken, message)).await;
                 return;
             }
             _ => hello,
         },
         Err(ending) => {
-            log::warn!("ingest: {addr}: refused before the welcome: {}", ending.reason);
+            log::warn!("ingest: {addr}: refused before the welcome: {}", escaped(&ending.reason));
             finish(&mut socket, ending).await;
             return;
         }
@@ -72,17 +83,15 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let registration = match ctx.storage.register(hello.clone()).await {
         Ok(registration) => registration,
         Err(err) => {
-            log::error!("ingest: {addr}: cannot register host {}: {err}", hello.host_id);
-            finish(
-                &mut socket,
-                Ending { code: CloseCode::Error, reason: "storage error".into(), refusal: None },
-            )
-            .await;
+            // The storage logs its failures itself, once per run of them.
+            log::debug!("ingest: {addr}: cannot register host {}: {err}", escaped(&hello.host_id));
+            finish(&mut socket, unavailable()).await;
             return;
         }
     };
     let conn = ctx.next_connection();
     let host_id = hello.host_id.clone();
+    let version = hello.protocol_version;
     let interval = Duration::from_millis(u64::from(hello.interval_ms.max(100)));
     let (close_tx, close_rx) = async_channel::bounded(1);
     let connected = hub::Event::AgentConnected {
@@ -97,13 +106,16 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             .await;
         return;
     }
+    // The collector speaks the agent's version back: every version it accepts shares the
+    // collector's messages, and the agent's batches are decoded in the agent's layout.
     let welcome = CollectorMessage::Welcome(Welcome {
-        protocol_version: protocol::PROTOCOL_VERSION,
+        protocol_version: version,
         last_seq: registration.last_seq,
     });
     let ending = match send(&mut socket, &welcome, &ctx).await {
         Ok(()) => {
-            receive_batches(&mut socket, &ctx, registration.host_key, interval, &close_rx).await
+            let connection = Connection { host_key: registration.host_key, version, interval };
+            receive_batches(&mut socket, &ctx, &connection, &close_rx).await
         }
         Err(err) => Ending::quiet(format!("cannot send the welcome: {err}")),
     };
@@ -136,7 +148,7 @@ async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
     let bytes = within(ctx.limits.handshake_timeout, first)
         .await
         .unwrap_or_else(|| Err(Ending::refuse(RefusalReason::Malformed, "no hello in time")))?;
-    match protocol::peek_hello_version(&bytes) {
+    let version = match protocol::peek_hello_version(&bytes) {
         None => {
             return Err(Ending::refuse(
                 RefusalReason::Malformed,
@@ -156,27 +168,40 @@ async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
                 ),
             ));
         }
-        Some(_) => {}
-    }
-    match protocol::decode_agent_message(&bytes) {
+        Some(version) => version,
+    };
+    match protocol::decode_agent_message_of(&bytes, version) {
         Ok(AgentMessage::Hello(hello)) if hello.host_id.trim().is_empty() => {
             Err(Ending::refuse(RefusalReason::Malformed, "empty host id"))
         }
+        Ok(AgentMessage::Hello(hello)) if has_control(&hello.host_id) => Err(Ending::refuse(
+            RefusalReason::Malformed,
+            "the host id has control characters (CR, LF, ESC, NUL…); use plain text",
+        )),
         Ok(AgentMessage::Hello(hello)) => Ok(hello),
         Ok(_) => Err(Ending::refuse(RefusalReason::Malformed, "the first message must be a hello")),
         Err(err) => Err(decode_error(err)),
     }
 }
 
+/// What a registered agent's connection knows of it.
+struct Connection {
+    /// The host's key in the database.
+    host_key: i64,
+    /// The protocol version of its hello, in whose layout its batches come.
+    version: u16,
+    /// Its sampling interval.
+    interval: Duration,
+}
+
 async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
     socket: &mut WebSocketStream<S>,
     ctx: &Ctx,
-    host_key: i64,
-    interval: Duration,
+    connection: &Connection,
     close: &async_channel::Receiver<CloseReason>,
 ) -> Ending {
     // An agent sends at least a sample or a ping every few intervals.
-    let idle = (interval * 10).max(ctx.limits.agent_idle_timeout);
+    let idle = (connection.interval * 10).max(ctx.limits.agent_idle_timeout);
     loop {
         let incoming = async { Ok(socket.next().await) };
         let closed = async {
@@ -224,7 +249,7 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         ctx.metrics.ingest_bytes(bytes.len());
-        let batch = match protocol::decode_agent_message(&bytes) {
+        let batch = match protocol::decode_agent_message_of(&bytes, connection.version) {
             Ok(AgentMessage::Batch(batch)) => batch,
             Ok(AgentMessage::Hello(_)) => {
                 return Ending::refuse(RefusalReason::Malformed, "a second hello");
@@ -234,7 +259,7 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(ending) = implausible_time(&batch) {
             return ending;
         }
-        match ctx.storage.store(host_key, batch).await {
+        match ctx.storage.store(connection.host_key, batch).await {
             Ok(result) => {
                 if let Some(seq) = result.acked_seq {
                     let ack = CollectorMessage::Ack(protocol::Ack { seq });
@@ -243,17 +268,20 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
             }
-            Err(StoreError::Unavailable(err)) => {
-                log::error!("ingest: {err}");
-                return Ending {
-                    code: CloseCode::Error,
-                    reason: "storage error; retry later".into(),
-                    refusal: None,
-                };
-            }
+            // The storage logs its failures itself, once per run of them.
+            Err(StoreError::Unavailable(_)) => return unavailable(),
             Err(StoreError::Refused(err)) => return Ending::refuse(RefusalReason::Malformed, err),
         }
     }
+}
+
+/// The ending for an agent while the storage cannot commit: a refusal that tells it to keep its
+/// samples and retry later with backoff (close code 1013, "try again later").
+fn unavailable() -> Ending {
+    Ending::refuse(
+        RefusalReason::Unavailable,
+        "the collector cannot store samples now (see its /readyz); keep them and retry later",
+    )
 }
 
 /// How far ahead of the collector's clock a sample may be dated.

@@ -67,6 +67,7 @@ fn fixture_sample(host: usize, i: u64) -> protocol::Sample {
             total_bytes: h << 32,
             used_bytes: (h << 30) + i * 4096,
             available_bytes: (h << 31) - i * 4096,
+            ..Default::default()
         }),
         swap: Some(protocol::Swap { total_bytes: 1 << 30, used_bytes: i * 1024 }),
         networks: ["eth0", "eth1"]
@@ -90,17 +91,20 @@ fn fixture_sample(host: usize, i: u64) -> protocol::Sample {
                 mount_point: "/".into(),
                 total_bytes: 100 << 30,
                 available_bytes: (60 << 30) - i * 65_536,
+                ..Default::default()
             },
             protocol::Filesystem {
                 mount_point: "/data".into(),
                 total_bytes: 500 << 30,
                 available_bytes: 400 << 30,
+                ..Default::default()
             },
         ],
         disks: vec![protocol::DiskIo {
             device: "sda".into(),
             read_bytes: i * 8192 * h,
             written_bytes: i * i * 512,
+            ..Default::default()
         }],
         uptime_seconds: Some(10_000 + i),
         process_count: Some(100 + (i % 17) as u32),
@@ -201,13 +205,25 @@ fn device_sample(seq: u64, ts_ms: u64, eth1: bool) -> protocol::Sample {
             mount_point: "/".into(),
             total_bytes: 1 << 30,
             available_bytes: (1 << 29) - i * 4096,
+            ..Default::default()
         },
         protocol::Filesystem {
             mount_point: "/data".into(),
             total_bytes: 1000,
             available_bytes: 250,
+            // Root's reserve: free is more than what users may take.
+            free_bytes: Some(300),
+            ..Default::default()
         },
     ];
+    sample.disks = vec![protocol::DiskIo {
+        device: "sda".into(),
+        read_bytes: i * 4096,
+        written_bytes: i * 8192,
+        reads_completed: Some(i * 5),
+        writes_completed: Some(i * 2),
+        io_time_ms: Some(i * 250),
+    }];
     sample
 }
 
@@ -257,15 +273,21 @@ fn per_device_history_matches_what_was_sent_and_keeps_a_device_that_went_away() 
     assert_eq!(eth1.len(), 300);
     assert_eq!(eth1.last().unwrap()["ts"].as_u64(), Some(start + 299_000));
     assert_eq!(eth1[10]["rx_bytes_per_second"].as_f64(), Some(5000.0));
-    // Mounts: used = total - available, used % = used / (used + available).
+    // Mounts: used = total - free, used % = used / (used + available), as df shows them.
     let root = body["devices"]["fs"]["/"].as_array().expect("/");
     assert_eq!(root[99]["used_bytes"].as_u64(), Some((1 << 29) + 100 * 4096));
     assert_eq!(root[99]["total_bytes"].as_u64(), Some(1 << 30));
     let data = &body["devices"]["fs"]["/data"][0];
     assert_eq!(
         (data["used_bytes"].as_u64(), data["used_percent"].as_f64()),
-        (Some(750), Some(75.0))
+        (Some(700), Some(73.68))
     );
+    // Disks: bytes, operations and busy time per second.
+    let sda = &body["devices"]["disk"]["sda"][5];
+    assert_eq!(sda["read_bytes_per_second"].as_f64(), Some(4096.0));
+    assert_eq!(sda["reads_per_second"].as_f64(), Some(5.0));
+    assert_eq!(sda["writes_per_second"].as_f64(), Some(2.0));
+    assert_eq!(sda["busy_percent"].as_f64(), Some(25.0));
     // The host total is the sum of the interfaces present in both samples.
     assert_eq!(
         body["points"][10]["net_rx_bytes_per_second"].as_f64(),
@@ -289,7 +311,7 @@ fn per_device_history_matches_what_was_sent_and_keeps_a_device_that_went_away() 
     let (_, only) = collector.get_json(&path("&series=net_rx_bytes_per_second,fs.used_percent"));
     assert_eq!(only["points"][5].as_object().unwrap().len(), 2, "ts and the one series");
     assert!(only["devices"].get("net").is_none());
-    assert_eq!(only["devices"]["fs"]["/data"][0]["used_percent"].as_f64(), Some(75.0));
+    assert_eq!(only["devices"]["fs"]["/data"][0]["used_percent"].as_f64(), Some(73.68));
     let (status, _) = collector.get_json(&path("&series=bogus"));
     assert_eq!(status, 400);
     let csv = http(collector.http, "GET", &path("&format=csv"), &[], b"");

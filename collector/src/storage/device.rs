@@ -41,6 +41,9 @@ pub fn readings(previous: Option<&Sample>, current: &Sample) -> Vec<Reading> {
     let rate = |before: Option<u64>, after: u64| -> Option<f64> {
         Some(counter_delta(before?, after) as f64 / elapsed_seconds?)
     };
+    // Counters that agents of protocol version 1 do not send.
+    let optional_rate =
+        |before: Option<Option<u64>>, after: Option<u64>| rate(before.flatten(), after?);
     let mut out = Vec::with_capacity(
         current.networks.len()
             + current.filesystems.len()
@@ -65,8 +68,11 @@ pub fn readings(previous: Option<&Sample>, current: &Sample) -> Vec<Reading> {
         push_unique(&mut out, DeviceKind::Net, &n.name, values);
     }
     for f in &current.filesystems {
+        // As `df` counts: used is what is not free (root's reserve included in free), and
+        // used % is used / (used + available), so a full disk reads 100 %.
         let available = f.available_bytes.min(f.total_bytes);
-        let used = f.total_bytes - available;
+        let free = f.free_bytes.unwrap_or(available).clamp(available, f.total_bytes);
+        let used = f.total_bytes - free;
         let percent =
             (used + available > 0).then(|| used as f64 * 100.0 / (used + available) as f64);
         let values = vec![
@@ -82,6 +88,23 @@ pub fn readings(previous: Option<&Sample>, current: &Sample) -> Vec<Reading> {
         let values = vec![
             stored(DeviceKind::Disk, 0, rate(before.map(|b| b.read_bytes), d.read_bytes)),
             stored(DeviceKind::Disk, 1, rate(before.map(|b| b.written_bytes), d.written_bytes)),
+            stored(
+                DeviceKind::Disk,
+                2,
+                optional_rate(before.map(|b| b.reads_completed), d.reads_completed),
+            ),
+            stored(
+                DeviceKind::Disk,
+                3,
+                optional_rate(before.map(|b| b.writes_completed), d.writes_completed),
+            ),
+            // Busy milliseconds per second, as a share of the second.
+            stored(
+                DeviceKind::Disk,
+                4,
+                optional_rate(before.map(|b| b.io_time_ms), d.io_time_ms)
+                    .map(|ms| (ms / 10.0).min(100.0)),
+            ),
         ];
         push_unique(&mut out, DeviceKind::Disk, &d.device, values);
     }
@@ -134,8 +157,17 @@ mod tests {
                 mount_point: "/".into(),
                 total_bytes: 1000,
                 available_bytes: 250,
+                free_bytes: Some(300),
+                ..Default::default()
             }],
-            disks: vec![DiskIo { device: "sda".into(), read_bytes: rx * 2, written_bytes: 0 }],
+            disks: vec![DiskIo {
+                device: "sda".into(),
+                read_bytes: rx * 2,
+                written_bytes: 0,
+                reads_completed: Some(rx / 10),
+                writes_completed: None,
+                io_time_ms: Some(rx / 4),
+            }],
             temperatures: vec![Temperature { label: "cpu".into(), celsius: 41.25 }],
             ..Default::default()
         }
@@ -150,8 +182,10 @@ mod tests {
         // 4000 bytes in 2 s: 2000.0 bytes/s, stored in tenths.
         assert_eq!(r[0].values[0], Some(20_000));
         assert_eq!(r[0].values[3], Some(200)); // 40 packets in 2 s.
-        assert_eq!(r[1].values, vec![Some(750), Some(1000), Some(250), Some(7500)]);
-        assert_eq!(r[2].values, vec![Some(40_000), Some(0)]);
+        // Used = total - free (700), used % = 700 / (700 + 250).
+        assert_eq!(r[1].values, vec![Some(700), Some(1000), Some(250), Some(7368)]);
+        // 400 reads in 2 s; 1000 busy ms in 2 s is 50 %.
+        assert_eq!(r[2].values, vec![Some(40_000), Some(0), Some(2000), None, Some(500)]);
         assert_eq!(r[3].values, vec![Some(413)]); // 41.25 °C rounded to a tenth.
         assert_eq!(shown(DeviceKind::Net, 0, 20_000), Some(2000.0));
     }
@@ -160,6 +194,6 @@ mod tests {
     fn a_new_device_has_gauges_but_no_rates() {
         let r = readings(None, &sample(1_000, 1_000));
         assert_eq!(r[0].values[0], None);
-        assert_eq!(r[1].values[0], Some(750));
+        assert_eq!(r[1].values[0], Some(700));
     }
 }

@@ -114,7 +114,10 @@ const MIGRATIONS: &[&str] = &[
         temp_max_min REAL, temp_max_max REAL, temp_max_sum REAL, temp_max_n INTEGER,
         PRIMARY KEY (host, bucket_ms)
     ) WITHOUT ROWID;",
-    // 2: storage v2. Every device a host reported, per-device values of the newest (hot) rows,
+    // 2: the agent instance whose sequence numbers `last_seq` counts (0: agents of protocol
+    // version 1, and hosts stored before this version).
+    "ALTER TABLE hosts ADD COLUMN instance_id INTEGER NOT NULL DEFAULT 0;",
+    // 3: storage v2. Every device a host reported, per-device values of the newest (hot) rows,
     // closed minutes compacted into one block per host and minute, and per-device rollups.
     // Schema-1 rows stay where they are: they are hot rows without device values, which
     // maintenance compacts in small steps like any other (see maintenance.rs), so this
