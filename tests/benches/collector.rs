@@ -26,11 +26,17 @@
 //!    sample's timestamp to its arrival at the subscriber.
 //! 6. `history`: 24 h of 1 s samples of one host, then `GET /api/hosts/{id}/history` at a
 //!    60 s step (1,440 points, from the rollups) and a 90 s step (from raw points).
+//! 7. `storage`: 24 h of one realistic host at 1 s (4 cores, 3 interfaces, 4 mounts, 2 disks,
+//!    3 sensors, counters with noise and bursts, timestamps with jitter) through ingest, until
+//!    every minute is compacted; bytes per stored value and per host-day from SQLite's `dbstat`,
+//!    beside schema 1's bytes for the same samples; the history of that day at a 60 s step, and
+//!    30 days at a 1 h step (the 29 days before it are copies of its hourly rollups).
 //!
 //! Sizes can be changed with `HOSTWATCH_BENCH_*` environment variables (defaults in brackets):
 //! `INGEST_CONNECTIONS` [100], `INGEST_WINDOW` [2], `INGEST_SECONDS` [20], `IDLE_CONNECTIONS`
 //! [5000], `SUBSCRIBERS` [1000], `FANOUT_RATES` [100,1000], `FANOUT_SECONDS` [10],
-//! `SCALE_AGENTS` [2000,5000,10000], `SCALE_SECONDS` [20], `HISTORY_REPEATS` [20].
+//! `SCALE_AGENTS` [2000,5000,10000], `SCALE_SECONDS` [20], `HISTORY_REPEATS` [20],
+//! `STORAGE_HOURS` [24] (the quick check in CI-sized runs: `HOSTWATCH_BENCH_STORAGE_HOURS=1`).
 //! `HOSTWATCH_BENCH_COLLECTOR=PATH` runs that collector binary instead of building one (a build
 //! with symbols, for `perf`).
 //!
@@ -72,7 +78,7 @@ const CONNECTING_AT_ONCE: usize = 64;
 /// Longest time to open all connections of a phase.
 const CONNECT_BUDGET: Duration = Duration::from_secs(180);
 
-const PHASES: [&str; 6] = ["ingest", "raw", "idle", "fanout", "scale", "history"];
+const PHASES: [&str; 7] = ["ingest", "raw", "idle", "fanout", "scale", "history", "storage"];
 
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; anything else not starting with `-` names a phase.
@@ -114,6 +120,9 @@ fn main() -> ExitCode {
     }
     if wanted("history") {
         table.phase("history", || history_query(&binary));
+    }
+    if wanted("storage") {
+        table.phase("storage", || storage_footprint(&binary));
     }
     drop(runtime);
     table.print();
@@ -1090,6 +1099,496 @@ fn history_query(binary: &Path) -> anyhow::Result<Vec<Row>> {
     report_problems(&[], &warnings);
     Ok(rows)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Phase 7: bytes per stored value
+
+/// A small deterministic random source (xorshift64*), so every run stores the same samples.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in [0, n).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// True with probability `percent` / 100.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A host as an agent samples it each second: 4 cores, 3 interfaces, 4 mounts, 2 disks and 3
+/// sensors, with the noise, bursts and idle stretches real hosts have.
+struct RealisticHost {
+    noise: Noise,
+    cores: Vec<protocol::CpuTimes>,
+    networks: Vec<protocol::NetworkInterface>,
+    filesystems: Vec<protocol::Filesystem>,
+    disks: Vec<protocol::DiskIo>,
+    temperatures: Vec<protocol::Temperature>,
+    memory_used: u64,
+    load: f32,
+    processes: u32,
+}
+
+impl RealisticHost {
+    fn new() -> Self {
+        let interface =
+            |name: &str| protocol::NetworkInterface { name: name.into(), ..Default::default() };
+        let mount = |mount_point: &str, total_gib: u64, used_gib: u64| protocol::Filesystem {
+            mount_point: mount_point.into(),
+            total_bytes: total_gib << 30,
+            available_bytes: (total_gib - used_gib) << 30,
+            device: format!("/dev/{}", mount_point.trim_start_matches('/')),
+            fs_type: "ext4".into(),
+            free_bytes: Some(((total_gib - used_gib) << 30) + (total_gib << 30) / 20),
+        };
+        let disk = |device: &str| protocol::DiskIo {
+            device: device.into(),
+            reads_completed: Some(0),
+            writes_completed: Some(0),
+            io_time_ms: Some(0),
+            ..Default::default()
+        };
+        let sensor =
+            |label: &str, celsius: f32| protocol::Temperature { label: label.into(), celsius };
+        Self {
+            noise: Noise(0x9e37_79b9_7f4a_7c15),
+            cores: vec![protocol::CpuTimes::default(); 4],
+            networks: vec![interface("eth0"), interface("eth1"), interface("wg0")],
+            filesystems: vec![
+                mount("/", 100, 41),
+                mount("/var", 200, 120),
+                mount("/home", 500, 230),
+                mount("/boot", 1, 0),
+            ],
+            disks: vec![disk("nvme0n1"), disk("sda")],
+            temperatures: vec![
+                sensor("coretemp Package id 0", 45.0),
+                sensor("nvme Composite", 38.9),
+                sensor("acpitz temp1", 27.8),
+            ],
+            memory_used: 6 << 30,
+            load: 0.8,
+            processes: 212,
+        }
+    }
+
+    /// The sample of second `seq` (from 1), taken about a second after the one before.
+    fn sample(&mut self, seq: u64, ts_ms: u64) -> Sample {
+        let n = &mut self.noise;
+        for core in &mut self.cores {
+            // Mostly light work, now and then a busy second.
+            let busy = if n.chance(5) { 50 + n.below(50) } else { 2 + n.below(18) };
+            let iowait = n.below(3);
+            core.user_ticks += busy * 2 / 3;
+            core.system_ticks += busy - busy * 2 / 3;
+            core.iowait_ticks += iowait;
+            core.idle_ticks += 100 - busy.min(97) - iowait;
+        }
+        let cpu =
+            self.cores.iter().fold(protocol::CpuTimes::default(), |a, c| protocol::CpuTimes {
+                user_ticks: a.user_ticks + c.user_ticks,
+                system_ticks: a.system_ticks + c.system_ticks,
+                idle_ticks: a.idle_ticks + c.idle_ticks,
+                iowait_ticks: a.iowait_ticks + c.iowait_ticks,
+                ..Default::default()
+            });
+        // Memory in pages, a random walk; the page cache grows and shrinks with it.
+        let step = n.below(129) as i64 - 64;
+        self.memory_used = (self.memory_used as i64 + step * 4096).clamp(2 << 30, 12 << 30) as u64;
+        // Interfaces: a busy one with bursts, a quiet one, a VPN idle much of the time.
+        let rates = [
+            if n.chance(2) { 500_000 + n.below(2_000_000) } else { 5_000 + n.below(30_000) },
+            200 + n.below(800),
+            if n.chance(40) { 0 } else { n.below(4_000) },
+        ];
+        for (net, rate) in self.networks.iter_mut().zip(rates) {
+            let tx = rate / 4 + n.below(rate / 8 + 1);
+            net.rx_bytes += rate;
+            net.tx_bytes += tx;
+            net.rx_packets += rate / 900 + u64::from(rate > 0);
+            net.tx_packets += tx / 600 + u64::from(tx > 0);
+            // No errors: a healthy host's error counters stand still.
+        }
+        // Logs and packages fill / and /var slowly; /home and /boot hardly change.
+        for (index, fs) in self.filesystems.iter_mut().enumerate() {
+            let written = match index {
+                0 => n.below(3) * 4096,
+                1 if n.chance(20) => n.below(64) * 4096,
+                _ => 0,
+            };
+            fs.available_bytes -= written.min(fs.available_bytes);
+            fs.free_bytes = fs.free_bytes.map(|f| f - written.min(f));
+        }
+        for (index, disk) in self.disks.iter_mut().enumerate() {
+            let (reads, writes) = match index {
+                0 => (
+                    if n.chance(10) { n.below(200) } else { 0 },
+                    if n.chance(60) { n.below(40) } else { 0 },
+                ),
+                _ => (
+                    if n.chance(2) { n.below(50) } else { 0 },
+                    if n.chance(5) { n.below(10) } else { 0 },
+                ),
+            };
+            disk.read_bytes += reads * (4096 + n.below(16) * 4096);
+            disk.written_bytes += writes * (4096 + n.below(8) * 4096);
+            disk.reads_completed = disk.reads_completed.map(|c| c + reads);
+            disk.writes_completed = disk.writes_completed.map(|c| c + writes);
+            disk.io_time_ms = disk.io_time_ms.map(|t| t + (reads + writes) / 2);
+        }
+        // Sensors: coretemp in whole degrees, the others in millidegrees, drifting.
+        let coretemp = &mut self.temperatures[0].celsius;
+        *coretemp = (*coretemp + n.below(3) as f32 - 1.0).clamp(38.0, 80.0);
+        for (sensor, (low, high)) in
+            self.temperatures[1..].iter_mut().zip([(35.0, 50.0), (26.0, 30.0)])
+        {
+            let drift = (n.below(3) as f32 - 1.0) * 0.1;
+            sensor.celsius = ((sensor.celsius + drift) * 10.0).round() / 10.0;
+            sensor.celsius = sensor.celsius.clamp(low, high);
+        }
+        if seq % 5 == 0 {
+            self.load = (self.load + (n.below(21) as f32 - 10.0) / 100.0).clamp(0.0, 4.0);
+        }
+        if seq % 10 == 0 {
+            // The agent counts processes every 10 s.
+            self.processes = (self.processes as i64 + n.below(7) as i64 - 3).clamp(150, 300) as u32;
+        }
+        let total = 16u64 << 30;
+        Sample {
+            seq,
+            ts_ms,
+            cpu: Some(cpu),
+            cores: self.cores.clone(),
+            load: Some(protocol::LoadAverage {
+                one: (self.load * 100.0).round() / 100.0,
+                five: ((self.load * 0.9) * 100.0).round() / 100.0,
+                fifteen: ((self.load * 0.8) * 100.0).round() / 100.0,
+            }),
+            memory: Some(protocol::Memory {
+                total_bytes: total,
+                used_bytes: self.memory_used,
+                available_bytes: total - self.memory_used,
+                free_bytes: Some((total - self.memory_used) / 3),
+                buffers_bytes: Some(300 << 20),
+                cached_bytes: Some((total - self.memory_used) / 2),
+            }),
+            swap: Some(protocol::Swap { total_bytes: 2 << 30, used_bytes: 128 << 20 }),
+            networks: self.networks.clone(),
+            filesystems: self.filesystems.clone(),
+            disks: self.disks.clone(),
+            uptime_seconds: Some(1_000_000 + ts_ms / 1000 % 1_000_000),
+            process_count: Some(self.processes),
+            temperatures: self.temperatures.clone(),
+        }
+    }
+}
+
+/// Values stored for a sample: every host total, core and device field that has a value.
+fn stored_values(previous: Option<&Sample>, sample: &Sample) -> (u64, u64) {
+    let point = derive(previous, sample);
+    let host = collector::storage::rows::host_values(&point).iter().flatten().count() as u64;
+    let devices: u64 = collector::storage::device::readings(previous, sample)
+        .iter()
+        .map(|r| r.values.iter().flatten().count() as u64)
+        .sum();
+    (host + point.cpu_cores_percent.len() as u64, devices)
+}
+
+/// Bytes of each table and index, from SQLite's `dbstat`.
+fn table_bytes(db: &Path) -> anyhow::Result<Vec<(String, u64)>> {
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt =
+        conn.prepare("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")?;
+    let rows =
+        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Stores `hours` of a realistic host at 1 s, lets maintenance compact it, and measures what it
+/// costs on disk; then the history of that day and of 30 days.
+fn storage_footprint(binary: &Path) -> anyhow::Result<Vec<Row>> {
+    const DAY_MS: u64 = 86_400_000;
+    let hours = knob("STORAGE_HOURS", 24).clamp(1, 24) as u64;
+    let repeats = knob("HISTORY_REPEATS", 20);
+    let collector = CollectorProcess::start(binary, &["--retention-raw", "25h"])?;
+    let to = (tests::now_ms() / 60_000 - 5) * 60_000;
+    let from = to - hours * 3_600_000;
+    let host = "bench-storage";
+    let count = hours * 3600;
+    println!(
+        "storage: {count} samples of one realistic host at 1 s (4 cores, 3 interfaces, 4 mounts, 2 disks, 3 sensors)"
+    );
+    let mut generator = RealisticHost::new();
+    let mut noise = Noise(7);
+    let samples: Vec<Sample> = (0..count)
+        // An agent's ticks are a few milliseconds late now and then.
+        .map(|i| generator.sample(i + 1, from + i * 1000 + noise.below(4)))
+        .collect();
+    let (mut host_values, mut device_values) = (0u64, 0u64);
+    for (index, sample) in samples.iter().enumerate() {
+        let previous = index.checked_sub(1).map(|i| &samples[i]);
+        let (h, d) = stored_values(previous, sample);
+        host_values += h;
+        device_values += d;
+    }
+    let values = host_values + device_values;
+    let started = Instant::now();
+    smol::block_on(async {
+        let mut agent = Agent::connect(collector.ws, &collector.token, host, 1000)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        send_all(&mut agent, samples.clone(), 4).await.map_err(anyhow::Error::msg)?;
+        agent.close().await;
+        anyhow::Ok(())
+    })?;
+    let sent = started.elapsed();
+    println!(
+        "  stored in {:.1}s ({} samples/s through one connection)",
+        sent.as_secs_f64(),
+        group(count as f64 / sent.as_secs_f64())
+    );
+    // Every minute rolled up and compacted: no plain rows left.
+    let compacting = Instant::now();
+    let deadline = compacting + Duration::from_secs(600);
+    loop {
+        let conn =
+            Connection::open_with_flags(&collector.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let plain: i64 = conn.query_row("SELECT count(*) FROM samples", [], |r| r.get(0))?;
+        if plain == 0 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "{plain} rows still not compacted after 600 s");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    println!(
+        "  rolled up and compacted {:.1}s after the last ack",
+        compacting.elapsed().as_secs_f64()
+    );
+    let tables = table_bytes(&collector.db)?;
+    let bytes_of = |names: &[&str]| -> u64 {
+        tables
+            .iter()
+            .filter(|(n, _)| {
+                names.iter().any(|w| n == w || n.starts_with(&format!("sqlite_autoindex_{w}_")))
+            })
+            .map(|(_, b)| *b)
+            .sum()
+    };
+    let raw_tier = bytes_of(&["blocks", "blocks_last_eid", "samples", "samples_host_ts"]);
+    let rollups = bytes_of(&["rollup_1m", "rollup_1h", "device_rollup_1m", "device_rollup_1h"]);
+    let host_rollups = bytes_of(&["rollup_1m", "rollup_1h"]);
+    let everything: u64 = tables.iter().map(|(_, b)| *b).sum();
+    let per_day = |bytes: u64| bytes as f64 * 24.0 / hours as f64;
+    println!(
+        "  {} values stored ({} host totals and cores, {} device fields), {:.1} per sample",
+        group(values as f64),
+        group(host_values as f64),
+        group(device_values as f64),
+        values as f64 / count as f64
+    );
+    for (name, bytes) in tables.iter().take(8) {
+        println!("    {name:<28} {:>12} bytes", group(*bytes as f64));
+    }
+    println!(
+        "  v2: blocks {:.2} bytes per value; with every rollup and index {:.2} bytes per value, {:.1} MB per host-day",
+        raw_tier as f64 / values as f64,
+        everything as f64 / values as f64,
+        per_day(everything) / 1e6
+    );
+
+    // Schema 1 for the same samples: a wide row per sample, host totals only.
+    let schema1_dir = tempfile::Builder::new().prefix("hostwatch-bench-schema1-").tempdir()?;
+    let schema1_db = schema1_dir.path().join("schema1.db");
+    {
+        let mut conn = Connection::open(&schema1_db)?;
+        conn.execute_batch(collector::storage::schema::schema_1_sql())?;
+        conn.execute(
+            "INSERT INTO hosts (id, host_id, hostname, first_seen_ms) VALUES (1, 'h', 'h', 0)",
+            [],
+        )?;
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare(SCHEMA_1_INSERT)?;
+            for (index, sample) in samples.iter().enumerate() {
+                let previous = index.checked_sub(1).map(|i| &samples[i]);
+                let p = derive(previous, sample);
+                let cores: Vec<u8> =
+                    p.cpu_cores_percent.iter().map(|c| c.round().clamp(0.0, 100.0) as u8).collect();
+                insert.execute(params![
+                    index as i64 + 1,
+                    1,
+                    sample.seq as i64,
+                    p.ts as i64,
+                    p.cpu_percent,
+                    (!cores.is_empty()).then_some(cores),
+                    p.memory_used_bytes.map(|v| v as i64),
+                    p.memory_total_bytes.map(|v| v as i64),
+                    p.memory_available_bytes.map(|v| v as i64),
+                    p.swap_used_bytes.map(|v| v as i64),
+                    p.swap_total_bytes.map(|v| v as i64),
+                    p.load1,
+                    p.load5,
+                    p.load15,
+                    p.net_rx_bytes_per_second,
+                    p.net_tx_bytes_per_second,
+                    p.disk_read_bytes_per_second,
+                    p.disk_write_bytes_per_second,
+                    p.fs_used_bytes.map(|v| v as i64),
+                    p.fs_total_bytes.map(|v| v as i64),
+                    p.processes,
+                    p.uptime_seconds.map(|v| v as i64),
+                    p.temperature_celsius,
+                ])?;
+            }
+        }
+        tx.commit()?;
+    }
+    let schema1 = table_bytes(&schema1_db)?;
+    let schema1_raw: u64 = schema1
+        .iter()
+        .filter(|(n, _)| n == "samples" || n == "samples_host_ts")
+        .map(|(_, b)| *b)
+        .sum();
+    println!(
+        "  schema 1, same samples: {} bytes of rows and index for its {} values (host totals only): {:.2} bytes per value, {:.1} MB per host-day with the same host rollups",
+        group(schema1_raw as f64),
+        group(host_values as f64),
+        schema1_raw as f64 / host_values as f64,
+        per_day(schema1_raw + host_rollups) / 1e6
+    );
+    println!(
+        "  of which rollups (host and device, 1 min and 1 h): {} bytes",
+        group(rollups as f64)
+    );
+
+    // Queries: the day at 60 s steps; 30 days at 1 h steps (29 earlier days are copies of this
+    // day's hourly rollups, written straight into the database).
+    {
+        let conn = Connection::open(&collector.db)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        for table in ["rollup_1h", "device_rollup_1h"] {
+            for day in 1..30u64 {
+                let columns: Vec<String> = conn
+                    .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let select: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        if c == "bucket_ms" {
+                            format!("bucket_ms - {}", day * DAY_MS)
+                        } else {
+                            c.clone()
+                        }
+                    })
+                    .collect();
+                conn.execute(
+                    &format!(
+                        "INSERT OR IGNORE INTO {table} ({}) SELECT {} FROM {table} WHERE bucket_ms >= ?1",
+                        columns.join(", "),
+                        select.join(", ")
+                    ),
+                    [(from / 3_600_000 * 3_600_000) as i64],
+                )?;
+            }
+        }
+    }
+    let mut rows = vec![
+        Row::new(
+            "storage v2, bytes per stored value (all tiers)",
+            format!("{:.2}", everything as f64 / values as f64),
+            "<= 2",
+            Some(everything as f64 / values as f64 <= 2.0),
+        ),
+        Row::new(
+            "storage v2, bytes per value of the raw tier",
+            format!("{:.2}", raw_tier as f64 / values as f64),
+            "-",
+            None,
+        ),
+        Row::new(
+            "storage v2, MB per host-day (all tiers)",
+            format!("{:.1}", per_day(everything) / 1e6),
+            "-",
+            None,
+        ),
+        Row::new(
+            "schema 1, bytes per value (host totals only)",
+            format!("{:.2}", schema1_raw as f64 / host_values as f64),
+            "- (comparison)",
+            None,
+        ),
+        Row::new(
+            "schema 1, MB per host-day",
+            format!("{:.1}", per_day(schema1_raw + host_rollups) / 1e6),
+            "- (comparison)",
+            None,
+        ),
+    ];
+    let month_from = to - 30 * DAY_MS;
+    for (name, query_from, step, series) in [
+        (
+            format!("{hours} h history, step 60 s, host totals (ms)"),
+            from,
+            60_000u64,
+            "&series=host",
+        ),
+        (format!("{hours} h history, step 60 s, all series (ms)"), from, 60_000, ""),
+        (
+            "30 days history, step 1 h, host totals (ms)".to_owned(),
+            month_from,
+            3_600_000,
+            "&series=host",
+        ),
+        ("30 days history, step 1 h, all series (ms)".to_owned(), month_from, 3_600_000, ""),
+    ] {
+        let limit = 1500;
+        let path =
+            format!("/api/hosts/{host}/history?from={query_from}&to={to}&step={step}{series}");
+        let mut times = Vec::with_capacity(repeats);
+        let (mut points, mut bytes) = (0, 0);
+        for _ in 0..repeats {
+            let started = Instant::now();
+            let response = tests::http(collector.http, "GET", &path, &[], b"");
+            times.push(started.elapsed());
+            ensure!(response.status == 200, "history answered {}", response.status);
+            let body = response.json();
+            points = body["points"].as_array().map_or(0, Vec::len);
+            bytes = response.body.len();
+        }
+        times.sort();
+        let (median, max) = (ms(times[times.len() / 2]), ms(*times.last().expect("repeats > 0")));
+        println!(
+            "  {name}: {points} points, {} KiB of JSON; median {median:.1} ms, max {max:.1} ms",
+            bytes / 1024
+        );
+        rows.push(Row::new(
+            &name,
+            format!("median {median:.1}, max {max:.1}"),
+            "median <= 50",
+            Some(points <= limit && median <= 50.0),
+        ));
+    }
+    let warnings = collector.stop();
+    report_problems(&[], &warnings);
+    Ok(rows)
+}
+
+/// Schema 1's INSERT of a raw sample (no device values).
+const SCHEMA_1_INSERT: &str = "INSERT INTO samples (eid, host, seq, ts_ms, cpu_percent, cores, mem_used, mem_total, mem_available,
+     swap_used, swap_total, load1, load5, load15, net_rx_bps, net_tx_bps, disk_read_bps, disk_write_bps,
+     fs_used, fs_total, processes, uptime, temp_max)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23)";
 
 /// Sends every sample in full batches, keeping `window` batches unacknowledged.
 async fn send_all(agent: &mut Agent, samples: Vec<Sample>, window: usize) -> Result<(), String> {

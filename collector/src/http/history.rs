@@ -41,8 +41,9 @@ impl Selection {
         }
     }
 
-    /// Parses `series=`: comma-separated host series (`cpu_percent`, `cpu_cores_percent`),
-    /// device kinds (`net`) and device fields (`net.rx_bytes_per_second`).
+    /// Parses `series=`: comma-separated host series (`cpu_percent`, `cpu_cores_percent`, or
+    /// `host` for all of them), device kinds (`net`) and device fields
+    /// (`net.rx_bytes_per_second`).
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut selection = Self {
             host: vec![false; HOST.len()],
@@ -50,7 +51,11 @@ impl Selection {
             fields: catalog::DEVICES.iter().map(|t| vec![false; t.fields.len()]).collect(),
         };
         for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if name == "cpu_cores_percent" {
+            if name == "host" {
+                // Every host total, as the history had before per-device series.
+                selection.host.iter_mut().for_each(|h| *h = true);
+                selection.cores = true;
+            } else if name == "cpu_cores_percent" {
                 selection.cores = true;
             } else if let Some(index) = HOST.iter().position(|s| s.json == name) {
                 selection.host[index] = true;
@@ -366,6 +371,9 @@ mod tests {
         assert!(header.ends_with(",cpu0_percent,\"net.eth,0.rx_bytes_per_second\",\"net.eth,0.tx_bytes_per_second\",\"net.eth,0.rx_packets_per_second\",\"net.eth,0.tx_packets_per_second\",\"net.eth,0.rx_errors_per_second\",\"net.eth,0.tx_errors_per_second\""), "{header}");
         assert!(csv.lines().nth(1).unwrap().ends_with(",7.0,1500.5,,,,,"), "{csv}");
         assert!(Selection::parse("nope").unwrap_err().contains("/api/series"));
+        let host = Selection::parse("host").unwrap();
+        assert!(host.host.iter().all(|h| *h) && host.cores);
+        assert!(host.fields.iter().flatten().all(|f| !*f));
         assert!(Selection::parse("net.nope").is_err());
     }
 }

@@ -159,6 +159,12 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
 ];
 
+/// The DDL of schema version 1, as a release before storage v2 created it (the collector
+/// benchmark compares its size with today's for the same samples).
+pub fn schema_1_sql() -> &'static str {
+    MIGRATIONS[0]
+}
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
