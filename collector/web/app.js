@@ -228,7 +228,9 @@
     let url = 'api/hosts/' + encodeURIComponent(id) + '/history?from=' + Math.floor(from);
     if (to !== null && to !== undefined) url += '&to=' + Math.ceil(to);
     if (step) url += '&step=' + step;
+    // The charts draw host totals; an export carries every series, devices included.
     if (format) url += '&format=' + format;
+    else url += '&series=host';
     return url;
   }
 
@@ -1314,7 +1316,7 @@
     els.exportCsv.href = historyUrl(d.id, d.from, d.to, d.step, 'csv');
     els.exportCsv.setAttribute('download', name + '.csv');
     els.exportCsv.setAttribute('aria-label', 'Export this range as CSV');
-    els.exportJson.href = historyUrl(d.id, d.from, d.to, d.step);
+    els.exportJson.href = historyUrl(d.id, d.from, d.to, d.step, 'json');
     els.exportJson.setAttribute('download', name + '.json');
     els.exportJson.setAttribute('aria-label', 'Export this range as JSON');
   }

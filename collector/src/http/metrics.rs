@@ -187,6 +187,25 @@ fn sample_series(out: &mut Exposition, host: &str, sample: &Sample) {
             "The total number of bytes written successfully.",
         )
         .sample(&labels, disk.written_bytes);
+        // Operations and busy time come from agents of protocol version 2 only.
+        if let Some(reads) = disk.reads_completed {
+            out.counter(
+                "node_disk_reads_completed_total",
+                "The total number of reads completed successfully.",
+            )
+            .sample(&labels, reads);
+        }
+        if let Some(writes) = disk.writes_completed {
+            out.counter(
+                "node_disk_writes_completed_total",
+                "The total number of writes completed successfully.",
+            )
+            .sample(&labels, writes);
+        }
+        if let Some(busy_ms) = disk.io_time_ms {
+            out.counter("node_disk_io_time_seconds_total", "Total seconds spent doing I/Os.")
+                .sample(&labels, busy_ms as f64 / 1000.0);
+        }
     }
 
     let temperature =
@@ -567,6 +586,26 @@ mod tests {
 
     fn assert_line(text: &str, line: &str) {
         assert!(text.lines().any(|l| l == line), "missing line {line:?} in:\n{text}");
+    }
+
+    #[test]
+    fn every_prometheus_name_of_the_catalog_is_exported() {
+        let mut view = view();
+        let mut sample = full_sample();
+        sample.disks[0].reads_completed = Some(3);
+        sample.disks[0].writes_completed = Some(4);
+        sample.disks[0].io_time_ms = Some(1_500);
+        view.hosts[0].sample = Some(Arc::new(sample));
+        let text = render(&view, &figures());
+        let names = crate::catalog::HOST
+            .iter()
+            .chain(crate::catalog::DEVICES.iter().flat_map(|t| t.fields.iter()))
+            .map(|s| s.prometheus)
+            .filter(|n| !n.is_empty());
+        for name in names {
+            assert!(text.contains(&format!("\n{name}{{")), "{name} missing from /metrics");
+        }
+        assert_line(&text, r#"node_disk_io_time_seconds_total{host="alpha",device="sda"} 1.5"#);
     }
 
     #[test]
