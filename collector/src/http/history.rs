@@ -180,17 +180,22 @@ fn write_device_point(
     wanted: &[bool],
     point: &DevicePoint,
 ) {
-    // Writing to a String cannot fail.
-    let _ = write!(out, "{{\"ts\":{}", point.ts);
+    let mut digits = itoa::Buffer::new();
+    out.push_str("{\"ts\":");
+    out.push_str(digits.format(point.ts));
     if let Some(samples) = point.samples {
-        let _ = write!(out, ",\"samples\":{samples}");
+        out.push_str(",\"samples\":");
+        out.push_str(digits.format(samples));
     }
     for ((series, values), _) in
         table.fields.iter().zip(&point.values).zip(wanted).filter(|(_, w)| **w)
     {
         let suffixes: &[&str] = if point.samples.is_some() { &["", "_min", "_max"] } else { &[""] };
         for (suffix, value) in suffixes.iter().zip(values) {
-            let _ = write!(out, ",\"{}{suffix}\":", series.json);
+            out.push_str(",\"");
+            out.push_str(series.json);
+            out.push_str(suffix);
+            out.push_str("\":");
             match value {
                 Some(v) if v.is_finite() => {
                     crate::storage::query::write_number(out, *v, series.integer)

@@ -413,7 +413,8 @@ pub fn decode_rollup(bytes: &[u8]) -> Result<DeviceRollup, Corrupt> {
         return Err(Corrupt("unknown rollup version"));
     }
     let count = input.u()?;
-    let mut rollup = DeviceRollup::new();
+    // Written in key order: collected into a Vec first, the map is built in one pass.
+    let mut rollup = Vec::with_capacity(count.min(4096) as usize);
     for _ in 0..count {
         let device = u32::try_from(input.u()?).map_err(|_| Corrupt("device"))?;
         let field = u32::try_from(input.u()?).map_err(|_| Corrupt("field"))?;
@@ -421,9 +422,9 @@ pub fn decode_rollup(bytes: &[u8]) -> Result<DeviceRollup, Corrupt> {
         let min = input.i()?;
         let max = min.wrapping_add(input.i()?);
         let sum = input.i128()?;
-        rollup.insert((device, field), Aggregate { n, min, max, sum });
+        rollup.push(((device, field), Aggregate { n, min, max, sum }));
     }
-    Ok(rollup)
+    Ok(rollup.into_iter().collect())
 }
 
 /// Encodes the device values of one hot (not yet compacted) row.

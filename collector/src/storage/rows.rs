@@ -286,8 +286,13 @@ impl BucketAcc {
     }
 
     /// Adds a finer bucket's device rollup.
-    pub fn add_devices(&mut self, rollup: &DeviceRollup) {
-        for (key, aggregate) in rollup {
+    pub fn add_devices(&mut self, rollup: DeviceRollup) {
+        if self.devices.is_empty() {
+            // The usual case (a step equal to the rollup's): nothing to merge.
+            self.devices = rollup;
+            return;
+        }
+        for (key, aggregate) in &rollup {
             self.devices.entry(*key).and_modify(|a| a.merge(aggregate)).or_insert(*aggregate);
         }
     }
