@@ -88,6 +88,11 @@ pub struct Limits {
     pub handshake_timeout: Duration,
     /// An agent connection silent for this long (at least ten of its intervals) is closed.
     pub agent_idle_timeout: Duration,
+    /// How long a live subscriber may leave a write unread. Longer than a response's write
+    /// timeout: a viewer whose tab was in the background for a minute, or whose network
+    /// stalled, must still get its `lagged` notice when it reads again, not a bare end of
+    /// stream. Its queue is bounded meanwhile, so the wait costs at most that queue.
+    pub subscriber_stall_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -100,6 +105,7 @@ impl Default for Limits {
             max_subscribers: 2000,
             handshake_timeout: Duration::from_secs(10),
             agent_idle_timeout: Duration::from_secs(60),
+            subscriber_stall_timeout: Duration::from_secs(120),
         }
     }
 }

@@ -49,7 +49,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let addr = request.addr.clone();
     let (sender, mut receiver) = socket.split();
-    let mut sink = WsSink { sender, timeout: ctx.limits.http.write_timeout };
+    let mut sink = WsSink { sender, timeout: ctx.limits.subscriber_stall_timeout };
     let client_gone = async {
         loop {
             match receiver.next().await {

@@ -368,3 +368,36 @@ Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
     // Upgrades still work there.
     ws_connect(collector.ws, "/live", &[]).expect("an upgrade on the same port");
 }
+
+#[test]
+fn a_subscriber_stalled_for_a_minute_gets_its_lagged_notice() {
+    if !slow_tests_enabled("a_subscriber_stalled_for_a_minute_gets_its_lagged_notice") {
+        return;
+    }
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
+    let mut probe = ProbeAgent::connect(collector.ws, &collector.token(), "flood").expect("probe");
+    let mut stalled = SseClient::connect(collector.http, "/events?host=flood", &[]);
+    let started = std::time::Instant::now();
+    // Far more than the subscriber's queue (4096 events / 1 MiB) and the sockets' buffers hold,
+    // while it reads nothing.
+    let base = now_ms() - 200_000_000;
+    for chunk in (1..=100_000u64).collect::<Vec<_>>().chunks(256) {
+        probe.store(chunk.iter().map(|&seq| probe_sample(seq, base + seq * 1000)).collect());
+    }
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(started.elapsed()));
+    // It reads again: what was written arrives, then the notice, not a bare end of stream.
+    let mut samples = 0;
+    let notice = loop {
+        match stalled.next_event() {
+            Some(event) if event.event == "sample" => samples += 1,
+            Some(event) if ["lagged", "shutdown", "resync"].contains(&event.event.as_str()) => {
+                break event;
+            }
+            Some(_) => {} // The host's activity.
+            None => panic!("the stream ended without a notice after {samples} samples"),
+        }
+    };
+    assert_eq!(notice.event, "lagged", "{notice:?}");
+    assert!(samples < 100_000, "it was dropped for lagging ({samples} samples)");
+}
