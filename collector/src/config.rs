@@ -60,6 +60,12 @@ pub const KEYS: &[Key] = &[
     Key::value("max_db_size", "SIZE", "delete the oldest data above this size [default: 8GiB]"),
     Key::value("max_subscribers", "N", "most live subscribers (SSE and /live) [default: 2000]"),
     Key::value("max_connections", "N", "most agent connections [default: 20000]"),
+    Key::value("max_hosts", "N", "most hosts the shared agent token may create [default: 100000]"),
+    Key::value(
+        "max_new_hosts_per_minute",
+        "N",
+        "most new hosts a minute by the shared token, as many at once [default: 600]",
+    ),
     Key::value(
         "max_pending_connections",
         "N",
@@ -144,6 +150,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Most connections that have not sent a complete request head or upgrade yet.
     pub max_pending_connections: usize,
+    /// How many hosts the shared agent token may create.
+    pub host_limits: crate::storage::HostLimits,
     /// Alert rules.
     pub alerts: Vec<crate::alerts::Rule>,
     /// Whether to monitor the collector's own host.
@@ -252,6 +260,13 @@ impl Config {
             max_pending_connections: settings
                 .typed("max_pending_connections", positive)?
                 .unwrap_or(1024),
+            host_limits: crate::storage::HostLimits {
+                max_hosts: settings.typed("max_hosts", positive)?.unwrap_or(100_000),
+                new_per_minute: settings
+                    .typed("max_new_hosts_per_minute", positive)?
+                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                    .unwrap_or(600),
+            },
             alerts: settings
                 .typed("alerts", crate::alerts::parse_rules)?
                 .map_or_else(|| crate::alerts::parse_rules(crate::alerts::DEFAULT_RULES), Ok)

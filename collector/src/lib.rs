@@ -183,7 +183,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let (hub_tx, hub_rx) = async_channel::bounded(8192);
     let publish = hub_tx.clone();
     let (storage, storage_thread) =
-        Storage::open(&config.db, config.policy.clone(), move |stored| {
+        Storage::open(&config.db, config.policy.clone(), config.host_limits, move |stored| {
             // The hub only goes away at shutdown, when nobody is listening any more.
             let _ = publish.send_blocking(hub::Event::Stored(stored));
         })?;
@@ -236,7 +236,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 config.viewer_token.as_ref().map(|s| s.expose().to_owned()),
                 config.admin_token.as_ref().map(|s| s.expose().to_owned()),
             )
-            .with_allowed_origins(config.allowed_origins.clone()),
+            .with_allowed_origins(config.allowed_origins.clone())
+            .with_page(http_addr.port(), local_names()),
         ),
         tls,
         limits: Arc::new(limits),
@@ -326,6 +327,18 @@ async fn reload_agent_tokens(ctx: &Ctx, config: &Config) {
     log::info!("SIGHUP: re-read {}", path.display());
     // At shutdown the hub may be gone; then there is nobody left to close.
     let _ = ctx.hub.send(hub::Event::TokensReloaded { current, previous }).await;
+}
+
+/// This host's names, as a browser may reach its page: the host name, short and in full.
+fn local_names() -> Vec<String> {
+    let mut names = Vec::new();
+    if let Ok(name) = sysinfo::System::host_name() {
+        if let Some((short, _)) = name.split_once('.') {
+            names.push(short.to_owned());
+        }
+        names.push(name);
+    }
+    names
 }
 
 fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<smol::net::TcpListener> {

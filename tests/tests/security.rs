@@ -401,3 +401,72 @@ fn a_subscriber_stalled_for_a_minute_gets_its_lagged_notice() {
     assert_eq!(notice.event, "lagged", "{notice:?}");
     assert!(samples < 100_000, "it was dropped for lagging ({samples} samples)");
 }
+
+#[test]
+fn the_shared_token_cannot_create_hosts_without_bound() {
+    let dir = temp_dir();
+    let collector = Collector::spawn(
+        dir.path(),
+        &["--no-self-monitor", "--max-new-hosts-per-minute", "20", "--max-hosts", "25"],
+    );
+    let token = collector.token();
+    let mut refused = None;
+    for i in 0..40 {
+        match ProbeAgent::connect(collector.ws, &token, &format!("spam-{i}")) {
+            Ok(_) => {}
+            Err(ProbeRefused::Refused(refusal)) => {
+                refused = Some((i, refusal));
+                break;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let (at, refusal) = refused.expect("a refusal");
+    assert_eq!(at, 20, "a burst of --max-new-hosts-per-minute, then a refusal");
+    assert_eq!(refusal.reason, protocol::RefusalReason::Unavailable, "retry later");
+    assert!(refusal.message.contains("new hosts a minute"), "{}", refusal.message);
+    // Known hosts still connect.
+    ProbeAgent::connect(collector.ws, &token, "spam-3").expect("a known host");
+    let (_, hosts) = collector.get_json("/api/hosts");
+    assert_eq!(hosts.as_array().map(Vec::len), Some(20));
+}
+
+#[test]
+fn logins_are_throttled_and_the_cookie_holds_no_token() {
+    let dir = temp_dir();
+    let viewer = "viewer-secret-token";
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor", "--viewer-token", viewer]);
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let login = http(collector.http, "POST", "/login", &form, format!("token={viewer}").as_bytes());
+    assert_eq!(login.status, 303);
+    let cookie = login.header("set-cookie").expect("cookie").to_owned();
+    assert!(!cookie.contains(viewer), "the cookie is a session id, not the token: {cookie}");
+    let session = cookie.split(';').next().expect("cookie pair").to_owned();
+    assert_eq!(http(collector.http, "GET", "/api/hosts", &[("Cookie", &session)], b"").status, 200);
+    // Guessing: five wrong tries a minute, then 429 with Retry-After, even for the right one.
+    let statuses: Vec<u16> = (0..8)
+        .map(|i| {
+            http(collector.http, "POST", "/login", &form, format!("token=guess{i}").as_bytes())
+                .status
+        })
+        .collect();
+    assert_eq!(statuses, [401, 401, 401, 401, 429, 429, 429, 429]);
+    let blocked =
+        http(collector.http, "POST", "/login", &form, format!("token={viewer}").as_bytes());
+    assert_eq!(blocked.status, 429);
+    assert!(blocked.header("retry-after").is_some());
+    // The session still works: throttling stops guessing, not viewers.
+    assert_eq!(http(collector.http, "GET", "/api/hosts", &[("Cookie", &session)], b"").status, 200);
+}
+
+#[test]
+fn live_refuses_dns_rebinding_and_other_ports_of_this_host() {
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
+    let page = format!("http://127.0.0.1:{}", collector.http.port());
+    assert!(ws_connect(collector.ws, "/live", &[("Origin", &page)]).is_ok(), "the page itself");
+    let other_port = format!("http://127.0.0.1:{}", collector.http.port().wrapping_add(1));
+    assert_eq!(ws_connect(collector.ws, "/live", &[("Origin", &other_port)]).err(), Some(403));
+    let rebound = [("Host", "evil.example"), ("Origin", "http://evil.example")];
+    assert_eq!(ws_connect(collector.ws, "/live", &rebound).err(), Some(403));
+}

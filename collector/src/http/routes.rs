@@ -110,24 +110,48 @@ fn login(request: &Request, ctx: &Ctx) -> Reply {
     if !ctx.access.viewer_required() {
         return redirect("./", None);
     }
+    let ip = request.remote.ip();
+    if let Some(wait) = ctx.access.login_blocked(ip) {
+        return too_many_logins(wait);
+    }
     let token = form_urlencoded::parse(&request.body)
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned());
     match token {
         Some(token) if ctx.access.is_viewer_token(token.trim()) => {
+            let session = match ctx.access.new_session() {
+                Ok(Some(session)) => session,
+                Ok(None) => return redirect("./", None),
+                Err(err) => {
+                    log::error!("http: cannot make a login session: {err:#}");
+                    return Response::error(500, "cannot make a login session");
+                }
+            };
             let secure = if secure_origin(request, ctx) { "; Secure" } else { "" };
             let cookie = format!(
-                "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{secure}",
+                "{}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
                 crate::auth::SESSION_COOKIE,
-                token.trim()
+                crate::auth::SESSION_SECONDS,
             );
             redirect("./", Some(cookie))
         }
         _ => {
-            log::warn!("http: {}: failed login", request.remote);
-            login_page(401, Some("That token is not valid."))
+            static LOG: std::sync::OnceLock<crate::budget::RefusalLog> = std::sync::OnceLock::new();
+            LOG.get_or_init(Default::default).log(|count| {
+                log::warn!("http: {}: failed login ({count} since the last line)", request.remote)
+            });
+            match ctx.access.login_failed(ip) {
+                Some(wait) => too_many_logins(wait),
+                None => login_page(401, Some("That token is not valid.")),
+            }
         }
     }
+}
+
+/// 429 for an address that failed to log in too often.
+fn too_many_logins(wait_seconds: u64) -> Reply {
+    login_page(429, Some("Too many failed logins from this address; wait a minute."))
+        .with_header("Retry-After", wait_seconds.to_string())
 }
 
 /// `POST /logout`: clears the session cookie.
