@@ -128,7 +128,11 @@ impl LiveEvent {
                 if let Some(ts) = ts_ms {
                     object.insert("ts".into(), Value::from(*ts));
                 }
-                object.insert("id".into(), Value::from(self.id));
+                // A notice (id 0) has no id in its JSON either, as in its SSE frame: a client
+                // that keeps the last id it saw must not be moved back to 0 by it.
+                if self.id != 0 {
+                    object.insert("id".into(), Value::from(self.id));
+                }
                 object.insert("type".into(), Value::from(self.kind));
                 if let Some(host) = &self.host {
                     object.insert("host".into(), Value::from(host.as_ref()));
@@ -213,6 +217,18 @@ mod tests {
         let mut notice = String::new();
         LiveEvent::notice("lagged", "slow").write_sse_frame(&mut notice);
         assert!(notice.starts_with("event: lagged\ndata: {"), "notices carry no id: {notice}");
+    }
+
+    #[test]
+    fn notices_have_no_id_in_their_json() {
+        for kind in ["lagged", "shutdown", "resync"] {
+            let value: Value = serde_json::from_str(LiveEvent::notice(kind, "m").json()).unwrap();
+            assert_eq!(value.get("id"), None, "{kind}: {value}");
+            assert_eq!(
+                (value["type"].as_str(), value["message"].as_str()),
+                (Some(kind), Some("m"))
+            );
+        }
     }
 
     /// A sample with every metric, with `cores` per-core values.
