@@ -85,7 +85,13 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
             None => Response::error(404, format!("no such path: {path}")),
         },
     };
-    response.with_header("Cache-Control", "no-store")
+    // Only where the handler did not choose one: a header sent twice is a malformed answer to
+    // caches and strict clients (`/events` sets its own).
+    if response.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("cache-control")) {
+        response
+    } else {
+        response.with_header("Cache-Control", "no-store")
+    }
 }
 
 /// The login form, with an optional error.
