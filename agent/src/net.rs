@@ -266,14 +266,16 @@ fn upgrade_error(err: tungstenite::Error) -> ConnectError {
     match err {
         tungstenite::Error::Http(response) => {
             let status = response.status();
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).trim().to_owned())
+            let content_type = response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            let message = format!(
-                "HTTP {status} at the upgrade{}",
-                if body.is_empty() { String::new() } else { format!(": {body}") }
+            let message = upgrade_refusal(
+                status.as_u16(),
+                status.canonical_reason(),
+                content_type,
+                response.body().as_deref().unwrap_or_default(),
             );
             match status.as_u16() {
                 401 | 403 => ConnectError::Refused { reason: RefusalReason::BadToken, message },
@@ -282,5 +284,72 @@ fn upgrade_error(err: tungstenite::Error) -> ConnectError {
             }
         }
         other => ConnectError::Transient(format!("WebSocket upgrade failed: {other}")),
+    }
+}
+
+/// The longest part of a refusal's body that goes into the log line.
+const MAX_REFUSAL_BODY_CHARS: usize = 200;
+
+/// One log line for a refused upgrade: the status, and the body when it is the collector's
+/// one-line text. An HTML page comes from something in between (a reverse proxy's 502 while
+/// the collector is down, say) and would fill the log with markup over many lines, so it is
+/// named, not copied.
+fn upgrade_refusal(status: u16, reason: Option<&str>, content_type: &str, body: &[u8]) -> String {
+    let status = match reason {
+        Some(reason) => format!("HTTP {status} {reason}"),
+        None => format!("HTTP {status}"),
+    };
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let html = content_type.to_ascii_lowercase().contains("html")
+        || text.starts_with('<')
+        || text.get(..15).is_some_and(|t| t.eq_ignore_ascii_case("<!doctype html"));
+    if html {
+        return format!(
+            "{status} at the upgrade, with an HTML page: not the collector's answer but a proxy's \
+             or another server's (is the collector running behind it, and is the URL right?)"
+        );
+    }
+    let line: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(MAX_REFUSAL_BODY_CHARS)
+        .collect();
+    if line.is_empty() {
+        format!("{status} at the upgrade")
+    } else {
+        format!("{status} at the upgrade: {line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxys_html_error_page_becomes_one_line_with_the_status() {
+        let nginx = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
+            <center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n\
+            </body>\r\n</html>\r\n";
+        let line = upgrade_refusal(502, Some("Bad Gateway"), "text/html", nginx);
+        assert!(line.starts_with("HTTP 502 Bad Gateway at the upgrade"), "{line}");
+        assert!(!line.contains('<') && !line.contains('\n'), "{line}");
+        // Even without a content type.
+        assert!(!upgrade_refusal(503, None, "", b"  <!DOCTYPE html><p>x</p>").contains('<'));
+    }
+
+    #[test]
+    fn the_collectors_text_refusal_is_kept_on_one_line() {
+        let line =
+            upgrade_refusal(401, Some("Unauthorized"), "", b"invalid or missing agent token\n");
+        assert_eq!(line, "HTTP 401 Unauthorized at the upgrade: invalid or missing agent token");
+        let long = "x".repeat(1000) + "\nsecond line";
+        let line = upgrade_refusal(400, None, "text/plain", long.as_bytes());
+        assert!(!line.contains('\n') && line.len() < 300, "{line}");
+        assert_eq!(upgrade_refusal(500, None, "", b""), "HTTP 500 at the upgrade");
     }
 }
