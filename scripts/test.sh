@@ -32,6 +32,11 @@ for tool in openssl:openssl curl:curl systemd-analyze:systemd; do
     apt_install "${tool##*:}"
   fi
 done
+# Python's websockets closes /live and /ingest as third-party clients do (tests/interop).
+if ! python3 -c "import websockets" >/dev/null 2>&1; then
+  echo "test.sh: installing Python's websockets for the close-handshake test"
+  python3 -m pip install --quiet websockets
+fi
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 
 cargo build --workspace --bins --quiet

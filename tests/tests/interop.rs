@@ -1,0 +1,110 @@
+//! hostwatch beside the third-party programs operators already run (issue 14): Python's
+//! `websockets` closing `/live` and `/ingest`, standard SSE details, and more below.
+//!
+//! The third-party programs are installed by `scripts/test.sh` (Debian packages, pip, npm);
+//! without them a test fails and says what is missing, rather than passing unchecked.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::*;
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// A file of `tests/interop/`, the third-party clients' scripts.
+fn interop_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("interop").join(name)
+}
+
+/// Runs a command to its end within `timeout` (killing it then) and returns its stdout; panics
+/// with its stderr if it failed.
+fn run_bounded(command: &mut Command, timeout: Duration) -> String {
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let status = wait_exit(&mut child, timeout);
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{command:?} failed or timed out ({status:?}):\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn websockets_clients_see_their_close_echoed_not_1006() {
+    let python_ok = Command::new("python3")
+        .args(["-c", "import websockets"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(python_ok, "Python's websockets is missing: run scripts/test.sh, which installs it");
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
+    let out = run_bounded(
+        Command::new("python3")
+            .arg(interop_file("ws_close.py"))
+            .arg(collector.ws.to_string())
+            .arg(collector.token()),
+        60 * SECOND,
+    );
+    let codes: Value = serde_json::from_str(out.trim()).expect("the script's JSON");
+    assert_eq!(codes["live_client_close"], 1000, "/live echoes the client's close: {codes}");
+    assert_eq!(codes["live_text"], 1003, "/live answers a text message with 1003: {codes}");
+    assert_eq!(codes["live_invalid_utf8"], 1007, "/live answers invalid UTF-8 with 1007: {codes}");
+    assert_eq!(codes["ingest_client_close"], 1000, "/ingest echoes a close: {codes}");
+
+    // An agent's close after the welcome is echoed too.
+    let probe = ProbeAgent::connect(collector.ws, &collector.token(), "closer").expect("welcome");
+    assert_eq!(probe.close(), Some(1000));
+}
+
+/// The head of `GET path` (status line and headers, one per line), read from a stream that may
+/// go on (SSE).
+fn response_head(addr: std::net::SocketAddr, path: &str) -> Vec<String> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(10 * SECOND)).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n")
+        .expect("write");
+    let mut reader = BufReader::new(stream);
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).expect("head line");
+        let line = line.trim_end().to_owned();
+        if line.is_empty() {
+            return head;
+        }
+        head.push(line);
+    }
+}
+
+#[test]
+fn events_headers_are_sent_once_and_notices_carry_no_id() {
+    let dir = temp_dir();
+    let mut collector = Collector::spawn(dir.path(), &[]);
+    for path in ["/events", "/api/hosts"] {
+        let head = response_head(collector.http, path);
+        let cache_control: Vec<&String> =
+            head.iter().filter(|l| l.to_ascii_lowercase().starts_with("cache-control:")).collect();
+        assert_eq!(cache_control.len(), 1, "{path}: {head:?}");
+    }
+
+    let mut sse = SseClient::connect(collector.http, "/events", &[]);
+    sse.until(10 * SECOND, |e| e.event == "sample");
+    assert!(collector.terminate().success());
+    let shutdown = sse.until(5 * SECOND, |e| e.event == "shutdown");
+    assert_eq!(shutdown.id, None, "no id: line");
+    assert_eq!(shutdown.data.get("id"), None, "no id in the JSON: {}", shutdown.data);
+    assert_eq!(shutdown.data["type"], "shutdown");
+}
