@@ -131,11 +131,12 @@ pub fn websocket_config() -> tungstenite::protocol::WebSocketConfig {
         .write_buffer_size(0)
 }
 
-/// Builds the TLS connector for `wss://`: the system's trusted roots, or only the CAs in
-/// `ca_file` when given.
+/// Builds the TLS connector for `wss://`: the system's trusted roots, or only the certificates
+/// in `ca_file` when given (CAs, or the collector's own self-signed certificate).
 pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<futures_rustls::TlsConnector> {
     use rustls_pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
+    let mut listed = Vec::new();
     match ca_file {
         Some(path) => {
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
@@ -143,11 +144,12 @@ pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<futures_rustls::T
                 .collect::<Result<_, _>>()
                 .with_context(|| format!("bad PEM in {}", path.display()))?;
             anyhow::ensure!(!certs.is_empty(), "no certificates in {}", path.display());
-            for cert in certs {
+            for cert in &certs {
                 roots
-                    .add(cert)
+                    .add(cert.clone())
                     .with_context(|| format!("bad CA certificate in {}", path.display()))?;
             }
+            listed = certs;
         }
         None => {
             let found = rustls_native_certs::load_native_certs();
@@ -158,9 +160,94 @@ pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<futures_rustls::T
             anyhow::ensure!(added > 0, "no usable system CA certificates; give --ca-file");
         }
     }
-    let config =
-        rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let webpki = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+        .build()
+        .context("cannot build the certificate verifier")?;
+    let verifier = Arc::new(TrustedCertificates { listed, webpki });
+    let config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
     Ok(futures_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Certificate verification as rustls does it (webpki: chain to a trusted root, validity,
+/// name), plus one case curl, Python and Node accept and webpki refuses: a self-signed
+/// certificate made with `openssl req -x509`, which marks itself `CA:TRUE`, presented by the
+/// collector and listed itself in `--ca-file`. webpki refuses any CA certificate as a server's
+/// (`CaUsedAsEndEntity`); this one the operator chose to trust byte for byte, so it is accepted
+/// when webpki's only objection is that, and its name still has to match the URL's host.
+/// webpki checks validity dates before that objection, so an expired one is still refused.
+#[derive(Debug)]
+struct TrustedCertificates {
+    /// The certificates of `--ca-file`, exactly as listed (empty with the system's roots).
+    listed: Vec<rustls_pki_types::CertificateDer<'static>>,
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for TrustedCertificates {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verdict = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match verdict {
+            Err(err)
+                if is_ca_used_as_end_entity(&err)
+                    && self.listed.iter().any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&cert, server_name)?;
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            verdict => verdict,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// Whether webpki refused a certificate only because it is a CA's (`CaUsedAsEndEntity`).
+fn is_ca_used_as_end_entity(err: &rustls::Error) -> bool {
+    match err {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            )
+        }
+        _ => false,
+    }
 }
 
 /// Opens a connection, sends the hello and waits for the welcome, all within `target.timeout`.
@@ -254,11 +341,49 @@ async fn open_inner(target: &Target, hello: &Hello) -> Result<(Socket, Welcome),
 
 fn tls_error(host: &str, err: std::io::Error) -> ConnectError {
     // A certificate the agent does not trust will not become trusted by retrying quickly.
-    let text = err.to_string();
-    if text.contains("certificate") || text.contains("Certificate") {
-        ConnectError::Untrusted(format!("TLS with {host}: {text}"))
-    } else {
-        ConnectError::Transient(format!("TLS with {host}: {text}"))
+    let refused =
+        err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()).and_then(|e| match e {
+            rustls::Error::InvalidCertificate(why) => Some(why),
+            _ => None,
+        });
+    match refused {
+        Some(why) => ConnectError::Untrusted(format!(
+            "TLS with {host}: the collector's certificate is not trusted: {}",
+            certificate_advice(host, why)
+        )),
+        None => ConnectError::Transient(format!("TLS with {host}: {err}")),
+    }
+}
+
+/// What is wrong with a refused certificate and what the operator can do about it.
+fn certificate_advice(host: &str, why: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    match why {
+        E::UnknownIssuer => "no CA the agent trusts signed it; give --ca-file the CA that \
+            signed it, or the collector's own self-signed certificate"
+            .to_owned(),
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            let kind = if host.parse::<std::net::IpAddr>().is_ok() { "IP" } else { "DNS" };
+            format!(
+                "{why}; it must name {host} in its subjectAltName (a common name alone does not \
+                 count): make it with -addext \"subjectAltName={kind}:{host}\", as the README's \
+                 TLS section shows"
+            )
+        }
+        E::Expired | E::ExpiredContext { .. } | E::NotValidYet | E::NotValidYetContext { .. } => {
+            format!("{why}; renew the collector's certificate, or set this host's clock right")
+        }
+        E::Other(other)
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            "it is marked as a CA (CA:TRUE, as `openssl req -x509` makes it); give that very \
+             certificate with --ca-file to trust it as the collector's own"
+                .to_owned()
+        }
+        _ => format!("{why}; see the README's TLS section for a certificate that works"),
     }
 }
 

@@ -108,3 +108,95 @@ fn events_headers_are_sent_once_and_notices_carry_no_id() {
     assert_eq!(shutdown.data.get("id"), None, "no id in the JSON: {}", shutdown.data);
     assert_eq!(shutdown.data["type"], "shutdown");
 }
+
+/// Runs `openssl` in `dir`; panics with its stderr if it fails.
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn an_agent_trusts_a_self_signed_openssl_req_x509_certificate_given_as_ca_file() {
+    let dir = temp_dir();
+    // The README's command, for the name "localhost" only.
+    openssl(
+        dir.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "collector.key",
+            "-out",
+            "collector.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+    );
+    // What webpki alone refuses (CaUsedAsEndEntity): openssl marks such a certificate a CA.
+    let constraints = openssl(
+        dir.path(),
+        &["x509", "-in", "collector.pem", "-noout", "-ext", "basicConstraints"],
+    );
+    assert!(constraints.contains("CA:TRUE"), "{constraints}");
+    let cert = dir.path().join("collector.pem");
+    let key = dir.path().join("collector.key");
+    let collector = Collector::spawn(
+        dir.path(),
+        &[
+            "--no-self-monitor",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let port = collector.ws.port();
+    let ca_file = ["--ca-file", cert.to_str().unwrap()];
+    let _agent = Agent::spawn(
+        &format!("wss://localhost:{port}/ingest"),
+        &collector.token(),
+        "self-signed",
+        &dir.path().join("spool"),
+        &ca_file,
+    );
+    wait_for(10 * SECOND, "samples over wss:// with the self-signed certificate", || {
+        (!stored_samples(&collector.db, "self-signed").is_empty()).then_some(())
+    });
+
+    // The exception is for that very certificate and its name: the same file, but an address
+    // the certificate does not name, is refused with what to do about it.
+    let mut wrong_name = Agent::spawn(
+        &format!("wss://127.0.0.1:{port}/ingest"),
+        &collector.token(),
+        "wrong-name",
+        &dir.path().join("spool2"),
+        &ca_file,
+    );
+    // Without --ca-file it is refused as a CA: the message says to give it with --ca-file.
+    let mut no_ca = Agent::spawn(
+        &format!("wss://localhost:{port}/ingest"),
+        &collector.token(),
+        "no-ca",
+        &dir.path().join("spool3"),
+        &[],
+    );
+    assert!(wrong_name.log.shows("subjectAltName=IP:127.0.0.1"), "{:?}", wrong_name.log.lines());
+    assert!(no_ca.log.shows("certificate with --ca-file"), "{:?}", no_ca.log.lines());
+    assert!(stored_samples(&collector.db, "wrong-name").is_empty());
+    assert!(stored_samples(&collector.db, "no-ca").is_empty());
+    assert!(wrong_name.terminate().success() && no_ca.terminate().success());
+}
