@@ -50,7 +50,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         None
     };
     let spool = spool::Spool::open(&config.spool_dir, config.spool_max, now_ms())?;
-    let hello = sampler::hello(&config.host_id, config.interval_ms());
+    let mut hello = sampler::hello(&config.host_id, config.interval_ms());
+    hello.instance_id = spool.instance_id();
     log::info!(
         "hostwatch-agent {} starting: host {} ({}), every {:?}, collector {collector}, spool {} (max {} samples)",
         env!("CARGO_PKG_VERSION"),

@@ -25,6 +25,11 @@ const LOG_FILE: &str = "spool.log";
 const STATE_FILE: &str = "state";
 const RECORD_HEADER_BYTES: usize = 8;
 
+/// The layout of the samples in the log: [`Sample`] of protocol version 2. A state file without
+/// a `sample_format` line was written by the first release, whose log holds version-1 samples;
+/// they are converted on open.
+const SAMPLE_FORMAT: u64 = 2;
+
 /// One spooled sample, kept encoded: about 150 bytes instead of a few hundred decoded.
 struct Entry {
     seq: u64,
@@ -37,6 +42,7 @@ pub struct Spool {
     max: usize,
     next_seq: u64,
     dropped_total: u64,
+    instance_id: u64,
     dir: PathBuf,
     log: File,
     dead_records: usize,
@@ -51,7 +57,8 @@ impl Spool {
             .with_context(|| format!("cannot create spool directory {}", dir.display()))?;
         let state = read_state(&dir.join(STATE_FILE))?;
         let log_path = dir.join(LOG_FILE);
-        let (mut entries, good_len, file_len) = read_log(&log_path)?;
+        let format = state.map_or(SAMPLE_FORMAT, |s| s.sample_format);
+        let (mut entries, good_len, file_len) = read_log(&log_path, format)?;
         // Records below the saved low-water mark were dropped (and counted) or acknowledged
         // before the restart; the log keeps them only until its next compaction.
         let first_live = state.map_or(0, |s| s.first_live_seq);
@@ -73,10 +80,15 @@ impl Spool {
         log.set_len(good_len).with_context(|| format!("cannot truncate {}", log_path.display()))?;
 
         let last_logged = entries.back().map(|e: &Entry| e.seq + 1).unwrap_or(0);
+        let instance_id = match state.and_then(|s| s.instance_id) {
+            Some(id) => id,
+            None => new_instance_id()?,
+        };
         let mut spool = Spool {
             max: max.max(1),
             next_seq: state.map_or(now_ms, |s| s.next_seq).max(last_logged),
             dropped_total: state.map_or(0, |s| s.dropped_total),
+            instance_id,
             dead_records: 0,
             entries,
             dir: dir.to_owned(),
@@ -86,6 +98,12 @@ impl Spool {
             spool.entries.pop_front();
             spool.dropped_total += 1;
             spool.dead_records += 1;
+        }
+        if format != SAMPLE_FORMAT && !spool.entries.is_empty() {
+            // The entries were converted on reading: the log is rewritten in the current format
+            // before the state says so, so a crash in between reads the old log the old way.
+            spool.rewrite_log()?;
+            log::info!("spool: converted {} samples to the current format", spool.entries.len());
         }
         // Record the sequence base now, so a crash before the first compaction keeps it.
         spool.write_state()?;
@@ -185,6 +203,13 @@ impl Spool {
         self.entries.is_empty()
     }
 
+    /// The random identity of this spool's state, sent in the hello: it changes only when the
+    /// state is lost (a reinstalled agent), which tells the collector that the sequence numbers
+    /// start afresh.
+    pub fn instance_id(&self) -> u64 {
+        self.instance_id
+    }
+
     /// Samples dropped because the spool overflowed, since the spool was first created.
     pub fn dropped_total(&self) -> u64 {
         self.dropped_total
@@ -206,6 +231,11 @@ impl Spool {
     /// lost), then the new log beside the old one, then an atomic rename.
     fn compact(&mut self) -> anyhow::Result<()> {
         self.write_state()?;
+        self.rewrite_log()
+    }
+
+    /// Replaces the log with the live samples.
+    fn rewrite_log(&mut self) -> anyhow::Result<()> {
         let path = self.dir.join(LOG_FILE);
         if self.entries.is_empty() {
             self.log.set_len(0).context("truncating the spool log")?;
@@ -233,8 +263,8 @@ impl Spool {
     fn write_state_with(&self, durable: bool) -> anyhow::Result<()> {
         let first_live = self.entries.front().map_or(self.next_seq, |e| e.seq);
         let text = format!(
-            "next_seq {}\ndropped_total {}\nfirst_live_seq {first_live}\n",
-            self.next_seq, self.dropped_total
+            "next_seq {}\ndropped_total {}\nfirst_live_seq {first_live}\ninstance_id {}\nsample_format {SAMPLE_FORMAT}\n",
+            self.next_seq, self.dropped_total, self.instance_id
         );
         let path = self.dir.join(STATE_FILE);
         write_atomically(
@@ -264,6 +294,17 @@ struct State {
     next_seq: u64,
     dropped_total: u64,
     first_live_seq: u64,
+    /// Absent from the first release's state files: a new id is chosen then.
+    instance_id: Option<u64>,
+    /// 1 when absent (the first release's log format).
+    sample_format: u64,
+}
+
+/// A fresh random instance id (never 0, which stands for agents of protocol version 1).
+fn new_instance_id() -> anyhow::Result<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("cannot get random bytes: {e}"))?;
+    Ok(u64::from_le_bytes(bytes).max(1))
 }
 
 fn read_state(path: &Path) -> anyhow::Result<Option<State>> {
@@ -272,7 +313,13 @@ fn read_state(path: &Path) -> anyhow::Result<Option<State>> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
     };
-    let mut state = State { next_seq: 0, dropped_total: 0, first_live_seq: 0 };
+    let mut state = State {
+        next_seq: 0,
+        dropped_total: 0,
+        first_live_seq: 0,
+        instance_id: None,
+        sample_format: 1,
+    };
     for line in text.lines() {
         let (key, value) = line.split_once(' ').unwrap_or((line, ""));
         let value: u64 = value
@@ -283,14 +330,17 @@ fn read_state(path: &Path) -> anyhow::Result<Option<State>> {
             "next_seq" => state.next_seq = value,
             "dropped_total" => state.dropped_total = value,
             "first_live_seq" => state.first_live_seq = value,
+            "instance_id" => state.instance_id = Some(value),
+            "sample_format" => state.sample_format = value,
             _ => {} // Keys from a newer agent are kept out of the way, not fatal.
         }
     }
     Ok(Some(state))
 }
 
-/// Reads every intact record; returns them with the length of the intact prefix and of the file.
-fn read_log(path: &Path) -> anyhow::Result<(VecDeque<Entry>, u64, u64)> {
+/// Reads every intact record of a log whose samples are in `format`; returns them, in the
+/// current format, with the length of the intact prefix and of the file.
+fn read_log(path: &Path, format: u64) -> anyhow::Result<(VecDeque<Entry>, u64, u64)> {
     let mut data = Vec::new();
     match File::open(path) {
         Ok(mut file) => {
@@ -314,14 +364,24 @@ fn read_log(path: &Path) -> anyhow::Result<(VecDeque<Entry>, u64, u64)> {
         if crc32fast::hash(body) != crc {
             break;
         }
-        let Ok(sample) = postcard::from_bytes::<Sample>(body) else {
-            break;
+        let (sample, bytes): (Sample, Box<[u8]>) = if format == SAMPLE_FORMAT {
+            let Ok(sample) = postcard::from_bytes::<Sample>(body) else {
+                break;
+            };
+            (sample, body.into())
+        } else {
+            let Ok(old) = postcard::from_bytes::<protocol::v1::Sample>(body) else {
+                break;
+            };
+            let sample = Sample::from(old);
+            let bytes = postcard::to_allocvec(&sample).context("re-encoding a spooled sample")?;
+            (sample, bytes.into_boxed_slice())
         };
         // Sequence numbers only grow; anything else is not a record this spool wrote.
         if entries.back().is_some_and(|e| e.seq >= sample.seq) {
             break;
         }
-        entries.push_back(Entry { seq: sample.seq, bytes: body.into() });
+        entries.push_back(Entry { seq: sample.seq, bytes });
         offset = body_start + len;
     }
     Ok((entries, offset as u64, data.len() as u64))
@@ -346,6 +406,55 @@ mod tests {
                 seq
             })
             .collect()
+    }
+
+    #[test]
+    fn a_first_release_spool_is_converted_and_keeps_its_samples() {
+        let dir = temp_dir("v1");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut log = Vec::new();
+        for seq in [40u64, 41, 42] {
+            let old = protocol::v1::Sample {
+                seq,
+                ts_ms: seq * 1000,
+                memory: Some(protocol::v1::Memory {
+                    total_bytes: 8,
+                    used_bytes: 3,
+                    available_bytes: 5,
+                }),
+                ..Default::default()
+            };
+            let body = postcard::to_allocvec(&old).unwrap();
+            log.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            log.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+            log.extend_from_slice(&body);
+        }
+        std::fs::write(dir.join(LOG_FILE), &log).unwrap();
+        std::fs::write(dir.join(STATE_FILE), "next_seq 43\ndropped_total 2\nfirst_live_seq 41\n")
+            .unwrap();
+        let spool = Spool::open(&dir, 100, 1).unwrap();
+        let first_id = spool.instance_id();
+        assert_ne!(first_id, 0);
+        let batch = spool.batch_after(0, 10, usize::MAX);
+        assert_eq!(batch.iter().map(|s| s.seq).collect::<Vec<_>>(), [41, 42]);
+        assert_eq!(batch[0].memory.map(|m| (m.used_bytes, m.free_bytes)), Some((3, None)));
+        assert_eq!(spool.dropped_total(), 2);
+        drop(spool); // As after kill -9: the converted log and the new state are on disk.
+        let mut spool = Spool::open(&dir, 100, 1).unwrap();
+        assert_eq!(spool.instance_id(), first_id, "the instance id is kept across restarts");
+        assert_eq!(spool.batch_after(0, 10, usize::MAX).len(), 2);
+        assert_eq!(spool.allocate_seq(), 43);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_lost_state_gets_a_new_instance_id() {
+        let dir = temp_dir("instance");
+        let first = Spool::open(&dir, 10, 1).unwrap().instance_id();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let second = Spool::open(&dir, 10, 1).unwrap().instance_id();
+        assert_ne!(first, second);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

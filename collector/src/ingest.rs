@@ -83,6 +83,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let conn = ctx.next_connection();
     let host_id = hello.host_id.clone();
+    let version = hello.protocol_version;
     let interval = Duration::from_millis(u64::from(hello.interval_ms.max(100)));
     let (close_tx, close_rx) = async_channel::bounded(1);
     let connected = hub::Event::AgentConnected {
@@ -97,13 +98,16 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             .await;
         return;
     }
+    // The collector speaks the agent's version back: every version it accepts shares the
+    // collector's messages, and the agent's batches are decoded in the agent's layout.
     let welcome = CollectorMessage::Welcome(Welcome {
-        protocol_version: protocol::PROTOCOL_VERSION,
+        protocol_version: version,
         last_seq: registration.last_seq,
     });
     let ending = match send(&mut socket, &welcome, &ctx).await {
         Ok(()) => {
-            receive_batches(&mut socket, &ctx, registration.host_key, interval, &close_rx).await
+            let connection = Connection { host_key: registration.host_key, version, interval };
+            receive_batches(&mut socket, &ctx, &connection, &close_rx).await
         }
         Err(err) => Ending::quiet(format!("cannot send the welcome: {err}")),
     };
@@ -140,7 +144,7 @@ async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
     let bytes = within(ctx.limits.handshake_timeout, first)
         .await
         .unwrap_or_else(|| Err(Ending::refuse(RefusalReason::Malformed, "no hello in time")))?;
-    match protocol::peek_hello_version(&bytes) {
+    let version = match protocol::peek_hello_version(&bytes) {
         None => {
             return Err(Ending::refuse(
                 RefusalReason::Malformed,
@@ -160,9 +164,9 @@ async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
                 ),
             ));
         }
-        Some(_) => {}
-    }
-    match protocol::decode_agent_message(&bytes) {
+        Some(version) => version,
+    };
+    match protocol::decode_agent_message_of(&bytes, version) {
         Ok(AgentMessage::Hello(hello)) if hello.host_id.trim().is_empty() => {
             Err(Ending::refuse(RefusalReason::Malformed, "empty host id"))
         }
@@ -172,15 +176,24 @@ async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// What a registered agent's connection knows of it.
+struct Connection {
+    /// The host's key in the database.
+    host_key: i64,
+    /// The protocol version of its hello, in whose layout its batches come.
+    version: u16,
+    /// Its sampling interval.
+    interval: Duration,
+}
+
 async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
     socket: &mut WebSocketStream<S>,
     ctx: &Ctx,
-    host_key: i64,
-    interval: Duration,
+    connection: &Connection,
     close: &async_channel::Receiver<CloseReason>,
 ) -> Ending {
     // An agent sends at least a sample or a ping every few intervals.
-    let idle = (interval * 10).max(ctx.limits.agent_idle_timeout);
+    let idle = (connection.interval * 10).max(ctx.limits.agent_idle_timeout);
     loop {
         let incoming = async { Ok(socket.next().await) };
         let closed = async {
@@ -229,7 +242,7 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
             }
         };
         ctx.metrics.ingest_bytes(bytes.len());
-        let batch = match protocol::decode_agent_message(&bytes) {
+        let batch = match protocol::decode_agent_message_of(&bytes, connection.version) {
             Ok(AgentMessage::Batch(batch)) => batch,
             Ok(AgentMessage::Hello(_)) => {
                 return Ending::refuse(RefusalReason::Malformed, "a second hello");
@@ -239,7 +252,7 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(ending) = implausible_time(&batch) {
             return ending;
         }
-        match ctx.storage.store(host_key, batch).await {
+        match ctx.storage.store(connection.host_key, batch).await {
             Ok(result) => {
                 if let Some(seq) = result.acked_seq {
                     let ack = CollectorMessage::Ack(protocol::Ack { seq });

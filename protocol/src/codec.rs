@@ -46,9 +46,21 @@ fn decode_strict<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, De
     Ok(value)
 }
 
-/// Decodes a message from an agent and checks its limits.
+/// Decodes a message from an agent of this build's [`crate::PROTOCOL_VERSION`] and checks its
+/// limits.
 pub fn decode_agent_message(bytes: &[u8]) -> Result<AgentMessage, DecodeError> {
-    let message: AgentMessage = decode_strict(bytes)?;
+    decode_agent_message_of(bytes, crate::PROTOCOL_VERSION)
+}
+
+/// Decodes a message from an agent that speaks protocol `version` (the one its hello carried,
+/// see [`peek_hello_version`]) into the current types, and checks its limits. Versions this
+/// build does not know are malformed.
+pub fn decode_agent_message_of(bytes: &[u8], version: u16) -> Result<AgentMessage, DecodeError> {
+    let message: AgentMessage = match version {
+        1 => decode_strict::<crate::v1::AgentMessage>(bytes)?.into(),
+        crate::PROTOCOL_VERSION => decode_strict(bytes)?,
+        other => return Err(DecodeError::Malformed(format!("unknown protocol version {other}"))),
+    };
     message.check_limits().map_err(DecodeError::OverLimit)?;
     Ok(message)
 }

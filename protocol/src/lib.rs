@@ -16,10 +16,11 @@ mod codec;
 mod limits;
 mod message;
 mod sample;
+pub mod v1;
 
 pub use codec::{
-    DecodeError, decode_agent_message, decode_collector_message, encode_agent_message,
-    encode_collector_message, peek_hello_version,
+    DecodeError, decode_agent_message, decode_agent_message_of, decode_collector_message,
+    encode_agent_message, encode_collector_message, peek_hello_version,
 };
 pub use limits::{LimitError, Limits};
 pub use message::{
@@ -31,7 +32,11 @@ pub use sample::{
 };
 
 /// The protocol version this build speaks. Bumped whenever an existing message changes layout.
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// Version 2 added the hello's instance id and kernel build, memory's free, buffers and cached
+/// figures, each filesystem's device, type and free blocks, and each disk's completed reads and
+/// writes and busy time. Version-1 messages are still decoded ([`v1`]).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The oldest agent protocol version a collector of this build still accepts.
 pub const MIN_SUPPORTED_VERSION: u16 = 1;

@@ -76,7 +76,8 @@ impl Hello {
         check_name("os length", &self.os)?;
         check_name("kernel length", &self.kernel)?;
         check_name("arch length", &self.arch)?;
-        check_name("cpu model length", &self.cpu_model)
+        check_name("cpu model length", &self.cpu_model)?;
+        check_name("kernel build length", &self.kernel_build)
     }
 }
 
@@ -100,6 +101,8 @@ impl Sample {
         self.filesystems
             .iter()
             .try_for_each(|f| check_name("mount point length", &f.mount_point))?;
+        self.filesystems.iter().try_for_each(|f| check_name("device length", &f.device))?;
+        self.filesystems.iter().try_for_each(|f| check_name("fs type length", &f.fs_type))?;
         self.disks.iter().try_for_each(|d| check_name("device name length", &d.device))?;
         self.temperatures.iter().try_for_each(|t| check_name("sensor label length", &t.label))
     }

@@ -21,7 +21,7 @@ pub enum AgentMessage {
 }
 
 /// Who the agent is and what it runs on. Sent once per connection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Hello {
     /// Protocol version the agent speaks. Must stay the first field.
     pub protocol_version: u16,
@@ -47,6 +47,15 @@ pub struct Hello {
     pub boot_time_seconds: u64,
     /// How often the agent samples, so the collector can tell a stale host from a slow one.
     pub interval_ms: u32,
+    /// Random identity of this agent's state (its spool directory), chosen when the state is
+    /// first created and kept across restarts. A new instance id tells the collector that the
+    /// agent's sequence numbers start afresh (a reinstalled agent), so its resume point and the
+    /// sequence window belong to this instance alone; 0 for agents of protocol version 1.
+    /// Since version 2.
+    pub instance_id: u64,
+    /// The kernel's build string (`uname -v`), for display and `node_uname_info`. Since
+    /// version 2.
+    pub kernel_build: String,
 }
 
 /// A batch of samples, sent after the hello.

@@ -97,6 +97,12 @@ pub struct Memory {
     pub used_bytes: u64,
     /// Memory available for new work without swapping (`MemAvailable`).
     pub available_bytes: u64,
+    /// Memory not used at all (`MemFree`); `None` from agents of protocol version 1.
+    pub free_bytes: Option<u64>,
+    /// Kernel buffers (`Buffers`); `None` from agents of protocol version 1.
+    pub buffers_bytes: Option<u64>,
+    /// Page cache (`Cached`); `None` from agents of protocol version 1.
+    pub cached_bytes: Option<u64>,
 }
 
 /// Swap space.
@@ -134,8 +140,15 @@ pub struct Filesystem {
     pub mount_point: String,
     /// Size of the filesystem.
     pub total_bytes: u64,
-    /// Space available to unprivileged users.
+    /// Space available to unprivileged users (`f_bavail`, what `df` calls Avail).
     pub available_bytes: u64,
+    /// The mounted device or dataset, such as `/dev/sda1` (empty from protocol version 1).
+    pub device: String,
+    /// Filesystem type, such as `ext4` (empty from protocol version 1).
+    pub fs_type: String,
+    /// Free space including the blocks reserved for root (`f_bfree`); `None` from agents of
+    /// protocol version 1. Used space is `total_bytes - free_bytes`, as `df` counts it.
+    pub free_bytes: Option<u64>,
 }
 
 /// One block device's cumulative I/O.
@@ -147,6 +160,13 @@ pub struct DiskIo {
     pub read_bytes: u64,
     /// Bytes written.
     pub written_bytes: u64,
+    /// Reads completed; `None` from agents of protocol version 1.
+    pub reads_completed: Option<u64>,
+    /// Writes completed; `None` from agents of protocol version 1.
+    pub writes_completed: Option<u64>,
+    /// Milliseconds the device was busy with I/O (its busy % is this counter's rate / 10);
+    /// `None` from agents of protocol version 1.
+    pub io_time_ms: Option<u64>,
 }
 
 /// One temperature sensor's reading.

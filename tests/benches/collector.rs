@@ -1412,6 +1412,8 @@ fn hello(host_id: &str, interval_ms: u32) -> protocol::Hello {
         memory_total_bytes: 4 << 30,
         boot_time_seconds: 1_700_000_000,
         interval_ms,
+        instance_id: 1,
+        kernel_build: "#1 SMP PREEMPT_DYNAMIC Debian 6.1.0-1".into(),
     }
 }
 
@@ -1438,6 +1440,9 @@ fn bench_sample(seq: u64, ts_ms: u64) -> Sample {
             total_bytes: 4 << 30,
             used_bytes: (1 << 30) + seq % 1000 * 4096,
             available_bytes: 3 << 30,
+            free_bytes: Some(1 << 30),
+            buffers_bytes: Some(100 << 20),
+            cached_bytes: Some((1 << 30) + seq % 1000 * 4096),
         }),
         swap: Some(protocol::Swap { total_bytes: 1 << 30, used_bytes: 0 }),
         networks: vec![protocol::NetworkInterface {
@@ -1453,11 +1458,17 @@ fn bench_sample(seq: u64, ts_ms: u64) -> Sample {
             mount_point: "/".into(),
             total_bytes: 250 << 30,
             available_bytes: 180 << 30,
+            device: "/dev/vda1".into(),
+            fs_type: "ext4".into(),
+            free_bytes: Some(192 << 30),
         }],
         disks: vec![protocol::DiskIo {
             device: "vda".into(),
             read_bytes: seq * 4096,
             written_bytes: seq * 16_384,
+            reads_completed: Some(seq),
+            writes_completed: Some(seq * 3),
+            io_time_ms: Some(seq * 7),
         }],
         uptime_seconds: Some(100_000 + seq),
         process_count: Some(150),

@@ -608,9 +608,23 @@ pub struct ProbeAgent {
     pub welcome_last_seq: Option<u64>,
 }
 
+/// The instance id of [`ProbeAgent::connect`]'s hellos: one agent state, whatever the host.
+pub const PROBE_INSTANCE: u64 = 7;
+
 impl ProbeAgent {
-    /// Connects to `/ingest` with `token` and introduces itself as `host_id`.
+    /// Connects to `/ingest` with `token` and introduces itself as `host_id`, instance
+    /// [`PROBE_INSTANCE`].
     pub fn connect(ws: SocketAddr, token: &str, host_id: &str) -> Result<Self, ProbeRefused> {
+        Self::connect_instance(ws, token, host_id, PROBE_INSTANCE)
+    }
+
+    /// Connects as `host_id` with the agent state `instance_id` (0: a version-1 agent's).
+    pub fn connect_instance(
+        ws: SocketAddr,
+        token: &str,
+        host_id: &str,
+        instance_id: u64,
+    ) -> Result<Self, ProbeRefused> {
         let mut socket =
             ws_connect(ws, "/ingest", &[("Authorization", &format!("Bearer {token}"))])
                 .map_err(ProbeRefused::Http)?;
@@ -627,6 +641,8 @@ impl ProbeAgent {
             memory_total_bytes: 1 << 30,
             boot_time_seconds: 1,
             interval_ms: 1000,
+            instance_id,
+            kernel_build: "#1".into(),
         });
         socket
             .send(tungstenite::Message::binary(protocol::encode_agent_message(&hello)))
@@ -704,6 +720,7 @@ pub fn probe_sample(seq: u64, ts_ms: u64) -> protocol::Sample {
             total_bytes: 1 << 30,
             used_bytes: seq % 1000 * 1000,
             available_bytes: 1 << 29,
+            ..Default::default()
         }),
         ..Default::default()
     }

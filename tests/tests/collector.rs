@@ -415,6 +415,7 @@ fn a_day_at_one_second_downsamples_exactly() {
                 total_bytes: 1 << 40,
                 used_bytes: memory(i),
                 available_bytes: 0,
+                ..Default::default()
             });
             sample
         })
@@ -823,7 +824,8 @@ fn a_sample_dated_far_ahead_is_refused_and_not_stored() {
             protocol::Filesystem {
                 mount_point: "/".into(),
                 total_bytes: u64::MAX,
-                available_bytes: u64::MAX
+                available_bytes: u64::MAX,
+                ..Default::default()
             };
             2
         ];

@@ -19,6 +19,8 @@ pub struct Mount {
     pub device: String,
     /// Where it is mounted.
     pub mount_point: String,
+    /// Filesystem type, such as `ext4`.
+    pub fs_type: String,
 }
 
 /// Keeps the mount and disk lists between samples.
@@ -57,6 +59,9 @@ impl Disks {
                     mount_point: mount.mount_point.clone(),
                     total_bytes: stat.f_blocks * block,
                     available_bytes: stat.f_bavail * block,
+                    device: mount.device.clone(),
+                    fs_type: mount.fs_type.clone(),
+                    free_bytes: Some(stat.f_bfree * block),
                 })
             })
             .filter(|fs| fs.total_bytes > 0)
@@ -95,12 +100,14 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
         };
         let storage = (device.starts_with("/dev/") && !device.starts_with("/dev/loop"))
             || DATASET_TYPES.contains(&fs_type);
+        let device = super::clamp_name(unescape(device));
         if !storage || IMAGE_TYPES.contains(&fs_type) || mounts.iter().any(|m| m.device == device) {
             continue;
         }
         mounts.push(Mount {
-            device: device.to_owned(),
+            device,
             mount_point: super::clamp_name(unescape(mount_point)),
+            fs_type: super::clamp_name(fs_type.to_owned()),
         });
     }
     mounts
@@ -143,22 +150,28 @@ fn whole_disks() -> Vec<String> {
 }
 
 /// Parses `/proc/diskstats` for the given devices (all, if `devices` is empty): cumulative bytes
-/// read and written. Devices that never did any I/O are left out.
+/// read and written, reads and writes completed, and time busy. Devices that never did any I/O
+/// are left out.
 pub fn parse_diskstats(text: &str, devices: &[String]) -> Vec<DiskIo> {
     text.lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_ascii_whitespace().collect();
-            // major minor name reads merged sectors_read ms writes merged sectors_written …
+            // major minor name reads merged sectors_read ms writes merged sectors_written ms
+            // in_flight io_ms … (Documentation/admin-guide/iostats.rst)
             let name = *fields.get(2)?;
             if !devices.is_empty() && !devices.iter().any(|d| d == name) {
                 return None;
             }
-            let read_sectors: u64 = fields.get(5)?.parse().ok()?;
-            let written_sectors: u64 = fields.get(9)?.parse().ok()?;
+            let number = |index: usize| fields.get(index).and_then(|f| f.parse::<u64>().ok());
+            let read_sectors = number(5)?;
+            let written_sectors = number(9)?;
             (read_sectors > 0 || written_sectors > 0).then(|| DiskIo {
                 device: name.to_owned(),
                 read_bytes: read_sectors * SECTOR_BYTES,
                 written_bytes: written_sectors * SECTOR_BYTES,
+                reads_completed: number(3),
+                writes_completed: number(7),
+                io_time_ms: number(12),
             })
         })
         .take(protocol::Limits::MAX_DISKS)
@@ -184,6 +197,9 @@ cgroup2 /sys/fs/cgroup cgroup2 rw 0 0
         let mounts = parse_mounts(text);
         let points: Vec<&str> = mounts.iter().map(|m| m.mount_point.as_str()).collect();
         assert_eq!(points, ["/", "/srv/my data", "/home"]);
+        let types: Vec<&str> = mounts.iter().map(|m| m.fs_type.as_str()).collect();
+        assert_eq!(types, ["ext4", "xfs", "zfs"]);
+        assert_eq!(mounts[1].device, "/dev/vdb1");
     }
 
     #[test]
@@ -198,6 +214,9 @@ cgroup2 /sys/fs/cgroup cgroup2 rw 0 0
         assert_eq!(disks[0].device, "vda");
         assert_eq!(disks[0].read_bytes, 20_326_050 * 512);
         assert_eq!(disks[0].written_bytes, 38_849_984 * 512);
+        assert_eq!(disks[0].reads_completed, Some(540_056));
+        assert_eq!(disks[0].writes_completed, Some(131_688));
+        assert_eq!(disks[0].io_time_ms, Some(83_196));
         assert_eq!(parse_diskstats(text, &[]).len(), 2, "vda and vda1 when no list is known");
     }
 
@@ -206,7 +225,10 @@ cgroup2 /sys/fs/cgroup cgroup2 rw 0 0
         let (filesystems, _) = Disks::new().read();
         let filesystems = filesystems.unwrap();
         assert!(
-            filesystems.iter().any(|fs| fs.mount_point == "/" && fs.total_bytes > 0),
+            filesystems.iter().any(|fs| fs.mount_point == "/"
+                && fs.total_bytes > 0
+                && fs.free_bytes.is_some_and(|free| free >= fs.available_bytes)
+                && !fs.fs_type.is_empty()),
             "{filesystems:?}"
         );
     }

@@ -17,7 +17,8 @@ pub fn read_host_id(path: &Path) -> anyhow::Result<String> {
     Ok(id.to_owned())
 }
 
-/// Builds the hello that introduces this host.
+/// Builds the hello that introduces this host. Its `instance_id` is 0: the caller sets it from
+/// the spool's state.
 pub fn hello(host_id: &str, interval_ms: u32) -> Hello {
     let system = System::new_with_specifics(
         RefreshKind::nothing()
@@ -41,6 +42,13 @@ pub fn hello(host_id: &str, interval_ms: u32) -> Hello {
         memory_total_bytes: system.as_ref().map_or(0, System::total_memory),
         boot_time_seconds: System::boot_time().unwrap_or(0),
         interval_ms,
+        instance_id: 0,
+        // The kernel's `uname -v`; a host without it simply shows none.
+        kernel_build: truncate(
+            std::fs::read_to_string("/proc/sys/kernel/version")
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default(),
+        ),
     }
 }
 
@@ -56,6 +64,7 @@ mod tests {
         assert!(hello.cpu_cores > 0);
         assert!(hello.memory_total_bytes > 0);
         assert!(!hello.hostname.is_empty());
+        assert!(!hello.kernel_build.is_empty(), "/proc/sys/kernel/version");
         hello.check_limits().unwrap();
     }
 

@@ -2,10 +2,11 @@
 //!
 //! Each metric area is collected on its own; an area that fails (no temperature sensors, an
 //! unreadable file) is left out of the sample and logged at a limited rate, and never aborts the
-//! sample. Sampling stays cheap: sysinfo for memory, load, uptime and sensors; single kernel
-//! files for CPU times (`cpu`), network counters (`network`) and disk I/O (`disks`), where
-//! sysinfo would scan many files per refresh; lists (mounts, disks, sensors) and the process
-//! count are refreshed less often than every sample. No per-process scan.
+//! sample. Sampling stays cheap: sysinfo for load, uptime and sensors; single kernel files
+//! for memory (`/proc/meminfo`), CPU times (`cpu`), network counters (`network`) and disk I/O
+//! (`disks`), where sysinfo would scan many files per refresh or leave figures out; lists
+//! (mounts, disks, sensors) and the process count are refreshed less often than every sample.
+//! No per-process scan.
 
 mod cpu;
 mod disks;
@@ -16,7 +17,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use protocol::{LoadAverage, Memory, Sample, Swap, Temperature};
-use sysinfo::{Components, MemoryRefreshKind, RefreshKind, System};
+use sysinfo::{Components, System};
 
 pub use host::{hello, read_host_id};
 
@@ -34,7 +35,6 @@ const PROCESS_COUNT_EVERY: Duration = Duration::from_secs(10);
 ///
 /// A handle sysinfo cannot create on this host is `None`, and its area is left out.
 pub struct Sampler {
-    system: Option<System>,
     disks: disks::Disks,
     components: Option<Components>,
     components_scanned: Instant,
@@ -46,7 +46,6 @@ impl Sampler {
     /// Creates a sampler; the first sample is complete (counters are cumulative, no warm-up).
     pub fn new() -> Self {
         Self {
-            system: usable("memory", System::new_with_specifics(RefreshKind::nothing())),
             disks: disks::Disks::new(),
             components: usable("temperature", Components::new_with_refreshed_list()),
             components_scanned: Instant::now(),
@@ -100,22 +99,13 @@ impl Sampler {
     }
 
     fn memory(&mut self) -> (Option<Memory>, Option<Swap>) {
-        let Some(system) = self.system.as_mut() else {
-            return (None, None);
-        };
-        system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram().with_swap());
-        let (total, available) = (system.total_memory(), system.available_memory());
-        let swap = Swap { total_bytes: system.total_swap(), used_bytes: system.used_swap() };
-        if total == 0 {
-            self.warn("memory", "cannot read /proc/meminfo");
-            return (None, None);
+        match std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| parse_meminfo(&text)) {
+            Some(found) => found,
+            None => {
+                self.warn("memory", "cannot read /proc/meminfo");
+                (None, None)
+            }
         }
-        let memory = Memory {
-            total_bytes: total,
-            used_bytes: total.saturating_sub(available),
-            available_bytes: available,
-        };
-        (Some(memory), Some(swap))
     }
 
     fn load(&mut self) -> Option<LoadAverage> {
@@ -211,6 +201,47 @@ pub(crate) fn clamp_name(mut name: String) -> String {
     name
 }
 
+/// Parses `/proc/meminfo` (values in KiB): memory with used = total − available, as `free`
+/// and node_exporter count it, and swap. `None` without `MemTotal`.
+pub fn parse_meminfo(text: &str) -> Option<(Option<Memory>, Option<Swap>)> {
+    let mut values = [None::<u64>; 7];
+    const KEYS: [&str; 7] = [
+        "MemTotal:",
+        "MemFree:",
+        "MemAvailable:",
+        "Buffers:",
+        "Cached:",
+        "SwapTotal:",
+        "SwapFree:",
+    ];
+    for line in text.lines() {
+        let mut words = line.split_ascii_whitespace();
+        let (Some(key), Some(kib)) = (words.next(), words.next()) else { continue };
+        if let Some(index) = KEYS.iter().position(|k| *k == key) {
+            values[index] = kib.parse::<u64>().ok().map(|v| v.saturating_mul(1024));
+        }
+    }
+    let [total, free, available, buffers, cached, swap_total, swap_free] = values;
+    let total = total.filter(|t| *t > 0)?;
+    // Kernels before 3.14 have no MemAvailable; free + buffers + cached is the old estimate.
+    let available = available
+        .unwrap_or_else(|| free.unwrap_or(0) + buffers.unwrap_or(0) + cached.unwrap_or(0))
+        .min(total);
+    let memory = Memory {
+        total_bytes: total,
+        used_bytes: total - available,
+        available_bytes: available,
+        free_bytes: free,
+        buffers_bytes: buffers,
+        cached_bytes: cached,
+    };
+    let swap = swap_total.map(|total| Swap {
+        total_bytes: total,
+        used_bytes: total.saturating_sub(swap_free.unwrap_or(total)),
+    });
+    Some((Some(memory), swap))
+}
+
 /// Counts processes by listing the numeric entries of `/proc`: no per-process reads.
 fn count_processes() -> Option<u32> {
     let entries = std::fs::read_dir("/proc").ok()?;
@@ -226,6 +257,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn meminfo_gives_memory_and_swap() {
+        let text = "MemTotal:        1000 kB\nMemFree:          100 kB\nMemAvailable:     600 kB\n\
+                    Buffers:           20 kB\nCached:           300 kB\nSwapCached:         0 kB\n\
+                    SwapTotal:        500 kB\nSwapFree:         400 kB\n";
+        let (memory, swap) = parse_meminfo(text).unwrap();
+        let memory = memory.unwrap();
+        assert_eq!(memory.total_bytes, 1_024_000);
+        assert_eq!(memory.used_bytes, 400 * 1024);
+        assert_eq!(memory.available_bytes, 600 * 1024);
+        assert_eq!(memory.free_bytes, Some(100 * 1024));
+        assert_eq!(memory.buffers_bytes, Some(20 * 1024));
+        assert_eq!(memory.cached_bytes, Some(300 * 1024), "SwapCached is not Cached");
+        assert_eq!(swap.map(|s| (s.total_bytes, s.used_bytes)), Some((512_000, 100 * 1024)));
+        assert!(parse_meminfo("MemFree: 1 kB\n").is_none());
+    }
+
+    #[test]
     fn a_sample_of_this_host_has_the_core_areas() {
         let mut sampler = Sampler::new();
         let sample = sampler.sample(7, 1234);
@@ -233,6 +281,7 @@ mod tests {
         assert!(sample.cpu.is_some_and(|c| c.total_ticks() > 0));
         assert!(!sample.cores.is_empty());
         assert!(sample.memory.is_some_and(|m| m.total_bytes > 0 && m.used_bytes <= m.total_bytes));
+        assert!(sample.memory.is_some_and(|m| m.free_bytes.is_some() && m.cached_bytes.is_some()));
         assert!(sample.process_count.is_some_and(|n| n > 0));
         assert!(sample.uptime_seconds.is_some());
         assert!(sample.networks.iter().all(|n| n.name != "lo"));

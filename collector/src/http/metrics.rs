@@ -461,6 +461,7 @@ mod tests {
                 total_bytes: 8_000_000_000,
                 used_bytes: 3_000_000_000,
                 available_bytes: 5_000_000_000,
+                ..Default::default()
             }),
             swap: Some(Swap { total_bytes: 1_000, used_bytes: 300 }),
             networks: vec![NetworkInterface {
@@ -476,8 +477,14 @@ mod tests {
                 mount_point: "/mnt/a \"b\"\\c\nd".into(),
                 total_bytes: 100,
                 available_bytes: 40,
+                ..Default::default()
             }],
-            disks: vec![DiskIo { device: "sda".into(), read_bytes: 4_096, written_bytes: 8_192 }],
+            disks: vec![DiskIo {
+                device: "sda".into(),
+                read_bytes: 4_096,
+                written_bytes: 8_192,
+                ..Default::default()
+            }],
             uptime_seconds: Some(1_000),
             process_count: Some(123),
             temperatures: vec![

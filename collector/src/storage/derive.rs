@@ -93,11 +93,13 @@ pub fn derive(previous: Option<&Sample>, current: &Sample) -> Point {
     } else {
         let total: u64 =
             current.filesystems.iter().fold(0, |sum, f| sum.saturating_add(f.total_bytes));
-        let available: u64 = current
-            .filesystems
-            .iter()
-            .fold(0, |sum, f| sum.saturating_add(f.available_bytes.min(f.total_bytes)));
-        (Some(total.saturating_sub(available)), Some(total))
+        // Used as `df` and node_exporter count it: blocks minus free blocks, so the blocks
+        // reserved for root are not "used". Agents of protocol version 1 sent only the space
+        // available to unprivileged users, which counts the reserve as used.
+        let free: u64 = current.filesystems.iter().fold(0, |sum, f| {
+            sum.saturating_add(f.free_bytes.unwrap_or(f.available_bytes).min(f.total_bytes))
+        });
+        (Some(total.saturating_sub(free)), Some(total))
     };
     Point {
         ts: current.ts_ms,
@@ -174,18 +176,29 @@ mod tests {
             ts_ms,
             cpu: Some(CpuTimes { user_ticks: busy, idle_ticks: idle, ..Default::default() }),
             cores: vec![CpuTimes { user_ticks: busy, idle_ticks: idle, ..Default::default() }],
-            memory: Some(Memory { total_bytes: 1000, used_bytes: 250, available_bytes: 750 }),
+            memory: Some(Memory {
+                total_bytes: 1000,
+                used_bytes: 250,
+                available_bytes: 750,
+                ..Default::default()
+            }),
             networks: vec![NetworkInterface {
                 name: "eth0".into(),
                 rx_bytes: rx,
                 tx_bytes: 2 * rx,
                 ..Default::default()
             }],
-            disks: vec![DiskIo { device: "sda".into(), read_bytes: rx, written_bytes: 0 }],
+            disks: vec![DiskIo {
+                device: "sda".into(),
+                read_bytes: rx,
+                written_bytes: 0,
+                ..Default::default()
+            }],
             filesystems: vec![Filesystem {
                 mount_point: "/".into(),
                 total_bytes: 100,
                 available_bytes: 40,
+                ..Default::default()
             }],
             temperatures: vec![
                 Temperature { label: "a".into(), celsius: 40.0 },
@@ -210,6 +223,15 @@ mod tests {
         assert_eq!(p.memory_used_bytes, Some(250));
         assert_eq!((p.fs_used_bytes, p.fs_total_bytes), (Some(60), Some(100)));
         assert_eq!(p.temperature_celsius, Some(55.5));
+    }
+
+    #[test]
+    fn filesystem_used_leaves_out_the_root_reserve_as_df_does() {
+        let mut s = sample(10_000, 100, 900, 1_000);
+        // 100 blocks, 50 free of which 10 are reserved for root: df says 50 used, 40 available.
+        s.filesystems[0].free_bytes = Some(50);
+        let p = derive(None, &s);
+        assert_eq!((p.fs_used_bytes, p.fs_total_bytes), (Some(50), Some(100)));
     }
 
     #[test]

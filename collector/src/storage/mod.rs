@@ -36,8 +36,8 @@ const QUEUE_DEPTH: usize = 4096;
 pub enum Command {
     /// Make sure a host exists, update its facts, and say where its agent should resume.
     Register {
-        /// The agent's hello.
-        hello: Hello,
+        /// The agent's hello (boxed: it is most of the size of every queued command).
+        hello: Box<Hello>,
         /// Where to send the answer.
         reply: async_channel::Sender<Result<Registration, StoreError>>,
     },
@@ -194,7 +194,7 @@ impl Storage {
     /// Registers a host and returns where its agent resumes.
     pub async fn register(&self, hello: Hello) -> Result<Registration, StoreError> {
         let (reply, answer) = async_channel::bounded(1);
-        self.send(Command::Register { hello, reply }).await?;
+        self.send(Command::Register { hello: Box::new(hello), reply }).await?;
         answer.recv().await.map_err(|_| stopped())?
     }
 

@@ -129,6 +129,7 @@ pub fn load_hosts(conn: &Connection) -> anyhow::Result<Vec<HostRecord>> {
                 boot_time_seconds: r.get::<_, i64>(9)?.max(0) as u64,
                 agent_version: r.get(10)?,
                 interval_ms: r.get(11)?,
+                ..Default::default()
             },
             opt_u64(r, 12)?,
             r.get::<_, i64>(13)?.max(0) as u64,
