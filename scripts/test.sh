@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian's chromium drives the page test; Debian's prometheus package provides promtool, which
-# checks /metrics. Each is installed only when missing. prometheus goes without its recommended
-# node exporter, which the tests do not need.
+# checks /metrics, and the Prometheus server the interop test runs against the collector. Each
+# is installed only when missing. prometheus goes without its recommended node exporter, which
+# the tests do not need.
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 APT_UPDATED=""

@@ -125,6 +125,13 @@ pub enum Event {
         /// Where to send it.
         reply: async_channel::Sender<MetricsView>,
     },
+    /// One host's snapshot for `/metrics?host=ID`; `None` for an unknown host.
+    HostMetrics {
+        /// The host id.
+        id: String,
+        /// Where to send it.
+        reply: async_channel::Sender<Option<HostMetrics>>,
+    },
     /// Once a second: status changes and rates.
     Tick,
     /// Close every agent and subscriber and stop.
@@ -244,6 +251,12 @@ pub struct HostMetrics {
     pub last_seen_ms: Option<u64>,
     /// Boot time (unix seconds).
     pub boot_time_seconds: u64,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// Kernel build (`uname -v`); empty from agents of protocol version 1.
+    pub kernel_build: String,
+    /// CPU architecture (`uname -m`).
+    pub arch: String,
     /// Samples the agent dropped.
     pub dropped_samples: u64,
     /// The newest sample as sent (cumulative counters).
@@ -448,6 +461,9 @@ impl Hub {
             }
             Event::Metrics { reply } => {
                 let _ = reply.try_send(self.metrics_view());
+            }
+            Event::HostMetrics { id, reply } => {
+                let _ = reply.try_send(self.hosts.get(&id).map(|host| host_metrics(&id, host)));
             }
             Event::Tick => self.tick(),
             Event::Shutdown => {}
@@ -789,20 +805,8 @@ impl Hub {
     }
 
     fn metrics_view(&self) -> MetricsView {
-        let mut hosts: Vec<HostMetrics> = self
-            .hosts
-            .iter()
-            .map(|(id, host)| HostMetrics {
-                id: id.clone(),
-                hostname: host.hello.hostname.clone(),
-                status: host.status,
-                last_seen_ms: host.last_seen_ms,
-                boot_time_seconds: host.hello.boot_time_seconds,
-                dropped_samples: host.dropped_total,
-                sample: host.latest_sample.clone(),
-                point: host.latest.clone(),
-            })
-            .collect();
+        let mut hosts: Vec<HostMetrics> =
+            self.hosts.iter().map(|(id, host)| host_metrics(id, host)).collect();
         hosts.sort_by(|a, b| a.id.cmp(&b.id));
         MetricsView { hosts, stats: self.stats() }
     }
@@ -854,4 +858,20 @@ pub async fn ask<T>(
     let (reply, answer) = async_channel::bounded(1);
     hub.send(make(reply)).await.ok()?;
     answer.recv().await.ok()
+}
+/// One host as `/metrics` exports it.
+fn host_metrics(id: &str, host: &Host) -> HostMetrics {
+    HostMetrics {
+        id: id.to_owned(),
+        hostname: host.hello.hostname.clone(),
+        status: host.status,
+        last_seen_ms: host.last_seen_ms,
+        boot_time_seconds: host.hello.boot_time_seconds,
+        kernel: host.hello.kernel.clone(),
+        kernel_build: host.hello.kernel_build.clone(),
+        arch: host.hello.arch.clone(),
+        dropped_samples: host.dropped_total,
+        sample: host.latest_sample.clone(),
+        point: host.latest.clone(),
+    }
 }

@@ -200,3 +200,143 @@ fn an_agent_trusts_a_self_signed_openssl_req_x509_certificate_given_as_ca_file()
     assert!(stored_samples(&collector.db, "no-ca").is_empty());
     assert!(wrong_name.terminate().success() && no_ca.terminate().success());
 }
+
+/// A free loopback port, for a third-party server that cannot be told to bind port 0 and
+/// report it. Another process could take it before the server binds it; the server then fails
+/// to start and the test says so.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A child process killed when dropped.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        // Already exited children make these fail harmlessly.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The scrape configuration the README shows, for a collector at `collector` and a scrape
+/// interval of one second.
+fn prometheus_config(collector: &str) -> String {
+    format!(
+        "global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: hostwatch-hosts
+    metrics_path: /metrics
+    http_sd_configs:
+      - url: http://{collector}/api/prometheus/targets
+        refresh_interval: 1s
+    relabel_configs:
+      - source_labels: [__address__]
+        target_label: __param_host
+      - source_labels: [__param_host]
+        target_label: instance
+      - target_label: __address__
+        replacement: {collector}
+"
+    )
+}
+
+#[test]
+fn prometheus_discovers_every_host_and_scrapes_each_as_its_own_instance() {
+    const PROMETHEUS: &str = "/usr/bin/prometheus";
+    assert!(
+        Path::new(PROMETHEUS).exists(),
+        "{PROMETHEUS} is missing: run scripts/test.sh, which installs Debian's prometheus package"
+    );
+    let dir = temp_dir();
+    // Two hosts: the collector's own and an agent's.
+    let collector = Collector::spawn(dir.path(), &[]);
+    let _agent = Agent::spawn(
+        &collector.ingest_url(),
+        &collector.token(),
+        "prometheus-host",
+        &dir.path().join("spool"),
+        &[],
+    );
+    let hosts: Vec<String> = wait_for(10 * SECOND, "both hosts in /api/hosts", || {
+        let (_, hosts) = collector.get_json("/api/hosts");
+        let ids: Vec<String> = hosts
+            .as_array()?
+            .iter()
+            .filter(|h| !h["latest"].is_null())
+            .filter_map(|h| h["id"].as_str().map(str::to_owned))
+            .collect();
+        (ids.len() == 2).then_some(ids)
+    });
+
+    // The discovery document and one host's exposition, as Prometheus will read them.
+    let targets = http(collector.http, "GET", "/api/prometheus/targets", &[], b"").json();
+    let mut listed: Vec<&str> = targets
+        .as_array()
+        .expect("target groups")
+        .iter()
+        .filter_map(|g| g["targets"][0].as_str())
+        .collect();
+    listed.sort_unstable();
+    let mut expected: Vec<&str> = hosts.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(listed, expected, "{targets}");
+    let one = http(collector.http, "GET", "/metrics?host=prometheus-host", &[], b"");
+    assert_eq!(one.status, 200);
+    let one = String::from_utf8(one.body).expect("UTF-8");
+    assert!(one.lines().any(|l| l.starts_with("node_uname_info{")), "{one}");
+    assert!(
+        one.lines()
+            .filter(|l| !l.starts_with("hostwatch_host_info{"))
+            .all(|l| !l.contains("host=\"")),
+        "no host label but in hostwatch_host_info:\n{one}"
+    );
+    let same = http(collector.http, "GET", "/metrics/hosts/prometheus-host", &[], b"");
+    assert_eq!(same.status, 200);
+    assert_eq!(http(collector.http, "GET", "/metrics?host=nobody", &[], b"").status, 404);
+
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, prometheus_config(&collector.http.to_string())).expect("config");
+    let port = free_port();
+    let _prometheus = Killed(
+        Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting prometheus"),
+    );
+    let prometheus: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let query = "/api/v1/query?query=count%20by%20(instance)%20(node_uname_info)";
+    let result = wait_for(60 * SECOND, "Prometheus to scrape every host", || {
+        TcpStream::connect(prometheus).ok()?;
+        let answer = http(prometheus, "GET", query, &[], b"").json();
+        let result = answer["data"]["result"].as_array()?.clone();
+        (result.len() == hosts.len()).then_some(result)
+    });
+    let mut instances: Vec<&str> =
+        result.iter().filter_map(|r| r["metric"]["instance"].as_str()).collect();
+    instances.sort_unstable();
+    assert_eq!(instances, expected, "one instance per host: {result:?}");
+    for series in &result {
+        assert_eq!(series["value"][1], "1", "one node_uname_info per instance: {series}");
+    }
+    // node_exporter's memory and filesystem series, with its labels, for each instance.
+    let query = "/api/v1/query?query=count%20by%20(instance)%20(node_memory_MemFree_bytes)";
+    let memory = http(prometheus, "GET", query, &[], b"").json();
+    assert_eq!(memory["data"]["result"].as_array().map(Vec::len), Some(hosts.len()), "{memory}");
+    let query = "/api/v1/query?query=node_filesystem_size_bytes";
+    let sizes = http(prometheus, "GET", query, &[], b"").json();
+    let sizes = sizes["data"]["result"].as_array().cloned().unwrap_or_default();
+    let labelled =
+        |s: &Value, name: &str| s["metric"][name].as_str().is_some_and(|v| !v.is_empty());
+    assert!(
+        !sizes.is_empty() && sizes.iter().all(|s| labelled(s, "fstype") && labelled(s, "device")),
+        "{sizes:?}"
+    );
+}
