@@ -16,7 +16,7 @@ use crate::storage::{Activity, Point};
 /// A sample event's JSON without its names and per-core values, with every metric present:
 /// the base of the size estimate that bounds the ring and the subscriber queues before anyone
 /// serialized the event.
-const SAMPLE_FIXED_BYTES: usize = 640;
+const SAMPLE_FIXED_BYTES: usize = 720;
 /// One per-core value in a sample event's JSON (`100.0,` at most, `12.5,` typically).
 const SAMPLE_CORE_BYTES: usize = 6;
 
@@ -252,6 +252,9 @@ mod tests {
             disk_write_bytes_per_second: value(4),
             fs_used_bytes: Some(100_000_000_000),
             fs_total_bytes: Some(500_000_000_000),
+            fs_free_bytes: Some(400_000_000_000),
+            fs_avail_bytes: Some(375_000_000_000),
+            fs_used_percent: Some(21.05),
             processes: Some(312),
             uptime_seconds: Some(8_640_000),
             temperature_celsius: Some(54.5),
