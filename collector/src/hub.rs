@@ -208,6 +208,50 @@ pub struct HostView {
     pub is_self: bool,
     /// Newest values.
     pub latest: Option<Arc<Point>>,
+    /// Each mounted filesystem in the newest sample, as `df` shows it.
+    pub filesystems: Vec<FilesystemView>,
+}
+
+/// One mounted filesystem as the API shows it: `df`'s figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilesystemView {
+    /// Where it is mounted.
+    pub mount_point: String,
+    /// The mounted device (empty from agents of protocol version 1).
+    pub device: String,
+    /// Filesystem type (empty from agents of protocol version 1).
+    pub fs_type: String,
+    /// Size.
+    pub total_bytes: u64,
+    /// Used: size minus free blocks (`df`'s Used).
+    pub used_bytes: u64,
+    /// Free blocks, root's reserve included; `None` from agents of protocol version 1.
+    pub free_bytes: Option<u64>,
+    /// Available to unprivileged users (`df`'s Avail).
+    pub avail_bytes: u64,
+    /// used / (used + avail) in percent (`df`'s Use%, which rounds it up).
+    pub used_percent: Option<f64>,
+}
+
+impl FilesystemView {
+    fn of(filesystem: &protocol::Filesystem) -> Self {
+        let total = filesystem.total_bytes;
+        let avail = filesystem.available_bytes.min(total);
+        // An agent of protocol version 1 sent no free blocks: what users cannot have is used.
+        let free = filesystem.free_bytes.map(|f| f.min(total));
+        let used = total.saturating_sub(free.unwrap_or(avail));
+        Self {
+            mount_point: filesystem.mount_point.clone(),
+            device: filesystem.device.clone(),
+            fs_type: filesystem.fs_type.clone(),
+            total_bytes: total,
+            used_bytes: used,
+            free_bytes: free,
+            avail_bytes: avail,
+            used_percent: crate::storage::derive::used_percent(used, avail)
+                .map(|p| (p * 100.0).round() / 100.0),
+        }
+    }
 }
 
 /// The collector's counters as the API shows them.
@@ -788,6 +832,12 @@ impl Hub {
             dropped_samples: host.dropped_total,
             is_self: self.self_host.as_deref() == Some(id),
             latest: host.latest.clone(),
+            filesystems: host
+                .latest_sample
+                .iter()
+                .flat_map(|sample| &sample.filesystems)
+                .map(FilesystemView::of)
+                .collect(),
         }
     }
 

@@ -340,3 +340,45 @@ fn prometheus_discovers_every_host_and_scrapes_each_as_its_own_instance() {
         "{sizes:?}"
     );
 }
+
+#[test]
+fn fs_used_percent_of_root_is_dfs_use_percent() {
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
+    let _agent = Agent::spawn(
+        &collector.ingest_url(),
+        &collector.token(),
+        "df-host",
+        &dir.path().join("spool"),
+        &[],
+    );
+    let host = wait_for(10 * SECOND, "df-host's filesystems in the API", || {
+        let (status, host) = collector.get_json("/api/hosts/df-host");
+        (status == 200 && !host["latest"].is_null()).then_some(host)
+    });
+    let root = host["filesystems"]
+        .as_array()
+        .and_then(|all| all.iter().find(|f| f["mount_point"] == "/"))
+        .unwrap_or_else(|| panic!("no / in {}", host["filesystems"]))
+        .clone();
+    let ours = root["used_percent"].as_f64().expect("used_percent");
+    // df prints Use% rounded up to a whole percent.
+    let df = run_bounded(Command::new("df").args(["--output=pcent", "/"]), 10 * SECOND);
+    let theirs: f64 = df
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().trim_end_matches('%').parse().ok())
+        .unwrap_or_else(|| panic!("df's Use% in {df:?}"));
+    assert!((theirs - ours).abs() <= 1.0, "df says {theirs}%, the API {ours}% ({root})");
+    // Both free figures are there, and used is size minus free, as df's Used column.
+    let (total, free, avail, used) = (
+        root["total_bytes"].as_u64().expect("total"),
+        root["free_bytes"].as_u64().expect("free"),
+        root["avail_bytes"].as_u64().expect("avail"),
+        root["used_bytes"].as_u64().expect("used"),
+    );
+    assert!(avail <= free && free <= total && used == total - free, "{root}");
+    let latest = &host["latest"];
+    assert!(latest["fs_free_bytes"].is_u64() && latest["fs_avail_bytes"].is_u64(), "{latest}");
+    assert!(latest["fs_used_percent"].is_f64(), "{latest}");
+}
