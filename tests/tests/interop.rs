@@ -382,3 +382,160 @@ fn fs_used_percent_of_root_is_dfs_use_percent() {
     assert!(latest["fs_free_bytes"].is_u64() && latest["fs_avail_bytes"].is_u64(), "{latest}");
     assert!(latest["fs_used_percent"].is_f64(), "{latest}");
 }
+
+/// The README's nginx configuration, made to listen on `port` without TLS and to proxy to
+/// `collector`, inside the few lines a whole nginx.conf needs, with every path in `prefix`.
+fn nginx_config(prefix: &Path, port: u16, collector: &Collector) -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
+    let start = readme.find("```nginx\n").expect("the README's nginx block") + "```nginx\n".len();
+    let server = &readme[start..start + readme[start..].find("```").expect("end of the block")];
+    assert!(server.contains("listen 443 ssl;"), "the README's block changed shape:\n{server}");
+    let server: String = server
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("ssl_certificate"))
+        .map(|l| {
+            l.replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port};"))
+                .replace("127.0.0.1:8700", &collector.http.to_string())
+                .replace("127.0.0.1:8701", &collector.ws.to_string())
+                + "\n"
+        })
+        .collect();
+    let p = prefix.display();
+    format!(
+        "daemon off;
+worker_processes 1;
+pid {p}/nginx.pid;
+error_log {p}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {p}/body;
+    proxy_temp_path {p}/proxy;
+    fastcgi_temp_path {p}/fastcgi;
+    uwsgi_temp_path {p}/uwsgi;
+    scgi_temp_path {p}/scgi;
+{server}}}
+"
+    )
+}
+
+/// What the EventSource client printed, line by line, as it prints it.
+struct Printed(std::sync::mpsc::Receiver<Value>);
+
+impl Printed {
+    /// The next printed value, within `timeout`.
+    fn next(&self, timeout: Duration) -> Value {
+        self.0.recv_timeout(timeout).expect("the EventSource client went silent")
+    }
+}
+
+#[test]
+fn eventsource_through_the_readme_nginx_config_survives_a_collector_restart_without_a_gap() {
+    const NGINX: &str = "/usr/sbin/nginx";
+    assert!(
+        Path::new(NGINX).exists(),
+        "{NGINX} is missing: run scripts/test.sh, which installs Debian's nginx package"
+    );
+    let eventsource = interop_file("node_modules/eventsource");
+    assert!(eventsource.exists(), "npm eventsource is missing: run scripts/test.sh (npm ci)");
+    let dir = temp_dir();
+    let options = ["--self-interval", "200ms"];
+    let mut collector = Collector::spawn(dir.path(), &options);
+    let prefix = dir.path().join("nginx");
+    std::fs::create_dir(&prefix).expect("nginx prefix");
+    let port = free_port();
+    let conf = prefix.join("nginx.conf");
+    std::fs::write(&conf, nginx_config(&prefix, port, &collector)).expect("nginx.conf");
+    let _nginx = Killed(
+        Command::new(NGINX)
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-e")
+            .arg(prefix.join("error.log"))
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting nginx"),
+    );
+    let proxy: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    wait_for(10 * SECOND, "nginx to listen", || TcpStream::connect(proxy).ok());
+
+    let mut node = Killed(
+        Command::new("node")
+            .arg(interop_file("eventsource.mjs"))
+            .arg(format!("http://{proxy}/events"))
+            .arg("60")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting node"),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = node.0.stdout.take().expect("node's stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            // The test may have finished reading; the rest is not needed.
+            let _ = tx.send(serde_json::from_str(&line).unwrap_or(Value::String(line)));
+        }
+    });
+    let printed = Printed(rx);
+    let mut ids: Vec<u64> = Vec::new();
+    let mut everything = Vec::new();
+    let mut read_ids = |count: usize, ids: &mut Vec<u64>| {
+        let wanted = ids.len() + count;
+        while ids.len() < wanted {
+            let value = printed.next(20 * SECOND);
+            assert_ne!(value["closed"], true, "EventSource gave up: {everything:?}");
+            if let Some(id) = value["id"].as_u64() {
+                ids.push(id);
+            }
+            everything.push(value);
+        }
+    };
+    read_ids(5, &mut ids);
+
+    // The collector restarts on the same ports. While it is away, nginx has nothing behind it.
+    let (http, ws) = (collector.http.to_string(), collector.ws.to_string());
+    assert!(collector.terminate().success());
+    drop(collector);
+    // An agent reaching a stopped collector through nginx gets its HTML 502 page: one log line
+    // with the status, not the page.
+    let mut agent = Agent::spawn(
+        &format!("ws://{proxy}/ingest"),
+        "any-token",
+        "behind-nginx",
+        &dir.path().join("spool"),
+        &[],
+    );
+    assert!(agent.log.shows("HTTP 502 Bad Gateway at the upgrade"), "{:?}", agent.log.lines());
+    assert!(
+        agent.log.lines().iter().all(|l| !l.contains('<') && !l.contains("nginx/")),
+        "the page is not copied: {:?}",
+        agent.log.lines()
+    );
+    assert!(agent.terminate().success());
+    // Long enough for EventSource to have met the proxy's answer a few times.
+    std::thread::sleep(3 * SECOND);
+    let collector = Collector::spawn_on(dir.path(), &http, &ws, &options);
+    read_ids(10, &mut ids);
+    drop(node);
+
+    // Exactly what the collector stored from the first id on, as a direct resume replays it.
+    let mut direct =
+        SseClient::connect(collector.http, &format!("/events?since={}", ids[0] - 1), &[]);
+    let last = *ids.last().expect("ids");
+    let mut stored = Vec::new();
+    while stored.last() != Some(&last) {
+        let event = direct.until(10 * SECOND, |e| e.id.is_some());
+        stored.push(event.id.and_then(|id| id.parse::<u64>().ok()).expect("numeric id"));
+        assert!(stored.len() <= ids.len(), "the client missed events: {ids:?} vs {stored:?}");
+    }
+    assert_eq!(ids, stored, "no gap and no duplicate across the restart");
+    let errors = everything.iter().filter(|v| v.get("error").is_some()).count();
+    assert!(errors >= 2, "the client did reconnect through the outage: {everything:?}");
+}
