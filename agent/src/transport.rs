@@ -283,7 +283,8 @@ impl Transport {
             self.spool.len(),
             outage.map(|d| format!(", after {:.0?} away", d)).unwrap_or_default()
         );
-        self.backoff.reset();
+        // The backoff is reset by the first ack, not here: a collector that welcomes agents but
+        // cannot store (a full disk) must not be retried at the shortest delay forever.
         self.failures = 0;
         self.last_refusal = None;
         crate::systemd::status(&format!("connected to {}", self.target.url));
@@ -341,6 +342,7 @@ impl Transport {
         match incoming {
             Incoming::Heard => Ok(State::Connected(conn)),
             Incoming::Message(CollectorMessage::Ack(ack)) => {
+                self.backoff.reset();
                 self.spool.ack(ack.seq)?;
                 conn.inflight = conn.inflight.saturating_sub(1);
                 Ok(self.pump(conn).await)

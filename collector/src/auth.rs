@@ -92,6 +92,12 @@ impl AgentAuth {
         }
     }
 
+    /// Whether `host` has a per-host token, which then is the only token that may claim it: the
+    /// shared token would let any agent impersonate it.
+    pub fn has_own_token(&self, host: &str) -> bool {
+        self.per_host.iter().any(|(h, _)| h == host)
+    }
+
     /// Whether a connection admitted with `credential` may stay under this (reloaded) set.
     pub fn still_valid(&self, credential: &AgentCredential, previous: &AgentAuth) -> bool {
         match credential {

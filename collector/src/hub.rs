@@ -21,6 +21,7 @@ use crate::alerts::{Active, Alerts, Change};
 use crate::auth::{AgentAuth, AgentCredential};
 use crate::events::{Filter, LiveEvent};
 use crate::storage::{Activity, HostRecord, Point, Storage, Stored};
+use crate::untrusted::escaped;
 
 /// Most events a subscriber may have queued.
 pub const SUBSCRIBER_QUEUE_EVENTS: usize = 4096;
@@ -540,7 +541,8 @@ impl Hub {
         });
         if let Some(old) = host.conn.and_then(|old| self.agents.remove(&old)) {
             log::warn!(
-                "host {host_id}: connection from {addr} replaces the one from {} (two agents with the same host id?)",
+                "host {}: connection from {addr} replaces the one from {} (two agents with the same host id?)",
+                escaped(&host_id),
                 old.addr
             );
             // The old connection may already be closing on its own.
@@ -552,7 +554,7 @@ impl Hub {
         host.connected_at = Some(Instant::now());
         host.connected_since_ms = Some(now_ms);
         let hostname = host.hello.hostname.clone();
-        log::info!("agent connected: {hostname} ({host_id}) from {addr}");
+        log::info!("agent connected: {} ({}) from {addr}", escaped(&hostname), escaped(&host_id));
         self.agents.insert(
             conn,
             Agent {
@@ -584,7 +586,12 @@ impl Hub {
         host.connected_at = None;
         host.connected_since_ms = None;
         let hostname = host.hello.hostname.clone();
-        log::info!("agent disconnected: {hostname} ({host_id}): {reason}");
+        log::info!(
+            "agent disconnected: {} ({}): {}",
+            escaped(&hostname),
+            escaped(&host_id),
+            escaped(&reason)
+        );
         let mut fields = Map::new();
         fields.insert("hostname".into(), Value::from(hostname));
         fields.insert("reason".into(), Value::from(reason));
@@ -599,9 +606,10 @@ impl Hub {
                 self.hosts.get(&change.host).map(|h| h.hello.hostname.clone()).unwrap_or_default();
             let state = if change.firing { "firing" } else { "resolved" };
             log::info!(
-                "alert {state}: {} on {hostname} ({}), value {}",
+                "alert {state}: {} on {} ({}), value {}",
                 change.rule,
-                change.host,
+                escaped(&hostname),
+                escaped(&change.host),
                 change.value
             );
             let mut fields = Map::new();
@@ -619,7 +627,7 @@ impl Hub {
             if !current.still_valid(&agent.credential, previous) {
                 log::warn!(
                     "closing the connection of host {}: its token was revoked",
-                    agent.host_id
+                    escaped(&agent.host_id)
                 );
                 // The connection may be ending on its own already.
                 let _ = agent.close.try_send(CloseReason::Revoked);

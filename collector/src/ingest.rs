@@ -20,6 +20,7 @@ use crate::Ctx;
 use crate::auth::AgentCredential;
 use crate::hub::{self, CloseReason};
 use crate::storage::StoreError;
+use crate::untrusted::{escaped, has_control};
 
 /// Why the connection ends, with the close frame to send.
 struct Ending {
@@ -33,6 +34,7 @@ impl Ending {
         let code = match reason {
             RefusalReason::Malformed => CloseCode::Protocol,
             RefusalReason::ShuttingDown => CloseCode::Away,
+            RefusalReason::Unavailable => CloseCode::Again,
             RefusalReason::BadToken
             | RefusalReason::UnsupportedVersion
             | RefusalReason::OverLimit
@@ -57,14 +59,23 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(hello) => match &credential {
             AgentCredential::Host(owner) if *owner != hello.host_id => {
                 let message = format!("this token belongs to host {owner}, not {}", hello.host_id);
-                log::warn!("ingest: {addr}: refused: {message}");
+                log::warn!("ingest: {addr}: refused: {}", escaped(&message));
+                finish(&mut socket, Ending::refuse(RefusalReason::BadToken, message)).await;
+                return;
+            }
+            AgentCredential::Shared if ctx.agent_auth().has_own_token(&hello.host_id) => {
+                let message = format!(
+                    "host {} has its own token in the tokens file; the shared token cannot claim it",
+                    hello.host_id
+                );
+                log::warn!("ingest: {addr}: refused: {}", escaped(&message));
                 finish(&mut socket, Ending::refuse(RefusalReason::BadToken, message)).await;
                 return;
             }
             _ => hello,
         },
         Err(ending) => {
-            log::warn!("ingest: {addr}: refused before the welcome: {}", ending.reason);
+            log::warn!("ingest: {addr}: refused before the welcome: {}", escaped(&ending.reason));
             finish(&mut socket, ending).await;
             return;
         }
@@ -72,12 +83,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let registration = match ctx.storage.register(hello.clone()).await {
         Ok(registration) => registration,
         Err(err) => {
-            log::error!("ingest: {addr}: cannot register host {}: {err}", hello.host_id);
-            finish(
-                &mut socket,
-                Ending { code: CloseCode::Error, reason: "storage error".into(), refusal: None },
-            )
-            .await;
+            // The storage logs its failures itself, once per run of them.
+            log::debug!("ingest: {addr}: cannot register host {}: {err}", escaped(&hello.host_id));
+            finish(&mut socket, unavailable()).await;
             return;
         }
     };
@@ -170,6 +178,10 @@ async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(AgentMessage::Hello(hello)) if hello.host_id.trim().is_empty() => {
             Err(Ending::refuse(RefusalReason::Malformed, "empty host id"))
         }
+        Ok(AgentMessage::Hello(hello)) if has_control(&hello.host_id) => Err(Ending::refuse(
+            RefusalReason::Malformed,
+            "the host id has control characters (CR, LF, ESC, NUL…); use plain text",
+        )),
         Ok(AgentMessage::Hello(hello)) => Ok(hello),
         Ok(_) => Err(Ending::refuse(RefusalReason::Malformed, "the first message must be a hello")),
         Err(err) => Err(decode_error(err)),
@@ -261,17 +273,20 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
                     }
                 }
             }
-            Err(StoreError::Unavailable(err)) => {
-                log::error!("ingest: {err}");
-                return Ending {
-                    code: CloseCode::Error,
-                    reason: "storage error; retry later".into(),
-                    refusal: None,
-                };
-            }
+            // The storage logs its failures itself, once per run of them.
+            Err(StoreError::Unavailable(_)) => return unavailable(),
             Err(StoreError::Refused(err)) => return Ending::refuse(RefusalReason::Malformed, err),
         }
     }
+}
+
+/// The ending for an agent while the storage cannot commit: a refusal that tells it to keep its
+/// samples and retry later with backoff (close code 1013, "try again later").
+fn unavailable() -> Ending {
+    Ending::refuse(
+        RefusalReason::Unavailable,
+        "the collector cannot store samples now (see its /readyz); keep them and retry later",
+    )
 }
 
 /// How far ahead of the collector's clock a sample may be dated.

@@ -21,6 +21,7 @@ pub mod selfmon;
 pub mod storage;
 pub mod subscribe;
 pub mod tls;
+pub mod untrusted;
 pub mod ws;
 
 use std::io::IsTerminal;

@@ -2,13 +2,17 @@
 //! the page shows data the moment the collector starts. Its samples take the same path as an
 //! agent's from registration on: storage, then the hub.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use futures_lite::FutureExt;
-use protocol::Batch;
+use protocol::{Batch, Sample};
 
 use crate::hub::{self, CloseReason};
-use crate::storage::Storage;
+use crate::storage::{Storage, StoreError};
+
+/// Samples kept while the storage cannot take them: an hour at the default interval.
+const MAX_PENDING: usize = 3600;
 
 /// The address shown for the in-process "agent".
 pub const ADDR: &str = "in-process";
@@ -59,14 +63,36 @@ pub fn spawn(
         let mut seq = registration.last_seq.map_or_else(agent::now_ms, |s| s + 1);
         let mut sampler = agent::sampler::Sampler::new();
         let mut next = Instant::now();
+        // Samples the storage could not take (a full disk) wait here and go with the next
+        // batch, as an agent's spool would keep them; the oldest go first past the bound.
+        let mut pending: VecDeque<Sample> = VecDeque::new();
+        let mut dropped_total = 0;
+        let mut failing = false;
         let reason = loop {
-            let sample = sampler.sample(seq, agent::now_ms());
-            match storage.store_blocking(
-                registration.host_key,
-                Batch { dropped_total: 0, samples: vec![sample] },
-            ) {
-                Ok(_) => seq += 1,
-                Err(err) => log::warn!("self-monitoring: a sample was not stored: {err}"),
+            pending.push_back(sampler.sample(seq, agent::now_ms()));
+            seq += 1;
+            if pending.len() > MAX_PENDING {
+                pending.pop_front();
+                dropped_total += 1;
+            }
+            let take = pending.len().min(protocol::Limits::MAX_SAMPLES_PER_BATCH);
+            let samples: Vec<Sample> = pending.iter().take(take).cloned().collect();
+            match storage.store_blocking(registration.host_key, Batch { dropped_total, samples }) {
+                Ok(_) => {
+                    pending.drain(..take);
+                    failing = false;
+                }
+                Err(StoreError::Refused(why)) => {
+                    // Sending them again would be refused again; the storage said why.
+                    log::error!("self-monitoring: {take} samples refused: {why}");
+                    pending.drain(..take);
+                }
+                // The storage logs its own failures; one line here says what waits.
+                Err(err) if !failing => {
+                    failing = true;
+                    log::warn!("self-monitoring: samples wait until the storage takes them: {err}");
+                }
+                Err(_) => {}
             }
             next += interval;
             let now = Instant::now();

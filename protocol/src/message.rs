@@ -123,6 +123,10 @@ pub enum RefusalReason {
     Replaced,
     /// The collector is shutting down; reconnect later.
     ShuttingDown,
+    /// The collector cannot store samples now (its disk is full, say); keep them and retry
+    /// later, backing off. Since protocol version 2 (a version-1 agent cannot decode it and
+    /// retries with backoff all the same).
+    Unavailable,
 }
 
 impl RefusalReason {

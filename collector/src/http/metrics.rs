@@ -21,7 +21,7 @@ use crate::hub::{HostMetrics, MetricsView, StatsView};
 const STATUSES: [&str; 3] = ["online", "stale", "offline"];
 
 /// Collector figures the hub does not hold.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct CollectorFigures {
     /// Size of the database in bytes, if it could be read.
     pub database_bytes: Option<u64>,
@@ -29,6 +29,8 @@ pub struct CollectorFigures {
     pub ingest_bytes_total: u64,
     /// Live subscribers now.
     pub subscribers: usize,
+    /// Whether the storage commits.
+    pub storage: crate::storage::health::HealthView,
 }
 
 /// Renders the exposition: every host's series, then the collector's own.
@@ -327,6 +329,16 @@ fn collector_series(out: &mut Exposition, stats: &StatsView, figures: &Collector
         "Bytes received from agents since the collector started.",
     )
     .sample(&[], figures.ingest_bytes_total);
+    out.gauge(
+        "hostwatch_collector_storage_up",
+        "1 while the storage commits, 0 while its last write failed (nothing is acknowledged).",
+    )
+    .sample(&[], u64::from(!figures.storage.failing));
+    out.counter(
+        "hostwatch_collector_storage_failures_total",
+        "Failed storage transactions and maintenance steps since the collector started.",
+    )
+    .sample(&[], figures.storage.failures_total);
     if let Some(bytes) = figures.database_bytes {
         out.gauge("hostwatch_collector_database_bytes", "Size of the SQLite database on disk.")
             .sample(&[], bytes);
@@ -654,6 +666,12 @@ mod tests {
             database_bytes: Some(65_536),
             ingest_bytes_total: 12_345,
             subscribers: 3,
+            storage: crate::storage::health::HealthView {
+                failing: false,
+                failures_total: 2,
+                failing_since_ms: None,
+                reason: None,
+            },
         }
     }
 
@@ -799,6 +817,8 @@ mod tests {
             "hostwatch_collector_uptime_seconds 60",
             "hostwatch_collector_ingest_bytes_total 12345",
             "hostwatch_collector_database_bytes 65536",
+            "hostwatch_collector_storage_up 1",
+            "hostwatch_collector_storage_failures_total 2",
         ] {
             assert_line(&text, line);
         }

@@ -178,8 +178,14 @@ fn redirect(to: &str, cookie: Option<String>) -> Reply {
     response
 }
 
-/// `GET /readyz`: 200 while the storage commits and the hub answers, each within 2 s.
+/// `GET /readyz`: 200 while the storage commits and the hub answers, each within 2 s; 503 with
+/// the reason while the storage's last write failed (a full disk: nothing is acknowledged).
 async fn readyz(ctx: &Ctx) -> Reply {
+    let health = ctx.storage.health().view();
+    if health.failing {
+        let reason = format!("storage: {}", health.reason.unwrap_or_default());
+        return Response::json(503, &json!({ "ready": false, "reason": reason }));
+    }
     let probe = async {
         ctx.storage.ping().await.map_err(|e| format!("storage: {e}"))?;
         hub::ask(&ctx.hub, |reply| hub::Event::Stats { reply })
@@ -209,6 +215,12 @@ async fn broadcast(request: &Request, ctx: &Ctx) -> Reply {
     }
     let message = match serde_json::from_slice::<Value>(&request.body) {
         Ok(body) => match body.get("message").and_then(Value::as_str).map(str::trim) {
+            Some(message) if crate::untrusted::has_control(message) => {
+                return Response::error(
+                    400,
+                    "message has control characters (CR, LF, ESC, NUL…); send plain text",
+                );
+            }
             Some(message)
                 if !message.is_empty() && message.chars().count() <= MAX_BROADCAST_CHARS =>
             {
@@ -224,7 +236,7 @@ async fn broadcast(request: &Request, ctx: &Ctx) -> Reply {
         },
         Err(err) => return Response::error(400, format!("body is not JSON: {err}")),
     };
-    log::info!("broadcast from {}: {message}", request.remote);
+    log::info!("broadcast from {}: {}", request.remote, crate::untrusted::escaped(&message));
     let event = hub::Event::Broadcast { message, from: request.remote.to_string() };
     match ctx.hub.send(event).await {
         Ok(()) => Response::json(202, &json!({ "ok": true })),
@@ -244,6 +256,7 @@ async fn metrics(ctx: &Ctx) -> Reply {
         database_bytes: Some(crate::storage::query::database_bytes(ctx.storage.path())),
         ingest_bytes_total: ctx.metrics.ingest_bytes_total(),
         subscribers: ctx.subscribers.load(std::sync::atomic::Ordering::Relaxed),
+        storage: ctx.storage.health().view(),
     };
     let body = crate::http::metrics::render(&view, &figures);
     Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
@@ -346,6 +359,11 @@ async fn stats(ctx: &Ctx) -> Reply {
     let db_size = crate::storage::query::database_bytes(ctx.storage.path());
     let mut body = serde_json::to_value(&stats).unwrap_or_else(|_| json!({}));
     body["db_size_bytes"] = json!(db_size);
+    let health = ctx.storage.health().view();
+    body["storage_ok"] = json!(!health.failing);
+    body["storage_failures_total"] = json!(health.failures_total);
+    body["storage_error"] = json!(health.reason);
+    body["storage_failing_since"] = json!(health.failing_since_ms);
     body["version"] = json!(env!("CARGO_PKG_VERSION"));
     Response::json(200, &body)
 }
@@ -486,7 +504,7 @@ async fn history(request: &Request, ctx: &Ctx, id: String) -> Reply {
         }
         Ok(Some(Ok(body))) => Response::bytes(200, "application/json", body),
         Err(err) => {
-            log::error!("history of {id}: {err:#}");
+            log::error!("history of {}: {err:#}", crate::untrusted::escaped(&id));
             Response::error(500, "cannot read the history")
         }
     }

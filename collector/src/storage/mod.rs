@@ -11,6 +11,7 @@
 //! transaction as its samples, so anything at or below it is a duplicate and skipped.
 
 pub mod derive;
+pub mod health;
 pub mod maintenance;
 pub mod query;
 pub mod schema;
@@ -151,14 +152,79 @@ pub struct Storage {
     tx: async_channel::Sender<Command>,
     path: PathBuf,
     next_event_id: u64,
+    health: Arc<health::Health>,
 }
 
 /// Writer-side knowledge of a host, cached between batches.
 struct HostState {
     host_id: Arc<str>,
     last_seq: Option<u64>,
+    /// Time of the newest stored sample, which bounds how far the next may jump.
+    last_seen_ms: Option<u64>,
     dropped_total: u64,
     previous: Option<Arc<Sample>>,
+}
+
+/// The highest sequence number a sample may have: a sequence number is stored as SQLite's
+/// signed 64-bit integer and never wraps. Agents number from their clock's milliseconds at
+/// their first start, so every real agent is far below this.
+const MAX_SEQ: u64 = i64::MAX as u64;
+
+/// How far ahead of the collector's clock, in milliseconds, a sequence number may be. An
+/// agent's first sequence number is its clock's milliseconds and then grows by at most ten a
+/// second (the shortest interval is 100 ms), so no real agent's is ever ahead of its clock; a
+/// day covers a wrong clock.
+const MAX_SEQ_AHEAD_OF_CLOCK_MS: u64 = 24 * 3600 * 1000;
+
+/// How many sequence numbers a host's next sample may skip beyond the last stored one, at
+/// least: an agent whose spool overflowed during an outage skips the samples it dropped, at
+/// most ten a second of the outage (see [`sequence_window`]); this slack covers the difference
+/// between the agent's clock and the collector's.
+const MIN_SEQ_WINDOW: u64 = 10_000;
+
+/// The most sequence numbers a host may skip after its newest stored sample, dated
+/// `last_seen_ms`, at `now_ms`: ten a second of the time since, plus [`MIN_SEQ_WINDOW`]. A
+/// forged sample far ahead would otherwise make every real sample of the host look like a
+/// replay and be dropped for good.
+fn sequence_window(last_seen_ms: Option<u64>, now_ms: u64) -> u64 {
+    let elapsed_ms = last_seen_ms.map_or(u64::MAX, |seen| now_ms.saturating_sub(seen));
+    MIN_SEQ_WINDOW.saturating_add(elapsed_ms / 100)
+}
+
+/// Why a batch's sequence numbers are refused, if they are: beyond what SQLite stores, ahead of
+/// any real agent's numbering, or jumping past the host's window. Duplicates are not refused
+/// (they are skipped as replays).
+fn refused_sequence(
+    samples: &[Sample],
+    last_seq: Option<u64>,
+    last_seen_ms: Option<u64>,
+    now_ms: u64,
+) -> Option<String> {
+    let window = sequence_window(last_seen_ms, now_ms);
+    let ceiling = MAX_SEQ.min(now_ms.saturating_add(MAX_SEQ_AHEAD_OF_CLOCK_MS));
+    let mut last = last_seq;
+    for sample in samples {
+        if last.is_some_and(|l| sample.seq <= l) {
+            continue;
+        }
+        if sample.seq > ceiling {
+            return Some(format!(
+                "sequence number {} is beyond any agent's numbering (at most {ceiling} now)",
+                sample.seq
+            ));
+        }
+        if let Some(l) = last.filter(|l| sample.seq - l > window) {
+            return Some(format!(
+                "sequence number {} jumps {} past the last stored one, {l} (at most {window} \
+                 now); an agent whose state was reset must send a new instance id \
+                 (hostwatch-agent 0.1 and later of protocol version 2 do)",
+                sample.seq,
+                sample.seq - l
+            ));
+        }
+        last = Some(sample.seq);
+    }
+    None
 }
 
 impl Storage {
@@ -172,13 +238,19 @@ impl Storage {
         let mut conn = open_connection(path)?;
         schema::migrate(&mut conn)?;
         let (tx, rx) = async_channel::bounded(QUEUE_DEPTH);
-        let mut writer = Writer::new(conn, policy)?;
+        let health = Arc::new(health::Health::default());
+        let mut writer = Writer::new(conn, policy, health.clone())?;
         let next_event_id = writer.next_eid;
         let handle = std::thread::Builder::new()
             .name("storage".into())
             .spawn(move || writer.run(rx, publish))
             .context("spawning the storage thread")?;
-        Ok((Self { tx, path: path.to_owned(), next_event_id }, handle))
+        Ok((Self { tx, path: path.to_owned(), next_event_id, health }, handle))
+    }
+
+    /// Whether the storage can commit, as the writer last found it.
+    pub fn health(&self) -> &health::Health {
+        &self.health
     }
 
     /// The id the first event stored after opening gets: every older event is in the database.
@@ -314,6 +386,10 @@ struct Writer {
     hosts: HashMap<i64, HostState>,
     next_eid: u64,
     maintenance: maintenance::Maintenance,
+    /// Shared with the [`Storage`] handles; only the writer changes it.
+    health: Arc<health::Health>,
+    /// When a failed maintenance step may run again.
+    maintenance_retry: health::Retry,
 }
 
 /// A caller waiting for an answer, and the answer it will get after the commit.
@@ -330,14 +406,25 @@ struct Outcome {
 }
 
 impl Writer {
-    fn new(conn: Connection, policy: maintenance::Policy) -> anyhow::Result<Self> {
+    fn new(
+        conn: Connection,
+        policy: maintenance::Policy,
+        health: Arc<health::Health>,
+    ) -> anyhow::Result<Self> {
         let maintenance = maintenance::Maintenance::new(policy, &conn)?;
         let max_sample: Option<i64> =
             conn.query_row("SELECT max(eid) FROM samples", [], |r| r.get(0))?;
         let max_activity: Option<i64> =
             conn.query_row("SELECT max(eid) FROM activity", [], |r| r.get(0))?;
         let next_eid = max_sample.unwrap_or(0).max(max_activity.unwrap_or(0)) as u64 + 1;
-        Ok(Self { conn, hosts: HashMap::new(), next_eid, maintenance })
+        Ok(Self {
+            conn,
+            hosts: HashMap::new(),
+            next_eid,
+            maintenance,
+            health,
+            maintenance_retry: health::Retry::default(),
+        })
     }
 
     fn run(&mut self, rx: async_channel::Receiver<Command>, publish: impl Fn(Vec<Stored>)) {
@@ -356,11 +443,17 @@ impl Writer {
                 }
             }
             stopping = commands.iter().any(|c| matches!(c, Command::Stop));
+            // Only a commit that wrote proves the disk takes writes: one of pings alone
+            // succeeds on a full disk too.
+            let writes = commands.iter().any(|c| !matches!(c, Command::Ping(_) | Command::Stop));
             let started = Instant::now();
             let next_eid = self.next_eid;
             let mut outcome = Outcome::default();
             match self.apply(commands, &mut outcome) {
                 Ok(()) => {
+                    if writes {
+                        self.health.succeeded();
+                    }
                     let elapsed = started.elapsed();
                     if elapsed > Duration::from_secs(1) {
                         log::warn!("storage: a transaction took {elapsed:.1?}");
@@ -385,9 +478,8 @@ impl Writer {
                     }
                 }
                 Err(err) => {
-                    log::error!(
-                        "storage: transaction failed, nothing of it was acknowledged: {err:#}"
-                    );
+                    // Logged once per run of failures, with the count when it ends.
+                    self.health.failed("transaction failed, nothing of it was acknowledged", &err);
                     // The cached host state may describe rows that were rolled back.
                     self.hosts.clear();
                     self.next_eid = next_eid;
@@ -413,14 +505,20 @@ impl Writer {
             Err(async_channel::TryRecvError::Closed) => return Next::Closed,
             Err(async_channel::TryRecvError::Empty) => {}
         }
-        if Instant::now() >= self.maintenance.next_due() {
-            if let Err(err) = self.maintenance.run(&mut self.conn) {
-                log::error!("storage maintenance failed (retrying later): {err:#}");
-                self.maintenance.reset(&self.conn);
+        let due = self.maintenance_due();
+        if Instant::now() >= due {
+            match self.maintenance.run(&mut self.conn) {
+                Ok(()) => self.maintenance_retry.succeeded(),
+                Err(err) => {
+                    // A full disk fails every step: wait longer each time (and log once), so
+                    // maintenance never spins.
+                    self.health.failed("maintenance failed", &err);
+                    self.maintenance_retry.failed(Instant::now());
+                    self.maintenance.reset(&self.conn);
+                }
             }
             return Next::Idle;
         }
-        let due = self.maintenance.next_due();
         smol::block_on(async {
             let command = async {
                 match rx.recv().await {
@@ -434,6 +532,13 @@ impl Writer {
             };
             futures_lite::FutureExt::or(command, timer).await
         })
+    }
+
+    /// When maintenance may run next: when it has work due, but not before a failed step's
+    /// retry time.
+    fn maintenance_due(&self) -> Instant {
+        let due = self.maintenance.next_due();
+        self.maintenance_retry.not_before().map_or(due, |retry| retry.max(due))
     }
 
     /// Applies commands in one transaction, collecting replies and events in `outcome`. On
@@ -550,19 +655,42 @@ fn register(
         hello.interval_ms,
         now
     ])?;
-    let (host_key, last_seq, dropped_total, last_sample): (i64, Option<i64>, i64, Option<Vec<u8>>) =
-        tx.prepare_cached(
-            "SELECT id, last_seq, dropped_total, last_sample FROM hosts WHERE host_id = ?1",
+    type Row = (i64, Option<i64>, i64, Option<Vec<u8>>, Option<i64>, i64);
+    let (host_key, last_seq, dropped_total, last_sample, last_seen_ms, stored_instance): Row = tx
+        .prepare_cached(
+            "SELECT id, last_seq, dropped_total, last_sample, last_seen_ms, instance_id
+             FROM hosts WHERE host_id = ?1",
         )?
-        .query_row([&hello.host_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        .query_row([&hello.host_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+        })?;
     let previous =
         last_sample.and_then(|bytes| postcard::from_bytes::<Sample>(&bytes).ok()).map(Arc::new);
     let last_seq = last_seq.map(|s| s as u64);
+    let last_seq = match stored_instance == hello.instance_id as i64 {
+        true => last_seq,
+        false => {
+            // Another agent state: its numbering is its own, so it resumes from nothing (it
+            // sends what its spool holds). An agent reinstalled without its state is stored
+            // again instead of being ignored, and a connection that forged samples under this
+            // host's id with another instance id cannot make the real agent's look like replays.
+            tx.prepare_cached("UPDATE hosts SET instance_id = ?1, last_seq = NULL WHERE id = ?2")?
+                .execute(params![hello.instance_id as i64, host_key])?;
+            log::info!(
+                "host {}: agent instance {:016x} replaces {:016x}; its sequence numbers start afresh",
+                crate::untrusted::escaped(&hello.host_id),
+                hello.instance_id,
+                stored_instance as u64
+            );
+            None
+        }
+    };
     hosts.insert(
         host_key,
         HostState {
             host_id: hello.host_id.as_str().into(),
             last_seq,
+            last_seen_ms: last_seen_ms.map(|t| t.max(0) as u64),
             dropped_total: dropped_total as u64,
             previous,
         },
@@ -626,7 +754,8 @@ fn store(
         // Evicted after a failed transaction: reload from the database.
         let row = tx
             .prepare_cached(
-                "SELECT host_id, last_seq, dropped_total, last_sample FROM hosts WHERE id = ?1",
+                "SELECT host_id, last_seq, dropped_total, last_sample, last_seen_ms
+                 FROM hosts WHERE id = ?1",
             )?
             .query_row([host_key], |r| {
                 Ok((
@@ -634,15 +763,17 @@ fn store(
                     r.get::<_, Option<i64>>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, Option<Vec<u8>>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
                 ))
             })
             .optional()?;
-        let Some((host_id, last_seq, dropped_total, last_sample)) = row else {
+        let Some((host_id, last_seq, dropped_total, last_sample, last_seen_ms)) = row else {
             return Ok(Err(format!("unknown host key {host_key}")));
         };
         slot.insert(HostState {
             host_id: host_id.into(),
             last_seq: last_seq.map(|s| s as u64),
+            last_seen_ms: last_seen_ms.map(|t| t.max(0) as u64),
             dropped_total: dropped_total as u64,
             previous: last_sample.and_then(|b| postcard::from_bytes(&b).ok()).map(Arc::new),
         });
@@ -651,6 +782,13 @@ fn store(
     if batch.samples.windows(2).any(|w| w[0].seq >= w[1].seq) {
         return Ok(Err("samples of a batch must have strictly increasing sequence numbers".into()));
     }
+    if let Some(why) =
+        refused_sequence(&batch.samples, host.last_seq, host.last_seen_ms, crate::now_ms())
+    {
+        return Ok(Err(why));
+    }
+    // Stored as SQLite's signed integer: a count past it is absurd, and must not wrap.
+    let batch_dropped = batch.dropped_total.min(MAX_SEQ);
     let mut insert = tx.prepare_cached(INSERT_SAMPLE)?;
     let mut newest: Option<Arc<Sample>> = None;
     for sample in batch.samples {
@@ -669,18 +807,19 @@ fn store(
             host_id: host.host_id.clone(),
             point: Arc::new(point),
             sample: sample.clone(),
-            dropped_total: batch.dropped_total,
+            dropped_total: batch_dropped,
         });
         newest = Some(sample);
     }
     if let Some(sample) = newest {
-        host.dropped_total = host.dropped_total.max(batch.dropped_total);
+        host.dropped_total = host.dropped_total.max(batch_dropped);
+        host.last_seen_ms = Some(host.last_seen_ms.unwrap_or(0).max(sample.ts_ms));
         let bytes = postcard::to_allocvec(sample.as_ref()).context("encoding the last sample")?;
         tx.prepare_cached("UPDATE hosts SET last_seq = ?1, last_seen_ms = ?2, dropped_total = ?3, last_sample = ?4 WHERE id = ?5")?
             .execute(params![sample.seq as i64, sample.ts_ms as i64, host.dropped_total as i64, bytes, host_key])?;
         host.previous = Some(sample);
-    } else if batch.dropped_total > host.dropped_total {
-        host.dropped_total = batch.dropped_total;
+    } else if batch_dropped > host.dropped_total {
+        host.dropped_total = batch_dropped;
         tx.prepare_cached("UPDATE hosts SET dropped_total = ?1 WHERE id = ?2")?
             .execute(params![host.dropped_total as i64, host_key])?;
     }

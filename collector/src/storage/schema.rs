@@ -114,6 +114,9 @@ const MIGRATIONS: &[&str] = &[
         temp_max_min REAL, temp_max_max REAL, temp_max_sum REAL, temp_max_n INTEGER,
         PRIMARY KEY (host, bucket_ms)
     ) WITHOUT ROWID;",
+    // 2: the agent instance whose sequence numbers `last_seq` counts (0: agents of protocol
+    // version 1, and hosts stored before this version).
+    "ALTER TABLE hosts ADD COLUMN instance_id INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The schema version this build writes.
