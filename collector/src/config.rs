@@ -59,10 +59,11 @@ pub const KEYS: &[Key] = &[
     ),
     Key::value("max_db_size", "SIZE", "delete the oldest data above this size [default: 8GiB]"),
     Key::value("max_subscribers", "N", "most live subscribers (SSE and /live) [default: 2000]"),
+    Key::value("max_connections", "N", "most agent connections [default: 20000]"),
     Key::value(
-        "max_connections",
+        "max_pending_connections",
         "N",
-        "most WebSocket connections, agents included [default: 20000]",
+        "most connections that have not sent a request or upgrade yet [default: 1024]",
     ),
     Key::value(
         "alerts",
@@ -139,8 +140,10 @@ pub struct Config {
     pub policy: crate::storage::maintenance::Policy,
     /// Most live subscribers.
     pub max_subscribers: usize,
-    /// Most WebSocket connections.
+    /// Most agent connections.
     pub max_connections: usize,
+    /// Most connections that have not sent a complete request head or upgrade yet.
+    pub max_pending_connections: usize,
     /// Alert rules.
     pub alerts: Vec<crate::alerts::Rule>,
     /// Whether to monitor the collector's own host.
@@ -246,6 +249,9 @@ impl Config {
             policy,
             max_subscribers: settings.typed("max_subscribers", positive)?.unwrap_or(2000),
             max_connections: settings.typed("max_connections", positive)?.unwrap_or(20_000),
+            max_pending_connections: settings
+                .typed("max_pending_connections", positive)?
+                .unwrap_or(1024),
             alerts: settings
                 .typed("alerts", crate::alerts::parse_rules)?
                 .map_or_else(|| crate::alerts::parse_rules(crate::alerts::DEFAULT_RULES), Ok)

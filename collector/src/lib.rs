@@ -10,6 +10,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod budget;
 pub mod config;
 pub mod events;
 pub mod http;
@@ -77,8 +78,10 @@ pub struct Limits {
     pub http: HttpLimits,
     /// Most open HTTP connections (page, API and SSE together).
     pub max_http_connections: usize,
-    /// Most open WebSocket connections (agents and `/live` together).
+    /// Most agent connections (`--max-connections`).
     pub max_ws_connections: usize,
+    /// Most connections that have not sent a complete request head or upgrade yet.
+    pub max_pending_connections: usize,
     /// Most live subscribers (SSE and `/live` together).
     pub max_subscribers: usize,
     /// Time allowed for a TLS handshake, a WebSocket upgrade, and an agent's hello after it.
@@ -93,6 +96,7 @@ impl Default for Limits {
             http: HttpLimits::default(),
             max_http_connections: 4096,
             max_ws_connections: 20_000,
+            max_pending_connections: 1024,
             max_subscribers: 2000,
             handshake_timeout: Duration::from_secs(10),
             agent_idle_timeout: Duration::from_secs(60),
@@ -139,6 +143,8 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     /// Live subscribers now, checked against `limits.max_subscribers`.
     pub subscribers: Arc<AtomicUsize>,
+    /// Connection budgets: open sockets, unauthenticated ones, agents.
+    pub budget: Arc<budget::Budget>,
     /// Closes when the collector shuts down.
     pub shutdown: async_channel::Receiver<()>,
     connections: Arc<AtomicU64>,
@@ -205,8 +211,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let limits = Limits {
         max_subscribers: config.max_subscribers,
         max_ws_connections: config.max_connections,
+        max_pending_connections: config.max_pending_connections,
         ..Limits::default()
     };
+    let budget = budget::Budget::new(budget::Sizes {
+        fd_limit: budget::raise_fd_limit(),
+        max_agents: limits.max_ws_connections,
+        max_pending: limits.max_pending_connections,
+        max_http: limits.max_http_connections,
+    });
     let ctx = Ctx {
         hub: hub_tx.clone(),
         storage: storage.clone(),
@@ -223,6 +236,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         limits: Arc::new(limits),
         metrics: Arc::new(Metrics::default()),
         subscribers: Arc::new(AtomicUsize::new(0)),
+        budget: Arc::new(budget),
         shutdown: shutdown_rx,
         connections: Arc::new(AtomicU64::new(1)),
     };

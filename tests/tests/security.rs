@@ -293,3 +293,78 @@ fn a_full_disk_costs_little_cpu_says_why_and_loses_nothing() {
     assert!(during >= 90, "the ten seconds of the outage are there ({during} samples)");
     assert!(collector.log.contains("storage recovered"));
 }
+
+/// Sends raw bytes to `addr` and returns what comes back until the server closes (or 10 s).
+fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut answer = Vec::new();
+    // A reset after the answer is fine: what arrived is what counts.
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn silent_and_unauthenticated_connections_do_not_lock_agents_out() {
+    use std::io::Read;
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor", "--max-connections", "30"]);
+    let token = collector.token();
+    // 200 sockets that never say a word, on both ports, and 40 /live viewers without a token
+    // (none is configured, so /live is open): more than --max-connections.
+    let silent: Vec<std::net::TcpStream> = (0..200)
+        .map(|i| {
+            let addr = if i % 2 == 0 { collector.ws } else { collector.http };
+            std::net::TcpStream::connect(addr).expect("connect")
+        })
+        .collect();
+    let viewers: Vec<_> =
+        (0..40).map(|_| ws_connect(collector.ws, "/live", &[]).expect("viewer")).collect();
+    let mut agent = ProbeAgent::connect(collector.ws, &token, "not-locked-out").expect("agent");
+    assert_eq!(agent.store(vec![probe_sample(1, now_ms())]), 1);
+    assert_eq!(http(collector.http, "GET", "/healthz", &[], b"").status, 200);
+    // Agents have a budget of their own: the 31st is refused with a reason, not the first.
+    let more: Vec<_> = (0..29)
+        .map(|i| ProbeAgent::connect(collector.ws, &token, &format!("agent-{i}")).expect("agent"))
+        .collect();
+    match ProbeAgent::connect(collector.ws, &token, "one-too-many") {
+        Err(ProbeRefused::Http(503)) => {}
+        other => panic!("expected 503 over --max-connections, got {:?}", other.is_ok()),
+    }
+    drop((more, viewers));
+    // Silent connections are closed at the head deadline (10 s), not held for the idle 60 s.
+    let started = std::time::Instant::now();
+    for mut socket in silent {
+        socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut byte = [0u8; 1];
+        let read = socket.read(&mut byte);
+        assert!(matches!(read, Ok(0) | Err(_)), "a silent connection was closed");
+    }
+    assert!(started.elapsed() < Duration::from_secs(15), "closed after {:?}", started.elapsed());
+}
+
+#[test]
+fn conflicting_content_lengths_and_plain_requests_on_the_websocket_port_get_clear_answers() {
+    let dir = temp_dir();
+    let collector =
+        Collector::spawn(dir.path(), &["--no-self-monitor", "--admin-token", "admin-token-1"]);
+    let smuggle =
+        b"POST /api/broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-token-1\r\n\
+Content-Length: 2\r\nContent-Length: 22\r\n\r\n{\"message\":\"smuggled\"}";
+    let answer = raw_exchange(collector.http, smuggle);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("conflicting Content-Length"), "{answer}");
+    let plus = b"POST /api/broadcast HTTP/1.1\r\nHost: x\r\nContent-Length: +0\r\n\r\n";
+    assert!(raw_exchange(collector.http, plus).starts_with("HTTP/1.1 400 "));
+    let both = b"POST /api/broadcast HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\
+Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    assert!(raw_exchange(collector.http, both).starts_with("HTTP/1.1 400 "));
+    // A browser or curl pointed at the WebSocket port hears why nothing is there.
+    let answer = raw_exchange(collector.ws, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 426 "), "{answer:?}");
+    assert!(answer.contains("/ingest") && answer.contains("--http"), "{answer}");
+    // Upgrades still work there.
+    ws_connect(collector.ws, "/live", &[]).expect("an upgrade on the same port");
+}

@@ -194,7 +194,14 @@ async fn readyz(ctx: &Ctx) -> Reply {
         Ok::<(), String>(())
     };
     let probe = agent::within(std::time::Duration::from_secs(2), probe).await;
-    match probe.unwrap_or_else(|| Err("storage or hub did not answer within 2 s".to_owned())) {
+    let probe = probe.unwrap_or_else(|| Err("storage or hub did not answer within 2 s".to_owned()));
+    // A write that failed while the probe waited explains the failure better than the probe.
+    let health = ctx.storage.health().view();
+    let probe = match (probe, health.reason) {
+        (Err(_), Some(reason)) if health.failing => Err(format!("storage: {reason}")),
+        (probe, _) => probe,
+    };
+    match probe {
         Ok(()) => Response::json(200, &json!({ "ready": true })),
         Err(reason) => Response::json(503, &json!({ "ready": false, "reason": reason })),
     }
