@@ -153,6 +153,10 @@ async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
                         "expected a binary hello",
                     ));
                 }
+                Some(Ok(Message::Close(_))) => {
+                    crate::live::send_close_echo(socket).await;
+                    return Err(Ending::quiet("closed before the hello"));
+                }
                 Some(Ok(_)) | None => return Err(Ending::quiet("closed before the hello")),
                 Some(Err(err)) => return Err(read_error(err)),
             }
@@ -249,6 +253,7 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
             Message::Binary(bytes) => bytes,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             Message::Close(frame) => {
+                crate::live::send_close_echo(socket).await;
                 return Ending::quiet(frame.map_or_else(
                     || "agent closed".to_owned(),
                     |f| format!("agent closed: {}", f.reason),

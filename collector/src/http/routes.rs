@@ -70,14 +70,26 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
         "/api/stats" if read => stats(ctx).await,
         "/api/clients" if read => clients(ctx).await,
         "/api/alerts" if read => alerts(ctx).await,
-        "/metrics" if read => metrics(ctx).await,
+        "/metrics" if read => match request.query_param("host") {
+            Some(id) => host_metrics(ctx, id).await,
+            None => metrics(ctx).await,
+        },
+        "/api/prometheus/targets" if read => prometheus_targets(ctx).await,
         "/events" if method == "GET" => events(request, ctx),
         "/api/broadcast" if method == "POST" => broadcast(request, ctx).await,
         "/api/broadcast" => not_allowed("POST"),
-        "/api/hosts" | "/api/stats" | "/api/clients" | "/api/alerts" | "/metrics" => {
-            not_allowed("GET, HEAD")
-        }
+        "/api/hosts"
+        | "/api/stats"
+        | "/api/clients"
+        | "/api/alerts"
+        | "/metrics"
+        | "/api/prometheus/targets" => not_allowed("GET, HEAD"),
         "/events" => not_allowed("GET"),
+        _ if path.starts_with("/metrics/hosts/") => match metrics_host_route(path) {
+            Some(_) if !read => not_allowed("GET, HEAD"),
+            Some(id) => host_metrics(ctx, id).await,
+            None => Response::error(404, format!("no such path: {path}")),
+        },
         _ => match host_route(path) {
             Some(_) if !read => not_allowed("GET, HEAD"),
             Some((id, HostRoute::Host)) => host(ctx, id).await,
@@ -85,7 +97,13 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
             None => Response::error(404, format!("no such path: {path}")),
         },
     };
-    response.with_header("Cache-Control", "no-store")
+    // Only where the handler did not choose one: a header sent twice is a malformed answer to
+    // caches and strict clients (`/events` sets its own).
+    if response.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("cache-control")) {
+        response
+    } else {
+        response.with_header("Cache-Control", "no-store")
+    }
 }
 
 /// The login form, with an optional error.
@@ -273,6 +291,50 @@ async fn metrics(ctx: &Ctx) -> Reply {
     };
     let body = crate::http::metrics::render(&view, &figures);
     Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
+}
+
+/// `GET /metrics?host=ID` and `/metrics/hosts/ID`: one host's series, node_exporter style, for
+/// Prometheus's multi-target exporter pattern.
+async fn host_metrics(ctx: &Ctx, id: String) -> Reply {
+    let asked = hub::ask(&ctx.hub, |reply| hub::Event::HostMetrics { id: id.clone(), reply });
+    match asked.await {
+        Some(Some(host)) => {
+            let body = crate::http::metrics::render_host(&host);
+            Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
+        }
+        Some(None) => Response::error(404, format!("unknown host {id:?}")),
+        None => Response::error(503, "shutting down"),
+    }
+}
+
+/// `GET /api/prometheus/targets`: every known host in Prometheus's HTTP service-discovery
+/// format, one target group per host whose target is the host id (to become `?host=ID` by
+/// relabelling, as with the blackbox exporter), with its name and status as meta labels.
+async fn prometheus_targets(ctx: &Ctx) -> Reply {
+    let Some(hosts) = hub::ask(&ctx.hub, |reply| hub::Event::Hosts { reply }).await else {
+        return Response::error(503, "shutting down");
+    };
+    let groups: Vec<Value> = hosts
+        .iter()
+        .map(|host| {
+            json!({
+                "targets": [host.id],
+                "labels": {
+                    "__meta_hostwatch_host_id": host.id,
+                    "__meta_hostwatch_hostname": host.hostname,
+                    "__meta_hostwatch_status": host.status,
+                },
+            })
+        })
+        .collect();
+    Response::json(200, &groups)
+}
+
+/// The host id of `/metrics/hosts/{id}`, percent-decoded.
+fn metrics_host_route(path: &str) -> Option<String> {
+    let raw = path.strip_prefix("/metrics/hosts/")?;
+    let id = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?.into_owned();
+    (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
 fn not_allowed(allow: &str) -> Reply {
@@ -681,6 +743,13 @@ mod tests {
         let csv =
             String::from_utf8(encode_history("h", range, &Points::Buckets(vec![]), true)).unwrap();
         assert!(csv.starts_with("ts,samples,cpu_percent,cpu_percent_min,cpu_percent_max,"));
+    }
+
+    #[test]
+    fn metrics_host_paths_are_matched_exactly() {
+        assert_eq!(metrics_host_route("/metrics/hosts/a%20b").as_deref(), Some("a b"));
+        assert_eq!(metrics_host_route("/metrics/hosts/"), None);
+        assert_eq!(metrics_host_route("/metrics/hosts/a/b"), None);
     }
 
     #[test]

@@ -95,6 +95,10 @@ fn point_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Point> {
         disk_write_bytes_per_second: row.get(at + 14)?,
         fs_used_bytes: opt_u64(row, at + 15)?,
         fs_total_bytes: opt_u64(row, at + 16)?,
+        // Not stored yet: history shows them as missing.
+        fs_free_bytes: None,
+        fs_avail_bytes: None,
+        fs_used_percent: None,
         processes: row
             .get::<_, Option<i64>>(at + 17)?
             .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32),
