@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Runs hostwatch's whole test suite on a fresh Debian machine with Rust and Node.js: installs what
-# the tests need when missing (Debian's chromium for the page test, Debian's prometheus for
-# promtool, playwright-core from npm), builds, then runs every test, slow ones included
-# (HOSTWATCH_SLOW_TESTS=1).
+# the tests need when missing (Debian's chromium for the page test, Debian's prometheus and nginx
+# and Python's websockets for the interop tests, playwright-core and eventsource from npm),
+# builds, then runs every test, slow ones included (HOSTWATCH_SLOW_TESTS=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian's chromium drives the page test; Debian's prometheus package provides promtool, which
-# checks /metrics. Each is installed only when missing. prometheus goes without its recommended
-# node exporter, which the tests do not need.
+# checks /metrics, and the Prometheus server the interop test runs against the collector. Each
+# is installed only when missing. prometheus goes without its recommended node exporter, which
+# the tests do not need.
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 APT_UPDATED=""
@@ -24,6 +25,10 @@ if [ ! -x /usr/bin/promtool ]; then
   echo "test.sh: installing Debian's prometheus for promtool (the /metrics test)"
   apt_install --no-install-recommends prometheus
 fi
+if [ ! -x /usr/sbin/nginx ]; then
+  echo "test.sh: installing Debian's nginx for the reverse-proxy test (the README's config)"
+  apt_install --no-install-recommends nginx
+fi
 # The TLS test makes its certificates with openssl and talks https with curl; the install test
 # checks the unit with systemd-analyze.
 for tool in openssl:openssl curl:curl systemd-analyze:systemd; do
@@ -32,7 +37,16 @@ for tool in openssl:openssl curl:curl systemd-analyze:systemd; do
     apt_install "${tool##*:}"
   fi
 done
+# Python's websockets closes /live and /ingest as third-party clients do (tests/interop).
+if ! python3 -c "import websockets" >/dev/null 2>&1; then
+  echo "test.sh: installing Python's websockets for the close-handshake test"
+  # A Debian-managed Python refuses plain pip installs (PEP 668); the test only needs the module.
+  python3 -m pip install --quiet websockets \
+    || python3 -m pip install --quiet --break-system-packages websockets
+fi
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
+# npm's eventsource, the standard SSE client the reverse-proxy test runs through nginx.
+(cd tests/interop && npm ci --no-audit --no-fund --silent)
 
 cargo build --workspace --bins --quiet
 export HOSTWATCH_SLOW_TESTS=1

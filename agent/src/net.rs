@@ -131,11 +131,12 @@ pub fn websocket_config() -> tungstenite::protocol::WebSocketConfig {
         .write_buffer_size(0)
 }
 
-/// Builds the TLS connector for `wss://`: the system's trusted roots, or only the CAs in
-/// `ca_file` when given.
+/// Builds the TLS connector for `wss://`: the system's trusted roots, or only the certificates
+/// in `ca_file` when given (CAs, or the collector's own self-signed certificate).
 pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<futures_rustls::TlsConnector> {
     use rustls_pki_types::{CertificateDer, pem::PemObject};
     let mut roots = rustls::RootCertStore::empty();
+    let mut listed = Vec::new();
     match ca_file {
         Some(path) => {
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
@@ -143,11 +144,12 @@ pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<futures_rustls::T
                 .collect::<Result<_, _>>()
                 .with_context(|| format!("bad PEM in {}", path.display()))?;
             anyhow::ensure!(!certs.is_empty(), "no certificates in {}", path.display());
-            for cert in certs {
+            for cert in &certs {
                 roots
-                    .add(cert)
+                    .add(cert.clone())
                     .with_context(|| format!("bad CA certificate in {}", path.display()))?;
             }
+            listed = certs;
         }
         None => {
             let found = rustls_native_certs::load_native_certs();
@@ -158,9 +160,94 @@ pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<futures_rustls::T
             anyhow::ensure!(added > 0, "no usable system CA certificates; give --ca-file");
         }
     }
-    let config =
-        rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let webpki = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+        .build()
+        .context("cannot build the certificate verifier")?;
+    let verifier = Arc::new(TrustedCertificates { listed, webpki });
+    let config = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
     Ok(futures_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// Certificate verification as rustls does it (webpki: chain to a trusted root, validity,
+/// name), plus one case curl, Python and Node accept and webpki refuses: a self-signed
+/// certificate made with `openssl req -x509`, which marks itself `CA:TRUE`, presented by the
+/// collector and listed itself in `--ca-file`. webpki refuses any CA certificate as a server's
+/// (`CaUsedAsEndEntity`); this one the operator chose to trust byte for byte, so it is accepted
+/// when webpki's only objection is that, and its name still has to match the URL's host.
+/// webpki checks validity dates before that objection, so an expired one is still refused.
+#[derive(Debug)]
+struct TrustedCertificates {
+    /// The certificates of `--ca-file`, exactly as listed (empty with the system's roots).
+    listed: Vec<rustls_pki_types::CertificateDer<'static>>,
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for TrustedCertificates {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verdict = self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        match verdict {
+            Err(err)
+                if is_ca_used_as_end_entity(&err)
+                    && self.listed.iter().any(|c| c.as_ref() == end_entity.as_ref()) =>
+            {
+                let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
+                rustls::client::verify_server_name(&cert, server_name)?;
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            verdict => verdict,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// Whether webpki refused a certificate only because it is a CA's (`CaUsedAsEndEntity`).
+fn is_ca_used_as_end_entity(err: &rustls::Error) -> bool {
+    match err {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
+            matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            )
+        }
+        _ => false,
+    }
 }
 
 /// Opens a connection, sends the hello and waits for the welcome, all within `target.timeout`.
@@ -254,11 +341,49 @@ async fn open_inner(target: &Target, hello: &Hello) -> Result<(Socket, Welcome),
 
 fn tls_error(host: &str, err: std::io::Error) -> ConnectError {
     // A certificate the agent does not trust will not become trusted by retrying quickly.
-    let text = err.to_string();
-    if text.contains("certificate") || text.contains("Certificate") {
-        ConnectError::Untrusted(format!("TLS with {host}: {text}"))
-    } else {
-        ConnectError::Transient(format!("TLS with {host}: {text}"))
+    let refused =
+        err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()).and_then(|e| match e {
+            rustls::Error::InvalidCertificate(why) => Some(why),
+            _ => None,
+        });
+    match refused {
+        Some(why) => ConnectError::Untrusted(format!(
+            "TLS with {host}: the collector's certificate is not trusted: {}",
+            certificate_advice(host, why)
+        )),
+        None => ConnectError::Transient(format!("TLS with {host}: {err}")),
+    }
+}
+
+/// What is wrong with a refused certificate and what the operator can do about it.
+fn certificate_advice(host: &str, why: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as E;
+    match why {
+        E::UnknownIssuer => "no CA the agent trusts signed it; give --ca-file the CA that \
+            signed it, or the collector's own self-signed certificate"
+            .to_owned(),
+        E::NotValidForName | E::NotValidForNameContext { .. } => {
+            let kind = if host.parse::<std::net::IpAddr>().is_ok() { "IP" } else { "DNS" };
+            format!(
+                "{why}; it must name {host} in its subjectAltName (a common name alone does not \
+                 count): make it with -addext \"subjectAltName={kind}:{host}\", as the README's \
+                 TLS section shows"
+            )
+        }
+        E::Expired | E::ExpiredContext { .. } | E::NotValidYet | E::NotValidYetContext { .. } => {
+            format!("{why}; renew the collector's certificate, or set this host's clock right")
+        }
+        E::Other(other)
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            "it is marked as a CA (CA:TRUE, as `openssl req -x509` makes it); give that very \
+             certificate with --ca-file to trust it as the collector's own"
+                .to_owned()
+        }
+        _ => format!("{why}; see the README's TLS section for a certificate that works"),
     }
 }
 
@@ -266,14 +391,16 @@ fn upgrade_error(err: tungstenite::Error) -> ConnectError {
     match err {
         tungstenite::Error::Http(response) => {
             let status = response.status();
-            let body = response
-                .body()
-                .as_deref()
-                .map(|b| String::from_utf8_lossy(b).trim().to_owned())
+            let content_type = response
+                .headers()
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            let message = format!(
-                "HTTP {status} at the upgrade{}",
-                if body.is_empty() { String::new() } else { format!(": {body}") }
+            let message = upgrade_refusal(
+                status.as_u16(),
+                status.canonical_reason(),
+                content_type,
+                response.body().as_deref().unwrap_or_default(),
             );
             match status.as_u16() {
                 401 | 403 => ConnectError::Refused { reason: RefusalReason::BadToken, message },
@@ -282,5 +409,72 @@ fn upgrade_error(err: tungstenite::Error) -> ConnectError {
             }
         }
         other => ConnectError::Transient(format!("WebSocket upgrade failed: {other}")),
+    }
+}
+
+/// The longest part of a refusal's body that goes into the log line.
+const MAX_REFUSAL_BODY_CHARS: usize = 200;
+
+/// One log line for a refused upgrade: the status, and the body when it is the collector's
+/// one-line text. An HTML page comes from something in between (a reverse proxy's 502 while
+/// the collector is down, say) and would fill the log with markup over many lines, so it is
+/// named, not copied.
+fn upgrade_refusal(status: u16, reason: Option<&str>, content_type: &str, body: &[u8]) -> String {
+    let status = match reason {
+        Some(reason) => format!("HTTP {status} {reason}"),
+        None => format!("HTTP {status}"),
+    };
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    let html = content_type.to_ascii_lowercase().contains("html")
+        || text.starts_with('<')
+        || text.get(..15).is_some_and(|t| t.eq_ignore_ascii_case("<!doctype html"));
+    if html {
+        return format!(
+            "{status} at the upgrade, with an HTML page: not the collector's answer but a proxy's \
+             or another server's (is the collector running behind it, and is the URL right?)"
+        );
+    }
+    let line: String = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(MAX_REFUSAL_BODY_CHARS)
+        .collect();
+    if line.is_empty() {
+        format!("{status} at the upgrade")
+    } else {
+        format!("{status} at the upgrade: {line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxys_html_error_page_becomes_one_line_with_the_status() {
+        let nginx = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
+            <center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n\
+            </body>\r\n</html>\r\n";
+        let line = upgrade_refusal(502, Some("Bad Gateway"), "text/html", nginx);
+        assert!(line.starts_with("HTTP 502 Bad Gateway at the upgrade"), "{line}");
+        assert!(!line.contains('<') && !line.contains('\n'), "{line}");
+        // Even without a content type.
+        assert!(!upgrade_refusal(503, None, "", b"  <!DOCTYPE html><p>x</p>").contains('<'));
+    }
+
+    #[test]
+    fn the_collectors_text_refusal_is_kept_on_one_line() {
+        let line =
+            upgrade_refusal(401, Some("Unauthorized"), "", b"invalid or missing agent token\n");
+        assert_eq!(line, "HTTP 401 Unauthorized at the upgrade: invalid or missing agent token");
+        let long = "x".repeat(1000) + "\nsecond line";
+        let line = upgrade_refusal(400, None, "text/plain", long.as_bytes());
+        assert!(!line.contains('\n') && line.len() < 300, "{line}");
+        assert_eq!(upgrade_refusal(500, None, "", b""), "HTTP 500 at the upgrade");
     }
 }

@@ -26,7 +26,7 @@ pub enum Metric {
     MemoryUsedPercent,
     /// Swap in use, as a percentage of the total.
     SwapUsedPercent,
-    /// Filesystem space in use, as a percentage of the total.
+    /// Filesystem space in use as `df` shows it: used / (used + available to users).
     FsUsedPercent,
     /// One-minute load average.
     Load1,
@@ -72,7 +72,11 @@ impl Metric {
             Metric::CpuPercent => point.cpu_percent,
             Metric::MemoryUsedPercent => percent(point.memory_used_bytes, point.memory_total_bytes),
             Metric::SwapUsedPercent => percent(point.swap_used_bytes, point.swap_total_bytes),
-            Metric::FsUsedPercent => percent(point.fs_used_bytes, point.fs_total_bytes),
+            // df's Use%, which leaves root's reserve out; used / size only for a point that
+            // lacks the available space (never from a live agent).
+            Metric::FsUsedPercent => {
+                point.fs_used_percent.or_else(|| percent(point.fs_used_bytes, point.fs_total_bytes))
+            }
             Metric::Load1 => point.load1,
             Metric::Load5 => point.load5,
             Metric::Load15 => point.load15,
@@ -361,6 +365,22 @@ fn advance(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fs_used_percent_is_what_df_shows() {
+        let point = Point {
+            fs_used_bytes: Some(50),
+            fs_total_bytes: Some(100),
+            fs_avail_bytes: Some(40),
+            fs_used_percent: Some(55.56),
+            ..Default::default()
+        };
+        assert_eq!(Metric::FsUsedPercent.value(&point), Some(55.56));
+        // A point without the available space (none from live agents) falls back to the size.
+        let sizes_only =
+            Point { fs_used_bytes: Some(50), fs_total_bytes: Some(100), ..Default::default() };
+        assert_eq!(Metric::FsUsedPercent.value(&sizes_only), Some(50.0));
+    }
 
     fn point(ts: u64, cpu: f64) -> Point {
         Point {

@@ -224,13 +224,47 @@ pub const HOST: &[Series] = &[
         Some("temperature_celsius"),
         "Hottest sensor",
     ),
+    // Added by storage v2 (schema 3), after schema 1's columns.
+    gauge(
+        "fs_free_bytes",
+        "bytes",
+        true,
+        0,
+        "fs_free",
+        "node_filesystem_free_bytes",
+        None,
+        "Filesystems free",
+    ),
+    gauge(
+        "fs_avail_bytes",
+        "bytes",
+        true,
+        0,
+        "fs_avail",
+        "node_filesystem_avail_bytes",
+        None,
+        "Filesystems available",
+    ),
+    gauge(
+        "fs_used_percent",
+        "%",
+        false,
+        2,
+        "fs_used_pct",
+        "",
+        Some("fs_used_percent"),
+        "Filesystems used",
+    ),
 ];
+
+/// How many of [`HOST`] are schema 1's columns: in a raw CSV they come before
+/// `cpu_cores_percent`, the others after it (columns are only ever appended).
+pub const SCHEMA_1_HOST_SERIES: usize = 18;
 
 /// Host percentages computed from two stored series when a rule asks for them; not stored.
 pub const HOST_PERCENTAGES: &[Series] = &[
     gauge("memory_used_percent", "%", false, 2, "", "", Some("memory_used_percent"), "Memory used"),
     gauge("swap_used_percent", "%", false, 2, "", "", Some("swap_used_percent"), "Swap used"),
-    gauge("fs_used_percent", "%", false, 2, "", "", Some("fs_used_percent"), "Filesystems used"),
 ];
 
 /// The kinds of device a host has several of.

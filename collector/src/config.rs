@@ -59,10 +59,17 @@ pub const KEYS: &[Key] = &[
     ),
     Key::value("max_db_size", "SIZE", "delete the oldest data above this size [default: 8GiB]"),
     Key::value("max_subscribers", "N", "most live subscribers (SSE and /live) [default: 2000]"),
+    Key::value("max_connections", "N", "most agent connections [default: 20000]"),
+    Key::value("max_hosts", "N", "most hosts the shared agent token may create [default: 100000]"),
     Key::value(
-        "max_connections",
+        "max_new_hosts_per_minute",
         "N",
-        "most WebSocket connections, agents included [default: 20000]",
+        "most new hosts a minute by the shared token, as many at once [default: 600]",
+    ),
+    Key::value(
+        "max_pending_connections",
+        "N",
+        "most connections that have not sent a request or upgrade yet [default: 1024]",
     ),
     Key::value(
         "alerts",
@@ -139,8 +146,12 @@ pub struct Config {
     pub policy: crate::storage::maintenance::Policy,
     /// Most live subscribers.
     pub max_subscribers: usize,
-    /// Most WebSocket connections.
+    /// Most agent connections.
     pub max_connections: usize,
+    /// Most connections that have not sent a complete request head or upgrade yet.
+    pub max_pending_connections: usize,
+    /// How many hosts the shared agent token may create.
+    pub host_limits: crate::storage::HostLimits,
     /// Alert rules.
     pub alerts: Vec<crate::alerts::Rule>,
     /// Whether to monitor the collector's own host.
@@ -246,6 +257,16 @@ impl Config {
             policy,
             max_subscribers: settings.typed("max_subscribers", positive)?.unwrap_or(2000),
             max_connections: settings.typed("max_connections", positive)?.unwrap_or(20_000),
+            max_pending_connections: settings
+                .typed("max_pending_connections", positive)?
+                .unwrap_or(1024),
+            host_limits: crate::storage::HostLimits {
+                max_hosts: settings.typed("max_hosts", positive)?.unwrap_or(100_000),
+                new_per_minute: settings
+                    .typed("max_new_hosts_per_minute", positive)?
+                    .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
+                    .unwrap_or(600),
+            },
             alerts: settings
                 .typed("alerts", crate::alerts::parse_rules)?
                 .map_or_else(|| crate::alerts::parse_rules(crate::alerts::DEFAULT_RULES), Ok)

@@ -16,7 +16,7 @@ use crate::storage::{Activity, Point};
 /// A sample event's JSON without its names and per-core values, with every metric present:
 /// the base of the size estimate that bounds the ring and the subscriber queues before anyone
 /// serialized the event.
-const SAMPLE_FIXED_BYTES: usize = 640;
+const SAMPLE_FIXED_BYTES: usize = 720;
 /// One per-core value in a sample event's JSON (`100.0,` at most, `12.5,` typically).
 const SAMPLE_CORE_BYTES: usize = 6;
 
@@ -128,7 +128,11 @@ impl LiveEvent {
                 if let Some(ts) = ts_ms {
                     object.insert("ts".into(), Value::from(*ts));
                 }
-                object.insert("id".into(), Value::from(self.id));
+                // A notice (id 0) has no id in its JSON either, as in its SSE frame: a client
+                // that keeps the last id it saw must not be moved back to 0 by it.
+                if self.id != 0 {
+                    object.insert("id".into(), Value::from(self.id));
+                }
                 object.insert("type".into(), Value::from(self.kind));
                 if let Some(host) = &self.host {
                     object.insert("host".into(), Value::from(host.as_ref()));
@@ -215,6 +219,18 @@ mod tests {
         assert!(notice.starts_with("event: lagged\ndata: {"), "notices carry no id: {notice}");
     }
 
+    #[test]
+    fn notices_have_no_id_in_their_json() {
+        for kind in ["lagged", "shutdown", "resync"] {
+            let value: Value = serde_json::from_str(LiveEvent::notice(kind, "m").json()).unwrap();
+            assert_eq!(value.get("id"), None, "{kind}: {value}");
+            assert_eq!(
+                (value["type"].as_str(), value["message"].as_str()),
+                (Some(kind), Some("m"))
+            );
+        }
+    }
+
     /// A sample with every metric, with `cores` per-core values.
     fn full_point(cores: usize) -> Point {
         let value = |i: usize| Some(1_000_000_000.0 + i as f64 + 0.5);
@@ -236,6 +252,9 @@ mod tests {
             disk_write_bytes_per_second: value(4),
             fs_used_bytes: Some(100_000_000_000),
             fs_total_bytes: Some(500_000_000_000),
+            fs_free_bytes: Some(400_000_000_000),
+            fs_avail_bytes: Some(375_000_000_000),
+            fs_used_percent: Some(21.05),
             processes: Some(312),
             uptime_seconds: Some(8_640_000),
             temperature_celsius: Some(54.5),

@@ -126,6 +126,13 @@ pub enum Event {
         /// Where to send it.
         reply: async_channel::Sender<MetricsView>,
     },
+    /// One host's snapshot for `/metrics?host=ID`; `None` for an unknown host.
+    HostMetrics {
+        /// The host id.
+        id: String,
+        /// Where to send it.
+        reply: async_channel::Sender<Option<HostMetrics>>,
+    },
     /// Once a second: status changes and rates.
     Tick,
     /// Close every agent and subscriber and stop.
@@ -202,6 +209,50 @@ pub struct HostView {
     pub is_self: bool,
     /// Newest values.
     pub latest: Option<Arc<Point>>,
+    /// Each mounted filesystem in the newest sample, as `df` shows it.
+    pub filesystems: Vec<FilesystemView>,
+}
+
+/// One mounted filesystem as the API shows it: `df`'s figures.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilesystemView {
+    /// Where it is mounted.
+    pub mount_point: String,
+    /// The mounted device (empty from agents of protocol version 1).
+    pub device: String,
+    /// Filesystem type (empty from agents of protocol version 1).
+    pub fs_type: String,
+    /// Size.
+    pub total_bytes: u64,
+    /// Used: size minus free blocks (`df`'s Used).
+    pub used_bytes: u64,
+    /// Free blocks, root's reserve included; `None` from agents of protocol version 1.
+    pub free_bytes: Option<u64>,
+    /// Available to unprivileged users (`df`'s Avail).
+    pub avail_bytes: u64,
+    /// used / (used + avail) in percent (`df`'s Use%, which rounds it up).
+    pub used_percent: Option<f64>,
+}
+
+impl FilesystemView {
+    fn of(filesystem: &protocol::Filesystem) -> Self {
+        let total = filesystem.total_bytes;
+        let avail = filesystem.available_bytes.min(total);
+        // An agent of protocol version 1 sent no free blocks: what users cannot have is used.
+        let free = filesystem.free_bytes.map(|f| f.min(total));
+        let used = total.saturating_sub(free.unwrap_or(avail));
+        Self {
+            mount_point: filesystem.mount_point.clone(),
+            device: filesystem.device.clone(),
+            fs_type: filesystem.fs_type.clone(),
+            total_bytes: total,
+            used_bytes: used,
+            free_bytes: free,
+            avail_bytes: avail,
+            used_percent: crate::storage::derive::used_percent(used, avail)
+                .map(|p| (p * 100.0).round() / 100.0),
+        }
+    }
 }
 
 /// The collector's counters as the API shows them.
@@ -245,6 +296,12 @@ pub struct HostMetrics {
     pub last_seen_ms: Option<u64>,
     /// Boot time (unix seconds).
     pub boot_time_seconds: u64,
+    /// Kernel release (`uname -r`).
+    pub kernel: String,
+    /// Kernel build (`uname -v`); empty from agents of protocol version 1.
+    pub kernel_build: String,
+    /// CPU architecture (`uname -m`).
+    pub arch: String,
     /// Samples the agent dropped.
     pub dropped_samples: u64,
     /// The newest sample as sent (cumulative counters).
@@ -449,6 +506,9 @@ impl Hub {
             }
             Event::Metrics { reply } => {
                 let _ = reply.try_send(self.metrics_view());
+            }
+            Event::HostMetrics { id, reply } => {
+                let _ = reply.try_send(self.hosts.get(&id).map(|host| host_metrics(&id, host)));
             }
             Event::Tick => self.tick(),
             Event::Shutdown => {}
@@ -780,6 +840,12 @@ impl Hub {
             dropped_samples: host.dropped_total,
             is_self: self.self_host.as_deref() == Some(id),
             latest: host.latest.clone(),
+            filesystems: host
+                .latest_sample
+                .iter()
+                .flat_map(|sample| &sample.filesystems)
+                .map(FilesystemView::of)
+                .collect(),
         }
     }
 
@@ -797,20 +863,8 @@ impl Hub {
     }
 
     fn metrics_view(&self) -> MetricsView {
-        let mut hosts: Vec<HostMetrics> = self
-            .hosts
-            .iter()
-            .map(|(id, host)| HostMetrics {
-                id: id.clone(),
-                hostname: host.hello.hostname.clone(),
-                status: host.status,
-                last_seen_ms: host.last_seen_ms,
-                boot_time_seconds: host.hello.boot_time_seconds,
-                dropped_samples: host.dropped_total,
-                sample: host.latest_sample.clone(),
-                point: host.latest.clone(),
-            })
-            .collect();
+        let mut hosts: Vec<HostMetrics> =
+            self.hosts.iter().map(|(id, host)| host_metrics(id, host)).collect();
         hosts.sort_by(|a, b| a.id.cmp(&b.id));
         MetricsView { hosts, stats: self.stats() }
     }
@@ -862,4 +916,20 @@ pub async fn ask<T>(
     let (reply, answer) = async_channel::bounded(1);
     hub.send(make(reply)).await.ok()?;
     answer.recv().await.ok()
+}
+/// One host as `/metrics` exports it.
+fn host_metrics(id: &str, host: &Host) -> HostMetrics {
+    HostMetrics {
+        id: id.to_owned(),
+        hostname: host.hello.hostname.clone(),
+        status: host.status,
+        last_seen_ms: host.last_seen_ms,
+        boot_time_seconds: host.hello.boot_time_seconds,
+        kernel: host.hello.kernel.clone(),
+        kernel_build: host.hello.kernel_build.clone(),
+        arch: host.hello.arch.clone(),
+        dropped_samples: host.dropped_total,
+        sample: host.latest_sample.clone(),
+        point: host.latest.clone(),
+    }
 }

@@ -80,12 +80,25 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             return;
         }
     };
-    let registration = match ctx.storage.register(hello.clone()).await {
+    let limited = credential == AgentCredential::Shared;
+    let registration = match ctx.storage.register(hello.clone(), limited).await {
         Ok(registration) => registration,
         Err(err) => {
-            // The storage logs its failures itself, once per run of them.
-            log::debug!("ingest: {addr}: cannot register host {}: {err}", escaped(&hello.host_id));
-            finish(&mut socket, unavailable()).await;
+            let ending = match err {
+                // The storage logs its failures itself, once per run of them.
+                StoreError::Unavailable(_) => unavailable(),
+                StoreError::Busy(why) => Ending::refuse(RefusalReason::Unavailable, why),
+                StoreError::Refused(why) => Ending::refuse(RefusalReason::OverLimit, why),
+            };
+            static LOG: std::sync::OnceLock<crate::budget::RefusalLog> = std::sync::OnceLock::new();
+            LOG.get_or_init(Default::default).log(|count| {
+                log::warn!(
+                    "ingest: {addr}: host {} not registered: {} ({count} since the last line)",
+                    escaped(&hello.host_id),
+                    escaped(&ending.reason)
+                )
+            });
+            finish(&mut socket, ending).await;
             return;
         }
     };
@@ -139,6 +152,10 @@ async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
                         RefusalReason::Malformed,
                         "expected a binary hello",
                     ));
+                }
+                Some(Ok(Message::Close(_))) => {
+                    crate::live::send_close_echo(socket).await;
+                    return Err(Ending::quiet("closed before the hello"));
                 }
                 Some(Ok(_)) | None => return Err(Ending::quiet("closed before the hello")),
                 Some(Err(err)) => return Err(read_error(err)),
@@ -236,6 +253,7 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
             Message::Binary(bytes) => bytes,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             Message::Close(frame) => {
+                crate::live::send_close_echo(socket).await;
                 return Ending::quiet(frame.map_or_else(
                     || "agent closed".to_owned(),
                     |f| format!("agent closed: {}", f.reason),
@@ -271,6 +289,7 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
             // The storage logs its failures itself, once per run of them.
             Err(StoreError::Unavailable(_)) => return unavailable(),
             Err(StoreError::Refused(err)) => return Ending::refuse(RefusalReason::Malformed, err),
+            Err(StoreError::Busy(err)) => return Ending::refuse(RefusalReason::Unavailable, err),
         }
     }
 }

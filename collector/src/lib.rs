@@ -10,6 +10,7 @@
 
 pub mod alerts;
 pub mod auth;
+pub mod budget;
 pub mod catalog;
 pub mod config;
 pub mod events;
@@ -78,14 +79,21 @@ pub struct Limits {
     pub http: HttpLimits,
     /// Most open HTTP connections (page, API and SSE together).
     pub max_http_connections: usize,
-    /// Most open WebSocket connections (agents and `/live` together).
+    /// Most agent connections (`--max-connections`).
     pub max_ws_connections: usize,
+    /// Most connections that have not sent a complete request head or upgrade yet.
+    pub max_pending_connections: usize,
     /// Most live subscribers (SSE and `/live` together).
     pub max_subscribers: usize,
     /// Time allowed for a TLS handshake, a WebSocket upgrade, and an agent's hello after it.
     pub handshake_timeout: Duration,
     /// An agent connection silent for this long (at least ten of its intervals) is closed.
     pub agent_idle_timeout: Duration,
+    /// How long a live subscriber may leave a write unread. Longer than a response's write
+    /// timeout: a viewer whose tab was in the background for a minute, or whose network
+    /// stalled, must still get its `lagged` notice when it reads again, not a bare end of
+    /// stream. Its queue is bounded meanwhile, so the wait costs at most that queue.
+    pub subscriber_stall_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -94,9 +102,11 @@ impl Default for Limits {
             http: HttpLimits::default(),
             max_http_connections: 4096,
             max_ws_connections: 20_000,
+            max_pending_connections: 1024,
             max_subscribers: 2000,
             handshake_timeout: Duration::from_secs(10),
             agent_idle_timeout: Duration::from_secs(60),
+            subscriber_stall_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -140,6 +150,8 @@ pub struct Ctx {
     pub metrics: Arc<Metrics>,
     /// Live subscribers now, checked against `limits.max_subscribers`.
     pub subscribers: Arc<AtomicUsize>,
+    /// Connection budgets: open sockets, unauthenticated ones, agents.
+    pub budget: Arc<budget::Budget>,
     /// Closes when the collector shuts down.
     pub shutdown: async_channel::Receiver<()>,
     connections: Arc<AtomicU64>,
@@ -172,7 +184,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let (hub_tx, hub_rx) = async_channel::bounded(8192);
     let publish = hub_tx.clone();
     let (storage, storage_thread) =
-        Storage::open(&config.db, config.policy.clone(), move |stored| {
+        Storage::open(&config.db, config.policy.clone(), config.host_limits, move |stored| {
             // The hub only goes away at shutdown, when nobody is listening any more.
             let _ = publish.send_blocking(hub::Event::Stored(stored));
         })?;
@@ -206,8 +218,15 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let limits = Limits {
         max_subscribers: config.max_subscribers,
         max_ws_connections: config.max_connections,
+        max_pending_connections: config.max_pending_connections,
         ..Limits::default()
     };
+    let budget = budget::Budget::new(budget::Sizes {
+        fd_limit: budget::raise_fd_limit(),
+        max_agents: limits.max_ws_connections,
+        max_pending: limits.max_pending_connections,
+        max_http: limits.max_http_connections,
+    });
     let ctx = Ctx {
         hub: hub_tx.clone(),
         storage: storage.clone(),
@@ -218,12 +237,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
                 config.viewer_token.as_ref().map(|s| s.expose().to_owned()),
                 config.admin_token.as_ref().map(|s| s.expose().to_owned()),
             )
-            .with_allowed_origins(config.allowed_origins.clone()),
+            .with_allowed_origins(config.allowed_origins.clone())
+            .with_page(http_addr.port(), local_names()),
         ),
         tls,
         limits: Arc::new(limits),
         metrics: Arc::new(Metrics::default()),
         subscribers: Arc::new(AtomicUsize::new(0)),
+        budget: Arc::new(budget),
         shutdown: shutdown_rx,
         connections: Arc::new(AtomicU64::new(1)),
     };
@@ -307,6 +328,18 @@ async fn reload_agent_tokens(ctx: &Ctx, config: &Config) {
     log::info!("SIGHUP: re-read {}", path.display());
     // At shutdown the hub may be gone; then there is nobody left to close.
     let _ = ctx.hub.send(hub::Event::TokensReloaded { current, previous }).await;
+}
+
+/// This host's names, as a browser may reach its page: the host name, short and in full.
+fn local_names() -> Vec<String> {
+    let mut names = Vec::new();
+    if let Ok(name) = sysinfo::System::host_name() {
+        if let Some((short, _)) = name.split_once('.') {
+            names.push(short.to_owned());
+        }
+        names.push(name);
+    }
+    names
 }
 
 fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<smol::net::TcpListener> {

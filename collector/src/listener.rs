@@ -1,4 +1,4 @@
-//! The accept loop both listeners share: a limit on open connections, the TLS handshake in each
+//! The accept loop both listeners share: the connection budgets, the TLS handshake in each
 //! connection's own task (a slow client never holds up the loop), and an end at shutdown.
 
 use std::future::Future;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_lite::FutureExt;
 
 use crate::Ctx;
+use crate::budget::Admitted;
 use crate::tls::Stream;
 
 /// Counts a connection while it lives.
@@ -29,19 +30,20 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// Accepts connections until shutdown and runs `handle` for each in its own task. Over `max`
-/// open connections (counted in `active`), a new one is closed at once.
+/// Accepts connections until shutdown and runs `handle` for each in its own task, with its
+/// places in the connection budgets ([`crate::budget`]); a connection over a budget is closed
+/// at once. `active` counts this listener's open connections, for the shutdown's wait.
 pub async fn accept_loop<H, F>(
     name: &'static str,
     listener: smol::net::TcpListener,
     ctx: Ctx,
-    max: usize,
     active: Arc<AtomicUsize>,
     handle: H,
 ) where
-    H: Fn(Stream, SocketAddr, Ctx) -> F + Clone + Send + 'static,
+    H: Fn(Stream, SocketAddr, Ctx, Admitted) -> F + Clone + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
+    let refused_accept = crate::budget::RefusalLog::default();
     loop {
         let accept = async { Some(listener.accept().await) };
         let stop = async {
@@ -54,15 +56,18 @@ pub async fn accept_loop<H, F>(
             Ok(pair) => pair,
             Err(err) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                log::warn!("{name}: accept failed: {err}");
+                refused_accept.log(|count| log::warn!("{name}: accept failed ({count}×): {err}"));
                 smol::Timer::after(Duration::from_millis(100)).await;
                 continue;
             }
         };
-        if active.load(Ordering::Relaxed) >= max {
-            log::warn!("{name}: refusing {addr}: {max} connections open");
-            continue; // Dropping the stream closes it.
-        }
+        let admitted = match ctx.budget.admit(name == "http") {
+            Ok(admitted) => admitted,
+            Err(why) => {
+                ctx.budget.log_refused(name, why);
+                continue; // Dropping the stream closes it.
+            }
+        };
         // Small messages and live events: latency matters more than packet count.
         if let Err(err) = stream.set_nodelay(true) {
             log::debug!("{name}: set_nodelay for {addr}: {err}");
@@ -75,7 +80,7 @@ pub async fn accept_loop<H, F>(
             let tls = crate::tls::accept(stream, ctx.tls.as_ref(), ctx.limits.handshake_timeout);
             // Boxed: the handshake's state is not kept for the connection's whole life.
             match Box::pin(tls).await {
-                Ok(stream) => handle(stream, addr, ctx).await,
+                Ok(stream) => handle(stream, addr, ctx, admitted).await,
                 Err(err) => log::debug!("{name}: {addr}: TLS handshake failed: {err}"),
             }
         })

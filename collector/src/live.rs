@@ -1,12 +1,13 @@
 //! A browser's WebSocket on `/live`: the same events as `/events`, as text messages. The read
 //! half stays polled for the whole connection, so pings are answered and a close is noticed.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
-use async_tungstenite::tungstenite::Message;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::{self, Message};
 use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
 
 use crate::Ctx;
@@ -42,6 +43,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> EventSink for WsSink<S> {
 }
 
 /// Streams events to one WebSocket subscriber until it leaves, lags or the collector stops.
+///
+/// Every ending sends a close frame before the TCP connection closes (RFC 6455 §5.5.1): a
+/// client's own close is echoed, a client that sends data gets 1003, invalid UTF-8 gets 1007, a
+/// lagging one 1008 and a collector shutting down 1001. Without it, clients report 1006
+/// (abnormal closure) for every close they start themselves.
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     socket: WebSocketStream<S>,
     ctx: Ctx,
@@ -49,15 +55,34 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let addr = request.addr.clone();
     let (sender, mut receiver) = socket.split();
-    let mut sink = WsSink { sender, timeout: ctx.limits.http.write_timeout };
+    let mut sink = WsSink { sender, timeout: ctx.limits.subscriber_stall_timeout };
+    // The close frame the client's own messages call for, set once by `client_gone` (a
+    // `OnceLock`, not a `Cell`, so the connection's future stays `Send`).
+    let mut answer: OnceLock<CloseFrame> = OnceLock::new();
     let client_gone = async {
         loop {
             match receiver.next().await {
-                Some(Ok(Message::Close(_))) | None => return "subscriber closed".to_owned(),
+                Some(Ok(Message::Close(_))) => {
+                    send_close_echo(&mut receiver).await;
+                    return "subscriber closed".to_owned();
+                }
+                None => return "subscriber closed".to_owned(),
                 // Pings are answered by tungstenite; a subscriber has nothing to say beyond that.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Text(_) | Message::Binary(_))) => {
+                    // Set only here and below, just before returning: it cannot be set already.
+                    let _ = answer.set(CloseFrame {
+                        code: CloseCode::Unsupported,
+                        reason: "/live is one-way: send nothing but pings and close".into(),
+                    });
                     return "subscriber sent data; /live is one-way".to_owned();
+                }
+                Some(Err(tungstenite::Error::Utf8(err))) => {
+                    let _ = answer.set(CloseFrame {
+                        code: CloseCode::Invalid,
+                        reason: "a text message was not valid UTF-8".into(),
+                    });
+                    return format!("subscriber sent invalid UTF-8: {err}");
                 }
                 Some(Err(err)) => return format!("read failed: {err}"),
             }
@@ -72,11 +97,24 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         End::ShuttingDown => {
             Some(CloseFrame { code: CloseCode::Away, reason: "collector shutting down".into() })
         }
-        End::Gone(_) => None,
+        // After the client's close the echo went out already and this fails at once, as it
+        // does after a failed write.
+        End::Gone(_) => answer.take(),
     };
-    if let Some(frame) = frame {
-        // The subscriber may be gone or silent already; then there is nobody to tell.
-        let _ = agent::within(Duration::from_secs(1), sink.sender.close(Some(frame))).await;
-    }
+    // The subscriber may be gone or silent already; then there is nobody to tell.
+    let _ = agent::within(Duration::from_secs(1), sink.sender.close(frame)).await;
     log::debug!("live: {addr}: ended: {end:?}");
+}
+
+/// Sends the echo of a peer's close frame (RFC 6455 §5.5.1), within a second. tungstenite
+/// queues the echo when it reads the close but writes it only on the next read or flush, and
+/// refuses any later send; a server's next read writes it and then ends the stream, so the
+/// connection can be dropped right after.
+pub(crate) async fn send_close_echo<S>(socket: &mut S)
+where
+    S: futures_lite::Stream<Item = Result<Message, tungstenite::Error>> + Unpin,
+{
+    // Whatever the read returns (the end of the stream, normally), the echo was written or the
+    // peer is gone; waiting longer would help neither.
+    let _ = agent::within(Duration::from_secs(1), socket.next()).await;
 }

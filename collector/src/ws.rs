@@ -9,29 +9,159 @@ use std::sync::atomic::AtomicUsize;
 use async_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use async_tungstenite::tungstenite::http::{self, StatusCode};
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
-use futures_lite::{AsyncRead, AsyncWrite};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::Ctx;
 use crate::auth::{AgentCheck, AgentCredential};
+use crate::budget::{Admitted, Slot};
 use crate::events::Filter;
 use crate::hub::SubscribeRequest;
 use crate::subscribe::{LiveStream, SubscriberSlot};
 
 /// Where an upgrade request goes.
 enum Route {
-    Ingest(AgentCredential),
+    Ingest(AgentCredential, Slot),
     Live(LiveStream),
+}
+
+/// What the first request on the port turned out to be.
+enum Head<S> {
+    /// An upgrade: the stream, with the head still to be read by the handshake.
+    Upgrade(Prefixed<S>),
+    /// Anything else.
+    Plain(S),
+}
+
+/// Reads the first request head (at most the HTTP head limit) to tell an upgrade from a plain
+/// request; the bytes read are replayed to the WebSocket handshake.
+async fn upgrade_head<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+) -> std::io::Result<Head<S>> {
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => {
+                let upgrade = request.headers.iter().any(|h| {
+                    h.name.eq_ignore_ascii_case("upgrade")
+                        && String::from_utf8_lossy(h.value)
+                            .to_ascii_lowercase()
+                            .contains("websocket")
+                });
+                return Ok(if upgrade {
+                    Head::Upgrade(Prefixed { prefix: head, read: 0, inner: stream })
+                } else {
+                    Head::Plain(stream)
+                });
+            }
+            // Let the handshake refuse what it cannot parse, with its own error.
+            Ok(httparse::Status::Partial) if head.len() < 16 * 1024 => {}
+            _ => return Ok(Head::Upgrade(Prefixed { prefix: head, read: 0, inner: stream })),
+        }
+    }
+}
+
+/// A stream whose first bytes were already read: they are read again first.
+pub struct Prefixed<S> {
+    prefix: Vec<u8>,
+    read: usize,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        if this.read < this.prefix.len() {
+            let n = buf.len().min(this.prefix.len() - this.read);
+            buf[..n].copy_from_slice(&this.prefix[this.read..this.read + n]);
+            this.read += n;
+            if this.read == this.prefix.len() {
+                // An idle connection keeps no copy of its request head.
+                this.prefix = Vec::new();
+                this.read = 0;
+            }
+            return Poll::Ready(Ok(n));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
 }
 
 /// Accepts WebSocket connections until shutdown.
 pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<AtomicUsize>) {
-    let max = ctx.limits.max_ws_connections;
-    crate::listener::accept_loop("ws", listener, ctx, max, active, handle).await;
+    crate::listener::accept_loop("ws", listener, ctx, active, handle).await;
 }
 
 // The upgrade callback's error type is tungstenite's `ErrorResponse`, an HTTP response.
 #[allow(clippy::result_large_err)]
-async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: SocketAddr, ctx: Ctx) {
+async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    addr: SocketAddr,
+    ctx: Ctx,
+    mut admitted: Admitted,
+) {
+    // tungstenite closes a request that is no upgrade without a word; such a client (a
+    // browser or curl pointed at this port) gets a 426 that says where to go instead.
+    let stream =
+        match Box::pin(agent::within(ctx.limits.handshake_timeout, upgrade_head(stream))).await {
+            Some(Ok(Head::Upgrade(stream))) => stream,
+            Some(Ok(Head::Plain(mut stream))) => {
+                let body = "this port serves WebSocket upgrades only (agents at /ingest, browsers \
+                        at /live); the page and API are on the collector's --http address\n";
+                let response = format!(
+                    "HTTP/1.1 426 Upgrade Required\r\nUpgrade: websocket\r\nConnection: close\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let write = crate::http::server::write_all(
+                    &mut stream,
+                    response.as_bytes(),
+                    ctx.limits.http.write_timeout,
+                );
+                // The client may be gone already; the connection closes either way.
+                let _ = write.await;
+                return;
+            }
+            Some(Err(err)) => {
+                log::debug!("ws: {addr}: no request head: {err}");
+                return;
+            }
+            None => {
+                log::debug!("ws: {addr}: no request head in time");
+                return;
+            }
+        };
     let mut route = None;
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         let (decided, result) = decide(request, response, &ctx, addr);
@@ -54,9 +184,12 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(stream: S, addr: SocketAddr, 
             return;
         }
     };
+    admitted.authenticated();
     match route {
-        Some(Route::Ingest(credential)) => {
-            Box::pin(crate::ingest::serve(socket, addr, credential, ctx)).await
+        Some(Route::Ingest(credential, slot)) => {
+            Box::pin(crate::ingest::serve(socket, addr, credential, ctx)).await;
+            // The place among the agents is given back when the connection ends.
+            drop(slot);
         }
         Some(Route::Live(LiveStream { request, slot })) => {
             Box::pin(crate::live::serve(socket, ctx.clone(), request)).await;
@@ -84,6 +217,17 @@ fn reject(status: StatusCode, message: &str) -> ErrorResponse {
     response
 }
 
+/// Logs an agent refused for its token: the first at once, then at most one line every ten
+/// seconds with a count, so guessing tokens cannot flood the log.
+fn refused_token(addr: SocketAddr, why: &str) {
+    static LOG: std::sync::OnceLock<crate::budget::RefusalLog> = std::sync::OnceLock::new();
+    LOG.get_or_init(Default::default).log(|count| {
+        log::warn!(
+            "ws: {addr}: agent refused at the upgrade: {why} ({count} refused since the last line)"
+        )
+    });
+}
+
 /// Decides where an upgrade goes, or refuses it with a status.
 #[allow(clippy::result_large_err)]
 fn decide(
@@ -97,13 +241,23 @@ fn decide(
         |name: http::header::HeaderName| request.headers().get(name).and_then(|v| v.to_str().ok());
     match uri.path() {
         "/ingest" => match ctx.agent_auth().check(header(http::header::AUTHORIZATION)) {
-            AgentCheck::Accepted(credential) => (Some(Route::Ingest(credential)), Ok(response)),
+            AgentCheck::Accepted(credential) => match ctx.budget.agent() {
+                Some(slot) => (Some(Route::Ingest(credential, slot)), Ok(response)),
+                None => {
+                    let why = format!(
+                        "{} agents connected, the most --max-connections allows",
+                        ctx.budget.max_agents()
+                    );
+                    ctx.budget.log_refused("ws", &why);
+                    (None, Err(reject(StatusCode::SERVICE_UNAVAILABLE, &why)))
+                }
+            },
             AgentCheck::Revoked => {
-                log::warn!("ws: {addr}: agent refused at the upgrade: its token was revoked");
+                refused_token(addr, "its token was revoked");
                 (None, Err(reject(StatusCode::FORBIDDEN, "agent token revoked")))
             }
             AgentCheck::Rejected => {
-                log::warn!("ws: {addr}: agent refused at the upgrade: invalid or missing token");
+                refused_token(addr, "invalid or missing token");
                 (None, Err(reject(StatusCode::UNAUTHORIZED, "invalid or missing agent token")))
             }
         },

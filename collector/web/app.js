@@ -158,6 +158,12 @@
     return isNum(used) && isNum(total) && total > 0 ? (used / total) * 100 : null;
   }
 
+  // Filesystem use as df shows it (used / (used + available)), which is what the
+  // fs_used_percent alert judges; points that lack it (history) fall back to used / size.
+  function fsPct(p) {
+    return isNum(p.fs_used_percent) ? p.fs_used_percent : pct(p.fs_used_bytes, p.fs_total_bytes);
+  }
+
   function level(p) {
     if (!isNum(p)) return '';
     return p >= 90 ? 'crit' : p >= 75 ? 'warn' : 'ok';
@@ -504,7 +510,7 @@
     card.memBar.style.width = (isNum(memPct) ? Math.min(100, memPct) : 0) + '%';
     card.memBar.dataset.level = level(memPct);
 
-    const diskPct = pct(p.fs_used_bytes, p.fs_total_bytes);
+    const diskPct = fsPct(p);
     setText(card.disk, isNum(p.fs_used_bytes) || isNum(p.fs_total_bytes)
       ? fmtBytes(p.fs_used_bytes) + ' / ' + fmtBytes(p.fs_total_bytes) : DASH);
     card.diskBar.style.width = (isNum(diskPct) ? Math.min(100, diskPct) : 0) + '%';
@@ -1123,7 +1129,7 @@
       key: 'fs', title: 'Filesystem usage', unit: 'bytes', maxField: 'fs_total_bytes',
       series: [{ label: 'Used', field: 'fs_used_bytes', color: COLORS.fs, fill: true }],
       summary: (p) => {
-        const q = pct(p.fs_used_bytes, p.fs_total_bytes);
+        const q = fsPct(p);
         return fmtBytes(p.fs_used_bytes) + ' / ' + fmtBytes(p.fs_total_bytes) + (isNum(q) ? ' (' + q.toFixed(1) + ' %)' : '');
       },
     },

@@ -1637,7 +1637,9 @@ impl CollectorProcess {
         let dir = tempfile::Builder::new().prefix("hostwatch-bench-").tempdir()?;
         let db = dir.path().join("hostwatch.db");
         let mut child = Command::new(binary)
-            .args(["--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--no-self-monitor", "--db"])
+            .args(["--http", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--no-self-monitor"])
+            // Every phase connects thousands of new hosts at once with the shared token.
+            .args(["--max-new-hosts-per-minute", "100000000", "--db"])
             .arg(&db)
             .args(extra)
             .stdin(Stdio::null())

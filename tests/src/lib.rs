@@ -678,6 +678,25 @@ impl ProbeAgent {
         Self::read(&mut self.socket)
     }
 
+    /// Closes the connection with 1000 and returns the close code the collector answered
+    /// with, or `None` if the connection ended without a close frame.
+    pub fn close(mut self) -> Option<u16> {
+        let frame = tungstenite::protocol::CloseFrame {
+            code: tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "done".into(),
+        };
+        self.socket.close(Some(frame)).ok()?;
+        loop {
+            match self.socket.read() {
+                Ok(tungstenite::Message::Close(frame)) => {
+                    return Some(frame.map_or(1005, |f| u16::from(f.code)));
+                }
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
     /// Sends a batch and waits for its ack; returns the acknowledged sequence number.
     pub fn store(&mut self, samples: Vec<protocol::Sample>) -> u64 {
         self.send(samples).expect("send batch");

@@ -293,3 +293,180 @@ fn a_full_disk_costs_little_cpu_says_why_and_loses_nothing() {
     assert!(during >= 90, "the ten seconds of the outage are there ({during} samples)");
     assert!(collector.log.contains("storage recovered"));
 }
+
+/// Sends raw bytes to `addr` and returns what comes back until the server closes (or 10 s).
+fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut answer = Vec::new();
+    // A reset after the answer is fine: what arrived is what counts.
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn silent_and_unauthenticated_connections_do_not_lock_agents_out() {
+    use std::io::Read;
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor", "--max-connections", "30"]);
+    let token = collector.token();
+    // 200 sockets that never say a word, on both ports, and 40 /live viewers without a token
+    // (none is configured, so /live is open): more than --max-connections.
+    let silent: Vec<std::net::TcpStream> = (0..200)
+        .map(|i| {
+            let addr = if i % 2 == 0 { collector.ws } else { collector.http };
+            std::net::TcpStream::connect(addr).expect("connect")
+        })
+        .collect();
+    let viewers: Vec<_> =
+        (0..40).map(|_| ws_connect(collector.ws, "/live", &[]).expect("viewer")).collect();
+    let mut agent = ProbeAgent::connect(collector.ws, &token, "not-locked-out").expect("agent");
+    assert_eq!(agent.store(vec![probe_sample(1, now_ms())]), 1);
+    assert_eq!(http(collector.http, "GET", "/healthz", &[], b"").status, 200);
+    // Agents have a budget of their own: the 31st is refused with a reason, not the first.
+    let more: Vec<_> = (0..29)
+        .map(|i| ProbeAgent::connect(collector.ws, &token, &format!("agent-{i}")).expect("agent"))
+        .collect();
+    match ProbeAgent::connect(collector.ws, &token, "one-too-many") {
+        Err(ProbeRefused::Http(503)) => {}
+        other => panic!("expected 503 over --max-connections, got {:?}", other.is_ok()),
+    }
+    drop((more, viewers));
+    // Silent connections are closed at the head deadline (10 s), not held for the idle 60 s.
+    let started = std::time::Instant::now();
+    for mut socket in silent {
+        socket.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+        let mut byte = [0u8; 1];
+        let read = socket.read(&mut byte);
+        assert!(matches!(read, Ok(0) | Err(_)), "a silent connection was closed");
+    }
+    assert!(started.elapsed() < Duration::from_secs(15), "closed after {:?}", started.elapsed());
+}
+
+#[test]
+fn conflicting_content_lengths_and_plain_requests_on_the_websocket_port_get_clear_answers() {
+    let dir = temp_dir();
+    let collector =
+        Collector::spawn(dir.path(), &["--no-self-monitor", "--admin-token", "admin-token-1"]);
+    let smuggle =
+        b"POST /api/broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-token-1\r\n\
+Content-Length: 2\r\nContent-Length: 22\r\n\r\n{\"message\":\"smuggled\"}";
+    let answer = raw_exchange(collector.http, smuggle);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("conflicting Content-Length"), "{answer}");
+    let plus = b"POST /api/broadcast HTTP/1.1\r\nHost: x\r\nContent-Length: +0\r\n\r\n";
+    assert!(raw_exchange(collector.http, plus).starts_with("HTTP/1.1 400 "));
+    let both = b"POST /api/broadcast HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\
+Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    assert!(raw_exchange(collector.http, both).starts_with("HTTP/1.1 400 "));
+    // A browser or curl pointed at the WebSocket port hears why nothing is there.
+    let answer = raw_exchange(collector.ws, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 426 "), "{answer:?}");
+    assert!(answer.contains("/ingest") && answer.contains("--http"), "{answer}");
+    // Upgrades still work there.
+    ws_connect(collector.ws, "/live", &[]).expect("an upgrade on the same port");
+}
+
+#[test]
+fn a_subscriber_stalled_for_a_minute_gets_its_lagged_notice() {
+    if !slow_tests_enabled("a_subscriber_stalled_for_a_minute_gets_its_lagged_notice") {
+        return;
+    }
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
+    let mut probe = ProbeAgent::connect(collector.ws, &collector.token(), "flood").expect("probe");
+    let mut stalled = SseClient::connect(collector.http, "/events?host=flood", &[]);
+    let started = std::time::Instant::now();
+    // Far more than the subscriber's queue (4096 events / 1 MiB) and the sockets' buffers hold,
+    // while it reads nothing.
+    let base = now_ms() - 200_000_000;
+    for chunk in (1..=100_000u64).collect::<Vec<_>>().chunks(256) {
+        probe.store(chunk.iter().map(|&seq| probe_sample(seq, base + seq * 1000)).collect());
+    }
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(started.elapsed()));
+    // It reads again: what was written arrives, then the notice, not a bare end of stream.
+    let mut samples = 0;
+    let notice = loop {
+        match stalled.next_event() {
+            Some(event) if event.event == "sample" => samples += 1,
+            Some(event) if ["lagged", "shutdown", "resync"].contains(&event.event.as_str()) => {
+                break event;
+            }
+            Some(_) => {} // The host's activity.
+            None => panic!("the stream ended without a notice after {samples} samples"),
+        }
+    };
+    assert_eq!(notice.event, "lagged", "{notice:?}");
+    assert!(samples < 100_000, "it was dropped for lagging ({samples} samples)");
+}
+
+#[test]
+fn the_shared_token_cannot_create_hosts_without_bound() {
+    let dir = temp_dir();
+    let collector = Collector::spawn(
+        dir.path(),
+        &["--no-self-monitor", "--max-new-hosts-per-minute", "20", "--max-hosts", "25"],
+    );
+    let token = collector.token();
+    let mut refused = None;
+    for i in 0..40 {
+        match ProbeAgent::connect(collector.ws, &token, &format!("spam-{i}")) {
+            Ok(_) => {}
+            Err(ProbeRefused::Refused(refusal)) => {
+                refused = Some((i, refusal));
+                break;
+            }
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    let (at, refusal) = refused.expect("a refusal");
+    assert_eq!(at, 20, "a burst of --max-new-hosts-per-minute, then a refusal");
+    assert_eq!(refusal.reason, protocol::RefusalReason::Unavailable, "retry later");
+    assert!(refusal.message.contains("new hosts a minute"), "{}", refusal.message);
+    // Known hosts still connect.
+    ProbeAgent::connect(collector.ws, &token, "spam-3").expect("a known host");
+    let (_, hosts) = collector.get_json("/api/hosts");
+    assert_eq!(hosts.as_array().map(Vec::len), Some(20));
+}
+
+#[test]
+fn logins_are_throttled_and_the_cookie_holds_no_token() {
+    let dir = temp_dir();
+    let viewer = "viewer-secret-token";
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor", "--viewer-token", viewer]);
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let login = http(collector.http, "POST", "/login", &form, format!("token={viewer}").as_bytes());
+    assert_eq!(login.status, 303);
+    let cookie = login.header("set-cookie").expect("cookie").to_owned();
+    assert!(!cookie.contains(viewer), "the cookie is a session id, not the token: {cookie}");
+    let session = cookie.split(';').next().expect("cookie pair").to_owned();
+    assert_eq!(http(collector.http, "GET", "/api/hosts", &[("Cookie", &session)], b"").status, 200);
+    // Guessing: five wrong tries a minute, then 429 with Retry-After, even for the right one.
+    let statuses: Vec<u16> = (0..8)
+        .map(|i| {
+            http(collector.http, "POST", "/login", &form, format!("token=guess{i}").as_bytes())
+                .status
+        })
+        .collect();
+    assert_eq!(statuses, [401, 401, 401, 401, 429, 429, 429, 429]);
+    let blocked =
+        http(collector.http, "POST", "/login", &form, format!("token={viewer}").as_bytes());
+    assert_eq!(blocked.status, 429);
+    assert!(blocked.header("retry-after").is_some());
+    // The session still works: throttling stops guessing, not viewers.
+    assert_eq!(http(collector.http, "GET", "/api/hosts", &[("Cookie", &session)], b"").status, 200);
+}
+
+#[test]
+fn live_refuses_dns_rebinding_and_other_ports_of_this_host() {
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
+    let page = format!("http://127.0.0.1:{}", collector.http.port());
+    assert!(ws_connect(collector.ws, "/live", &[("Origin", &page)]).is_ok(), "the page itself");
+    let other_port = format!("http://127.0.0.1:{}", collector.http.port().wrapping_add(1));
+    assert_eq!(ws_connect(collector.ws, "/live", &[("Origin", &other_port)]).err(), Some(403));
+    let rebound = [("Host", "evil.example"), ("Origin", "http://evil.example")];
+    assert_eq!(ws_connect(collector.ws, "/live", &rebound).err(), Some(403));
+}

@@ -268,15 +268,20 @@ fn encode_csv(points: &Points, devices: &DeviceHistory, selection: &Selection) -
     match points {
         Points::Raw(points) => {
             header = vec!["ts".to_owned()];
-            header.extend(
-                HOST.iter()
-                    .zip(&selection.host)
+            let host_columns = |range: std::ops::Range<usize>| {
+                HOST[range.clone()]
+                    .iter()
+                    .zip(&selection.host[range])
                     .filter(|(_, w)| **w)
-                    .map(|(s, _)| s.json.to_owned()),
-            );
+                    .map(|(s, _)| s.json.to_owned())
+                    .collect::<Vec<_>>()
+            };
+            // Schema 1's columns, `cpu_cores_percent`, then the host series added since.
+            header.extend(host_columns(0..catalog::SCHEMA_1_HOST_SERIES));
             if selection.cores {
                 header.push("cpu_cores_percent".into());
             }
+            header.extend(host_columns(catalog::SCHEMA_1_HOST_SERIES..HOST.len()));
             let host_columns = header.clone();
             header.extend(columns.iter().map(|c| c.header.clone()));
             out.push_str(&header.join(","));

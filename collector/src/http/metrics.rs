@@ -1,5 +1,7 @@
 //! `GET /metrics`: Prometheus text exposition (format 0.0.4) of every host's newest values, with
 //! node_exporter's metric and label names and a `host` label, plus the collector's own counters.
+//! `GET /metrics?host=ID`: one host's series without the `host` label, as node_exporter on that
+//! host would export them, for Prometheus's multi-target exporter pattern.
 //!
 //! Rendering is a pure function of a [`MetricsView`] snapshot taken from the hub. Series are
 //! added host by host into an [`Exposition`], which groups them by metric family, so each family
@@ -35,50 +37,102 @@ pub struct CollectorFigures {
 pub fn render(view: &MetricsView, figures: &CollectorFigures) -> String {
     let mut out = Exposition::default();
     for host in &view.hosts {
-        host_series(&mut out, host);
+        host_series(&mut out, host, Scope::AllHosts);
     }
     collector_series(&mut out, &view.stats, figures);
     out.finish()
 }
 
+/// Renders one host's series as node_exporter on that host would (`/metrics?host=ID`, the
+/// multi-target exporter pattern): no `host` label, since Prometheus gives each host its own
+/// `instance`, and node_exporter's labels (`device` and `fstype` on filesystems).
+pub fn render_host(host: &HostMetrics) -> String {
+    let mut out = Exposition::default();
+    host_series(&mut out, host, Scope::OneHost);
+    out.finish()
+}
+
+/// Which exposition the series go to, which decides their labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// `/metrics`: every host, each series with a `host` label (unchanged since the first
+    /// release, so existing queries keep working).
+    AllHosts,
+    /// `/metrics?host=ID`: one host, node_exporter's labels only.
+    OneHost,
+}
+
+/// `base` followed by `more`: a series' labels.
+fn labels<'a>(base: &[(&'a str, &'a str)], more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    base.iter().chain(more).copied().collect()
+}
+
 /// The series every known host has, whether or not it ever sent a sample.
-fn host_series(out: &mut Exposition, host: &HostMetrics) {
+fn host_series(out: &mut Exposition, host: &HostMetrics, scope: Scope) {
     let id = host.id.as_str();
-    let by_host = [("host", id)];
+    let by_host: &[(&str, &str)] = match scope {
+        Scope::AllHosts => &[("host", id)],
+        Scope::OneHost => &[],
+    };
     out.gauge("hostwatch_host_info", "Always 1; labels the host id with the host name.")
         .sample(&[("host", id), ("hostname", &host.hostname)], 1_u64);
     out.gauge(
         "hostwatch_host_up",
         "1 if the host's agent is connected and sending samples, 0 if it is stale or offline.",
     )
-    .sample(&by_host, u64::from(host.status == "online"));
+    .sample(by_host, u64::from(host.status == "online"));
     let status = out.gauge(
         "hostwatch_host_status",
         "1 for the host's current status (online, stale or offline), 0 for the others.",
     );
     for candidate in STATUSES {
-        status.sample(&[("host", id), ("status", candidate)], u64::from(host.status == candidate));
+        status.sample(
+            &labels(by_host, &[("status", candidate)]),
+            u64::from(host.status == candidate),
+        );
     }
     // A status added to the hub later still shows up, rather than every series reading 0.
     if !STATUSES.contains(&host.status) {
-        status.sample(&[("host", id), ("status", host.status)], 1_u64);
+        status.sample(&labels(by_host, &[("status", host.status)]), 1_u64);
     }
     if let Some(ms) = host.last_seen_ms {
         out.gauge(
             "hostwatch_host_last_seen_timestamp_seconds",
             "When the host's newest sample was taken, seconds since the Unix epoch.",
         )
-        .sample(&by_host, ms as f64 / 1000.0);
+        .sample(by_host, ms as f64 / 1000.0);
     }
     out.counter(
         "hostwatch_host_dropped_samples_total",
         "Samples the host's agent dropped from its full spool during outages.",
     )
-    .sample(&by_host, host.dropped_samples);
+    .sample(by_host, host.dropped_samples);
     // The agent sends 0 when it could not read the boot time; a 1970 boot would mislead.
     if host.boot_time_seconds > 0 {
         out.gauge("node_boot_time_seconds", "Node boot time, in unixtime.")
-            .sample(&by_host, host.boot_time_seconds);
+            .sample(by_host, host.boot_time_seconds);
+    }
+    // What the host is, known from its hello even while it is offline: dashboards list hosts
+    // by this series (Grafana's host pickers), so one scraped on its own always has it.
+    if scope == Scope::OneHost || host.status != "offline" {
+        out.gauge(
+            "node_uname_info",
+            "Labeled system information as provided by the uname system call.",
+        )
+        .sample(
+            &labels(
+                by_host,
+                &[
+                    ("domainname", "(none)"),
+                    ("machine", &host.arch),
+                    ("nodename", &host.hostname),
+                    ("release", &host.kernel),
+                    ("sysname", "Linux"),
+                    ("version", &host.kernel_build),
+                ],
+            ),
+            1_u64,
+        );
     }
     // An offline host's newest values are frozen in time: exporting them as current would keep
     // dashboards and alerts looking at a dead host's last second. `hostwatch_host_up` says it.
@@ -92,49 +146,67 @@ fn host_series(out: &mut Exposition, host: &HostMetrics) {
         .or_else(|| host.point.as_ref().and_then(|p| p.processes));
     if let Some(processes) = processes {
         out.gauge("hostwatch_host_processes", "Number of processes on the host.")
-            .sample(&by_host, u64::from(processes));
+            .sample(by_host, u64::from(processes));
     }
     if let Some(cpu_percent) = host.point.as_ref().and_then(|p| p.cpu_percent) {
         out.gauge(
             "hostwatch_host_cpu_percent",
             "CPU busy percentage of the whole host between its two newest samples.",
         )
-        .sample(&by_host, cpu_percent);
+        .sample(by_host, cpu_percent);
     }
     if let Some(sample) = &host.sample {
-        sample_series(out, id, sample);
+        sample_series(out, by_host, sample, scope);
     }
 }
 
 /// The node_exporter equivalents of one host's newest sample.
-fn sample_series(out: &mut Exposition, host: &str, sample: &Sample) {
-    let by_host = [("host", host)];
+fn sample_series(out: &mut Exposition, by_host: &[(&str, &str)], sample: &Sample, scope: Scope) {
+    // node_exporter reports the host's clock when scraped; the newest sample's time is the
+    // host's clock when it was taken, at most an interval ago.
+    out.gauge("node_time_seconds", "System time in seconds since epoch (1970).")
+        .sample(by_host, sample.ts_ms as f64 / 1000.0);
     let cpu = out.counter("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.");
     for (index, core) in sample.cores.iter().enumerate() {
         let index = index.to_string();
         for (mode, ticks) in cpu_modes(core) {
-            cpu.sample(&[("host", host), ("cpu", &index), ("mode", mode)], ticks_to_seconds(ticks));
+            cpu.sample(
+                &labels(by_host, &[("cpu", &index), ("mode", mode)]),
+                ticks_to_seconds(ticks),
+            );
         }
     }
 
     if let Some(load) = &sample.load {
-        out.gauge("node_load1", "1m load average.").sample(&by_host, load.one);
-        out.gauge("node_load5", "5m load average.").sample(&by_host, load.five);
-        out.gauge("node_load15", "15m load average.").sample(&by_host, load.fifteen);
+        out.gauge("node_load1", "1m load average.").sample(by_host, load.one);
+        out.gauge("node_load5", "5m load average.").sample(by_host, load.five);
+        out.gauge("node_load15", "15m load average.").sample(by_host, load.fifteen);
     }
 
     if let Some(memory) = &sample.memory {
         out.gauge("node_memory_MemTotal_bytes", "Memory information field MemTotal_bytes.")
-            .sample(&by_host, memory.total_bytes);
+            .sample(by_host, memory.total_bytes);
         out.gauge("node_memory_MemAvailable_bytes", "Memory information field MemAvailable_bytes.")
-            .sample(&by_host, memory.available_bytes);
+            .sample(by_host, memory.available_bytes);
+        if let Some(free) = memory.free_bytes {
+            out.gauge("node_memory_MemFree_bytes", "Memory information field MemFree_bytes.")
+                .sample(by_host, free);
+        }
+        if let Some(buffers) = memory.buffers_bytes {
+            out.gauge("node_memory_Buffers_bytes", "Memory information field Buffers_bytes.")
+                .sample(by_host, buffers);
+        }
+        if let Some(cached) = memory.cached_bytes {
+            out.gauge("node_memory_Cached_bytes", "Memory information field Cached_bytes.")
+                .sample(by_host, cached);
+        }
     }
     if let Some(swap) = &sample.swap {
         out.gauge("node_memory_SwapTotal_bytes", "Memory information field SwapTotal_bytes.")
-            .sample(&by_host, swap.total_bytes);
+            .sample(by_host, swap.total_bytes);
         // The agent reports swap in use; node_exporter reports what is free.
         out.gauge("node_memory_SwapFree_bytes", "Memory information field SwapFree_bytes.")
-            .sample(&by_host, swap.total_bytes.saturating_sub(swap.used_bytes));
+            .sample(by_host, swap.total_bytes.saturating_sub(swap.used_bytes));
     }
 
     type NetCounter = (&'static str, &'static str, fn(&protocol::NetworkInterface) -> u64);
@@ -163,55 +235,66 @@ fn sample_series(out: &mut Exposition, host: &str, sample: &Sample) {
     for (name, help, value) in network {
         let family = out.counter(name, help);
         for interface in &sample.networks {
-            family.sample(&[("host", host), ("device", &interface.name)], value(interface));
+            family.sample(&labels(by_host, &[("device", &interface.name)]), value(interface));
         }
     }
 
     for filesystem in &sample.filesystems {
-        let labels = [("host", host), ("mountpoint", filesystem.mount_point.as_str())];
+        let mount = ("mountpoint", filesystem.mount_point.as_str());
+        // `/metrics` keeps the labels it always had; one host's exposition has node_exporter's.
+        let fs_labels = match scope {
+            Scope::AllHosts => labels(by_host, &[mount]),
+            Scope::OneHost => labels(
+                by_host,
+                &[("device", &filesystem.device), ("fstype", &filesystem.fs_type), mount],
+            ),
+        };
         out.gauge("node_filesystem_size_bytes", "Filesystem size in bytes.")
-            .sample(&labels, filesystem.total_bytes);
+            .sample(&fs_labels, filesystem.total_bytes);
         out.gauge(
             "node_filesystem_avail_bytes",
             "Filesystem space available to non-root users in bytes.",
         )
-        .sample(&labels, filesystem.available_bytes);
+        .sample(&fs_labels, filesystem.available_bytes);
+        if let Some(free) = filesystem.free_bytes {
+            out.gauge("node_filesystem_free_bytes", "Filesystem free space in bytes.")
+                .sample(&fs_labels, free);
+        }
     }
 
     for disk in &sample.disks {
-        let labels = [("host", host), ("device", disk.device.as_str())];
+        let disk_labels = labels(by_host, &[("device", disk.device.as_str())]);
         out.counter("node_disk_read_bytes_total", "The total number of bytes read successfully.")
-            .sample(&labels, disk.read_bytes);
+            .sample(&disk_labels, disk.read_bytes);
         out.counter(
             "node_disk_written_bytes_total",
             "The total number of bytes written successfully.",
         )
-        .sample(&labels, disk.written_bytes);
-        // Operations and busy time come from agents of protocol version 2 only.
+        .sample(&disk_labels, disk.written_bytes);
         if let Some(reads) = disk.reads_completed {
             out.counter(
                 "node_disk_reads_completed_total",
                 "The total number of reads completed successfully.",
             )
-            .sample(&labels, reads);
+            .sample(&disk_labels, reads);
         }
         if let Some(writes) = disk.writes_completed {
             out.counter(
                 "node_disk_writes_completed_total",
                 "The total number of writes completed successfully.",
             )
-            .sample(&labels, writes);
+            .sample(&disk_labels, writes);
         }
-        if let Some(busy_ms) = disk.io_time_ms {
+        if let Some(ms) = disk.io_time_ms {
             out.counter("node_disk_io_time_seconds_total", "Total seconds spent doing I/Os.")
-                .sample(&labels, busy_ms as f64 / 1000.0);
+                .sample(&disk_labels, ms as f64 / 1000.0);
         }
     }
 
     let temperature =
         out.gauge("node_hwmon_temp_celsius", "Hardware monitor for temperature (input).");
     for sensor in &sample.temperatures {
-        temperature.sample(&[("host", host), ("sensor", &sensor.label)], sensor.celsius);
+        temperature.sample(&labels(by_host, &[("sensor", &sensor.label)]), sensor.celsius);
     }
 }
 
@@ -492,7 +575,9 @@ mod tests {
                 total_bytes: 8_000_000_000,
                 used_bytes: 3_000_000_000,
                 available_bytes: 5_000_000_000,
-                ..Default::default()
+                free_bytes: Some(1_000_000_000),
+                buffers_bytes: Some(200_000_000),
+                cached_bytes: Some(3_000_000_000),
             }),
             swap: Some(Swap { total_bytes: 1_000, used_bytes: 300 }),
             networks: vec![NetworkInterface {
@@ -508,13 +593,17 @@ mod tests {
                 mount_point: "/mnt/a \"b\"\\c\nd".into(),
                 total_bytes: 100,
                 available_bytes: 40,
-                ..Default::default()
+                device: "/dev/sda1".into(),
+                fs_type: "ext4".into(),
+                free_bytes: Some(45),
             }],
             disks: vec![DiskIo {
                 device: "sda".into(),
                 read_bytes: 4_096,
                 written_bytes: 8_192,
-                ..Default::default()
+                reads_completed: Some(10),
+                writes_completed: Some(20),
+                io_time_ms: Some(1_500),
             }],
             uptime_seconds: Some(1_000),
             process_count: Some(123),
@@ -534,6 +623,9 @@ mod tests {
             status: "online",
             last_seen_ms: Some(1_700_000_000_500),
             boot_time_seconds: 1_699_999_000,
+            kernel: "6.1.0-18-amd64".into(),
+            kernel_build: "#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)".into(),
+            arch: "x86_64".into(),
             dropped_samples: 7,
             sample: Some(Arc::new(full_sample())),
             point: Some(Arc::new(Point {
@@ -548,6 +640,9 @@ mod tests {
             status: "offline",
             last_seen_ms: None,
             boot_time_seconds: 0,
+            kernel: "6.1.0".into(),
+            kernel_build: String::new(),
+            arch: "aarch64".into(),
             dropped_samples: 0,
             sample: None,
             point: None,
@@ -655,6 +750,61 @@ mod tests {
             text.lines().filter(|l| l.starts_with("node_cpu_seconds_total{")).count(),
             2 * 8
         );
+    }
+
+    #[test]
+    fn one_hosts_exposition_has_node_exporters_names_and_labels_and_no_host_label() {
+        let view = view();
+        let text = render_host(&view.hosts[0]);
+        for line in [
+            r#"hostwatch_host_info{host="alpha",hostname="alpha.example"} 1"#,
+            "hostwatch_host_up 1",
+            r#"hostwatch_host_status{status="online"} 1"#,
+            "node_boot_time_seconds 1699999000",
+            "node_time_seconds 1700000000.5",
+            concat!(
+                r#"node_uname_info{domainname="(none)",machine="x86_64",nodename="alpha.example","#,
+                r#"release="6.1.0-18-amd64",sysname="Linux","#,
+                r##"version="#1 SMP PREEMPT_DYNAMIC Debian 6.1.76-1 (2024-02-01)"} 1"##
+            ),
+            r#"node_cpu_seconds_total{cpu="0",mode="idle"} 123.45"#,
+            "node_load1 0.15",
+            "node_memory_MemFree_bytes 1000000000",
+            "node_memory_Buffers_bytes 200000000",
+            "node_memory_Cached_bytes 3000000000",
+            r#"node_network_receive_bytes_total{device="eth0"} 1000"#,
+            r#"node_filesystem_size_bytes{device="/dev/sda1",fstype="ext4",mountpoint="/mnt/a \"b\"\\c\nd"} 100"#,
+            r#"node_filesystem_free_bytes{device="/dev/sda1",fstype="ext4",mountpoint="/mnt/a \"b\"\\c\nd"} 45"#,
+            r#"node_disk_reads_completed_total{device="sda"} 10"#,
+            r#"node_disk_writes_completed_total{device="sda"} 20"#,
+            r#"node_disk_io_time_seconds_total{device="sda"} 1.5"#,
+            r#"node_hwmon_temp_celsius{sensor="coretemp Core 0"} 45.5"#,
+        ] {
+            assert_line(&text, line);
+        }
+        let labelled = text.lines().filter(|l| !l.starts_with('#') && l.contains("host=\""));
+        assert_eq!(labelled.count(), 1, "only hostwatch_host_info names the host:\n{text}");
+        assert!(
+            !text.contains("hostwatch_collector_"),
+            "the collector's own series stay in /metrics"
+        );
+
+        // An offline host still says what it is, and nothing else of its frozen values.
+        let text = render_host(&view.hosts[1]);
+        assert_line(&text, "hostwatch_host_up 0");
+        assert!(text.contains("node_uname_info{"), "{text}");
+        assert!(!text.contains("node_load1"), "{text}");
+    }
+
+    #[test]
+    fn all_hosts_keep_their_filesystem_labels_and_gain_the_new_series() {
+        let text = rendered();
+        assert_line(
+            &text,
+            r#"node_filesystem_free_bytes{host="alpha",mountpoint="/mnt/a \"b\"\\c\nd"} 45"#,
+        );
+        assert_line(&text, r#"node_memory_Cached_bytes{host="alpha"} 3000000000"#);
+        assert!(text.contains(r#"node_uname_info{host="alpha",domainname="(none)""#), "{text}");
     }
 
     #[test]

@@ -19,12 +19,12 @@ use std::sync::atomic::AtomicUsize;
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 
 use crate::Ctx;
+use crate::budget::Admitted;
 use server::{Body, ReadError, Response};
 
 /// Accepts HTTP connections until shutdown; each connection runs in its own task.
 pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<AtomicUsize>) {
-    let max = ctx.limits.max_http_connections;
-    crate::listener::accept_loop("http", listener, ctx, max, active, serve_connection).await;
+    crate::listener::accept_loop("http", listener, ctx, active, serve_connection).await;
 }
 
 /// Serves requests on one connection until it closes, breaks a limit or turns into a stream.
@@ -32,12 +32,17 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     addr: SocketAddr,
     ctx: Ctx,
+    mut admitted: Admitted,
 ) {
     let limits = ctx.limits.http.clone();
     let mut buffer = Vec::new();
+    // A new connection gets the head deadline to start its first request; only a kept-alive
+    // one that already served a request may wait the idle timeout.
+    let mut wait = limits.head_timeout;
     loop {
-        let read =
-            async { Some(server::read_request(&mut stream, &mut buffer, addr, &limits).await) };
+        let read = async {
+            Some(server::read_request(&mut stream, &mut buffer, addr, &limits, wait).await)
+        };
         let stop = async {
             // At shutdown an idle kept-alive connection is closed rather than waited for.
             let _ = ctx.shutdown.recv().await;
@@ -45,7 +50,11 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let Some(read) = read.or(stop).await else { return };
         let request = match read {
-            Ok(request) => request,
+            Ok(request) => {
+                admitted.authenticated();
+                wait = limits.idle_timeout;
+                request
+            }
             Err(ReadError::Closed) => return,
             Err(ReadError::Refuse(status, message)) => {
                 log::debug!("http: {addr}: {status} {message}");

@@ -74,13 +74,27 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
         "/api/clients" if read => clients(ctx).await,
         "/api/alerts" if read => alerts(ctx).await,
         "/api/series" if read => Response::json(200, &crate::catalog::describe()),
-        "/metrics" if read => metrics(ctx).await,
+        "/metrics" if read => match request.query_param("host") {
+            Some(id) => host_metrics(ctx, id).await,
+            None => metrics(ctx).await,
+        },
+        "/api/prometheus/targets" if read => prometheus_targets(ctx).await,
         "/events" if method == "GET" => events(request, ctx),
         "/api/broadcast" if method == "POST" => broadcast(request, ctx).await,
         "/api/broadcast" => not_allowed("POST"),
-        "/api/hosts" | "/api/stats" | "/api/clients" | "/api/alerts" | "/api/series"
-        | "/metrics" => not_allowed("GET, HEAD"),
+        "/api/hosts"
+        | "/api/stats"
+        | "/api/clients"
+        | "/api/alerts"
+        | "/api/series"
+        | "/metrics"
+        | "/api/prometheus/targets" => not_allowed("GET, HEAD"),
         "/events" => not_allowed("GET"),
+        _ if path.starts_with("/metrics/hosts/") => match metrics_host_route(path) {
+            Some(_) if !read => not_allowed("GET, HEAD"),
+            Some(id) => host_metrics(ctx, id).await,
+            None => Response::error(404, format!("no such path: {path}")),
+        },
         _ => match host_route(path) {
             Some(_) if !read => not_allowed("GET, HEAD"),
             Some((id, HostRoute::Host)) => host(ctx, id).await,
@@ -88,7 +102,13 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
             None => Response::error(404, format!("no such path: {path}")),
         },
     };
-    response.with_header("Cache-Control", "no-store")
+    // Only where the handler did not choose one: a header sent twice is a malformed answer to
+    // caches and strict clients (`/events` sets its own).
+    if response.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("cache-control")) {
+        response
+    } else {
+        response.with_header("Cache-Control", "no-store")
+    }
 }
 
 /// The login form, with an optional error.
@@ -113,24 +133,48 @@ fn login(request: &Request, ctx: &Ctx) -> Reply {
     if !ctx.access.viewer_required() {
         return redirect("./", None);
     }
+    let ip = request.remote.ip();
+    if let Some(wait) = ctx.access.login_blocked(ip) {
+        return too_many_logins(wait);
+    }
     let token = form_urlencoded::parse(&request.body)
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned());
     match token {
         Some(token) if ctx.access.is_viewer_token(token.trim()) => {
+            let session = match ctx.access.new_session() {
+                Ok(Some(session)) => session,
+                Ok(None) => return redirect("./", None),
+                Err(err) => {
+                    log::error!("http: cannot make a login session: {err:#}");
+                    return Response::error(500, "cannot make a login session");
+                }
+            };
             let secure = if secure_origin(request, ctx) { "; Secure" } else { "" };
             let cookie = format!(
-                "{}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age=2592000{secure}",
+                "{}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
                 crate::auth::SESSION_COOKIE,
-                token.trim()
+                crate::auth::SESSION_SECONDS,
             );
             redirect("./", Some(cookie))
         }
         _ => {
-            log::warn!("http: {}: failed login", request.remote);
-            login_page(401, Some("That token is not valid."))
+            static LOG: std::sync::OnceLock<crate::budget::RefusalLog> = std::sync::OnceLock::new();
+            LOG.get_or_init(Default::default).log(|count| {
+                log::warn!("http: {}: failed login ({count} since the last line)", request.remote)
+            });
+            match ctx.access.login_failed(ip) {
+                Some(wait) => too_many_logins(wait),
+                None => login_page(401, Some("That token is not valid.")),
+            }
         }
     }
+}
+
+/// 429 for an address that failed to log in too often.
+fn too_many_logins(wait_seconds: u64) -> Reply {
+    login_page(429, Some("Too many failed logins from this address; wait a minute."))
+        .with_header("Retry-After", wait_seconds.to_string())
 }
 
 /// `POST /logout`: clears the session cookie.
@@ -179,7 +223,14 @@ async fn readyz(ctx: &Ctx) -> Reply {
         Ok::<(), String>(())
     };
     let probe = agent::within(std::time::Duration::from_secs(2), probe).await;
-    match probe.unwrap_or_else(|| Err("storage or hub did not answer within 2 s".to_owned())) {
+    let probe = probe.unwrap_or_else(|| Err("storage or hub did not answer within 2 s".to_owned()));
+    // A write that failed while the probe waited explains the failure better than the probe.
+    let health = ctx.storage.health().view();
+    let probe = match (probe, health.reason) {
+        (Err(_), Some(reason)) if health.failing => Err(format!("storage: {reason}")),
+        (probe, _) => probe,
+    };
+    match probe {
         Ok(()) => Response::json(200, &json!({ "ready": true })),
         Err(reason) => Response::json(503, &json!({ "ready": false, "reason": reason })),
     }
@@ -245,6 +296,50 @@ async fn metrics(ctx: &Ctx) -> Reply {
     };
     let body = crate::http::metrics::render(&view, &figures);
     Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
+}
+
+/// `GET /metrics?host=ID` and `/metrics/hosts/ID`: one host's series, node_exporter style, for
+/// Prometheus's multi-target exporter pattern.
+async fn host_metrics(ctx: &Ctx, id: String) -> Reply {
+    let asked = hub::ask(&ctx.hub, |reply| hub::Event::HostMetrics { id: id.clone(), reply });
+    match asked.await {
+        Some(Some(host)) => {
+            let body = crate::http::metrics::render_host(&host);
+            Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
+        }
+        Some(None) => Response::error(404, format!("unknown host {id:?}")),
+        None => Response::error(503, "shutting down"),
+    }
+}
+
+/// `GET /api/prometheus/targets`: every known host in Prometheus's HTTP service-discovery
+/// format, one target group per host whose target is the host id (to become `?host=ID` by
+/// relabelling, as with the blackbox exporter), with its name and status as meta labels.
+async fn prometheus_targets(ctx: &Ctx) -> Reply {
+    let Some(hosts) = hub::ask(&ctx.hub, |reply| hub::Event::Hosts { reply }).await else {
+        return Response::error(503, "shutting down");
+    };
+    let groups: Vec<Value> = hosts
+        .iter()
+        .map(|host| {
+            json!({
+                "targets": [host.id],
+                "labels": {
+                    "__meta_hostwatch_host_id": host.id,
+                    "__meta_hostwatch_hostname": host.hostname,
+                    "__meta_hostwatch_status": host.status,
+                },
+            })
+        })
+        .collect();
+    Response::json(200, &groups)
+}
+
+/// The host id of `/metrics/hosts/{id}`, percent-decoded.
+fn metrics_host_route(path: &str) -> Option<String> {
+    let raw = path.strip_prefix("/metrics/hosts/")?;
+    let id = percent_encoding::percent_decode_str(raw).decode_utf8().ok()?.into_owned();
+    (!id.is_empty() && !id.contains('/')).then_some(id)
 }
 
 fn not_allowed(allow: &str) -> Reply {
@@ -610,6 +705,13 @@ mod tests {
         let csv =
             String::from_utf8(encode_history("h", range, &Points::Buckets(vec![]), true)).unwrap();
         assert!(csv.starts_with("ts,samples,cpu_percent,cpu_percent_min,cpu_percent_max,"));
+    }
+
+    #[test]
+    fn metrics_host_paths_are_matched_exactly() {
+        assert_eq!(metrics_host_route("/metrics/hosts/a%20b").as_deref(), Some("a b"));
+        assert_eq!(metrics_host_route("/metrics/hosts/"), None);
+        assert_eq!(metrics_host_route("/metrics/hosts/a/b"), None);
     }
 
     #[test]

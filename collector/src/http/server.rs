@@ -169,16 +169,17 @@ pub enum ReadError {
     Refuse(u16, String),
 }
 
-/// Reads one request. `buffer` carries bytes already read past the previous request.
+/// Reads one request, whose first byte may take up to `wait` to come. `buffer` carries bytes
+/// already read past the previous request.
 pub async fn read_request<S: AsyncRead + Unpin>(
     stream: &mut S,
     buffer: &mut Vec<u8>,
     remote: SocketAddr,
     limits: &HttpLimits,
+    wait: Duration,
 ) -> Result<Request, ReadError> {
-    // Wait for the first byte of the next request for up to the idle timeout.
     if buffer.is_empty() {
-        let first = within(limits.idle_timeout, fill(stream, buffer, limits.max_head_bytes));
+        let first = within(wait, fill(stream, buffer, limits.max_head_bytes));
         match first.await {
             None | Some(Ok(0) | Err(_)) => return Err(ReadError::Closed),
             Some(Ok(_)) => {}
@@ -244,19 +245,22 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     request.path = path.to_owned();
     request.query = query.to_owned();
 
+    let length = content_length(&request)?;
     if request.header("transfer-encoding").is_some() {
+        if length.is_some() {
+            // Which one frames the body is exactly what a proxy and this server could disagree
+            // on (request smuggling): RFC 9112 §6.1 lets a server refuse such a request.
+            return Err(ReadError::Refuse(
+                400,
+                "both Transfer-Encoding and Content-Length; send one".into(),
+            ));
+        }
         return Err(ReadError::Refuse(
             501,
             "chunked request bodies are not supported; send Content-Length".into(),
         ));
     }
-    let length = match request.header("content-length") {
-        None => 0,
-        Some(value) => value
-            .trim()
-            .parse::<usize>()
-            .map_err(|_| ReadError::Refuse(400, "bad Content-Length".into()))?,
-    };
+    let length = length.unwrap_or(0);
     if length > limits.max_body_bytes {
         return Err(ReadError::Refuse(413, format!("body over {} bytes", limits.max_body_bytes)));
     }
@@ -274,6 +278,25 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     })?;
     request.body = buffer.drain(..length).collect();
     Ok(request)
+}
+
+/// The body length a request declares: every `Content-Length` header must be plain digits and
+/// all must agree, else the request is refused with 400 (a proxy that read another one would
+/// see a different request boundary: request smuggling).
+fn content_length(request: &Request) -> Result<Option<usize>, ReadError> {
+    let mut length = None;
+    for (_, value) in request.headers.iter().filter(|(name, _)| name == "content-length") {
+        let value = value.trim();
+        let parsed = (!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| value.parse::<usize>().ok())
+            .flatten()
+            .ok_or_else(|| ReadError::Refuse(400, format!("bad Content-Length {value:?}")))?;
+        if length.is_some_and(|l| l != parsed) {
+            return Err(ReadError::Refuse(400, "conflicting Content-Length headers".into()));
+        }
+        length = Some(parsed);
+    }
+    Ok(length)
 }
 
 /// Reads more bytes into `buffer`, never letting it grow past `max` (plus one read).
@@ -373,6 +396,7 @@ mod tests {
             &mut buffer,
             SocketAddr::from(([127, 0, 0, 1], 1)),
             limits,
+            limits.idle_timeout,
         ))?;
         Ok((request, buffer))
     }
@@ -414,6 +438,26 @@ mod tests {
     }
 
     #[test]
+    fn content_length_must_be_digits_and_agree() {
+        let limits = HttpLimits::default();
+        let refused = |head: &str| match read(head.as_bytes(), &limits) {
+            Err(ReadError::Refuse(status, _)) => status,
+            Err(ReadError::Closed) => 0,
+            Ok(_) => 200,
+        };
+        let two = "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(refused(two), 400);
+        assert_eq!(refused("POST / HTTP/1.1\r\nContent-Length: +0\r\n\r\n"), 400);
+        assert_eq!(refused("POST / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\nh"), 400);
+        assert_eq!(refused("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), 400);
+        let both = "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(refused(both), 400);
+        let same = "POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhello";
+        let (request, _) = read(same.as_bytes(), &limits).unwrap();
+        assert_eq!(request.body, b"hello");
+    }
+
+    #[test]
     fn http_1_0_closes_by_default() {
         let (request, _) = read(b"GET / HTTP/1.0\r\n\r\n", &HttpLimits::default()).unwrap();
         assert!(!keep_alive(&request));
@@ -433,6 +477,7 @@ mod tests {
             &mut buffer,
             SocketAddr::from(([127, 0, 0, 1], 1)),
             &limits,
+            limits.idle_timeout,
         ));
         assert!(matches!(result, Err(ReadError::Refuse(408, _))));
     }

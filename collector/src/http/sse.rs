@@ -45,7 +45,7 @@ pub async fn stream<S: AsyncWrite + Unpin>(
 ) {
     // The slot stays held (counted under --max-subscribers) until this function returns.
     let LiveStream { request, slot: _slot } = live;
-    let timeout = ctx.limits.http.write_timeout;
+    let timeout = ctx.limits.subscriber_stall_timeout;
     let addr = request.addr.clone();
     if server::write_all(stream, format!("retry: {RETRY_MS}\n\n").as_bytes(), timeout)
         .await

@@ -41,10 +41,18 @@ pub struct Point {
     pub disk_read_bytes_per_second: Option<f64>,
     /// Bytes written per second, all block devices.
     pub disk_write_bytes_per_second: Option<f64>,
-    /// Space used on all filesystems.
+    /// Space used on all filesystems: size minus free blocks, as `df` counts it.
     pub fs_used_bytes: Option<u64>,
     /// Size of all filesystems.
     pub fs_total_bytes: Option<u64>,
+    /// Free space on all filesystems, the blocks reserved for root included (`f_bfree`);
+    /// `None` when an agent of protocol version 1 did not send it.
+    pub fs_free_bytes: Option<u64>,
+    /// Space available to unprivileged users on all filesystems (`f_bavail`, `df`'s Avail).
+    pub fs_avail_bytes: Option<u64>,
+    /// `df`'s Use%: used / (used + avail), in percent, so the reserve for root counts neither
+    /// as used nor as available. What the `fs_used_percent` alert judges.
+    pub fs_used_percent: Option<f64>,
     /// Number of processes.
     pub processes: Option<u32>,
     /// Seconds since boot.
@@ -101,6 +109,20 @@ pub fn derive(previous: Option<&Sample>, current: &Sample) -> Point {
         });
         (Some(total.saturating_sub(free)), Some(total))
     };
+    let fs_avail = (!current.filesystems.is_empty()).then(|| {
+        current
+            .filesystems
+            .iter()
+            .fold(0, |sum: u64, f| sum.saturating_add(f.available_bytes.min(f.total_bytes)))
+    });
+    let fs_free = if current.filesystems.is_empty() {
+        None
+    } else {
+        current
+            .filesystems
+            .iter()
+            .try_fold(0, |sum: u64, f| Some(sum.saturating_add(f.free_bytes?.min(f.total_bytes))))
+    };
     Point {
         ts: current.ts_ms,
         cpu_percent: previous
@@ -123,6 +145,11 @@ pub fn derive(previous: Option<&Sample>, current: &Sample) -> Point {
         disk_write_bytes_per_second: disk(|d| d.written_bytes),
         fs_used_bytes: fs_used,
         fs_total_bytes: fs_total,
+        fs_free_bytes: fs_free,
+        fs_avail_bytes: fs_avail,
+        fs_used_percent: fs_used.zip(fs_avail).and_then(|(used, avail)| {
+            used_percent(used, avail).map(|percent| round_to(percent, 2))
+        }),
         processes: current.process_count,
         uptime_seconds: current.uptime_seconds,
         temperature_celsius: current
@@ -131,6 +158,13 @@ pub fn derive(previous: Option<&Sample>, current: &Sample) -> Point {
             .filter_map(|t| finite(round_to(f64::from(t.celsius), 1)))
             .reduce(f64::max),
     }
+}
+
+/// `df`'s Use% of a filesystem (or several): used / (used + available to users), in percent;
+/// `None` for a filesystem with neither.
+pub fn used_percent(used_bytes: u64, avail_bytes: u64) -> Option<f64> {
+    let usable = used_bytes.saturating_add(avail_bytes);
+    (usable > 0).then(|| used_bytes as f64 * 100.0 / usable as f64)
 }
 
 /// The value if it is a number JSON can carry (not infinite, not NaN).
@@ -232,6 +266,17 @@ mod tests {
         s.filesystems[0].free_bytes = Some(50);
         let p = derive(None, &s);
         assert_eq!((p.fs_used_bytes, p.fs_total_bytes), (Some(50), Some(100)));
+        assert_eq!((p.fs_free_bytes, p.fs_avail_bytes), (Some(50), Some(40)));
+        // df: 50 used of the 90 users can have, 55.6 %, not 50 % of the size.
+        assert_eq!(p.fs_used_percent, Some(55.56));
+        // A version 1 agent sent no free blocks: what is unavailable counts as used, as before.
+        s.filesystems[0].free_bytes = None;
+        let p = derive(None, &s);
+        assert_eq!(
+            (p.fs_free_bytes, p.fs_used_bytes, p.fs_used_percent),
+            (None, Some(60), Some(60.0))
+        );
+        assert_eq!(used_percent(0, 0), None);
     }
 
     #[test]

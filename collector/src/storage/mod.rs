@@ -10,6 +10,7 @@
 //! sequence order, and the host's highest stored sequence number is committed in the same
 //! transaction as its samples, so anything at or below it is a duplicate and skipped.
 
+pub mod admission;
 pub mod block;
 pub mod derive;
 pub mod device;
@@ -42,6 +43,8 @@ pub enum Command {
     Register {
         /// The agent's hello (boxed: it is most of the size of every queued command).
         hello: Box<Hello>,
+        /// Whether a new host counts against the shared token's host limits.
+        limited: bool,
         /// Where to send the answer.
         reply: async_channel::Sender<Result<Registration, StoreError>>,
     },
@@ -70,12 +73,16 @@ pub enum StoreError {
     /// The database failed or the writer stopped; nothing of the request was kept, and the
     /// same request may succeed later.
     Unavailable(String),
+    /// Refused for now (too many new hosts a minute); the same request may succeed later.
+    Busy(String),
 }
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreError::Refused(why) | StoreError::Unavailable(why) => f.write_str(why),
+            StoreError::Refused(why) | StoreError::Unavailable(why) | StoreError::Busy(why) => {
+                f.write_str(why)
+            }
         }
     }
 }
@@ -147,6 +154,21 @@ pub struct HostRecord {
     pub latest: Option<Point>,
     /// Newest stored sample as the agent sent it.
     pub latest_sample: Option<Arc<Sample>>,
+}
+
+/// How many hosts the shared agent token may create ([`admission`]).
+#[derive(Debug, Clone, Copy)]
+pub struct HostLimits {
+    /// `--max-hosts`.
+    pub max_hosts: usize,
+    /// `--max-new-hosts-per-minute`.
+    pub new_per_minute: u32,
+}
+
+impl Default for HostLimits {
+    fn default() -> Self {
+        Self { max_hosts: 100_000, new_per_minute: 600 }
+    }
 }
 
 /// A cheap handle to the writer thread.
@@ -238,13 +260,14 @@ impl Storage {
     pub fn open(
         path: &Path,
         policy: maintenance::Policy,
+        hosts: HostLimits,
         publish: impl Fn(Vec<Stored>) + Send + 'static,
     ) -> anyhow::Result<(Self, std::thread::JoinHandle<()>)> {
         let mut conn = open_connection(path)?;
         schema::migrate(&mut conn)?;
         let (tx, rx) = async_channel::bounded(QUEUE_DEPTH);
         let health = Arc::new(health::Health::default());
-        let mut writer = Writer::new(conn, policy, health.clone())?;
+        let mut writer = Writer::new(conn, policy, hosts, health.clone())?;
         let next_event_id = writer.next_eid;
         let handle = std::thread::Builder::new()
             .name("storage".into())
@@ -268,16 +291,17 @@ impl Storage {
         &self.path
     }
 
-    /// Registers a host and returns where its agent resumes.
-    pub async fn register(&self, hello: Hello) -> Result<Registration, StoreError> {
+    /// Registers a host and returns where its agent resumes. A new host counts against the
+    /// shared token's limits ([`admission`]) when `limited`.
+    pub async fn register(&self, hello: Hello, limited: bool) -> Result<Registration, StoreError> {
         let (reply, answer) = async_channel::bounded(1);
-        self.send(Command::Register { hello: Box::new(hello), reply }).await?;
+        self.send(Command::Register { hello: Box::new(hello), limited, reply }).await?;
         answer.recv().await.map_err(|_| stopped())?
     }
 
-    /// Registers a host from a plain thread (self-monitoring).
+    /// Registers a host from a plain thread (self-monitoring, not limited).
     pub fn register_blocking(&self, hello: Hello) -> Result<Registration, StoreError> {
-        smol::block_on(self.register(hello))
+        smol::block_on(self.register(hello, false))
     }
 
     /// Stores a batch; resolves after the commit.
@@ -395,6 +419,8 @@ struct Writer {
     health: Arc<health::Health>,
     /// When a failed maintenance step may run again.
     maintenance_retry: health::Retry,
+    /// The shared token's host limits.
+    admission: admission::Admission,
 }
 
 /// A caller waiting for an answer, and the answer it will get after the commit.
@@ -414,8 +440,11 @@ impl Writer {
     fn new(
         conn: Connection,
         policy: maintenance::Policy,
+        limits: HostLimits,
         health: Arc<health::Health>,
     ) -> anyhow::Result<Self> {
+        let known = count_hosts(&conn)?;
+        let admission = admission::Admission::new(limits.max_hosts, limits.new_per_minute, known);
         let maintenance = maintenance::Maintenance::new(policy, &conn)?;
         let max_sample: Option<i64> =
             conn.query_row("SELECT max(eid) FROM samples", [], |r| r.get(0))?;
@@ -434,6 +463,7 @@ impl Writer {
             maintenance,
             health,
             maintenance_retry: health::Retry::default(),
+            admission,
         })
     }
 
@@ -492,6 +522,9 @@ impl Writer {
                     self.health.failed("transaction failed, nothing of it was acknowledged", &err);
                     // The cached host state may describe rows that were rolled back.
                     self.hosts.clear();
+                    if let Ok(known) = count_hosts(&self.conn) {
+                        self.admission.set_known(known);
+                    }
                     self.next_eid = next_eid;
                     self.maintenance.reset(&self.conn);
                     let error = StoreError::Unavailable(format!("storage failed: {err:#}"));
@@ -570,9 +603,13 @@ impl Writer {
                 continue;
             }
             let result = match command {
-                Command::Register { hello, reply } => {
-                    let result = register(&tx, &mut self.hosts, &hello);
-                    let (answer, err) = split(result);
+                Command::Register { hello, limited, reply } => {
+                    let result =
+                        register(&tx, &mut self.hosts, &mut self.admission, &hello, limited);
+                    let (answer, err) = match result {
+                        Ok(answer) => (answer, None),
+                        Err(err) => (Err(StoreError::Unavailable(format!("{err:#}"))), Some(err)),
+                    };
                     outcome.register_replies.push((reply, answer));
                     err
                 }
@@ -638,11 +675,27 @@ fn collect_reply(command: Command, outcome: &mut Outcome) {
     }
 }
 
+fn count_hosts(conn: &Connection) -> anyhow::Result<usize> {
+    let known: i64 = conn.query_row("SELECT count(*) FROM hosts", [], |r| r.get(0))?;
+    Ok(known.max(0) as usize)
+}
+
 fn register(
     tx: &rusqlite::Transaction<'_>,
     hosts: &mut HashMap<i64, HostState>,
+    admission: &mut admission::Admission,
     hello: &Hello,
-) -> anyhow::Result<Result<Registration, String>> {
+    limited: bool,
+) -> anyhow::Result<Result<Registration, StoreError>> {
+    let known =
+        tx.prepare_cached("SELECT 1 FROM hosts WHERE host_id = ?1")?.exists([&hello.host_id])?;
+    if !known {
+        match admission.admit(limited, Instant::now()) {
+            Ok(()) => {}
+            Err(admission::Refusal::Full(why)) => return Ok(Err(StoreError::Refused(why))),
+            Err(admission::Refusal::Busy(why)) => return Ok(Err(StoreError::Busy(why))),
+        }
+    }
     let now = crate::now_ms() as i64;
     tx.prepare_cached(
         "INSERT INTO hosts (host_id, hostname, os, kernel, arch, cpu_model, cpu_cores, memory_total_bytes,
@@ -713,8 +766,9 @@ fn register(
 /// both, so it inserts exactly what the collector does).
 pub const INSERT_SAMPLE: &str = "INSERT INTO samples (eid, host, seq, ts_ms, cpu_percent, cores, mem_used, mem_total, mem_available,
      swap_used, swap_total, load1, load5, load15, net_rx_bps, net_tx_bps, disk_read_bps, disk_write_bps,
-     fs_used, fs_total, processes, uptime, temp_max, devices)
- VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)";
+     fs_used, fs_total, processes, uptime, temp_max, devices, fs_free, fs_avail, fs_used_pct)
+ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24,
+         ?25, ?26, ?27)";
 
 /// Inserts one sample's derived point with [`INSERT_SAMPLE`]; per-core values are whole
 /// percents, `devices` the per-device values ([`block::encode_devices`]), if any.
@@ -753,6 +807,9 @@ pub fn insert_sample(
         point.uptime_seconds.map(|v| v as i64),
         point.temperature_celsius,
         devices,
+        point.fs_free_bytes.map(|v| v as i64),
+        point.fs_avail_bytes.map(|v| v as i64),
+        point.fs_used_percent,
     ])
 }
 

@@ -15,7 +15,7 @@ use super::{HostRecord, Point, rows};
 /// Columns of `samples` that make a [`Point`], in the order [`point_from_row`] reads them.
 const POINT_COLUMNS: &str = "ts_ms, cpu_percent, cores, mem_used, mem_total, mem_available, swap_used, swap_total, \
      load1, load5, load15, net_rx_bps, net_tx_bps, disk_read_bps, disk_write_bps, fs_used, fs_total, processes, \
-     uptime, temp_max";
+     uptime, temp_max, fs_free, fs_avail, fs_used_pct";
 
 /// How long after a minute has closed its rollup may still be missing: maintenance rolls
 /// closed minutes up every few seconds, so history reads the last two minutes (and the rest of
@@ -75,6 +75,9 @@ fn point_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Point> {
             .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32),
         uptime_seconds: opt_u64(row, at + 18)?,
         temperature_celsius: row.get(at + 19)?,
+        fs_free_bytes: opt_u64(row, at + 20)?,
+        fs_avail_bytes: opt_u64(row, at + 21)?,
+        fs_used_percent: row.get(at + 22)?,
     })
 }
 

@@ -15,7 +15,7 @@ use crate::catalog::{self, DeviceKind, HOST};
 /// Columns of `samples` read into a [`Row`], in [`hot_row`] order.
 pub const HOT_COLUMNS: &str = "eid, seq, ts_ms, cpu_percent, cores, mem_used, mem_total, mem_available, \
      swap_used, swap_total, load1, load5, load15, net_rx_bps, net_tx_bps, disk_read_bps, disk_write_bps, \
-     fs_used, fs_total, processes, uptime, temp_max, devices";
+     fs_used, fs_total, processes, uptime, temp_max, devices, fs_free, fs_avail, fs_used_pct";
 
 /// The host totals of a point in [`catalog::HOST`] order, stored form.
 pub fn host_values(p: &Point) -> Vec<Option<i64>> {
@@ -40,6 +40,9 @@ pub fn host_values(p: &Point) -> Vec<Option<i64>> {
         int(p.processes.map(u64::from)),
         int(p.uptime_seconds),
         real(17, p.temperature_celsius),
+        int(p.fs_free_bytes),
+        int(p.fs_avail_bytes),
+        real(20, p.fs_used_percent),
     ]
 }
 
@@ -69,6 +72,9 @@ pub fn point_of(row: &Row) -> Point {
         processes: int(15).map(|v| v.min(u64::from(u32::MAX)) as u32),
         uptime_seconds: int(16),
         temperature_celsius: real(17),
+        fs_free_bytes: int(18),
+        fs_avail_bytes: int(19),
+        fs_used_percent: real(20),
     }
 }
 
@@ -103,6 +109,9 @@ pub fn hot_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
             int(19)?,
             int(20)?,
             real(21, 17)?,
+            int(23)?,
+            int(24)?,
+            real(25, 20)?,
         ],
         cores: cores.unwrap_or_default().into_iter().map(i64::from).collect(),
         // A row whose device values cannot be read still has its host totals.
@@ -485,6 +494,9 @@ mod tests {
             processes: Some(13),
             uptime_seconds: Some(14),
             temperature_celsius: Some(45.5),
+            fs_free_bytes: Some(15),
+            fs_avail_bytes: Some(16),
+            fs_used_percent: Some(43.21),
         };
         let row = Row { ts: 5, host: host_values(&point), cores: vec![1, 99], ..Row::default() };
         assert_eq!(point_of(&row), point);

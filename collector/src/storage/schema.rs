@@ -132,6 +132,34 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (host, kind, name)
     );
     ALTER TABLE samples ADD COLUMN devices BLOB;
+    -- Host totals kept since storage v2: free and available space of all mounts, and df's Use%.
+    ALTER TABLE samples ADD COLUMN fs_free INTEGER;
+    ALTER TABLE samples ADD COLUMN fs_avail INTEGER;
+    ALTER TABLE samples ADD COLUMN fs_used_pct REAL;
+    ALTER TABLE rollup_1m ADD COLUMN fs_free_min REAL;
+    ALTER TABLE rollup_1m ADD COLUMN fs_free_max REAL;
+    ALTER TABLE rollup_1m ADD COLUMN fs_free_sum REAL;
+    ALTER TABLE rollup_1m ADD COLUMN fs_free_n INTEGER;
+    ALTER TABLE rollup_1m ADD COLUMN fs_avail_min REAL;
+    ALTER TABLE rollup_1m ADD COLUMN fs_avail_max REAL;
+    ALTER TABLE rollup_1m ADD COLUMN fs_avail_sum REAL;
+    ALTER TABLE rollup_1m ADD COLUMN fs_avail_n INTEGER;
+    ALTER TABLE rollup_1m ADD COLUMN fs_used_pct_min REAL;
+    ALTER TABLE rollup_1m ADD COLUMN fs_used_pct_max REAL;
+    ALTER TABLE rollup_1m ADD COLUMN fs_used_pct_sum REAL;
+    ALTER TABLE rollup_1m ADD COLUMN fs_used_pct_n INTEGER;
+    ALTER TABLE rollup_1h ADD COLUMN fs_free_min REAL;
+    ALTER TABLE rollup_1h ADD COLUMN fs_free_max REAL;
+    ALTER TABLE rollup_1h ADD COLUMN fs_free_sum REAL;
+    ALTER TABLE rollup_1h ADD COLUMN fs_free_n INTEGER;
+    ALTER TABLE rollup_1h ADD COLUMN fs_avail_min REAL;
+    ALTER TABLE rollup_1h ADD COLUMN fs_avail_max REAL;
+    ALTER TABLE rollup_1h ADD COLUMN fs_avail_sum REAL;
+    ALTER TABLE rollup_1h ADD COLUMN fs_avail_n INTEGER;
+    ALTER TABLE rollup_1h ADD COLUMN fs_used_pct_min REAL;
+    ALTER TABLE rollup_1h ADD COLUMN fs_used_pct_max REAL;
+    ALTER TABLE rollup_1h ADD COLUMN fs_used_pct_sum REAL;
+    ALTER TABLE rollup_1h ADD COLUMN fs_used_pct_n INTEGER;
     -- One row per host and minute: the minute's samples, encoded by storage/block.rs. The
     -- event id range lets subscribers resume from compacted minutes.
     CREATE TABLE blocks (
