@@ -1293,15 +1293,20 @@ impl RealisticHost {
     }
 }
 
-/// Values stored for a sample: every host total, core and device field that has a value.
-fn stored_values(previous: Option<&Sample>, sample: &Sample) -> (u64, u64) {
+/// Values stored for a sample: host totals and cores, device fields, and of the host totals
+/// and cores those schema 1 kept too.
+fn stored_values(previous: Option<&Sample>, sample: &Sample) -> (u64, u64, u64) {
     let point = derive(previous, sample);
-    let host = collector::storage::rows::host_values(&point).iter().flatten().count() as u64;
+    let host_values = collector::storage::rows::host_values(&point);
+    let host = host_values.iter().flatten().count() as u64;
+    let schema1 = host_values[..collector::catalog::SCHEMA_1_HOST_SERIES].iter().flatten().count()
+        as u64
+        + point.cpu_cores_percent.len() as u64;
     let devices: u64 = collector::storage::device::readings(previous, sample)
         .iter()
         .map(|r| r.values.iter().flatten().count() as u64)
         .sum();
-    (host + point.cpu_cores_percent.len() as u64, devices)
+    (host + point.cpu_cores_percent.len() as u64, devices, schema1)
 }
 
 /// Bytes of each table and index, from SQLite's `dbstat`.
@@ -1334,12 +1339,13 @@ fn storage_footprint(binary: &Path) -> anyhow::Result<Vec<Row>> {
         // An agent's ticks are a few milliseconds late now and then.
         .map(|i| generator.sample(i + 1, from + i * 1000 + noise.below(4)))
         .collect();
-    let (mut host_values, mut device_values) = (0u64, 0u64);
+    let (mut host_values, mut device_values, mut schema1_values) = (0u64, 0u64, 0u64);
     for (index, sample) in samples.iter().enumerate() {
         let previous = index.checked_sub(1).map(|i| &samples[i]);
-        let (h, d) = stored_values(previous, sample);
+        let (h, d, s) = stored_values(previous, sample);
         host_values += h;
         device_values += d;
+        schema1_values += s;
     }
     let values = host_values + device_values;
     let started = Instant::now();
@@ -1462,8 +1468,8 @@ fn storage_footprint(binary: &Path) -> anyhow::Result<Vec<Row>> {
     println!(
         "  schema 1, same samples: {} bytes of rows and index for its {} values (host totals only): {:.2} bytes per value, {:.1} MB per host-day with the same host rollups",
         group(schema1_raw as f64),
-        group(host_values as f64),
-        schema1_raw as f64 / host_values as f64,
+        group(schema1_values as f64),
+        schema1_raw as f64 / schema1_values as f64,
         per_day(schema1_raw + host_rollups) / 1e6
     );
     println!(
@@ -1524,7 +1530,7 @@ fn storage_footprint(binary: &Path) -> anyhow::Result<Vec<Row>> {
         ),
         Row::new(
             "schema 1, bytes per value (host totals only)",
-            format!("{:.2}", schema1_raw as f64 / host_values as f64),
+            format!("{:.2}", schema1_raw as f64 / schema1_values as f64),
             "- (comparison)",
             None,
         ),
