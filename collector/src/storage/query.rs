@@ -455,6 +455,9 @@ impl Reader {
         limit: usize,
     ) -> anyhow::Result<Vec<crate::events::LiveEvent>> {
         use crate::events::LiveEvent;
+        // One snapshot for the plain rows, the blocks and the activity: a minute compacted
+        // meanwhile is seen once (duplicates by id are dropped below anyway).
+        let _snapshot = self.conn.unchecked_transaction()?;
         let mut samples = self.conn.prepare_cached(&format!(
             "SELECT eid, hosts.host_id, hosts.hostname, {POINT_COLUMNS}
              FROM samples JOIN hosts ON hosts.id = samples.host
@@ -476,36 +479,49 @@ impl Reader {
         let mut events: Vec<LiveEvent> = sample_rows.collect::<Result<_, _>>()?;
         // Compacted minutes: blocks holding an id above `after`, oldest first, until `limit`
         // events are certain (a block starting above the limit-th id cannot add an earlier one).
+        // Candidates come a page at a time, so an old resume id costs time, not memory.
+        const PAGE: i64 = 4096;
         let mut blocks = self.conn.prepare_cached(
-            "SELECT blocks.rowid, first_eid FROM blocks WHERE last_eid > ?1 ORDER BY first_eid",
+            "SELECT blocks.rowid, first_eid FROM blocks WHERE last_eid > ?1
+             ORDER BY first_eid, blocks.rowid LIMIT ?2 OFFSET ?3",
         )?;
-        let candidates: Vec<(i64, i64)> = blocks
-            .query_map([after as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<_, _>>()?;
         let mut block = self.conn.prepare_cached(
             "SELECT data, hosts.host_id, hosts.hostname FROM blocks JOIN hosts ON hosts.id = blocks.host
              WHERE blocks.rowid = ?1",
         )?;
-        for (rowid, first_eid) in candidates {
-            if events.len() >= limit {
-                events.sort_by_key(|e| e.id);
-                if (first_eid as u64) > events[limit - 1].id {
-                    break;
+        let mut offset = 0;
+        'pages: loop {
+            let candidates: Vec<(i64, i64)> = blocks
+                .query_map(rusqlite::params![after as i64, PAGE, offset], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            let full = candidates.len() as i64 == PAGE;
+            offset += PAGE;
+            for (rowid, first_eid) in candidates {
+                if events.len() >= limit {
+                    events.sort_by_key(|e| e.id);
+                    if (first_eid as u64) > events[limit - 1].id {
+                        break 'pages;
+                    }
+                }
+                let (data, host_id, hostname): (Vec<u8>, String, String) =
+                    block.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                let (host_id, hostname) =
+                    (std::sync::Arc::<str>::from(host_id), std::sync::Arc::<str>::from(hostname));
+                for row in super::block::decode(&data)? {
+                    if row.eid > after {
+                        events.push(LiveEvent::sample(
+                            row.eid,
+                            host_id.clone(),
+                            hostname.clone(),
+                            std::sync::Arc::new(rows::point_of(&row)),
+                        ));
+                    }
                 }
             }
-            let (data, host_id, hostname): (Vec<u8>, String, String) =
-                block.query_row([rowid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            let (host_id, hostname) =
-                (std::sync::Arc::<str>::from(host_id), std::sync::Arc::<str>::from(hostname));
-            for row in super::block::decode(&data)? {
-                if row.eid > after {
-                    events.push(LiveEvent::sample(
-                        row.eid,
-                        host_id.clone(),
-                        hostname.clone(),
-                        std::sync::Arc::new(rows::point_of(&row)),
-                    ));
-                }
+            if !full {
+                break;
             }
         }
         let mut activity = self.conn.prepare_cached(
