@@ -813,6 +813,11 @@ pub fn insert_sample(
     ])
 }
 
+/// Devices one host may have in history: a sample's lists are bounded by the protocol's
+/// limits, but an agent renaming its interfaces every second must not grow `devices` without
+/// end. Past the bound, new devices' values are not stored (the host totals still are).
+const MAX_DEVICES_PER_HOST: usize = 4096;
+
 /// The row ids of a reading's devices, adding devices seen for the first time to `devices`
 /// (in the caller's transaction, so a rollback forgets them too).
 fn device_values(
@@ -827,6 +832,14 @@ fn device_values(
         let key = (reading.kind, reading.name);
         let id = match ids.get(&key) {
             Some(id) => *id,
+            None if ids.len() >= MAX_DEVICES_PER_HOST => {
+                log::debug!(
+                    "host {host_key}: {MAX_DEVICES_PER_HOST} devices already; {:?} {:?} is not kept",
+                    key.0,
+                    key.1
+                );
+                continue;
+            }
             None => {
                 tx.prepare_cached(
                     "INSERT INTO devices (host, kind, name, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
