@@ -714,6 +714,49 @@ mod tests {
     }
 
     #[test]
+    fn a_late_row_of_a_compacted_minute_is_merged_into_its_block_once() {
+        let (dir, mut conn) = database("merge");
+        let minute = (crate::now_ms() as i64 / 60_000 - 10) * 60_000;
+        fill(&mut conn, 30, |i| minute + i * 1000);
+        let mut maintenance = Maintenance::new(Policy::default(), &conn).unwrap();
+        let state = |conn: &Connection| -> (i64, i64) {
+            let plain = conn.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
+            let count = conn
+                .query_row("SELECT coalesce(sum(count), 0) FROM blocks", [], |r| r.get(0))
+                .unwrap();
+            (plain, count)
+        };
+        maintenance.run(&mut conn).unwrap();
+        assert_eq!(state(&conn), (0, 30), "rolled up, then folded into one block");
+        conn.execute(
+            "INSERT INTO samples (host, seq, ts_ms, cpu_percent) VALUES (1, 100, ?1, 50.0)",
+            [minute + 45_000],
+        )
+        .unwrap();
+        maintenance.note(1, (minute + 45_000) as u64);
+        // Not folded while its minute waits for its rollup again.
+        maintenance.next_compaction = maintenance.created;
+        maintenance.run(&mut conn).unwrap();
+        assert_eq!(state(&conn), (1, 30));
+        // Once rolled up, the row is folded into the minute's block.
+        for _ in 0..2 {
+            maintenance.next_rollup = maintenance.created;
+            maintenance.next_compaction = maintenance.created;
+            maintenance.run(&mut conn).unwrap();
+        }
+        assert_eq!(state(&conn), (0, 31));
+        let rows = super::rows::rows(&conn, 1, minute as u64, minute as u64 + 60_000).unwrap();
+        let mut seqs: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+        seqs.dedup();
+        assert_eq!(seqs.len(), 31);
+        let samples: i64 = conn
+            .query_row("SELECT samples FROM rollup_1m WHERE bucket_ms = ?1", [minute], |r| r.get(0))
+            .unwrap();
+        assert_eq!(samples, 31);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn retention_prunes_raw_samples_after_rolling_them_up() {
         let (dir, mut conn) = database("retention");
         let now = crate::now_ms() as i64;
