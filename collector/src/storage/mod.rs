@@ -834,9 +834,9 @@ fn device_values(
             Some(id) => *id,
             None if ids.len() >= MAX_DEVICES_PER_HOST => {
                 log::debug!(
-                    "host {host_key}: {MAX_DEVICES_PER_HOST} devices already; {:?} {:?} is not kept",
+                    "host {host_key}: {MAX_DEVICES_PER_HOST} devices already; {:?} {} is not kept",
                     key.0,
-                    key.1
+                    crate::untrusted::escaped(&key.1)
                 );
                 continue;
             }
