@@ -501,17 +501,6 @@ pub fn compact_minute(
     ])?;
     tx.prepare_cached("DELETE FROM samples WHERE host = ?1 AND ts_ms >= ?2 AND ts_ms < ?3")?
         .execute(params![host, minute as i64, end as i64])?;
-    // When each device was last there, for the history's device list.
-    let mut last_seen: std::collections::BTreeMap<u32, u64> = Default::default();
-    for row in &all {
-        for (device, _) in &row.devices {
-            last_seen.insert(*device, row.ts);
-        }
-    }
-    for (device, ts) in last_seen {
-        tx.prepare_cached("UPDATE devices SET last_seen_ms = max(last_seen_ms, ?1) WHERE id = ?2")?
-            .execute(params![ts as i64, device])?;
-    }
     Ok(())
 }
 

@@ -842,7 +842,7 @@ fn device_values(
             }
             None => {
                 tx.prepare_cached(
-                    "INSERT INTO devices (host, kind, name, first_seen_ms, last_seen_ms) VALUES (?1, ?2, ?3, ?4, ?4)",
+                    "INSERT INTO devices (host, kind, name, first_seen_ms) VALUES (?1, ?2, ?3, ?4)",
                 )?
                 .execute(params![host_key, key.0.code(), key.1, ts_ms as i64])?;
                 let id = u32::try_from(tx.last_insert_rowid()).context("device ids overflow")?;

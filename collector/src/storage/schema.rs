@@ -117,7 +117,8 @@ const MIGRATIONS: &[&str] = &[
     // 2: the agent instance whose sequence numbers `last_seq` counts (0: agents of protocol
     // version 1, and hosts stored before this version).
     "ALTER TABLE hosts ADD COLUMN instance_id INTEGER NOT NULL DEFAULT 0;",
-    // 3: storage v2. Every device a host reported, per-device values of the newest (hot) rows,
+    // 3: storage v2. Every device a host reported (when it was there is what its points say),
+    // per-device values of the newest (hot) rows,
     // closed minutes compacted into one block per host and minute, and per-device rollups.
     // Schema-1 rows stay where they are: they are hot rows without device values, which
     // maintenance compacts in small steps like any other (see maintenance.rs), so this
@@ -128,7 +129,6 @@ const MIGRATIONS: &[&str] = &[
         kind INTEGER NOT NULL,
         name TEXT NOT NULL,
         first_seen_ms INTEGER NOT NULL,
-        last_seen_ms INTEGER NOT NULL,
         UNIQUE (host, kind, name)
     );
     ALTER TABLE samples ADD COLUMN devices BLOB;
