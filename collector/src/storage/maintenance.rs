@@ -79,6 +79,11 @@ pub struct Maintenance {
     compaction_queue: VecDeque<i64>,
     /// Minutes folded into blocks since the start (for the log and the tests).
     compacted_minutes: u64,
+    /// Per host, the start of an hour whose minutes changed while it was still going on: its
+    /// 1-hour rollup is computed once, when it is over. History reads an hour that is not
+    /// over from raw rows, so recomputing it every minute (60 minute rollups each time, for
+    /// every host) was work nobody read.
+    open_hours: HashMap<i64, u64>,
 }
 
 impl Maintenance {
@@ -100,11 +105,22 @@ impl Maintenance {
                 r.get::<_, Option<i64>>(3)?,
             ))
         })?;
+        let mut open_hours = HashMap::new();
+        let mut hours = conn.prepare(
+            "SELECT (SELECT max(bucket_ms) FROM rollup_1h WHERE host = ?1) >= ?2 / 3600000 * 3600000",
+        )?;
         for row in rows {
             let (host, rolled, first, last) = row?;
             if let (Some(first), Some(last)) = (first, last) {
                 let from = rolled.map_or(first, |b| b.max(first));
                 dirty.insert(host, (from.max(0) as u64, last.max(0) as u64));
+            }
+            // The hour of the newest minute rollup, if its hourly rollup was left for later.
+            if let Some(rolled) = rolled {
+                let done: Option<bool> = hours.query_row(params![host, rolled], |r| r.get(0))?;
+                if done != Some(true) {
+                    open_hours.insert(host, rolled.max(0) as u64 / HOUR_MS * HOUR_MS);
+                }
             }
         }
         let now = Instant::now();
@@ -121,6 +137,7 @@ impl Maintenance {
             next_compaction: now,
             compaction_queue: VecDeque::new(),
             compacted_minutes: 0,
+            open_hours,
         })
     }
 
@@ -147,6 +164,10 @@ impl Maintenance {
             Ok(mut fresh) => {
                 for (host, range) in self.dirty.drain() {
                     fresh.widen(host, range);
+                }
+                for (host, hour) in self.open_hours.drain() {
+                    let kept = fresh.open_hours.entry(host).or_insert(hour);
+                    *kept = (*kept).min(hour);
                 }
                 *self = fresh;
             }
@@ -267,13 +288,26 @@ impl Maintenance {
     fn roll_up(&mut self, conn: &mut Connection, started: Instant) -> anyhow::Result<()> {
         let now = crate::now_ms();
         let closed = now / MINUTE_MS * MINUTE_MS;
+        // Hours before this one are over. History reads the hour going on from raw rows, unless
+        // raw rows are kept for less than an hour: then it is rolled up every minute, as before.
+        let current_hour = if self.policy.retention_raw < Duration::from_secs(3600 + 180) {
+            u64::MAX
+        } else {
+            closed / HOUR_MS * HOUR_MS
+        };
         let raw_cutoff = now.saturating_sub(self.policy.retention_raw.as_millis() as u64);
-        let hosts: Vec<i64> = self
+        let mut hosts: Vec<i64> = self
             .dirty
             .iter()
             .filter(|(_, (first, _))| *first < closed)
             .map(|(host, _)| *host)
             .collect();
+        hosts.extend(
+            self.open_hours
+                .iter()
+                .filter(|(host, hour)| **hour < current_hour && !self.dirty.contains_key(host))
+                .map(|(host, _)| *host),
+        );
         if hosts.is_empty() {
             return Ok(());
         }
@@ -281,13 +315,21 @@ impl Maintenance {
         // Each host's range left to roll up after this step, applied once the step committed:
         // a failed commit leaves every range as it was.
         let mut left = Vec::with_capacity(hosts.len());
+        let mut hours_left = Vec::with_capacity(hosts.len());
         for host in hosts {
             if started.elapsed() >= STEP_BUDGET {
                 // The rest waits for the next run, which is due at once.
                 self.next_rollup = self.created;
                 break;
             }
-            let Some(&(first, last)) = self.dirty.get(&host) else { continue };
+            let pending = self.open_hours.get(&host).map(|h| (*h, h + HOUR_MS));
+            let Some(&(first, last)) = self.dirty.get(&host) else {
+                // Only an hour that is over now.
+                if let Some(hours) = pending {
+                    hours_left.push((host, roll_up_hours(&tx, host, hours, current_hour)?));
+                }
+                continue;
+            };
             // Buckets older than the raw retention cannot be recomputed from raw samples any
             // more; their rollups stay as they were.
             let mut from = first / MINUTE_MS * MINUTE_MS;
@@ -304,23 +346,29 @@ impl Maintenance {
             }
             left.push((host, rest));
             if to <= from {
+                if let Some(hours) = pending {
+                    hours_left.push((host, roll_up_hours(&tx, host, hours, current_hour)?));
+                }
                 continue;
             }
             roll_up_minutes(&tx, host, from, to)?;
-            let (hour_from, hour_to) =
-                (from / HOUR_MS * HOUR_MS, (to - 1) / HOUR_MS * HOUR_MS + HOUR_MS);
-            tx.prepare_cached(&rollup_hours_sql())?.execute(params![
-                host,
-                hour_from as i64,
-                hour_to as i64
-            ])?;
-            roll_up_device_hours(&tx, host, hour_from, hour_to)?;
+            let mut hours = (from / HOUR_MS * HOUR_MS, (to - 1) / HOUR_MS * HOUR_MS + HOUR_MS);
+            if let Some((a, b)) = pending {
+                hours = (hours.0.min(a), hours.1.max(b));
+            }
+            hours_left.push((host, roll_up_hours(&tx, host, hours, current_hour)?));
         }
         tx.commit().context("committing rollups")?;
         for (host, rest) in left {
             match rest {
                 Some(range) => self.dirty.insert(host, range),
                 None => self.dirty.remove(&host),
+            };
+        }
+        for (host, open) in hours_left {
+            match open {
+                Some(hour) => self.open_hours.insert(host, hour),
+                None => self.open_hours.remove(&host),
             };
         }
         Ok(())
@@ -502,6 +550,22 @@ pub fn compact_minute(
     tx.prepare_cached("DELETE FROM samples WHERE host = ?1 AND ts_ms >= ?2 AND ts_ms < ?3")?
         .execute(params![host, minute as i64, end as i64])?;
     Ok(())
+}
+
+/// Recomputes the 1-hour rollups (host totals and devices) of a host's hours in [from, to)
+/// that are over (before `current_hour`); returns the hour left for when it is over, if any.
+fn roll_up_hours(
+    tx: &rusqlite::Transaction<'_>,
+    host: i64,
+    (from, to): (u64, u64),
+    current_hour: u64,
+) -> anyhow::Result<Option<u64>> {
+    let over = to.min(current_hour);
+    if over > from {
+        tx.prepare_cached(&rollup_hours_sql())?.execute(params![host, from as i64, over as i64])?;
+        roll_up_device_hours(tx, host, from, over)?;
+    }
+    Ok((to > current_hour).then_some(current_hour.max(from)))
 }
 
 /// Recomputes the 1-minute rollups (host totals and devices) of a host's rows in [from, to).
@@ -742,6 +806,45 @@ mod tests {
             .query_row("SELECT samples FROM rollup_1m WHERE bucket_ms = ?1", [minute], |r| r.get(0))
             .unwrap();
         assert_eq!(samples, 31);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_hour_is_rolled_up_once_it_is_over() {
+        use rusqlite::OptionalExtension;
+        let (dir, mut conn) = database("hours");
+        // As maintenance sees the clock: the last closed minute, and the hour going on.
+        let closed = crate::now_ms() as i64 / 60_000 * 60_000;
+        let current_hour = closed / 3_600_000 * 3_600_000;
+        let previous_hour = current_hour - 3_600_000;
+        let last_minute = closed - 60_000;
+        // Two minutes of the hour before, and one sample in the last closed minute.
+        fill(&mut conn, 120, |i| previous_hour + i * 1000);
+        conn.execute(
+            "INSERT INTO samples (host, seq, ts_ms, cpu_percent) VALUES (1, 1000, ?1, 5.0)",
+            [last_minute],
+        )
+        .unwrap();
+        let mut maintenance = Maintenance::new(Policy::default(), &conn).unwrap();
+        for _ in 0..3 {
+            maintenance.next_rollup = maintenance.created;
+            maintenance.run(&mut conn).unwrap();
+        }
+        let hour = |bucket: i64| -> Option<i64> {
+            conn.query_row("SELECT samples FROM rollup_1h WHERE bucket_ms = ?1", [bucket], |r| {
+                r.get(0)
+            })
+            .optional()
+            .unwrap()
+        };
+        if last_minute < current_hour {
+            // The hour has just begun: the last closed minute belongs to the hour that is over.
+            assert_eq!(hour(previous_hour), Some(121));
+        } else {
+            assert_eq!(hour(previous_hour), Some(120), "an hour that is over");
+            assert_eq!(hour(current_hour), None, "the hour going on waits until it is over");
+            assert_eq!(maintenance.open_hours.get(&1), Some(&(current_hour as u64)));
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 
