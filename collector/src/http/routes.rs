@@ -616,12 +616,17 @@ fn sanitize(id: &str) -> String {
         .collect()
 }
 
-/// CSV: a header row, then one row per point.
+/// CSV: a header row, then one row per point, every cell through
+/// [`crate::untrusted::csv_cell`] (quoted where needed, never a spreadsheet formula).
 pub fn to_csv(columns: &[String], rows: impl Iterator<Item = Vec<String>>) -> String {
-    let mut out = columns.join(",");
+    let line = |cells: &[String]| -> String {
+        let cells: Vec<_> = cells.iter().map(|c| crate::untrusted::csv_cell(c)).collect();
+        cells.join(",")
+    };
+    let mut out = line(columns);
     out.push('\n');
     for row in rows {
-        out.push_str(&row.join(","));
+        out.push_str(&line(&row));
         out.push('\n');
     }
     out
@@ -631,17 +636,11 @@ fn events(request: &Request, ctx: &Ctx) -> Reply {
     let Some(slot) = SubscriberSlot::try_take(ctx) else {
         return Response::error(503, "too many live subscribers").with_header("Retry-After", "10");
     };
-    let since = match request
-        .header("last-event-id")
-        .map(str::to_owned)
-        .or_else(|| request.query_param("since"))
-    {
-        None => None,
-        Some(v) if v.trim().is_empty() => None,
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(id) => Some(id),
-            Err(_) => return Response::error(400, format!("bad event id {v:?}")),
-        },
+    let since = request.header("last-event-id").map(str::to_owned);
+    let since = since.or_else(|| request.query_param("since"));
+    let since = match crate::events::parse_event_id(since.as_deref()) {
+        Ok(since) => since,
+        Err(message) => return Response::error(400, message),
     };
     let subscribe = SubscribeRequest {
         filter: Filter::from_query(&request.query_pairs()),
