@@ -188,9 +188,31 @@ impl Filter {
     }
 }
 
+/// A resume point from `Last-Event-ID` or `?since=`: an event id, `None` when absent or blank
+/// (a browser's `EventSource` sends an empty `Last-Event-ID` before it saw any id), and an
+/// error naming the value for anything else, which the caller answers with 400.
+pub fn parse_event_id(value: Option<&str>) -> Result<Option<u64>, String> {
+    match value {
+        None => Ok(None),
+        Some(v) if v.trim().is_empty() => Ok(None),
+        Some(v) => v.trim().parse::<u64>().map(Some).map_err(|_| format!("bad event id {v:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_ids_are_plain_numbers_or_blank() {
+        assert_eq!(parse_event_id(None), Ok(None));
+        assert_eq!(parse_event_id(Some(" ")), Ok(None));
+        assert_eq!(parse_event_id(Some(" 42 ")), Ok(Some(42)));
+        assert_eq!(parse_event_id(Some("18446744073709551615")), Ok(Some(u64::MAX)));
+        for bad in ["-1", "1e3", "0x10", "18446744073709551616", "1 2", "\u{0}", "١"] {
+            assert!(parse_event_id(Some(bad)).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sample_events_carry_host_type_id_and_values() {

@@ -1,8 +1,9 @@
 //! Text that came from the network (host ids, host names, broadcast messages, close reasons,
 //! headers), made safe to write into a log line: a CR or LF would forge a log line of its own,
 //! an ESC sequence would rewrite the operator's terminal, and a NUL truncates lines in some
-//! log readers.
+//! log readers. The same text in a CSV export is made safe for spreadsheets ([`csv_cell`]).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// `text` for a log line: every control character (C0, DEL and C1) written as an escape
@@ -48,9 +49,64 @@ pub fn has_control(text: &str) -> bool {
     text.chars().any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
 }
 
+/// `text` as one CSV cell that a spreadsheet shows as text and never runs as a formula
+/// (OWASP's "CSV injection": `=cmd|' /C calc'!A0` in a host name would run a program when an
+/// operator opens the export). A cell starting with `=`, `+`, `-`, `@`, a tab or a CR gets a
+/// `'` in front, unless it is a plain number (a negative temperature stays a number); a cell
+/// holding a comma, a quote or a line break is quoted, its quotes doubled (RFC 4180). Every
+/// cell of a CSV export that holds text from the network (host ids and names, messages) must
+/// go through it; numbers pass unchanged.
+pub fn csv_cell(text: &str) -> Cow<'_, str> {
+    let formula = text.starts_with(['=', '+', '-', '@', '\t', '\r']) && !is_plain_number(text);
+    let quoted = text.contains([',', '"', '\n', '\r']);
+    if !formula && !quoted {
+        return Cow::Borrowed(text);
+    }
+    let mut cell = String::with_capacity(text.len() + 4);
+    if quoted {
+        cell.push('"');
+    }
+    if formula {
+        cell.push('\'');
+    }
+    for c in text.chars() {
+        if c == '"' {
+            cell.push('"');
+        }
+        cell.push(c);
+    }
+    if quoted {
+        cell.push('"');
+    }
+    Cow::Owned(cell)
+}
+
+/// Whether `text` is a finite number written with digits, sign, point and exponent only.
+fn is_plain_number(text: &str) -> bool {
+    text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'-' | b'+' | b'.' | b'e' | b'E'))
+        && text.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_cells_never_start_a_formula_and_numbers_stay_numbers() {
+        assert_eq!(csv_cell("web-1"), "web-1");
+        assert_eq!(csv_cell("=cmd|' /C calc'!A0"), "'=cmd|' /C calc'!A0");
+        assert_eq!(csv_cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_cell("+1+2"), "'+1+2");
+        assert_eq!(csv_cell("-2+3+cmd|' /C calc'!A0"), "'-2+3+cmd|' /C calc'!A0");
+        assert_eq!(csv_cell("\t=1"), "'\t=1");
+        assert_eq!(csv_cell("=1,\"x\""), "\"'=1,\"\"x\"\"\"");
+        assert_eq!(csv_cell("a\nb"), "\"a\nb\"");
+        for number in ["-12.5", "-3", "+4", "1e-3", "0", "12.5 13.0"] {
+            assert_eq!(csv_cell(number), number, "{number}");
+        }
+        assert_eq!(csv_cell("-inf"), "'-inf", "not a finite number: text");
+        assert!(matches!(csv_cell("plain"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn control_characters_are_escaped_and_plain_text_is_kept() {

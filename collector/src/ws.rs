@@ -284,17 +284,15 @@ fn decide(
             };
             let pairs: Vec<(String, String)> =
                 form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
-            let since = match pairs.iter().find(|(k, _)| k == "since") {
-                None => None,
-                Some((_, v)) => match v.parse::<u64>() {
-                    Ok(id) => Some(id),
-                    Err(_) => {
-                        return (
-                            None,
-                            Err(reject(StatusCode::BAD_REQUEST, "since must be an event id")),
-                        );
-                    }
-                },
+            let since = pairs.iter().find(|(k, _)| k == "since").map(|(_, v)| v.as_str());
+            let since = match crate::events::parse_event_id(since) {
+                Ok(since) => since,
+                Err(_) => {
+                    return (
+                        None,
+                        Err(reject(StatusCode::BAD_REQUEST, "since must be an event id")),
+                    );
+                }
             };
             let request = SubscribeRequest {
                 filter: Filter::from_query(&pairs),

@@ -207,13 +207,16 @@ fn write_device_point(
     out.push('}');
 }
 
-/// A CSV cell, quoted when it holds a comma, a quote or a line break (device names may).
-fn quoted(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_owned()
+/// One CSV line, every cell through [`crate::untrusted::csv_cell`]: device names come from the
+/// network, and none may become a spreadsheet formula (quoted where it holds a comma).
+fn csv_line(out: &mut String, cells: &[String]) {
+    for (index, cell) in cells.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push_str(&crate::untrusted::csv_cell(cell));
     }
+    out.push('\n');
 }
 
 /// One CSV column of a device field: its header and where its values come from.
@@ -242,7 +245,7 @@ fn encode_csv(points: &Points, devices: &DeviceHistory, selection: &Selection) -
             let suffixes: &[&str] = if bucketed { &["", "_min", "_max"] } else { &[""] };
             for (which, suffix) in suffixes.iter().enumerate() {
                 columns.push(DeviceColumn {
-                    header: quoted(&format!("{base}{suffix}")),
+                    header: format!("{base}{suffix}"),
                     values: history.iter().map(|p| (p.ts, &p.values[field])).collect(),
                     which,
                     integer: series.integer,
@@ -284,8 +287,7 @@ fn encode_csv(points: &Points, devices: &DeviceHistory, selection: &Selection) -
             header.extend(host_columns(catalog::SCHEMA_1_HOST_SERIES..HOST.len()));
             let host_columns = header.clone();
             header.extend(columns.iter().map(|c| c.header.clone()));
-            out.push_str(&header.join(","));
-            out.push('\n');
+            csv_line(&mut out, &header);
             for point in points {
                 let map = match serde_json::to_value(point) {
                     Ok(Value::Object(map)) => map,
@@ -294,8 +296,7 @@ fn encode_csv(points: &Points, devices: &DeviceHistory, selection: &Selection) -
                 let mut cells: Vec<String> =
                     host_columns.iter().map(|column| cell(map.get(column))).collect();
                 cells.extend(device_cells(point.ts));
-                out.push_str(&cells.join(","));
-                out.push('\n');
+                csv_line(&mut out, &cells);
             }
         }
         Points::Buckets(buckets) => {
@@ -307,8 +308,7 @@ fn encode_csv(points: &Points, devices: &DeviceHistory, selection: &Selection) -
                 .collect();
             header = all.into_iter().zip(&keep).filter(|(_, k)| **k).map(|(c, _)| c).collect();
             header.extend(columns.iter().map(|c| c.header.clone()));
-            out.push_str(&header.join(","));
-            out.push('\n');
+            csv_line(&mut out, &header);
             for bucket in buckets {
                 let mut cells: Vec<String> = bucket
                     .cells()
@@ -318,8 +318,7 @@ fn encode_csv(points: &Points, devices: &DeviceHistory, selection: &Selection) -
                     .map(|(c, _)| c)
                     .collect();
                 cells.extend(device_cells(bucket.ts));
-                out.push_str(&cells.join(","));
-                out.push('\n');
+                csv_line(&mut out, &cells);
             }
         }
     }
@@ -355,6 +354,31 @@ mod tests {
             vec![DevicePoint { ts: 1000, samples: None, values }],
         );
         devices
+    }
+
+    #[test]
+    fn a_device_name_never_becomes_a_spreadsheet_formula() {
+        let mut devices = DeviceHistory::new();
+        devices.insert(
+            DeviceName { kind: DeviceKind::Sensor, order: 0, name: "=cmd|' /C calc'!A0".into() },
+            vec![DevicePoint { ts: 1000, samples: None, values: vec![[Some(-5.5), None, None]] }],
+        );
+        let point = crate::storage::Point { ts: 1000, ..Default::default() };
+        let range = crate::http::routes::Range { from: 0, to: 2000, step: None };
+        let csv = encode("h", range, &Points::Raw(vec![point]), &devices, &Selection::all(), true);
+        let csv = String::from_utf8(csv).unwrap();
+        let header = csv.lines().next().unwrap();
+        assert!(header.ends_with(",sensor.=cmd|' /C calc'!A0.celsius"), "{header}");
+        assert!(csv.lines().nth(1).unwrap().ends_with(",-5.5"), "numbers stay numbers: {csv}");
+        let mut devices = DeviceHistory::new();
+        devices.insert(
+            DeviceName { kind: DeviceKind::Cpu, order: 0, name: "=1+1".into() },
+            vec![DevicePoint { ts: 1000, samples: None, values: vec![[Some(1.0), None, None]] }],
+        );
+        let point = crate::storage::Point { ts: 1000, ..Default::default() };
+        let csv = encode("h", range, &Points::Raw(vec![point]), &devices, &Selection::all(), true);
+        let header = String::from_utf8(csv).unwrap();
+        assert!(header.lines().next().unwrap().ends_with(",'=1+1_percent"), "{header}");
     }
 
     #[test]

@@ -429,6 +429,11 @@ pub struct Range {
     pub step: Option<u64>,
 }
 
+/// The latest time a history request may name, the end of the year 9999 (unix ms), and the
+/// longest step. Larger values are nonsense, and would overflow where the storage rounds a range
+/// out to whole hours and binds it to SQLite's signed 64-bit integers (found by fuzzing).
+pub const MAX_TIME_MS: u64 = 253_402_300_800_000;
+
 /// Reads `from`, `to` and `step` (defaults: the last hour, raw points).
 pub fn parse_range(request: &Request, now_ms: u64) -> Result<Range, String> {
     let number = |name: &str| -> Result<Option<u64>, String> {
@@ -443,6 +448,9 @@ pub fn parse_range(request: &Request, now_ms: u64) -> Result<Range, String> {
     };
     let to = number("to")?.unwrap_or(now_ms + 1);
     let from = number("from")?.unwrap_or(to.saturating_sub(3_600_000));
+    if to > MAX_TIME_MS {
+        return Err(format!("to ({to}) is after the year 9999; times are unix milliseconds"));
+    }
     if from >= to {
         return Err(format!("from ({from}) must be before to ({to})"));
     }
@@ -455,6 +463,9 @@ pub fn parse_range(request: &Request, now_ms: u64) -> Result<Range, String> {
                 .map_err(|_| format!("step must be milliseconds, not {v:?}"))?;
             if step == 0 {
                 return Err("step must be at least 1 ms".into());
+            }
+            if step > MAX_TIME_MS {
+                return Err(format!("step {step} is longer than ten thousand years"));
             }
             if (to - from) / step > MAX_BUCKETS {
                 return Err(format!(
@@ -578,12 +589,17 @@ fn sanitize(id: &str) -> String {
         .collect()
 }
 
-/// CSV: a header row, then one row per point.
+/// CSV: a header row, then one row per point, every cell through
+/// [`crate::untrusted::csv_cell`] (quoted where needed, never a spreadsheet formula).
 pub fn to_csv(columns: &[String], rows: impl Iterator<Item = Vec<String>>) -> String {
-    let mut out = columns.join(",");
+    let line = |cells: &[String]| -> String {
+        let cells: Vec<_> = cells.iter().map(|c| crate::untrusted::csv_cell(c)).collect();
+        cells.join(",")
+    };
+    let mut out = line(columns);
     out.push('\n');
     for row in rows {
-        out.push_str(&row.join(","));
+        out.push_str(&line(&row));
         out.push('\n');
     }
     out
@@ -593,17 +609,11 @@ fn events(request: &Request, ctx: &Ctx) -> Reply {
     let Some(slot) = SubscriberSlot::try_take(ctx) else {
         return Response::error(503, "too many live subscribers").with_header("Retry-After", "10");
     };
-    let since = match request
-        .header("last-event-id")
-        .map(str::to_owned)
-        .or_else(|| request.query_param("since"))
-    {
-        None => None,
-        Some(v) if v.trim().is_empty() => None,
-        Some(v) => match v.trim().parse::<u64>() {
-            Ok(id) => Some(id),
-            Err(_) => return Response::error(400, format!("bad event id {v:?}")),
-        },
+    let since = request.header("last-event-id").map(str::to_owned);
+    let since = since.or_else(|| request.query_param("since"));
+    let since = match crate::events::parse_event_id(since.as_deref()) {
+        Ok(since) => since,
+        Err(message) => return Response::error(400, message),
     };
     let subscribe = SubscribeRequest {
         filter: Filter::from_query(&request.query_pairs()),
@@ -644,9 +654,23 @@ mod tests {
             "/h?from=1&to=2&step=0",
             "/h?step=-1",
             "/h?from=0&to=10000000&step=1",
+            // Fuzzing's first crash (tests/fuzz/seeds/history_query/max): an overflow rounding
+            // `to` up to whole hours in the storage, and not an i64 for SQLite.
+            "/h?from=0&to=18446744073709551615&step=1844674407370956",
+            "/h?to=253402300800001",
+            "/h?from=0&to=253402300800000&step=253402300800001",
         ] {
             assert!(parse_range(&Request::get(bad), now).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_latest_accepted_range_survives_the_storages_rounding() {
+        let max = MAX_TIME_MS;
+        let range = parse_range(&Request::get(&format!("/h?from=0&to={max}&step={max}")), 0);
+        let range = range.expect("the end of the year 9999 is accepted");
+        assert!(range.to.div_ceil(3_600_000).checked_mul(3_600_000).is_some());
+        assert!(i64::try_from(range.to.div_ceil(max) * max).is_ok());
     }
 
     #[test]
