@@ -8,10 +8,20 @@
 //! unauthenticated (no request head or upgrade yet) ≤ `--max-pending-connections` and a quarter
 //! of that; agents ≤ `--max-connections`; HTTP connections ≤ a quarter of it too; live
 //! viewers ≤ `--max-subscribers` (counted by [`crate::subscribe::SubscriberSlot`]).
+//!
+//! A full unauthenticated budget makes room by closing its oldest connection rather than by
+//! refusing the newest: a flood of sockets that never finish their handshake then only ever
+//! holds the most recent ones, and an agent or `/healthz`, whose request comes within
+//! milliseconds, always gets through. A flood must open connections faster than a real client
+//! completes its head to keep one out.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use futures_lite::FutureExt;
 
 /// Descriptors kept back for the database (a file, its WAL and shared memory per connection),
 /// the listeners, logging and the accept loop itself.
@@ -21,10 +31,60 @@ pub const FD_RESERVE: usize = 64;
 #[derive(Debug)]
 pub struct Budget {
     open: Counter,
-    pending: Counter,
+    pending: Arc<Pending>,
     agents: Counter,
     http: Counter,
     refused: RefusalLog,
+    evicted: RefusalLog,
+}
+
+/// The connections that have not proved themselves yet, oldest first, each with the sender
+/// that closes it when it must make room.
+#[derive(Debug)]
+struct Pending {
+    max: usize,
+    queue: Mutex<PendingQueue>,
+}
+
+#[derive(Debug, Default)]
+struct PendingQueue {
+    next: u64,
+    waiting: BTreeMap<u64, async_channel::Sender<()>>,
+}
+
+impl Pending {
+    /// Enters a new connection, closing the oldest one when full; says whether it had to.
+    fn enter(self: &Arc<Self>) -> (PendingGuard, bool) {
+        let (evict, evicted) = async_channel::bounded(1);
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let full = queue.waiting.len() >= self.max;
+        if full && let Some((_, oldest)) = queue.waiting.pop_first() {
+            // Its task notices at its next poll; if it just finished, there is nothing to close.
+            let _ = oldest.try_send(());
+        }
+        let id = queue.next;
+        queue.next += 1;
+        queue.waiting.insert(id, evict);
+        (PendingGuard { id, pending: self.clone(), evicted }, full)
+    }
+
+    fn leave(&self, id: u64) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).waiting.remove(&id);
+    }
+}
+
+/// A place among the unauthenticated connections.
+#[derive(Debug)]
+struct PendingGuard {
+    id: u64,
+    pending: Arc<Pending>,
+    evicted: async_channel::Receiver<()>,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.pending.leave(self.id);
+    }
 }
 
 /// One bounded count.
@@ -76,17 +136,23 @@ impl Budget {
     /// unauthenticated and HTTP connections each at most a quarter of that total.
     pub fn new(sizes: Sizes) -> Self {
         let open = sizes.fd_limit.saturating_sub(FD_RESERVE).max(16);
+        let pending = Pending {
+            max: sizes.max_pending.min(open / 4).max(1),
+            queue: Mutex::new(PendingQueue::default()),
+        };
         Self {
             open: Counter::new(open),
-            pending: Counter::new(sizes.max_pending.min(open / 4).max(1)),
+            pending: Arc::new(pending),
             agents: Counter::new(sizes.max_agents),
             http: Counter::new(sizes.max_http.min(open / 4).max(1)),
             refused: RefusalLog::default(),
+            evicted: RefusalLog::default(),
         }
     }
 
     /// A place for a newly accepted socket on the `http` listener (or the WebSocket one), and
-    /// one among the unauthenticated, or why not.
+    /// one among the unauthenticated (closing the oldest of them when that budget is full), or
+    /// why not.
     pub fn admit(&self, http: bool) -> Result<Admitted, &'static str> {
         let open = self.open.try_take().ok_or("the file-descriptor budget is used up")?;
         let listener = if http {
@@ -94,8 +160,16 @@ impl Budget {
         } else {
             None
         };
-        let pending =
-            self.pending.try_take().ok_or("too many connections that have not sent a request")?;
+        let (pending, evicted) = self.pending.enter();
+        if evicted {
+            self.evicted.log(|count| {
+                log::warn!(
+                    "closing the oldest connections that sent no request: {} are waiting, the \
+                     most --max-pending-connections allows ({count} closed since the last line)",
+                    self.pending.max
+                )
+            });
+        }
         Ok(Admitted { _open: open, _listener: listener, pending: Some(pending) })
     }
 
@@ -125,7 +199,7 @@ impl Budget {
 pub struct Admitted {
     _open: Slot,
     _listener: Option<Slot>,
-    pending: Option<Slot>,
+    pending: Option<PendingGuard>,
 }
 
 impl Admitted {
@@ -133,6 +207,18 @@ impl Admitted {
     /// unauthenticated budget.
     pub fn authenticated(&mut self) {
         self.pending = None;
+    }
+
+    /// Runs `work` (the connection's first request or upgrade) unless the connection is closed
+    /// to make room for a newer one first: `None` then.
+    pub async fn unless_evicted<T>(&self, work: impl Future<Output = T>) -> Option<T> {
+        let Some(pending) = &self.pending else { return Some(work.await) };
+        let evicted = async {
+            // A message or a closed channel: either way its place was taken away.
+            let _ = pending.evicted.recv().await;
+            None
+        };
+        async { Some(work.await) }.or(evicted).await
     }
 }
 
@@ -187,7 +273,6 @@ mod tests {
             Budget::new(Sizes { fd_limit: 164, max_agents: 2, max_pending: 1000, max_http: 4096 });
         // 100 open at most, 25 of them unauthenticated, 25 HTTP.
         let mut held: Vec<Admitted> = (0..25).map(|_| budget.admit(false).unwrap()).collect();
-        assert!(budget.admit(false).is_err(), "the unauthenticated budget is full");
         for admitted in &mut held {
             admitted.authenticated();
         }
@@ -208,6 +293,32 @@ mod tests {
         assert!(a.is_some() && b.is_some() && budget.agent().is_none());
         drop(a);
         assert!(budget.agent().is_some());
+    }
+
+    #[test]
+    fn a_full_unauthenticated_budget_closes_its_oldest_connection() {
+        let budget =
+            Budget::new(Sizes { fd_limit: 1064, max_agents: 10, max_pending: 3, max_http: 100 });
+        let waiting: Vec<Admitted> = (0..3).map(|_| budget.admit(false).unwrap()).collect();
+        let never = std::future::pending::<()>;
+        let evicted = |a: &Admitted| {
+            smol::block_on(async {
+                a.unless_evicted(never())
+                    .or(async {
+                        smol::Timer::after(Duration::from_millis(20)).await;
+                        Some(())
+                    })
+                    .await
+            })
+            .is_none()
+        };
+        assert!(!waiting.iter().any(evicted), "nobody is closed while there is room");
+        let newest = budget.admit(false).expect("the newest gets a place");
+        assert!(evicted(&waiting[0]), "the oldest makes room");
+        assert!(!evicted(&waiting[1]) && !evicted(&waiting[2]) && !evicted(&newest));
+        let mut proved = newest;
+        proved.authenticated();
+        assert_eq!(smol::block_on(proved.unless_evicted(async { 7 })), Some(7));
     }
 
     #[test]

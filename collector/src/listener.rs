@@ -79,9 +79,10 @@ pub async fn accept_loop<H, F>(
             let _guard = guard;
             let tls = crate::tls::accept(stream, ctx.tls.as_ref(), ctx.limits.handshake_timeout);
             // Boxed: the handshake's state is not kept for the connection's whole life.
-            match Box::pin(tls).await {
-                Ok(stream) => handle(stream, addr, ctx, admitted).await,
-                Err(err) => log::debug!("{name}: {addr}: TLS handshake failed: {err}"),
+            match Box::pin(admitted.unless_evicted(tls)).await {
+                Some(Ok(stream)) => handle(stream, addr, ctx, admitted).await,
+                Some(Err(err)) => log::debug!("{name}: {addr}: TLS handshake failed: {err}"),
+                None => log::debug!("{name}: {addr}: closed in its TLS handshake to make room"),
             }
         })
         .detach();

@@ -133,8 +133,13 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     // tungstenite closes a request that is no upgrade without a word; such a client (a
     // browser or curl pointed at this port) gets a 426 that says where to go instead.
-    let stream =
-        match Box::pin(agent::within(ctx.limits.handshake_timeout, upgrade_head(stream))).await {
+    let head = agent::within(ctx.limits.handshake_timeout, upgrade_head(stream));
+    let stream = match Box::pin(admitted.unless_evicted(head)).await {
+        None => {
+            log::debug!("ws: {addr}: closed before its request, to make room for a newer one");
+            return;
+        }
+        Some(head) => match head {
             Some(Ok(Head::Upgrade(stream))) => stream,
             Some(Ok(Head::Plain(mut stream))) => {
                 let body = "this port serves WebSocket upgrades only (agents at /ingest, browsers \
@@ -161,7 +166,8 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                 log::debug!("ws: {addr}: no request head in time");
                 return;
             }
-        };
+        },
+    };
     let mut route = None;
     let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
         let (decided, result) = decide(request, response, &ctx, addr);
@@ -173,7 +179,8 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         async_tungstenite::accept_hdr_async_with_config(stream, callback, Some(protocol_config()));
     // Each phase is boxed, so a connection's task holds only the phase it is in: an idle agent's
     // connection is not also charged for the upgrade's state (the task was 6.9 KiB unboxed).
-    let socket = match Box::pin(agent::within(ctx.limits.handshake_timeout, handshake)).await {
+    let handshake = admitted.unless_evicted(agent::within(ctx.limits.handshake_timeout, handshake));
+    let socket = match Box::pin(handshake).await.flatten() {
         Some(Ok(socket)) => socket,
         None => {
             log::debug!("ws: {addr}: upgrade not completed in time");

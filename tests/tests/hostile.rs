@@ -543,7 +543,7 @@ fn upgrade_completes(addr: SocketAddr) -> bool {
 #[test]
 fn thousands_of_unfinished_handshakes_do_not_keep_agents_out() {
     // 500 stay under the pending budget (--max-pending-connections, 1024 by default); 5,000
-    // (CI) fill it, so new sockets are closed at once until the head deadline frees it.
+    // (CI) overflow it, so the oldest of them are closed to make room for newer sockets.
     let count =
         if slow_tests_enabled("thousands_of_unfinished_handshakes (5,000)") { 5_000 } else { 500 };
     let dir = temp_dir();
@@ -571,12 +571,16 @@ fn thousands_of_unfinished_handshakes_do_not_keep_agents_out() {
         })
         .collect();
     assert!(stuck.len() * 10 >= count * 9, "opened {} of {count}", stuck.len());
+    let flooded = Instant::now();
     // An agent already in is not disturbed: its batches are still stored and acknowledged.
     assert_eq!(connected.store(vec![probe_sample(2, now_ms())]), 2, "the agent stayed in");
-    if count < 1024 {
-        assert!(upgrade_completes(collector.ws), "a new agent gets a place during the flood");
-        assert_alive(&collector);
-    }
+    // A full budget closes its oldest socket for a newcomer: a new agent and /healthz get
+    // through during the flood whatever its size.
+    assert!(upgrade_completes(collector.ws), "a new agent gets a place during the flood");
+    let mut during_flood =
+        ProbeAgent::connect(collector.ws, &token, "during-flood").expect("a new agent");
+    assert_eq!(during_flood.store(vec![probe_sample(1, now_ms())]), 1);
+    assert_alive(&collector);
     let during = resident_bytes(pid);
     eprintln!(
         "figure: collector RSS {before} -> {during} bytes with {count} unfinished handshakes"
@@ -591,9 +595,13 @@ fn thousands_of_unfinished_handshakes_do_not_keep_agents_out() {
         let mut sink = Vec::new();
         let _ = stream.read_to_end(&mut sink);
     }
-    let closed = opened.elapsed();
-    eprintln!("figure: all {count} closed {closed:?} after the flood began");
-    assert!(closed < 25 * SECOND, "closed after {closed:?}");
+    let closed = flooded.elapsed();
+    eprintln!(
+        "figure: all {count} closed {closed:?} after the last was opened ({:?} after the first)",
+        opened.elapsed()
+    );
+    // The newest hold their places until the head deadline, 10 s after they were opened.
+    assert!(closed < 15 * SECOND, "closed after {closed:?}");
     // Then new agents get in again, and the process serves.
     let mut new = ProbeAgent::connect(collector.ws, &token, "new").expect("a new agent");
     assert_eq!(new.store(vec![probe_sample(1, now_ms())]), 1);

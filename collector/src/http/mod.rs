@@ -40,15 +40,17 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     // one that already served a request may wait the idle timeout.
     let mut wait = limits.head_timeout;
     loop {
+        // A connection that has sent no request yet may be closed to make room for a newer one.
         let read = async {
-            Some(server::read_request(&mut stream, &mut buffer, addr, &limits, wait).await)
+            let read = server::read_request(&mut stream, &mut buffer, addr, &limits, wait);
+            Some(admitted.unless_evicted(read).await)
         };
         let stop = async {
             // At shutdown an idle kept-alive connection is closed rather than waited for.
             let _ = ctx.shutdown.recv().await;
-            None
+            None::<Option<_>>
         };
-        let Some(read) = read.or(stop).await else { return };
+        let Some(Some(read)) = read.or(stop).await else { return };
         let request = match read {
             Ok(request) => {
                 admitted.authenticated();
