@@ -624,22 +624,7 @@ impl ProbeAgent {
         let mut socket =
             ws_connect(ws, "/ingest", &[("Authorization", &format!("Bearer {token}"))])
                 .map_err(ProbeRefused::Http)?;
-        let hello = protocol::AgentMessage::Hello(protocol::Hello {
-            protocol_version: protocol::PROTOCOL_VERSION,
-            agent_version: "probe".into(),
-            host_id: host_id.into(),
-            hostname: host_id.into(),
-            os: "test".into(),
-            kernel: "test".into(),
-            arch: "x86_64".into(),
-            cpu_model: "probe".into(),
-            cpu_cores: 1,
-            memory_total_bytes: 1 << 30,
-            boot_time_seconds: 1,
-            interval_ms: 1000,
-            instance_id,
-            kernel_build: "#1".into(),
-        });
+        let hello = protocol::AgentMessage::Hello(probe_hello(host_id, instance_id));
         socket
             .send(tungstenite::Message::binary(protocol::encode_agent_message(&hello)))
             .expect("send hello");
@@ -705,6 +690,51 @@ impl ProbeAgent {
             other => panic!("expected an ack, got {other:?}"),
         }
     }
+}
+
+/// The hello [`ProbeAgent`] sends as `host_id` with the agent state `instance_id`.
+pub fn probe_hello(host_id: &str, instance_id: u64) -> protocol::Hello {
+    protocol::Hello {
+        protocol_version: protocol::PROTOCOL_VERSION,
+        agent_version: "probe".into(),
+        host_id: host_id.into(),
+        hostname: host_id.into(),
+        os: "test".into(),
+        kernel: "test".into(),
+        arch: "x86_64".into(),
+        cpu_model: "probe".into(),
+        cpu_cores: 1,
+        memory_total_bytes: 1 << 30,
+        boot_time_seconds: 1,
+        interval_ms: 1000,
+        instance_id,
+        kernel_build: "#1".into(),
+    }
+}
+
+/// Reads an ingest socket until the collector closes it: its refusal, if it sent one, and the
+/// close frame's code and reason.
+pub fn refusal_and_close(
+    socket: &mut WsClient,
+) -> (Option<protocol::Refusal>, Option<(u16, String)>) {
+    let (mut refusal, mut close) = (None, None);
+    while let Ok(message) = socket.read() {
+        match message {
+            tungstenite::Message::Binary(bytes) => {
+                if let Ok(protocol::CollectorMessage::Refused(r)) =
+                    protocol::decode_collector_message(&bytes)
+                {
+                    refusal = Some(r);
+                }
+            }
+            tungstenite::Message::Close(frame) => {
+                close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                break;
+            }
+            _ => {}
+        }
+    }
+    (refusal, close)
 }
 
 /// A sample with the given sequence number and time, and gauges that make it recognizable.

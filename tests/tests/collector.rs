@@ -620,24 +620,7 @@ fn first_message_answer(
             .expect("upgrade");
     // The collector may close before reading everything; its answer is what matters.
     let _ = socket.send(tungstenite::Message::binary(bytes));
-    let (mut refusal, mut close) = (None, None);
-    while let Ok(message) = socket.read() {
-        match message {
-            tungstenite::Message::Binary(bytes) => {
-                if let Ok(protocol::CollectorMessage::Refused(r)) =
-                    protocol::decode_collector_message(&bytes)
-                {
-                    refusal = Some(r);
-                }
-            }
-            tungstenite::Message::Close(frame) => {
-                close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
-                break;
-            }
-            _ => {}
-        }
-    }
-    (refusal, close)
+    refusal_and_close(&mut socket)
 }
 
 #[test]

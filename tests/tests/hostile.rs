@@ -16,22 +16,10 @@ const SECOND: Duration = Duration::from_secs(1);
 
 /// The hello [`ProbeAgent`] sends, for tests that drive the socket by hand.
 fn hello_bytes(host_id: &str) -> Vec<u8> {
-    protocol::encode_agent_message(&protocol::AgentMessage::Hello(protocol::Hello {
-        protocol_version: protocol::PROTOCOL_VERSION,
-        agent_version: "hostile".into(),
-        host_id: host_id.into(),
-        hostname: host_id.into(),
-        os: "test".into(),
-        kernel: "test".into(),
-        arch: "x86_64".into(),
-        cpu_model: "probe".into(),
-        cpu_cores: 1,
-        memory_total_bytes: 1 << 30,
-        boot_time_seconds: 1,
-        interval_ms: 1000,
-        instance_id: PROBE_INSTANCE,
-        kernel_build: "#1".into(),
-    }))
+    protocol::encode_agent_message(&protocol::AgentMessage::Hello(probe_hello(
+        host_id,
+        PROBE_INSTANCE,
+    )))
 }
 
 /// A batch of `samples`, encoded.
@@ -55,24 +43,7 @@ fn answer_after_hello(
     socket.send(tungstenite::Message::binary(hello_bytes(host_id))).expect("hello");
     // The collector may close before it read everything; its answer is what matters.
     let _ = socket.send(message);
-    let (mut refusal, mut close) = (None, None);
-    while let Ok(message) = socket.read() {
-        match message {
-            tungstenite::Message::Binary(bytes) => {
-                if let Ok(protocol::CollectorMessage::Refused(r)) =
-                    protocol::decode_collector_message(&bytes)
-                {
-                    refusal = Some(r);
-                }
-            }
-            tungstenite::Message::Close(frame) => {
-                close = frame.map(|f| (u16::from(f.code), f.reason.to_string()));
-                break;
-            }
-            _ => {}
-        }
-    }
-    (refusal, close)
+    refusal_and_close(&mut socket)
 }
 
 fn assert_alive(collector: &Collector) {
