@@ -182,18 +182,37 @@ fn untrusted_text_is_escaped_in_the_log_and_control_characters_are_refused() {
     assert_eq!(response.status, 202);
 }
 
-/// A small tmpfs the test mounts (as root, which CI is) and unmounts when dropped.
+/// A small tmpfs the test mounts and unmounts when dropped: as root (CI is), or through
+/// `sudo -n` for a developer who may use sudo without a password.
 struct SmallDisk(std::path::PathBuf);
+
+/// `program` as root: itself when the test runs as root, else through `sudo -n`.
+fn as_root(program: &str) -> std::process::Command {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    if root {
+        std::process::Command::new(program)
+    } else {
+        let mut sudo = std::process::Command::new("sudo");
+        sudo.args(["-n", program]);
+        sudo
+    }
+}
 
 impl SmallDisk {
     fn mount(path: std::path::PathBuf, size: &str) -> Self {
         std::fs::create_dir_all(&path).expect("mount point");
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        let status = as_root("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=1777"), "tmpfs"])
             .arg(&path)
             .status()
             .expect("running mount");
-        assert!(status.success(), "mounting a tmpfs failed (the test needs root)");
+        assert!(
+            status.success(),
+            "mounting a small tmpfs failed: the full-disk test needs root or password-less sudo"
+        );
         Self(path)
     }
 }
@@ -201,7 +220,7 @@ impl SmallDisk {
 impl Drop for SmallDisk {
     fn drop(&mut self) {
         // Lazily, in case a process still has files open there; nothing to do on failure.
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        let _ = as_root("umount").arg("-l").arg(&self.0).status();
     }
 }
 
