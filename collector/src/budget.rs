@@ -227,12 +227,17 @@ impl Admitted {
 #[derive(Debug, Default)]
 pub struct RefusalLog {
     count: AtomicU64,
-    last: std::sync::Mutex<Option<Instant>>,
+    last: Mutex<Option<Instant>>,
 }
 
 impl RefusalLog {
     /// How often a repeated warning may be logged.
     pub const EVERY: Duration = Duration::from_secs(10);
+
+    /// A log with nothing counted yet; `const`, so a call site can keep one in a `static`.
+    pub const fn new() -> Self {
+        Self { count: AtomicU64::new(0), last: Mutex::new(None) }
+    }
 
     /// Counts one occurrence and calls `write` with the count since the last line when a line
     /// is due.

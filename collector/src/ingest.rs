@@ -90,8 +90,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 StoreError::Busy(why) => Ending::refuse(RefusalReason::Unavailable, why),
                 StoreError::Refused(why) => Ending::refuse(RefusalReason::OverLimit, why),
             };
-            static LOG: std::sync::OnceLock<crate::budget::RefusalLog> = std::sync::OnceLock::new();
-            LOG.get_or_init(Default::default).log(|count| {
+            static LOG: crate::budget::RefusalLog = crate::budget::RefusalLog::new();
+            LOG.log(|count| {
                 log::warn!(
                     "ingest: {addr}: host {} not registered: {} ({count} since the last line)",
                     escaped(&hello.host_id),

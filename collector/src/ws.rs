@@ -227,8 +227,8 @@ fn reject(status: StatusCode, message: &str) -> ErrorResponse {
 /// Logs an agent refused for its token: the first at once, then at most one line every ten
 /// seconds with a count, so guessing tokens cannot flood the log.
 fn refused_token(addr: SocketAddr, why: &str) {
-    static LOG: std::sync::OnceLock<crate::budget::RefusalLog> = std::sync::OnceLock::new();
-    LOG.get_or_init(Default::default).log(|count| {
+    static LOG: crate::budget::RefusalLog = crate::budget::RefusalLog::new();
+    LOG.log(|count| {
         log::warn!(
             "ws: {addr}: agent refused at the upgrade: {why} ({count} refused since the last line)"
         )

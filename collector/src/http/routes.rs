@@ -159,8 +159,8 @@ fn login(request: &Request, ctx: &Ctx) -> Reply {
             redirect("./", Some(cookie))
         }
         _ => {
-            static LOG: std::sync::OnceLock<crate::budget::RefusalLog> = std::sync::OnceLock::new();
-            LOG.get_or_init(Default::default).log(|count| {
+            static LOG: crate::budget::RefusalLog = crate::budget::RefusalLog::new();
+            LOG.log(|count| {
                 log::warn!("http: {}: failed login ({count} since the last line)", request.remote)
             });
             match ctx.access.login_failed(ip) {
