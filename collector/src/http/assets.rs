@@ -11,6 +11,17 @@ pub struct Asset {
     pub bytes: &'static [u8],
 }
 
+/// One of the page's scripts, at `/assets/NAME`.
+macro_rules! js {
+    ($name:literal) => {
+        Asset {
+            path: concat!("/assets/", $name),
+            content_type: "text/javascript; charset=utf-8",
+            bytes: include_bytes!(concat!("../../web/", $name)),
+        }
+    };
+}
+
 /// Every file the page needs, by exact path.
 pub const ASSETS: &[Asset] = &[
     Asset {
@@ -18,66 +29,21 @@ pub const ASSETS: &[Asset] = &[
         content_type: "text/html; charset=utf-8",
         bytes: include_bytes!("../../web/index.html"),
     },
-    Asset {
-        path: "/assets/theme.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/theme.js"),
-    },
-    Asset {
-        path: "/assets/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/app.js"),
-    },
-    Asset {
-        path: "/assets/store.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/store.js"),
-    },
-    Asset {
-        path: "/assets/format.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/format.js"),
-    },
-    Asset {
-        path: "/assets/api.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/api.js"),
-    },
-    Asset {
-        path: "/assets/charts.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/charts.js"),
-    },
-    Asset {
-        path: "/assets/overview.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/overview.js"),
-    },
-    Asset {
-        path: "/assets/render.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/render.js"),
-    },
-    Asset {
-        path: "/assets/live.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/live.js"),
-    },
-    Asset {
-        path: "/assets/feed.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/feed.js"),
-    },
-    Asset {
-        path: "/assets/panel.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/panel.js"),
-    },
-    Asset {
-        path: "/assets/detail.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/detail.js"),
-    },
+    js!("theme.js"),
+    js!("app.js"),
+    js!("store.js"),
+    js!("format.js"),
+    js!("api.js"),
+    js!("charts.js"),
+    js!("hosts.js"),
+    js!("overview.js"),
+    js!("render.js"),
+    js!("live.js"),
+    js!("alerts.js"),
+    js!("feed.js"),
+    js!("panel.js"),
+    js!("detail.js"),
+    js!("playback.js"),
     Asset {
         path: "/assets/style.css",
         content_type: "text/css; charset=utf-8",
