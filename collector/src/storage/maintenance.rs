@@ -166,6 +166,10 @@ impl Maintenance {
 
     /// Notes that a sample of `host` taken at `ts_ms` was stored.
     pub fn note(&mut self, host: i64, ts_ms: u64) {
+        if self.removals.contains(&host) {
+            // Stored in the transaction that removed it: nothing of it is rolled up any more.
+            return;
+        }
         // Ingest refuses samples far in the future; anything ahead of now is rolled up once its
         // time comes rather than walking empty buckets up to it.
         let ts_ms = ts_ms.min(crate::now_ms() + MINUTE_MS);
@@ -773,6 +777,46 @@ mod tests {
             .query_row("SELECT min(seq), max(seq) FROM samples", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();
         assert!(first > 0 && last == 59_999, "kept {first}..={last}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_removed_host_is_deleted_in_steps_that_resume_after_a_restart() {
+        let (dir, mut conn) = database("removal");
+        let now = crate::now_ms() as i64;
+        // Ten minutes of rows, not rolled up yet: a removal must not roll them up again.
+        fill(&mut conn, 12_000, |i| now - 600_000 + i * 50);
+        let mut maintenance = Maintenance::new(Policy::default(), &conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        assert_eq!(removal::mark(&tx, "h").unwrap(), Some(1));
+        tx.commit().unwrap();
+        maintenance.removed(1);
+        maintenance.note(1, now as u64);
+        assert!(maintenance.dirty.is_empty(), "nothing of a removed host is rolled up");
+        let left = |conn: &Connection| -> i64 {
+            conn.query_row(
+                "SELECT (SELECT count(*) FROM samples) + (SELECT count(*) FROM rollup_1m)
+                      + (SELECT count(*) FROM hosts)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        // A step is small: a chunk of rows, each its own transaction.
+        let step = removal::delete_step(&mut conn, 1, DELETE_CHUNK).unwrap();
+        assert_eq!((step.rows as i64, step.gone), (DELETE_CHUNK, false));
+        assert_eq!(left(&conn), 12_001 - DELETE_CHUNK);
+        // A restart finds the tombstone and goes on.
+        let mut maintenance = Maintenance::new(Policy::default(), &conn).unwrap();
+        assert!(maintenance.is_removing(1) && maintenance.dirty.is_empty());
+        for _ in 0..100 {
+            if !maintenance.is_removing(1) {
+                break;
+            }
+            maintenance.run(&mut conn).unwrap();
+        }
+        assert_eq!(left(&conn), 0);
+        assert!(!maintenance.is_removing(1));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
