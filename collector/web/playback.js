@@ -191,12 +191,14 @@ function step(direction) {
   else move(pb.t + by);
 }
 
-// Space plays and pauses (starting playback of the window shown), arrows step.
+// Space plays and pauses (starting playback of the window shown), arrows step. During
+// playback they do so even on a focused button (Enter still presses it); text fields keep them.
 export function playbackKey(e) {
   const target = e.target;
   const tag = target && target.tagName;
   if (tag === 'INPUT' && target !== els.pbScrubber) return;
-  if (tag === 'TEXTAREA' || tag === 'SELECT' || tag === 'BUTTON' || (target && target.isContentEditable)) return;
+  if (tag === 'TEXTAREA' || tag === 'SELECT' || (target && target.isContentEditable)) return;
+  if (tag === 'BUTTON' && !pb) return;
   if (els.removeDialog.open) return;
   if (e.key === ' ') {
     e.preventDefault();
