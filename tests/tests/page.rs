@@ -268,3 +268,49 @@ fn the_page_navigates_the_past_plays_it_back_and_manages_hosts() {
     );
     let _ = feeder.join();
 }
+
+#[test]
+fn the_pages_files_are_sent_compressed_when_asked_with_build_time_etags() {
+    use std::io::Read;
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &[]);
+    let header = |r: &HttpResponse, name: &str| {
+        r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    };
+    for path in [
+        "/",
+        "/assets/app.js",
+        "/assets/detail.js",
+        "/assets/style.css",
+        "/assets/uPlot.iife.min.js",
+    ] {
+        let plain = http(collector.http, "GET", path, &[], b"");
+        assert_eq!(plain.status, 200, "{path}");
+        assert_eq!(header(&plain, "content-encoding"), None, "{path}");
+        let gz = http(collector.http, "GET", path, &[("Accept-Encoding", "gzip, br")], b"");
+        assert_eq!(gz.status, 200, "{path}");
+        assert_eq!(header(&gz, "content-encoding").as_deref(), Some("gzip"), "{path}");
+        assert_eq!(header(&gz, "vary").as_deref(), Some("Accept-Encoding"), "{path}");
+        assert!(gz.body.len() < plain.body.len(), "{path}: gzip is not smaller");
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&gz.body[..]).read_to_end(&mut unpacked).unwrap();
+        assert_eq!(unpacked, plain.body, "{path}: the gzip copy is another file");
+        // Each representation has its own validator, and each revalidates to 304.
+        let (tag, gz_tag) = (header(&plain, "etag").unwrap(), header(&gz, "etag").unwrap());
+        assert_ne!(tag, gz_tag, "{path}");
+        let again = http(collector.http, "GET", path, &[("If-None-Match", &tag)], b"");
+        assert_eq!(again.status, 304, "{path}");
+        assert!(again.body.is_empty(), "{path}");
+        let again = http(
+            collector.http,
+            "GET",
+            path,
+            &[("If-None-Match", &gz_tag), ("Accept-Encoding", "gzip")],
+            b"",
+        );
+        assert_eq!(again.status, 304, "{path}");
+        // A gzip refused with q=0 gets the plain file.
+        let refused = http(collector.http, "GET", path, &[("Accept-Encoding", "gzip;q=0")], b"");
+        assert_eq!(header(&refused, "content-encoding"), None, "{path}");
+    }
+}
