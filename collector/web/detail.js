@@ -291,9 +291,14 @@ function renderWindowControls() {
   for (const b of els.range.querySelectorAll('button')) {
     b.setAttribute('aria-pressed', String(d.win.kind === 'live' && b.dataset.range === d.win.key));
   }
-  const [from, to] = windowRange(d.win);
-  if (document.activeElement !== els.customFrom) els.customFrom.value = localInput(from);
-  if (document.activeElement !== els.customTo) els.customTo.value = localInput(to);
+  // The From/To fields show a window when it is chosen, and are then left to the operator
+  // (a live window's ends move on; the fields do not, so they can be edited).
+  if (d.inputsFor !== d.win) {
+    d.inputsFor = d.win;
+    const [from, to] = windowRange(d.win);
+    els.customFrom.value = localInput(from);
+    els.customTo.value = localInput(to);
+  }
   els.customRange.dataset.active = String(d.win.kind === 'fixed');
   els.zoomOut.hidden = d.zoomStack.length === 0;
 }
