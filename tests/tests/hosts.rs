@@ -269,6 +269,11 @@ fn removal_resumes_after_the_collector_is_killed() {
     );
     assert!(collector.host("big").is_none());
     assert!(collector.host("small").is_some());
+    // Its tombstone is no host id anyone can name.
+    let tombstone = format!("%01removed:{key}");
+    assert_eq!(collector.get_json(&format!("/api/hosts/{tombstone}")).0, 404);
+    assert_eq!(collector.get_json(&format!("/api/hosts/{tombstone}/history")).0, 404);
+    assert_eq!(delete(&collector, &tombstone, Some(ADMIN)).status, 404);
     wait_for(30 * SECOND, "the rest of big's rows deleted", || {
         (total(&rows_of(&collector.db, key)) == 0).then_some(())
     });
