@@ -621,10 +621,19 @@ impl ProbeAgent {
         host_id: &str,
         instance_id: u64,
     ) -> Result<Self, ProbeRefused> {
+        Self::connect_hello(ws, token, probe_hello(host_id, instance_id))
+    }
+
+    /// Connects with a hello of the test's own making (a hostname of its choice, say).
+    pub fn connect_hello(
+        ws: SocketAddr,
+        token: &str,
+        hello: protocol::Hello,
+    ) -> Result<Self, ProbeRefused> {
         let mut socket =
             ws_connect(ws, "/ingest", &[("Authorization", &format!("Bearer {token}"))])
                 .map_err(ProbeRefused::Http)?;
-        let hello = protocol::AgentMessage::Hello(probe_hello(host_id, instance_id));
+        let hello = protocol::AgentMessage::Hello(hello);
         socket
             .send(tungstenite::Message::binary(protocol::encode_agent_message(&hello)))
             .expect("send hello");

@@ -11,6 +11,17 @@ pub struct Asset {
     pub bytes: &'static [u8],
 }
 
+/// One of the page's scripts, at `/assets/NAME`.
+macro_rules! js {
+    ($name:literal) => {
+        Asset {
+            path: concat!("/assets/", $name),
+            content_type: "text/javascript; charset=utf-8",
+            bytes: include_bytes!(concat!("../../web/", $name)),
+        }
+    };
+}
+
 /// Every file the page needs, by exact path.
 pub const ASSETS: &[Asset] = &[
     Asset {
@@ -18,11 +29,21 @@ pub const ASSETS: &[Asset] = &[
         content_type: "text/html; charset=utf-8",
         bytes: include_bytes!("../../web/index.html"),
     },
-    Asset {
-        path: "/assets/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        bytes: include_bytes!("../../web/app.js"),
-    },
+    js!("theme.js"),
+    js!("app.js"),
+    js!("store.js"),
+    js!("format.js"),
+    js!("api.js"),
+    js!("charts.js"),
+    js!("hosts.js"),
+    js!("overview.js"),
+    js!("render.js"),
+    js!("live.js"),
+    js!("alerts.js"),
+    js!("feed.js"),
+    js!("panel.js"),
+    js!("detail.js"),
+    js!("playback.js"),
     Asset {
         path: "/assets/style.css",
         content_type: "text/css; charset=utf-8",
