@@ -185,7 +185,8 @@ fn the_page_navigates_the_past_plays_it_back_and_manages_hosts() {
     let mut agent_gone =
         ProbeAgent::connect_hello(collector.ws, &token, named_hello(gone, hostile))
             .unwrap_or_else(|_| panic!("probe gone refused"));
-    agent_gone.store((1..=3).map(|s| rich_sample(s, now - 10_000 + s * 1000, 1000, 0.1, 5)).collect());
+    agent_gone
+        .store((1..=3).map(|s| rich_sample(s, now - 10_000 + s * 1000, 1000, 0.1, 5)).collect());
     agent_gone.close();
 
     let stop = Arc::new(AtomicBool::new(false));
