@@ -11,15 +11,17 @@ import { forgetHost } from './overview.js';
 import { enterPlayback, exitPlayback, playbackView, stopPlayback } from './playback.js';
 import { markDirty, scheduleFlush } from './render.js';
 
-// Device kinds charted per device (CPU cores have their own chart from the host series), with
-// the field each shows first.
+// Device kinds charted one line per device, with the field each shows first; where in the
+// list of charts they go is their place in DETAIL_CHARTS.
 const DEVICE_CHARTS = [
+  { kind: 'cpu', field: 'percent' },
   { kind: 'net', field: 'rx_bytes_per_second' },
   { kind: 'fs', field: 'used_percent' },
   { kind: 'disk', field: 'read_bytes_per_second' },
   { kind: 'sensor', field: 'celsius' },
 ];
-const DEVICE_SERIES = 'host,' + DEVICE_CHARTS.map((c) => c.kind).join(',');
+export const DEVICE_KINDS = DEVICE_CHARTS.map((c) => c.kind).join(',');
+const DEVICE_SERIES = 'host,' + DEVICE_KINDS;
 const UNIT_KEYS = { '%': 'pct', bytes: 'bytes', 'bytes/s': 'rate', '°C': 'celsius' };
 
 export const DETAIL_CHARTS = [
@@ -28,10 +30,7 @@ export const DETAIL_CHARTS = [
     series: [{ label: 'CPU', field: 'cpu_percent', color: COLORS.cpu, fill: true }],
     summary: (p) => fmtPct(p.cpu_percent),
   },
-  {
-    key: 'cores', title: 'CPU per core', unit: 'pct', cores: true,
-    summary: (p) => Array.isArray(p.cpu_cores_percent) ? p.cpu_cores_percent.length + ' cores' : DASH,
-  },
+  { key: 'dev-cpu', device: 'cpu' },
   {
     key: 'mem', title: 'Memory', unit: 'bytes', maxField: 'memory_total_bytes',
     series: [
@@ -292,9 +291,14 @@ function renderWindowControls() {
   for (const b of els.range.querySelectorAll('button')) {
     b.setAttribute('aria-pressed', String(d.win.kind === 'live' && b.dataset.range === d.win.key));
   }
-  const [from, to] = windowRange(d.win);
-  if (document.activeElement !== els.customFrom) els.customFrom.value = localInput(from);
-  if (document.activeElement !== els.customTo) els.customTo.value = localInput(to);
+  // The From/To fields show a window when it is chosen, and are then left to the operator
+  // (a live window's ends move on; the fields do not, so they can be edited).
+  if (d.inputsFor !== d.win) {
+    d.inputsFor = d.win;
+    const [from, to] = windowRange(d.win);
+    els.customFrom.value = localInput(from);
+    els.customTo.value = localInput(to);
+  }
   els.customRange.dataset.active = String(d.win.kind === 'fixed');
   els.zoomOut.hidden = d.zoomStack.length === 0;
 }
@@ -322,20 +326,25 @@ export function buildPanels() {
   const d = state.detail;
   els.detailCharts.textContent = '';
   d.panels = new Map();
-  const defs = DETAIL_CHARTS.slice();
-  for (const c of DEVICE_CHARTS) {
-    const table = state.series && Array.isArray(state.series.devices) ? state.series.devices.find((t) => t.kind === c.kind) : null;
-    if (!table || !Array.isArray(table.fields) || !table.fields.length) continue;
-    if (!d.deviceFields[c.kind]) d.deviceFields[c.kind] = table.fields.some((f) => f.name === c.field) ? c.field : table.fields[0].name;
-    defs.push({ key: 'dev-' + c.kind, title: table.label || c.kind, device: c.kind, fields: table.fields, optional: true });
-  }
+  // Device charts come from the collector's table of metrics: its label and fields per kind.
+  const device = (kind) => {
+    const c = DEVICE_CHARTS.find((x) => x.kind === kind);
+    const table = state.series && Array.isArray(state.series.devices) ? state.series.devices.find((t) => t.kind === kind) : null;
+    if (!c || !table || !Array.isArray(table.fields) || !table.fields.length) return null;
+    if (!d.deviceFields[kind]) d.deviceFields[kind] = table.fields.some((f) => f.name === c.field) ? c.field : table.fields[0].name;
+    return { key: 'dev-' + kind, title: table.label || kind, device: kind, fields: table.fields, optional: true };
+  };
+  const placed = new Set(DETAIL_CHARTS.filter((def) => def.device).map((def) => def.device));
+  const defs = DETAIL_CHARTS.map((def) => (def.device ? device(def.device) : def))
+    .concat(DEVICE_CHARTS.filter((c) => !placed.has(c.kind)).map((c) => device(c.kind)))
+    .filter(Boolean);
   for (const def of defs) {
     const panel = el('section', { class: 'chart-panel', 'data-chart': def.key });
     const titleId = 'chart-title-' + def.key;
     const head = el('div', { class: 'chart-head' });
     head.append(el('h3', { id: titleId }, def.title));
     let select = null;
-    if (def.device) {
+    if (def.device && def.fields.length > 1) {
       // Which of the kind's fields the chart shows, from the collector's table of metrics.
       select = el('select', { class: 'field-select', 'aria-label': def.title + ': series shown' });
       for (const f of def.fields) {
@@ -359,7 +368,7 @@ export function buildPanels() {
     panel.append(head, box);
     if (def.optional) panel.hidden = true;
     els.detailCharts.append(panel);
-    d.panels.set(def.key, { def, el: panel, box, value: head.lastChild, u: null, cores: 0, names: '' });
+    d.panels.set(def.key, { def, el: panel, box, value: head.lastChild, u: null, names: '' });
   }
 }
 
@@ -419,8 +428,7 @@ function refreshDevices(d, token) {
   }
   // A bucket still filling is asked for again, so it ends up complete.
   const from = d.step ? Math.floor(newest / d.step) * d.step : newest + 1;
-  const kinds = DEVICE_CHARTS.map((c) => c.kind).join(',');
-  getJSON(historyUrl(d.id, from, null, d.step, null, kinds), 20000).then((res) => {
+  getJSON(historyUrl(d.id, from, null, d.step, null, DEVICE_KINDS), 20000).then((res) => {
     if (state.detail !== d || token !== d.token) return;
     for (const [kind, byName] of Object.entries(res.devices || {})) {
       const into = d.devices[kind] || (d.devices[kind] = {});
@@ -465,6 +473,7 @@ export function detailAppend(ev) {
   const last = n ? d.points[n - 1] : null;
   if (!d.step) {
     const p = Object.assign({ live: true }, ev);
+    appendLiveCores(d, ev);
     if (!last || ev.ts > last.ts) {
       d.points.push(p);
     } else {
@@ -489,6 +498,17 @@ export function detailAppend(ev) {
   if (d.points.length > DETAIL_HARD_CAP) d.points.splice(0, d.points.length - DETAIL_HARD_CAP);
   d.dirty = true;
   scheduleFlush();
+}
+
+// A live sample's per-core values (the only device values live samples carry) go to the
+// per-core chart at once; the other device charts catch up by refreshDevices.
+function appendLiveCores(d, ev) {
+  if (!Array.isArray(ev.cpu_cores_percent)) return;
+  const cpu = d.devices.cpu || (d.devices.cpu = {});
+  ev.cpu_cores_percent.forEach((percent, i) => {
+    const pts = cpu['cpu' + i] || (cpu['cpu' + i] = []);
+    if (!pts.length || pts[pts.length - 1].ts < ev.ts) pts.push({ ts: ev.ts, percent });
+  });
 }
 
 // Running average of a live bucket (ranges with a step).
@@ -675,7 +695,7 @@ function hostColumns(pts, gap, seriesDefs) {
   }
   const cols = seriesDefs.map((s) => index.map((p) => {
     if (!p) return null;
-    const v = s.core !== undefined ? (Array.isArray(p.cpu_cores_percent) ? p.cpu_cores_percent[s.core] : null) : p[s.field];
+    const v = p[s.field];
     return isNum(v) ? v : null;
   }));
   return [xs, cols];
@@ -726,6 +746,13 @@ export function renderDetail() {
       let drop = 0;
       while (drop < d.points.length && d.points[drop].ts < cutoff) drop++;
       if (drop) d.points.splice(0, drop);
+      for (const byName of Object.values(d.devices)) {
+        for (const [name, list] of Object.entries(byName)) {
+          const keep = Math.max(lowerBound(list, cutoff, (p) => p.ts), list.length - DETAIL_HARD_CAP);
+          if (keep > 0) list.splice(0, keep);
+          if (!list.length) delete byName[name];
+        }
+      }
     }
     pts = d.points;
     devices = d.devices;
@@ -761,18 +788,6 @@ export function renderDetail() {
       panel.unit = unit;
     } else {
       setText(panel.value, host || view ? def.summary(latest, host || {}) : DASH);
-      if (def.cores) {
-        let cores = 0;
-        for (const p of pts) if (Array.isArray(p.cpu_cores_percent)) cores = Math.max(cores, p.cpu_cores_percent.length);
-        if (!cores && Array.isArray(latest.cpu_cores_percent)) cores = latest.cpu_cores_percent.length;
-        seriesDefs = [];
-        for (let c = 0; c < cores; c++) seriesDefs.push({ label: 'cpu' + c, core: c, color: coreColor(c, cores) });
-        if (panel.u && panel.cores !== cores) {
-          unmountChart(panel.box, panel.u);
-          panel.u = null;
-        }
-        panel.cores = cores;
-      }
       [xs, cols] = hostColumns(pts, gap, seriesDefs);
       if (def.optional) {
         const has = cols.some((c) => c.some(isNum)) || seriesDefs.some((s) => isNum(latest[s.field]));

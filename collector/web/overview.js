@@ -100,7 +100,10 @@ export function removeCard(card) {
   unmountChart(card.memBox, card.memChart);
   delete charts[card.id];
   card.el.remove();
-  if (card.row) card.row.el.remove();
+  if (card.row) {
+    rowVisibility.unobserve(card.row.el);
+    card.row.el.remove();
+  }
   state.cards.delete(card.id);
 }
 
@@ -194,8 +197,20 @@ export const COLUMNS = [
   { key: 'seen', label: 'Last seen', text: (h) => (h.status === 'online' ? 'now' : isNum(h.last_seen) ? fmtAgo(h.last_seen) : 'never'), num: (h) => num(h.last_seen) },
 ];
 
+// Which table rows are on screen (or nearly): only those are rewritten as samples arrive.
+const rowVisibility = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const card = cardByElement.get(entry.target);
+    if (!card) continue;
+    card.rowVisible = entry.isIntersecting;
+    if (card.rowVisible) markDirty(card.id);
+  }
+}, { rootMargin: '300px 0px' });
+
 function createRow(card) {
   const tr = el('tr', { 'data-host-id': card.id, tabindex: '0' });
+  cardByElement.set(tr, card);
+  rowVisibility.observe(tr);
   const cells = COLUMNS.map((c) => {
     const td = el(c.key === 'name' ? 'th' : 'td', c.key === 'name' ? { scope: 'row' } : { class: c.num ? 'num' : null });
     tr.append(td);
@@ -440,8 +455,10 @@ export function renderList() {
   for (const id of ids) {
     const card = state.cards.get(id);
     if (!card) continue;
-    const node = table ? (card.row || createRow(card)).el : card.el;
-    if (table) updateRow(card, state.hosts.get(id));
+    // A new row is filled now; the others when on screen (as samples arrive, or scrolled to).
+    if (table && !card.row) updateRow(card, state.hosts.get(id));
+    else if (table && card.rowVisible) markDirty(id);
+    const node = table ? card.row.el : card.el;
     if (node === ref) {
       ref = ref.nextElementSibling;
     } else {

@@ -5,7 +5,7 @@
 
 import { els, state } from './store.js';
 import { getJSON, historyUrl } from './api.js';
-import { setWindow, stepFor, windowRange } from './detail.js';
+import { DEVICE_KINDS, setWindow, stepFor, windowRange } from './detail.js';
 import { fmtDateTime, isNum, lowerBound, setText } from './format.js';
 import { byName } from './overview.js';
 import { scheduleFlush } from './render.js';
@@ -14,7 +14,6 @@ const FRAME_MS = 200; // how often the playback time moves
 const SPEEDS = [1, 10, 60];
 const SPAN_MIN_MS = 60 * 1000;
 const SPAN_MAX_MS = 6 * 60 * 60 * 1000;
-const DEVICE_KINDS = 'host,net,fs,disk,sensor';
 
 let pb = null; // the playback, when one is on
 
@@ -151,7 +150,7 @@ function fetchAhead() {
   const from = pb.loadedTo;
   const to = Math.min(pb.to, from + 2 * pb.span);
   const mine = pb;
-  pb.fetching = getJSON(historyUrl(d.id, from, to, pb.step, null, DEVICE_KINDS), 20000).then((res) => {
+  pb.fetching = getJSON(historyUrl(d.id, from, to, pb.step, null, 'host,' + DEVICE_KINDS), 20000).then((res) => {
     if (pb !== mine || gen !== pb.generation) return;
     for (const p of Array.isArray(res.points) ? res.points : []) if (p && isNum(p.ts)) pb.points.push(p);
     for (const [kind, byName] of Object.entries(res.devices || {})) {
@@ -191,12 +190,14 @@ function step(direction) {
   else move(pb.t + by);
 }
 
-// Space plays and pauses (starting playback of the window shown), arrows step.
+// Space plays and pauses (starting playback of the window shown), arrows step. During
+// playback they do so even on a focused button (Enter still presses it); text fields keep them.
 export function playbackKey(e) {
   const target = e.target;
   const tag = target && target.tagName;
   if (tag === 'INPUT' && target !== els.pbScrubber) return;
-  if (tag === 'TEXTAREA' || tag === 'SELECT' || tag === 'BUTTON' || (target && target.isContentEditable)) return;
+  if (tag === 'TEXTAREA' || tag === 'SELECT' || (target && target.isContentEditable)) return;
+  if (tag === 'BUTTON' && !pb) return;
   if (els.removeDialog.open) return;
   if (e.key === ' ') {
     e.preventDefault();

@@ -169,10 +169,11 @@ export function createHarness(name, totalMs) {
   });
 
   // Chromium with one page whose problems are recorded.
-  h.launch = async (viewport) => {
+  h.launch = async (viewport, extraArgs) => {
     const executablePath = env.CHROMIUM || '/usr/bin/chromium';
+    const args = CHROMIUM_ARGS.concat(extraArgs || []);
     h.browser = await h.step(`launch ${executablePath}`, () => withTimeout(
-      chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS, timeout: 15000 }),
+      chromium.launch({ executablePath, headless: true, args, timeout: 15000 }),
       20000, 'launching Chromium'));
     const context = await h.browser.newContext({ viewport: viewport || { width: 1280, height: 900 } });
     const page = await context.newPage();

@@ -88,63 +88,6 @@ fn the_page_shows_this_host_live_and_recovers_after_a_collector_restart() {
     );
 }
 
-/// A sample of a probe host: CPU busy `busy` % of `interval_ms`, two mounts ("/" half full,
-/// "/data" 90 % full), one interface, one disk, one sensor, and load `load`.
-fn rich_sample(seq: u64, ts_ms: u64, interval_ms: u64, load: f32, busy: u64) -> protocol::Sample {
-    let ticks = interval_ms / 10; // 100 ticks a second
-    let core = protocol::CpuTimes {
-        user_ticks: seq * ticks * busy / 100,
-        idle_ticks: seq * ticks * (100 - busy) / 100,
-        ..Default::default()
-    };
-    let gib = 1u64 << 30;
-    let mount = |mount_point: &str, total: u64, available: u64| protocol::Filesystem {
-        mount_point: mount_point.into(),
-        total_bytes: total,
-        available_bytes: available,
-        device: format!("/dev/{}", if mount_point == "/" { "sda1" } else { "sdb1" }),
-        fs_type: "ext4".into(),
-        free_bytes: Some(available),
-    };
-    protocol::Sample {
-        seq,
-        ts_ms,
-        cpu: Some(core),
-        cores: vec![core],
-        load: Some(protocol::LoadAverage { one: load, five: load, fifteen: load }),
-        memory: Some(protocol::Memory {
-            total_bytes: 4 * gib,
-            used_bytes: gib + seq % 100 * (1 << 20),
-            available_bytes: 2 * gib,
-            ..Default::default()
-        }),
-        networks: vec![protocol::NetworkInterface {
-            name: "eth0".into(),
-            rx_bytes: seq * 50_000,
-            tx_bytes: seq * 20_000,
-            rx_packets: seq * 40,
-            tx_packets: seq * 30,
-            ..Default::default()
-        }],
-        filesystems: vec![mount("/", 100 * gib, 50 * gib), mount("/data", 500 * gib, 50 * gib)],
-        disks: vec![protocol::DiskIo {
-            device: "sda".into(),
-            read_bytes: seq * 4096,
-            written_bytes: seq * 8192,
-            ..Default::default()
-        }],
-        uptime_seconds: Some(10_000 + seq),
-        process_count: Some(120),
-        temperatures: vec![protocol::Temperature { label: "cpu".into(), celsius: 45.0 }],
-        swap: None,
-    }
-}
-
-/// A probe host's hello with a hostname of the test's choice.
-fn named_hello(id: &str, hostname: &str) -> protocol::Hello {
-    protocol::Hello { hostname: hostname.into(), ..probe_hello(id, PROBE_INSTANCE) }
-}
-
 #[test]
 fn the_page_navigates_the_past_plays_it_back_and_manages_hosts() {
     use std::sync::Arc;
@@ -173,7 +116,7 @@ fn the_page_navigates_the_past_plays_it_back_and_manages_hosts() {
     let past: Vec<_> = (0..3 * 360)
         .map(|i| {
             seq += 1;
-            rich_sample(seq, start + i * 10_000, 10_000, 0.5, 30)
+            rich_sample(seq, start + i * 10_000, 0.5, 30)
         })
         .collect();
     for batch in past.chunks(200) {
@@ -185,8 +128,12 @@ fn the_page_navigates_the_past_plays_it_back_and_manages_hosts() {
     let mut agent_gone =
         ProbeAgent::connect_hello(collector.ws, &token, named_hello(gone, hostile))
             .unwrap_or_else(|_| panic!("probe gone refused"));
-    agent_gone
-        .store((1..=3).map(|s| rich_sample(s, now - 10_000 + s * 1000, 1000, 0.1, 5)).collect());
+    let gone_sample = |s: u64| {
+        let mut sample = rich_sample(s, now - 10_000 + s * 1000, 0.1, 5);
+        sample.filesystems.truncate(1); // "/" only, half full: A's "/data" is the fullest mount
+        sample
+    };
+    agent_gone.store((1..=3).map(gone_sample).collect());
     agent_gone.close();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -199,8 +146,8 @@ fn the_page_navigates_the_past_plays_it_back_and_manages_hosts() {
                 seq += 1;
                 seq_b += 1;
                 // Sends fail once the collector is stopped at the end; the feeder just stops.
-                if agent_a.send(vec![rich_sample(seq, ts, 1000, 0.5, 30)]).is_err()
-                    || agent_b.send(vec![rich_sample(seq_b, ts, 1000, 9.0, 70)]).is_err()
+                if agent_a.send(vec![rich_sample(seq, ts, 0.5, 30)]).is_err()
+                    || agent_b.send(vec![rich_sample(seq_b, ts, 9.0, 70)]).is_err()
                 {
                     break;
                 }
@@ -263,4 +210,50 @@ fn the_page_navigates_the_past_plays_it_back_and_manages_hosts() {
         screenshot.display()
     );
     let _ = feeder.join();
+}
+
+#[test]
+fn the_pages_files_are_sent_compressed_when_asked_with_build_time_etags() {
+    use std::io::Read;
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &[]);
+    let header = |r: &HttpResponse, name: &str| {
+        r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    };
+    for path in [
+        "/",
+        "/assets/app.js",
+        "/assets/detail.js",
+        "/assets/style.css",
+        "/assets/uPlot.iife.min.js",
+    ] {
+        let plain = http(collector.http, "GET", path, &[], b"");
+        assert_eq!(plain.status, 200, "{path}");
+        assert_eq!(header(&plain, "content-encoding"), None, "{path}");
+        let gz = http(collector.http, "GET", path, &[("Accept-Encoding", "gzip, br")], b"");
+        assert_eq!(gz.status, 200, "{path}");
+        assert_eq!(header(&gz, "content-encoding").as_deref(), Some("gzip"), "{path}");
+        assert_eq!(header(&gz, "vary").as_deref(), Some("Accept-Encoding"), "{path}");
+        assert!(gz.body.len() < plain.body.len(), "{path}: gzip is not smaller");
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&gz.body[..]).read_to_end(&mut unpacked).unwrap();
+        assert_eq!(unpacked, plain.body, "{path}: the gzip copy is another file");
+        // Each representation has its own validator, and each revalidates to 304.
+        let (tag, gz_tag) = (header(&plain, "etag").unwrap(), header(&gz, "etag").unwrap());
+        assert_ne!(tag, gz_tag, "{path}");
+        let again = http(collector.http, "GET", path, &[("If-None-Match", &tag)], b"");
+        assert_eq!(again.status, 304, "{path}");
+        assert!(again.body.is_empty(), "{path}");
+        let again = http(
+            collector.http,
+            "GET",
+            path,
+            &[("If-None-Match", &gz_tag), ("Accept-Encoding", "gzip")],
+            b"",
+        );
+        assert_eq!(again.status, 304, "{path}");
+        // A gzip refused with q=0 gets the plain file.
+        let refused = http(collector.http, "GET", path, &[("Accept-Encoding", "gzip;q=0")], b"");
+        assert_eq!(header(&refused, "content-encoding"), None, "{path}");
+    }
 }

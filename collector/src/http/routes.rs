@@ -502,13 +502,42 @@ fn not_allowed(allow: &str) -> Reply {
 }
 
 fn asset_response(request: &Request, asset: &assets::Asset) -> Reply {
-    let etag = assets::etag(asset);
-    if request.header("if-none-match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
-        return Response::bytes(304, asset.content_type, &b""[..]).with_header("ETag", etag);
-    }
-    Response::bytes(200, asset.content_type, asset.bytes)
+    // The gzip copy made at build time, for clients that take it; it is another representation,
+    // so it has its own validator.
+    let gzip = accepts_gzip(request.header("accept-encoding"));
+    let etag = if gzip {
+        format!("{}-gz\"", &asset.etag[..asset.etag.len() - 1])
+    } else {
+        asset.etag.to_owned()
+    };
+    let response = if request
+        .header("if-none-match")
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        Response::bytes(304, asset.content_type, &b""[..])
+    } else if gzip {
+        Response::bytes(200, asset.content_type, asset.gzip).with_header("Content-Encoding", "gzip")
+    } else {
+        Response::bytes(200, asset.content_type, asset.bytes)
+    };
+    response
         .with_header("ETag", etag)
+        .with_header("Vary", "Accept-Encoding")
         .with_header("Cache-Control", "no-cache")
+}
+
+/// Whether an `Accept-Encoding` header takes gzip: listed (or `*`) without `q=0`.
+fn accepts_gzip(header: Option<&str>) -> bool {
+    header.is_some_and(|value| {
+        value.split(',').any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q == 0.0))
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
+    })
 }
 
 enum HostRoute {
@@ -929,6 +958,12 @@ mod tests {
             matches!(host_route("/api/hosts/a%20b/history"), Some((id, HostRoute::History)) if id == "a b")
         );
         assert!(host_route("/api/hosts/").is_none());
+        assert!(accepts_gzip(Some("gzip, deflate, br")));
+        assert!(accepts_gzip(Some("br;q=1.0, GZIP;q=0.5")));
+        assert!(accepts_gzip(Some("*")));
+        assert!(!accepts_gzip(Some("gzip;q=0, br")));
+        assert!(!accepts_gzip(Some("identity")));
+        assert!(!accepts_gzip(None));
         assert!(host_route("/api/hosts/abc/other").is_none());
         assert!(host_route("/api/hosts/abc/history/x").is_none());
     }
