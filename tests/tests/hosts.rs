@@ -107,6 +107,7 @@ fn removing_an_offline_host_deletes_it_everywhere_and_its_agent_comes_back_as_a_
     wait_status(&collector, "web", "offline");
 
     let mut sse = SseClient::connect(collector.http, "/events?types=host_removed", &[]);
+    let mut live = ws_connect(collector.ws, "/live?types=host_removed", &[]).expect("/live");
     let removed = delete(&collector, "web", Some(ADMIN));
     assert_eq!(removed.status, 202, "{}", String::from_utf8_lossy(&removed.body));
     assert_eq!(removed.json(), serde_json::json!({"ok": true, "host": "web"}));
@@ -134,6 +135,8 @@ fn removing_an_offline_host_deletes_it_everywhere_and_its_agent_comes_back_as_a_
         event.id.as_deref().map(str::parse::<u64>),
         Some(Ok(event.data["id"].as_u64().unwrap()))
     );
+    let message = ws_until(&mut live, 5 * SECOND, |m| m["type"] == "host_removed");
+    assert_eq!(message, event.data, "/live sends the same event");
     let (_, log) = collector.get_json("/api/activity?types=host_removed&limit=1");
     assert_eq!(log["events"][0], event.data, "the activity log has the event as it was sent");
 
@@ -266,6 +269,11 @@ fn removal_resumes_after_the_collector_is_killed() {
     );
     assert!(collector.host("big").is_none());
     assert!(collector.host("small").is_some());
+    // Its tombstone is no host id anyone can name.
+    let tombstone = format!("%01removed:{key}");
+    assert_eq!(collector.get_json(&format!("/api/hosts/{tombstone}")).0, 404);
+    assert_eq!(collector.get_json(&format!("/api/hosts/{tombstone}/history")).0, 404);
+    assert_eq!(delete(&collector, &tombstone, Some(ADMIN)).status, 404);
     wait_for(30 * SECOND, "the rest of big's rows deleted", || {
         (total(&rows_of(&collector.db, key)) == 0).then_some(())
     });
@@ -344,4 +352,26 @@ fn the_activity_log_pages_back_newest_first() {
         assert_eq!(status, 400, "{bad}: {body}");
         assert!(body["error"].is_string());
     }
+}
+
+#[test]
+fn removing_a_host_makes_room_under_max_hosts() {
+    let dir = temp_dir();
+    let collector = Collector::spawn(
+        dir.path(),
+        &["--no-self-monitor", "--admin-token", ADMIN, "--max-hosts", "1"],
+    );
+    let token = collector.token();
+    let old = ProbeAgent::connect(collector.ws, &token, "old").expect("connect");
+    old.close();
+    match ProbeAgent::connect(collector.ws, &token, "new") {
+        Err(ProbeRefused::Refused(refusal)) => {
+            assert_eq!(refusal.reason, protocol::RefusalReason::OverLimit, "{}", refusal.message);
+        }
+        other => panic!("expected a refusal over --max-hosts, got {:?}", other.map(|_| ())),
+    }
+    wait_status(&collector, "old", "offline");
+    assert_eq!(delete(&collector, "old", Some(ADMIN)).status, 202);
+    let mut new = ProbeAgent::connect(collector.ws, &token, "new").expect("room for a new host");
+    assert_eq!(new.store(vec![probe_sample(1, now_ms())]), 1);
 }

@@ -60,6 +60,8 @@ const COMPACT_EVERY: Duration = Duration::from_secs(5);
 /// How long after its end a minute stays as plain rows: the newest minutes are written and
 /// read most, and a late sample of a minute still open costs an insert, not a block rewrite.
 pub const COMPACT_AFTER: Duration = Duration::from_secs(120);
+/// How long deleting removed hosts waits after a failed step.
+const REMOVAL_RETRY: Duration = Duration::from_secs(60);
 /// Minutes of one host compacted per step at most.
 const COMPACT_MINUTES: usize = 30;
 
@@ -88,6 +90,8 @@ pub struct Maintenance {
     open_hours: HashMap<i64, u64>,
     /// Removed hosts whose rows are still to delete, by key.
     removals: VecDeque<i64>,
+    /// When deleting them may go on after a failed step.
+    next_removal: Instant,
 }
 
 impl Maintenance {
@@ -144,6 +148,7 @@ impl Maintenance {
             compacted_minutes: 0,
             open_hours,
             removals: removal::pending(conn)?.into(),
+            next_removal: now,
         })
     }
 
@@ -208,13 +213,15 @@ impl Maintenance {
             || self.vacuum_pending
             || !self.retention_queue.is_empty()
             || !self.compaction_queue.is_empty()
-            || !self.removals.is_empty()
+            || (!self.removals.is_empty() && self.next_removal <= Instant::now())
         {
             // A fixed past instant, not `Instant::now()`: a caller comparing its own earlier
             // `now` against a fresh `now` would find the work never due.
             return self.created;
         }
+        let removal = if self.removals.is_empty() { None } else { Some(self.next_removal) };
         self.next_rollup
+            .min(removal.unwrap_or(self.next_rollup))
             .min(self.next_retention)
             .min(self.next_size_check)
             .min(self.next_compaction)
@@ -258,8 +265,21 @@ impl Maintenance {
             self.compact(conn, started)?;
         }
         // At least one step a turn, so a removal goes on while the rest keeps maintenance busy.
-        while let Some(host) = self.removals.front().copied() {
-            let step = removal::delete_step(conn, host, DELETE_CHUNK)?;
+        while let Some(host) = self.removals.front().copied().filter(|_| now >= self.next_removal) {
+            let step = match removal::delete_step(conn, host, DELETE_CHUNK) {
+                Ok(step) => step,
+                Err(err) => {
+                    // Kept apart from the other steps: a removal that keeps failing (a row that
+                    // the deletion does not know of) must not hold up rollups and retention, nor
+                    // mark the storage failing. The tombstone stays, so it is tried again.
+                    log::warn!(
+                        "storage: deleting the rows of removed host {host} failed, retrying in {REMOVAL_RETRY:?}: {err:#}"
+                    );
+                    self.removals.rotate_left(1);
+                    self.next_removal = now + REMOVAL_RETRY;
+                    break;
+                }
+            };
             if step.rows > 0 {
                 self.vacuum_pending = true;
             }
@@ -817,6 +837,40 @@ mod tests {
         }
         assert_eq!(left(&conn), 0);
         assert!(!maintenance.is_removing(1));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_removal_that_keeps_failing_waits_and_holds_nothing_else_up() {
+        let (dir, mut conn) = database("removal-fails");
+        // A row the deletion does not know of keeps the hosts row from going.
+        conn.execute_batch(
+            "CREATE TABLE extra (host INTEGER NOT NULL REFERENCES hosts(id));
+             INSERT INTO extra VALUES (1);",
+        )
+        .unwrap();
+        let now = crate::now_ms() as i64;
+        conn.execute(
+            "INSERT INTO hosts (id, host_id, hostname, first_seen_ms) VALUES (2, 'k', 'k', 0)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO samples (host, seq, ts_ms, cpu_percent) VALUES (2, 1, ?1, 5.0)",
+            [now - 180_000],
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        removal::mark(&tx, "h").unwrap();
+        tx.commit().unwrap();
+        let mut maintenance = Maintenance::new(Policy::default(), &conn).unwrap();
+        maintenance.run(&mut conn).expect("a failed removal is no failed maintenance");
+        assert!(maintenance.is_removing(1), "tried again later");
+        assert!(maintenance.next_due() > Instant::now(), "not at once");
+        let rolled: i64 = conn
+            .query_row("SELECT count(*) FROM rollup_1m WHERE host = 2", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rolled, 1, "the other host is rolled up all the same");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
