@@ -43,10 +43,13 @@ pub fn cargo() -> Command {
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = cargo()
-            .args(["build", "--quiet", "-p", "agent", "-p", "collector", "--bins"])
-            .status()
-            .expect("running cargo build");
+        let mut build = cargo();
+        build.args(["build", "--quiet", "-p", "agent", "-p", "collector", "--bins"]);
+        // A benchmark or example run with `--release` drives release binaries.
+        if bin_dir().ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build");
         assert!(status.success(), "cargo build of the binaries failed");
     });
     let path = bin_dir().join(name);
