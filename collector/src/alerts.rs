@@ -306,6 +306,13 @@ impl Alerts {
         changes
     }
 
+    /// Forgets a removed host: its alerts, and that it was ever heard from (so it never falls
+    /// silent).
+    pub fn forget(&mut self, host: &str) {
+        self.states.retain(|(h, _), _| h != host);
+        self.heard.remove(host);
+    }
+
     /// Alerts firing now.
     pub fn active(&self) -> Vec<Active> {
         let mut active: Vec<Active> = self
