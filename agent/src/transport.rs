@@ -10,7 +10,8 @@
 //! ```
 //! In every state samples keep arriving and go to the spool. While connected, spooled samples
 //! are sent in batches (a bounded window of unacknowledged batches) and forgotten when acked.
-//! Pings and a read deadline detect a dead collector; reconnection uses capped, jittered backoff.
+//! Pings and a read deadline detect a dead collector; reconnection uses capped, jittered backoff,
+//! the first retry after a lost connection spread over [`crate::backoff::RECONNECT_SPREAD`].
 
 use std::time::{Duration, Instant};
 
@@ -332,7 +333,8 @@ impl Transport {
     fn lost(&mut self, why: &str) -> State {
         log::warn!("connection to the collector lost: {why}; {} samples spooled", self.spool.len());
         self.down_since.get_or_insert_with(Instant::now);
-        let delay = self.backoff.next_delay(&mut self.rng);
+        // Every agent of a collector that restarts gets here at the same moment: spread them.
+        let delay = self.backoff.after_loss(&mut self.rng);
         State::Waiting { until: Instant::now() + delay }
     }
 

@@ -43,10 +43,13 @@ pub fn cargo() -> Command {
 pub fn binary(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = cargo()
-            .args(["build", "--quiet", "-p", "agent", "-p", "collector", "--bins"])
-            .status()
-            .expect("running cargo build");
+        let mut build = cargo();
+        build.args(["build", "--quiet", "-p", "agent", "-p", "collector", "--bins"]);
+        // A benchmark or example run with `--release` drives release binaries.
+        if bin_dir().ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("running cargo build");
         assert!(status.success(), "cargo build of the binaries failed");
     });
     let path = bin_dir().join(name);
@@ -767,6 +770,345 @@ pub fn resident_bytes(pid: u32) -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
     line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).expect("VmRSS value")
         * 1024
+}
+
+/// A small tmpfs the test mounts and unmounts when dropped: as root (CI is), or through
+/// `sudo -n` for a developer who may use sudo without a password.
+pub struct SmallDisk(PathBuf);
+
+/// `program` as root: itself when the test runs as root, else through `sudo -n`.
+pub fn as_root(program: &str) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    if root {
+        Command::new(program)
+    } else {
+        let mut sudo = Command::new("sudo");
+        sudo.args(["-n", program]);
+        sudo
+    }
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (`mount`'s syntax: `8m`) at `path`, created if missing.
+    pub fn mount(path: PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&path).expect("mount point");
+        let status = as_root("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=1777"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("running mount");
+        assert!(
+            status.success(),
+            "mounting a small tmpfs failed: the full-disk test needs root or password-less sudo"
+        );
+        Self(path)
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazily, in case a process still has files open there; nothing to do on failure.
+        let _ = as_root("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system under `path` with a file until it is full.
+pub fn fill(path: &Path) {
+    let mut file = std::fs::File::create(path).expect("filler");
+    let chunk = vec![0u8; 16 * 1024];
+    while file.write_all(&chunk).is_ok() {}
+    // Whatever fits of a last, smaller piece.
+    while file.write_all(&chunk[..512]).is_ok() {}
+}
+
+/// What a [`SimAgent`] has done so far.
+#[derive(Debug, Clone, Default)]
+pub struct SimReport {
+    /// Sequence numbers `1..=produced` were sampled.
+    pub produced: u64,
+    /// Sequence numbers dropped, oldest first, from a full buffer (reported to the collector in
+    /// each batch's `dropped_total`, as the real agent does).
+    pub dropped: Vec<u64>,
+    /// Samples kept for want of an acknowledgement.
+    pub unacked: usize,
+    /// The highest acknowledged sequence number (0: none yet).
+    pub acked: u64,
+    /// When each connection attempt began.
+    pub attempts: Vec<Instant>,
+    /// When each welcome arrived.
+    pub connected: Vec<Instant>,
+    /// When each connection was lost.
+    pub lost: Vec<Instant>,
+    /// Samples sent a second time (unacknowledged when their connection was lost).
+    pub resent: u64,
+}
+
+struct SimShared {
+    report: Mutex<SimReport>,
+    sampling: std::sync::atomic::AtomicBool,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// A simulated agent on a thread of its own, for tests that need many: it speaks the real
+/// protocol over a real WebSocket, samples every interval ([`probe_sample`], sequence numbers
+/// from 1), keeps every unacknowledged sample in a bounded buffer (the real agent's spool
+/// without the disk: the oldest is dropped and counted when full), sends them in batches with at
+/// most 8 unacknowledged, resends from the collector's welcome resume point after a reconnect,
+/// and reconnects with the real agent's [`agent::backoff::Backoff`] (500 ms doubling to 30 s,
+/// full jitter, reset by an ack; the first retry after a lost connection within
+/// [`agent::backoff::RECONNECT_SPREAD`]).
+pub struct SimAgent {
+    /// Its host id.
+    pub host: String,
+    shared: Arc<SimShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Batches a [`SimAgent`] sends without their acknowledgement, at most (the real agent's window).
+const SIM_WINDOW: usize = 8;
+
+/// Silence after which a [`SimAgent`] with batches in flight gives its connection up.
+const SIM_DEAD_AFTER: Duration = Duration::from_secs(10);
+
+impl SimAgent {
+    /// Starts an agent for `host` that pushes to `ws` (its `/ingest`) with `token`, sampling every
+    /// `interval` and keeping at most `buffer_max` unacknowledged samples.
+    pub fn start(
+        ws: SocketAddr,
+        token: &str,
+        host: &str,
+        interval: Duration,
+        buffer_max: usize,
+    ) -> Self {
+        let shared = Arc::new(SimShared {
+            report: Mutex::new(SimReport::default()),
+            sampling: true.into(),
+            stop: false.into(),
+        });
+        let (token, id, state) = (token.to_owned(), host.to_owned(), shared.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("sim {host}"))
+            .stack_size(256 * 1024)
+            .spawn(move || sim_run(ws, &token, &id, interval, buffer_max.max(1), &state))
+            .expect("spawning a simulated agent");
+        Self { host: host.to_owned(), shared, thread: Some(thread) }
+    }
+
+    /// What it has done so far.
+    pub fn report(&self) -> SimReport {
+        self.shared.report.lock().expect("report lock").clone()
+    }
+
+    /// Stops sampling; what is buffered is still delivered.
+    pub fn stop_sampling(&self) {
+        self.shared.sampling.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Stops it and returns its final report.
+    pub fn stop(mut self) -> SimReport {
+        self.halt();
+        self.report()
+    }
+
+    fn halt(&mut self) {
+        self.shared.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for SimAgent {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Opens an agent connection as [`ProbeAgent`] does, but returns every failure (the collector
+/// may be down) and the welcome's resume point.
+fn sim_connect(
+    ws: SocketAddr,
+    token: &str,
+    hello: &protocol::Hello,
+) -> Result<(WsClient, Option<u64>), String> {
+    use tungstenite::client::IntoClientRequest;
+    let text = |e: &dyn std::fmt::Display| e.to_string();
+    let stream = TcpStream::connect_timeout(&ws, Duration::from_secs(5)).map_err(|e| text(&e))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| text(&e))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5))).map_err(|e| text(&e))?;
+    let _ = stream.set_nodelay(true);
+    let mut request = format!("ws://{ws}/ingest").into_client_request().map_err(|e| text(&e))?;
+    let bearer = tungstenite::http::HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|e| text(&e))?;
+    request.headers_mut().insert("Authorization", bearer);
+    let (mut socket, _) = tungstenite::client::client(request, stream).map_err(|e| text(&e))?;
+    let hello = protocol::AgentMessage::Hello(hello.clone());
+    socket
+        .send(tungstenite::Message::binary(protocol::encode_agent_message(&hello)))
+        .map_err(|e| text(&e))?;
+    loop {
+        match socket.read().map_err(|e| text(&e))? {
+            tungstenite::Message::Binary(bytes) => {
+                return match protocol::decode_collector_message(&bytes) {
+                    Ok(protocol::CollectorMessage::Welcome(welcome)) => {
+                        Ok((socket, welcome.last_seq))
+                    }
+                    Ok(protocol::CollectorMessage::Refused(refusal)) => {
+                        Err(format!("refused: {}", refusal.message))
+                    }
+                    Ok(other) => Err(format!("expected a welcome, got {other:?}")),
+                    Err(err) => Err(err.to_string()),
+                };
+            }
+            tungstenite::Message::Close(_) => return Err("closed before the welcome".into()),
+            _ => {}
+        }
+    }
+}
+
+fn sim_run(
+    ws: SocketAddr,
+    token: &str,
+    host: &str,
+    interval: Duration,
+    buffer_max: usize,
+    shared: &SimShared,
+) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut rng = fastrand::Rng::new();
+    let mut hello = probe_hello(host, rng.u64(1..));
+    hello.interval_ms = u32::try_from(interval.as_millis()).unwrap_or(u32::MAX);
+    // The real agent's policy (agent/src/transport.rs).
+    let mut backoff =
+        agent::backoff::Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    let mut buffer: std::collections::VecDeque<protocol::Sample> = Default::default();
+    let (mut next_seq, mut dropped_total, mut sent_upto, mut highest_sent) = (1u64, 0, 0, 0);
+    let mut inflight = 0usize;
+    let mut last_heard = Instant::now();
+    let mut conn: Option<WsClient> = None;
+    let mut retry_at = Instant::now();
+    let mut next_sample = Instant::now();
+    while !shared.stop.load(SeqCst) {
+        let now = Instant::now();
+        let mut report = shared.report.lock().expect("report lock").clone();
+        if shared.sampling.load(SeqCst) && now >= next_sample {
+            if buffer.len() >= buffer_max {
+                if let Some(oldest) = buffer.pop_front() {
+                    dropped_total += 1;
+                    report.dropped.push(oldest.seq);
+                }
+            }
+            buffer.push_back(probe_sample(next_seq, now_ms()));
+            report.produced = next_seq;
+            next_seq += 1;
+            next_sample += interval;
+            if next_sample < now {
+                next_sample = now + interval;
+            }
+        }
+        let mut lost = false;
+        if conn.is_none() {
+            if now >= retry_at {
+                report.attempts.push(now);
+                match sim_connect(ws, token, &hello) {
+                    Ok((socket, last_seq)) => {
+                        if let Some(last) = last_seq {
+                            while buffer.front().is_some_and(|s| s.seq <= last) {
+                                buffer.pop_front();
+                            }
+                            report.acked = report.acked.max(last);
+                        }
+                        sent_upto = last_seq.unwrap_or(0);
+                        inflight = 0;
+                        last_heard = Instant::now();
+                        report.connected.push(last_heard);
+                        conn = Some(socket);
+                    }
+                    Err(_) => retry_at = Instant::now() + backoff.next_delay(&mut rng),
+                }
+            } else {
+                let until = retry_at.min(next_sample).saturating_duration_since(now);
+                std::thread::sleep(until.min(Duration::from_millis(100)));
+            }
+        } else if let Some(socket) = conn.as_mut() {
+            while inflight < SIM_WINDOW {
+                let samples: Vec<protocol::Sample> = buffer
+                    .iter()
+                    .filter(|s| s.seq > sent_upto)
+                    .take(protocol::Limits::MAX_SAMPLES_PER_BATCH)
+                    .cloned()
+                    .collect();
+                let Some(last) = samples.last().map(|s| s.seq) else { break };
+                report.resent += samples.iter().filter(|s| s.seq <= highest_sent).count() as u64;
+                highest_sent = highest_sent.max(last);
+                let batch =
+                    protocol::AgentMessage::Batch(protocol::Batch { dropped_total, samples });
+                let bytes = protocol::encode_agent_message(&batch);
+                if socket.send(tungstenite::Message::binary(bytes)).is_err() {
+                    lost = true;
+                    break;
+                }
+                sent_upto = last;
+                inflight += 1;
+            }
+            if !lost {
+                let wait = next_sample
+                    .saturating_duration_since(Instant::now())
+                    .clamp(Duration::from_millis(10), Duration::from_millis(250));
+                let _ = socket.get_mut().set_read_timeout(Some(wait));
+                match socket.read() {
+                    Ok(tungstenite::Message::Binary(bytes)) => {
+                        last_heard = Instant::now();
+                        match protocol::decode_collector_message(&bytes) {
+                            Ok(protocol::CollectorMessage::Ack(ack)) => {
+                                while buffer.front().is_some_and(|s| s.seq <= ack.seq) {
+                                    buffer.pop_front();
+                                }
+                                report.acked = report.acked.max(ack.seq);
+                                inflight = inflight.saturating_sub(1);
+                                backoff.reset();
+                            }
+                            // A refusal (the collector stopping, or unable to store) or anything
+                            // unexpected ends the connection; the samples stay buffered.
+                            _ => lost = true,
+                        }
+                    }
+                    Ok(tungstenite::Message::Close(_)) => lost = true,
+                    Ok(_) => last_heard = Instant::now(),
+                    Err(tungstenite::Error::Io(err))
+                        if matches!(
+                            err.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) =>
+                    {
+                        lost = inflight > 0 && last_heard.elapsed() > SIM_DEAD_AFTER;
+                    }
+                    Err(_) => lost = true,
+                }
+            }
+        }
+        if lost {
+            conn = None;
+            let now = Instant::now();
+            report.lost.push(now);
+            // As the real agent's transport does after losing a connection that worked.
+            retry_at = now + backoff.after_loss(&mut rng);
+        }
+        report.unacked = buffer.len();
+        *shared.report.lock().expect("report lock") = report;
+    }
+    if let Some(mut socket) = conn {
+        let _ = socket.close(None);
+        let _ = socket.flush();
+    }
 }
 
 /// A sample of a probe host: CPU busy about `busy` % (between half and one and a half times it,

@@ -182,48 +182,6 @@ fn untrusted_text_is_escaped_in_the_log_and_control_characters_are_refused() {
     assert_eq!(response.status, 202);
 }
 
-/// A small tmpfs the test mounts and unmounts when dropped: as root (CI is), or through
-/// `sudo -n` for a developer who may use sudo without a password.
-struct SmallDisk(std::path::PathBuf);
-
-/// `program` as root: itself when the test runs as root, else through `sudo -n`.
-fn as_root(program: &str) -> std::process::Command {
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
-    if root {
-        std::process::Command::new(program)
-    } else {
-        let mut sudo = std::process::Command::new("sudo");
-        sudo.args(["-n", program]);
-        sudo
-    }
-}
-
-impl SmallDisk {
-    fn mount(path: std::path::PathBuf, size: &str) -> Self {
-        std::fs::create_dir_all(&path).expect("mount point");
-        let status = as_root("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=1777"), "tmpfs"])
-            .arg(&path)
-            .status()
-            .expect("running mount");
-        assert!(
-            status.success(),
-            "mounting a small tmpfs failed: the full-disk test needs root or password-less sudo"
-        );
-        Self(path)
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        // Lazily, in case a process still has files open there; nothing to do on failure.
-        let _ = as_root("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// CPU time of a process so far, in clock ticks (1/100 s), from `/proc/PID/stat`.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
@@ -234,16 +192,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
 }
 
-/// Fills the file system under `path` with a file until it is full.
-fn fill(path: &std::path::Path) {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path).expect("filler");
-    let chunk = vec![0u8; 16 * 1024];
-    while file.write_all(&chunk).is_ok() {}
-    // Whatever fits of a last, smaller piece.
-    while file.write_all(&chunk[..512]).is_ok() {}
-}
-
 #[test]
 fn a_full_disk_costs_little_cpu_says_why_and_loses_nothing() {
     if !slow_tests_enabled("a_full_disk_costs_little_cpu_says_why_and_loses_nothing") {
@@ -252,9 +200,9 @@ fn a_full_disk_costs_little_cpu_says_why_and_loses_nothing() {
     let dir = temp_dir();
     let disk = SmallDisk::mount(dir.path().join("small"), "8m");
     // Most of the disk is taken before the collector starts, so its first megabyte fills it.
-    let ballast = disk.0.join("ballast");
+    let ballast = disk.path().join("ballast");
     std::fs::write(&ballast, vec![0u8; 7 * 1024 * 1024]).expect("ballast");
-    let collector = Collector::spawn(&disk.0, &["--self-interval", "500ms"]);
+    let collector = Collector::spawn(disk.path(), &["--self-interval", "500ms"]);
     let spool = dir.path().join("spool");
     let agent = Agent::spawn(
         &collector.ingest_url(),
@@ -266,7 +214,7 @@ fn a_full_disk_costs_little_cpu_says_why_and_loses_nothing() {
     wait_for(Duration::from_secs(20), "first samples", || {
         (!stored_samples(&collector.db, "disk-full-host").is_empty()).then_some(())
     });
-    fill(&disk.0.join("filler"));
+    fill(&disk.path().join("filler"));
     let filled = now_ms();
     let reason = wait_for(Duration::from_secs(60), "/readyz to say not ready", || {
         let (status, body) = collector.get_json("/readyz");
@@ -299,7 +247,7 @@ fn a_full_disk_costs_little_cpu_says_why_and_loses_nothing() {
     assert_eq!(collector.get_json("/readyz").0, 503, "still not ready");
 
     // Space returns: every sample the agent took arrives, in order, none twice.
-    std::fs::remove_file(disk.0.join("filler")).expect("remove filler");
+    std::fs::remove_file(disk.path().join("filler")).expect("remove filler");
     std::fs::remove_file(&ballast).expect("remove ballast");
     let resumed = now_ms();
     wait_for(Duration::from_secs(60), "readiness after space returned", || {
