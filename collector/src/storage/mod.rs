@@ -11,6 +11,7 @@
 //! transaction as its samples, so anything at or below it is a duplicate and skipped.
 
 pub mod admission;
+pub mod alerts;
 pub mod block;
 pub mod derive;
 pub mod device;
@@ -59,6 +60,13 @@ pub enum Command {
     },
     /// Record an activity event (agent connected, alert, broadcast…) and publish it.
     Activity(Activity),
+    /// Add or delete a silence; answered after the commit.
+    Silence {
+        /// What to change.
+        change: alerts::SilenceChange,
+        /// The silence added or deleted (`None`: no such id).
+        reply: async_channel::Sender<Result<Option<alerts::Silence>, StoreError>>,
+    },
     /// Answer once everything queued before it is committed (readiness checks).
     Ping(async_channel::Sender<()>),
     /// Finish the current transaction and stop.
@@ -345,6 +353,24 @@ impl Storage {
         self.tx.send(command).await.map_err(|_| stopped())
     }
 
+    /// Adds or deletes a silence; resolves after the commit with the silence added or deleted.
+    pub async fn change_silences(
+        &self,
+        change: alerts::SilenceChange,
+    ) -> Result<Option<alerts::Silence>, StoreError> {
+        let (reply, answer) = async_channel::bounded(1);
+        self.send(Command::Silence { change, reply }).await?;
+        answer.recv().await.map_err(|_| stopped())?
+    }
+
+    /// Reads the alerts that were firing and the silences, for the hub's initial state.
+    pub fn load_alerts(
+        &self,
+    ) -> anyhow::Result<(Vec<crate::alerts::Persisted>, Vec<alerts::Silence>)> {
+        let conn = query::open_read_only(&self.path)?;
+        Ok((alerts::load_firing(&conn)?, alerts::load_silences(&conn)?))
+    }
+
     /// Reads every stored host, with its newest point, for the hub's initial state.
     pub fn load_hosts(&self) -> anyhow::Result<Vec<HostRecord>> {
         let conn = query::open_read_only(&self.path)?;
@@ -431,6 +457,7 @@ type Reply<T> = (async_channel::Sender<Result<T, StoreError>>, Result<T, StoreEr
 struct Outcome {
     store_replies: Vec<Reply<StoreResult>>,
     register_replies: Vec<Reply<Registration>>,
+    silence_replies: Vec<Reply<Option<alerts::Silence>>>,
     events: Vec<Stored>,
     stored_times: Vec<(i64, u64)>,
     pings: Vec<async_channel::Sender<()>>,
@@ -506,6 +533,10 @@ impl Writer {
                         // As above: an agent that left will get its ack from the welcome instead.
                         let _ = reply.try_send(result);
                     }
+                    for (reply, result) in outcome.silence_replies {
+                        // An API client that went away needs no answer.
+                        let _ = reply.try_send(result);
+                    }
                     for ping in outcome.pings {
                         // A readiness check that gave up waiting needs no answer.
                         let _ = ping.try_send(());
@@ -532,6 +563,9 @@ impl Writer {
                         let _ = reply.try_send(Err(error.clone()));
                     }
                     for (reply, _) in outcome.store_replies {
+                        let _ = reply.try_send(Err(error.clone()));
+                    }
+                    for (reply, _) in outcome.silence_replies {
                         let _ = reply.try_send(Err(error.clone()));
                     }
                 }
@@ -627,7 +661,8 @@ impl Writer {
                         .prepare_cached("INSERT INTO activity (eid, ts_ms, kind, host, json) VALUES (?1, ?2, ?3, ?4, ?5)")
                         .and_then(|mut stmt| {
                             stmt.execute(params![eid as i64, activity.ts_ms as i64, activity.kind, activity.host.as_deref(), json])
-                        });
+                        })
+                        .and_then(|_| alerts::on_activity(&tx, &activity));
                     match result {
                         Ok(_) => {
                             self.next_eid += 1;
@@ -637,6 +672,16 @@ impl Writer {
                         Err(err) => Some(anyhow::Error::from(err).context("recording activity")),
                     }
                 }
+                Command::Silence { change, reply } => match alerts::change_silences(&tx, change) {
+                    Ok(answer) => {
+                        outcome.silence_replies.push((reply, Ok(answer)));
+                        None
+                    }
+                    Err(err) => {
+                        outcome.silence_replies.push((reply, Err(stopped())));
+                        Some(anyhow::Error::from(err).context("changing silences"))
+                    }
+                },
                 Command::Ping(reply) => {
                     outcome.pings.push(reply);
                     None
@@ -671,6 +716,7 @@ fn collect_reply(command: Command, outcome: &mut Outcome) {
     match command {
         Command::Register { reply, .. } => outcome.register_replies.push((reply, Err(stopped()))),
         Command::Store { reply, .. } => outcome.store_replies.push((reply, Err(stopped()))),
+        Command::Silence { reply, .. } => outcome.silence_replies.push((reply, Err(stopped()))),
         Command::Activity(_) | Command::Ping(_) | Command::Stop => {}
     }
 }
