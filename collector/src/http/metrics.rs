@@ -31,6 +31,8 @@ pub struct CollectorFigures {
     pub subscribers: usize,
     /// Whether the storage commits.
     pub storage: crate::storage::health::HealthView,
+    /// Each notification channel's counters.
+    pub notify: std::sync::Arc<Vec<std::sync::Arc<crate::notify::ChannelStats>>>,
 }
 
 /// Renders the exposition: every host's series, then the collector's own.
@@ -342,6 +344,32 @@ fn collector_series(out: &mut Exposition, stats: &StatsView, figures: &Collector
     if let Some(bytes) = figures.database_bytes {
         out.gauge("hostwatch_collector_database_bytes", "Size of the SQLite database on disk.")
             .sample(&[], bytes);
+    }
+    if !figures.notify.is_empty() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let counters: [(&str, &str, fn(&crate::notify::ChannelStats) -> u64); 3] = [
+            (
+                "hostwatch_collector_notify_sent_total",
+                "Notifications delivered, by channel.",
+                |s| s.sent_total.load(Relaxed),
+            ),
+            (
+                "hostwatch_collector_notify_failures_total",
+                "Failed notification attempts (each retry counts), by channel.",
+                |s| s.failures_total.load(Relaxed),
+            ),
+            (
+                "hostwatch_collector_notify_dropped_total",
+                "Notifications dropped (queue full, or retried for an hour in vain), by channel.",
+                |s| s.dropped_total.load(Relaxed),
+            ),
+        ];
+        for (name, help, read) in counters {
+            let family = out.counter(name, help);
+            for stats in figures.notify.iter() {
+                family.sample(&[("channel", stats.name.as_str())], read(stats));
+            }
+        }
     }
 }
 
@@ -672,6 +700,7 @@ mod tests {
                 failing_since_ms: None,
                 reason: None,
             },
+            notify: Default::default(),
         }
     }
 
