@@ -187,6 +187,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Some((cert, key)) => Some(tls::acceptor(cert, key)?),
         None => None,
     };
+    // Before the "listening" line: a SIGHUP right after it must find the handler in place, not
+    // end the process (the default action).
+    let signals = signal_channel()?;
     let (hub_tx, hub_rx) = async_channel::bounded(8192);
     let publish = hub_tx.clone();
     let (storage, storage_thread) =
@@ -257,7 +260,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         notify_stats: Arc::new(notifier.stats()),
         connections: Arc::new(AtomicU64::new(1)),
     };
-    let signals = signal_channel()?;
     start_executor()?;
     let setup = hub::AlertSetup { rules: config.alerts.clone(), firing, silences, notifier };
     let hub = hub::Hub::new(storage.clone(), hosts, self_host.clone(), setup);
