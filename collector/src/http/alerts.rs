@@ -31,21 +31,22 @@ pub async fn alerts(request: &Request, ctx: &Ctx) -> Reply {
     if !paged {
         return Response::json(200, &current);
     }
-    let number = |name: &str| -> Result<Option<u64>, Reply> {
+    let number = |name: &str| -> Result<Option<u64>, String> {
         match request.query_param(name) {
             None => Ok(None),
-            Some(v) => v
-                .parse()
-                .map(Some)
-                .map_err(|_| Response::error(400, format!("{name}={v:?} is not a whole number"))),
+            Some(v) => {
+                v.parse().map(Some).map_err(|_| format!("{name}={v:?} is not a whole number"))
+            }
         }
     };
     let now = crate::now_ms();
-    let (since, until, before, limit) =
-        match (number("since"), number("until"), number("before"), number("limit")) {
-            (Ok(s), Ok(u), Ok(b), Ok(l)) => (s.unwrap_or(0), u.unwrap_or(u64::MAX), b, l),
-            (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => return e,
-        };
+    let parsed = (|| {
+        Ok::<_, String>((number("since")?, number("until")?, number("before")?, number("limit")?))
+    })();
+    let (since, until, before, limit) = match parsed {
+        Ok((s, u, b, l)) => (s.unwrap_or(0), u.unwrap_or(u64::MAX), b, l),
+        Err(why) => return Response::error(400, why),
+    };
     if since >= until {
         return Response::error(400, "since must be before until");
     }

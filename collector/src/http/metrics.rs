@@ -347,7 +347,8 @@ fn collector_series(out: &mut Exposition, stats: &StatsView, figures: &Collector
     }
     if !figures.notify.is_empty() {
         use std::sync::atomic::Ordering::Relaxed;
-        let counters: [(&str, &str, fn(&crate::notify::ChannelStats) -> u64); 3] = [
+        type Read = fn(&crate::notify::ChannelStats) -> u64;
+        let counters: [(&str, &str, Read); 3] = [
             (
                 "hostwatch_collector_notify_sent_total",
                 "Notifications delivered, by channel.",
