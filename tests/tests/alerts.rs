@@ -21,6 +21,7 @@ const ADMIN: &str = "admin-token-0123456789";
 #[derive(Debug, Clone)]
 struct Received {
     head: String,
+    text: String,
     body: Value,
     status: u16,
 }
@@ -101,7 +102,8 @@ fn serve(mut stream: TcpStream, log: &Mutex<Vec<Received>>, status: u16) -> std:
         data.extend_from_slice(&buffer[..n]);
     }
     let body = serde_json::from_slice(&data[head_end..]).unwrap_or(Value::Null);
-    log.lock().unwrap().push(Received { head, body, status });
+    let text = String::from_utf8_lossy(&data[head_end..]).to_string();
+    log.lock().unwrap().push(Received { head, text, body, status });
     write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
     Ok(())
 }
@@ -230,7 +232,7 @@ fn a_rule_reaches_the_streams_the_api_the_webhook_and_the_mailbox_exactly_once()
     let mut feed = SseClient::connect(collector.http, "/events?types=alert", &[]);
     let mut live = ws_connect(collector.ws, "/live?types=alert", &[]).expect("/live");
     let spool = dir.path().join("spool");
-    let _agent =
+    let mut agent =
         Agent::spawn(&collector.ingest_url(), &collector.token(), "busy-host", &spool, &[]);
 
     let fired = feed.until(WAIT, |e| e.data["rule"] == "busy");
@@ -286,6 +288,23 @@ fn a_rule_reaches_the_streams_the_api_the_webhook_and_the_mailbox_exactly_once()
         metric(&collector, "hostwatch_collector_notify_sent_total{channel=\"email\"} "),
         1.0
     );
+
+    // The built-in agent-silent rule (no rule here watches silence): the agent stops, the
+    // alert fires after five of its intervals (at least 10 s); it comes back, the alert resolves.
+    assert!(agent.terminate().success());
+    let silent = feed.until(WAIT, |e| e.data["rule"] == "agent-silent");
+    assert_eq!(
+        (silent.data["state"].as_str(), silent.data["severity"].as_str()),
+        (Some("firing"), Some("critical"))
+    );
+    let _agent =
+        Agent::spawn(&collector.ingest_url(), &collector.token(), "busy-host", &spool, &[]);
+    let back = feed.until(WAIT, |e| e.data["rule"] == "agent-silent");
+    assert_eq!(back.data["state"], "resolved");
+    wait_for(WAIT, "agent-silent delivered", || {
+        (hook.count("agent-silent", "busy-host", "resolved") == 1).then_some(())
+    });
+    assert_eq!(hook.count("agent-silent", "busy-host", "firing"), 1);
 }
 
 #[test]
@@ -316,6 +335,13 @@ fn a_mount_rule_fires_once_with_hysteresis_and_a_silence_holds_back_delivery() {
     let states: Vec<&str> = events.iter().map(|e| e["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["resolved", "firing"], "newest first");
     assert_eq!(events[1]["mount"], "/var");
+    // Paged: one event a page, older pages by `before`.
+    let (_, page) = collector.get_json("/api/alerts?since=0&limit=1");
+    assert_eq!(page["recent"].as_array().unwrap().len(), 1);
+    let before = page["next_before"].as_u64().expect("a next page");
+    let (_, older) = collector.get_json(&format!("/api/alerts?before={before}&limit=1"));
+    assert_eq!(older["recent"][0]["state"], "firing");
+    assert_eq!(collector.get_json("/api/alerts?since=5&until=5").0, 400);
 
     // A silence of probe-b: its alert fires and shows, but nothing is sent.
     let body = br#"{"host": "probe-b", "duration": "1h", "comment": "maintenance"}"#;
@@ -541,8 +567,12 @@ fn notify_test_sends_on_every_channel_and_says_which_failed() {
     let dir = temp_dir();
     let hook = Hook::start(200);
     let smtp = Smtp::start(dir.path());
+    let chat: String = ["slack", "discord", "ntfy"]
+        .iter()
+        .map(|f| format!("{}format = \"{f}\"\n", webhook_table(&format!("chat-{f}"), &hook.url())))
+        .collect();
     let channels = format!(
-        "{}[notify.email]\nsmtp = \"smtp://127.0.0.1:{}\"\nstarttls = \"off\"\nfrom = \"hw@example.com\"\nto = \"ops@example.com\"\n",
+        "{chat}{}[notify.email]\nsmtp = \"smtp://127.0.0.1:{}\"\nstarttls = \"off\"\nfrom = \"hw@example.com\"\nto = \"ops@example.com\"\n",
         webhook_table("hook", &hook.url()),
         smtp.port
     );
@@ -554,7 +584,21 @@ fn notify_test_sends_on_every_channel_and_says_which_failed() {
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("ok: hook") && stdout.contains("ok: email"), "{stdout}");
-    assert_eq!(hook.delivered()[0]["state"], "test");
+    let received = hook.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 4, "{received:?}");
+    assert!(received.iter().any(|r| r.body["state"] == "test" && r.body["source"] == "hostwatch"));
+    let slack = received.iter().find(|r| r.body["text"].is_string()).expect("Slack's {text}");
+    assert!(slack.body["text"].as_str().unwrap().starts_with("[TEST] info: hostwatch test"));
+    assert!(
+        received
+            .iter()
+            .any(|r| r.body["content"].as_str().is_some_and(|c| c.contains("rule: notify-test")))
+    );
+    let ntfy = received.iter().find(|r| r.head.contains("\r\nTitle: ")).expect("ntfy's headers");
+    assert!(
+        ntfy.head.contains("\r\nPriority: 3\r\n") && ntfy.text.contains("rule: notify-test"),
+        "{ntfy:?}"
+    );
     let mail = wait_for(WAIT, "the test email", || smtp.messages().pop());
     assert!(mail.contains("hostwatch test notification"), "{mail}");
 
@@ -571,5 +615,5 @@ fn notify_test_sends_on_every_channel_and_says_which_failed() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert_eq!(output.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("ok: hook") && stdout.contains("FAILED: dead"), "{stdout}");
+    assert!(stdout.contains("ok: chat-ntfy") && stdout.contains("FAILED: dead"), "{stdout}");
 }
