@@ -202,8 +202,8 @@ pub enum Watched {
 pub enum Condition {
     /// A series compared with a threshold.
     Threshold {
-        /// The metric (a host total); for device rules see [`Rule::watched`].
-        metric: Metric,
+        /// The series.
+        watched: Watched,
         /// The comparison.
         op: Op,
         /// The threshold.
@@ -222,8 +222,6 @@ pub struct Rule {
     pub condition: Condition,
     /// How long the condition must hold before the alert fires.
     pub duration: Duration,
-    /// The series (threshold rules; `None` for silence).
-    pub watched: Option<Watched>,
     /// The metric's name as written.
     pub metric_name: String,
     /// A firing alert resolves once the value no longer passes this (hysteresis).
@@ -248,6 +246,14 @@ impl Rule {
         }
     }
 
+    /// The series of a threshold rule.
+    pub fn watched(&self) -> Option<&Watched> {
+        match &self.condition {
+            Condition::Threshold { watched, .. } => Some(watched),
+            Condition::Silent => None,
+        }
+    }
+
     fn applies_to(&self, host: &str, hostname: &str) -> bool {
         self.hosts.is_empty() || self.hosts.iter().any(|g| glob(g, host) || glob(g, hostname))
     }
@@ -263,7 +269,6 @@ pub fn agent_silent(intervals: u32) -> Rule {
         name: AGENT_SILENT.into(),
         condition: Condition::Silent,
         duration: Duration::from_secs(10),
-        watched: None,
         metric_name: "silent".into(),
         clear: 0.0,
         hosts: Vec::new(),
@@ -338,12 +343,11 @@ fn parse_rule(text: &str) -> Result<Rule, String> {
             Ok(Rule {
                 name: format!("{metric} {op} {value} for {duration}"),
                 condition: Condition::Threshold {
-                    metric: metric_value,
+                    watched: Watched::Host(metric_value),
                     op: op_value,
                     value: threshold,
                 },
                 duration: duration_of(duration)?,
-                watched: Some(Watched::Host(metric_value)),
                 metric_name: (*metric).to_owned(),
                 clear: threshold,
                 hosts: Vec::new(),
@@ -547,16 +551,10 @@ fn rule_from_table(index: usize, value: &toml::Value, taken: &[String]) -> Resul
     };
     let summary = text("summary")?.unwrap_or(DEFAULT_SUMMARY).to_owned();
     check_template(&summary).map_err(|m| err("summary", m))?;
-    let metric = match &watched {
-        Watched::Host(metric) => *metric,
-        // Device rules carry their series in `watched`; the host metric is unused there.
-        Watched::Device { .. } => Metric::CpuPercent,
-    };
     Ok(Rule {
         name,
-        condition: Condition::Threshold { metric, op, value: threshold },
+        condition: Condition::Threshold { watched, op, value: threshold },
         duration,
-        watched: Some(watched),
         metric_name,
         clear,
         hosts,
@@ -774,7 +772,7 @@ impl Alerts {
 
     /// Whether any rule reads device values (the hub computes them only then).
     pub fn wants_devices(&self) -> bool {
-        self.rules.iter().any(|r| matches!(r.watched, Some(Watched::Device { .. })))
+        self.rules.iter().any(|r| matches!(r.watched(), Some(Watched::Device { .. })))
     }
 
     /// Watches a known host for silence: its newest sample was at `last_ms`; silence is counted
@@ -879,7 +877,7 @@ impl Alerts {
             if !rule.applies_to(subject.id, subject.hostname) {
                 continue;
             }
-            let Condition::Threshold { op, value: threshold, .. } = rule.condition else {
+            let Condition::Threshold { ref watched, op, value: threshold } = rule.condition else {
                 // A sample ends any silence.
                 let key = (rule.name.clone(), subject.id.to_owned(), String::new());
                 if let Some(state) = self.states.get_mut(&key) {
@@ -918,13 +916,13 @@ impl Alerts {
                     self.states.remove(&key);
                 }
             };
-            match &rule.watched {
-                Some(Watched::Host(metric)) => {
+            match watched {
+                Watched::Host(metric) => {
                     if let Some(value) = metric.value(point) {
                         judge(None, value);
                     }
                 }
-                Some(Watched::Device { kind, field, name }) => {
+                Watched::Device { kind, field, name } => {
                     for reading in devices.iter().filter(|r| r.kind == *kind && glob(name, &r.name))
                     {
                         let value = reading.values.get(*field).copied().flatten();
@@ -936,7 +934,6 @@ impl Alerts {
                         judge(Some(&reading.name), value);
                     }
                 }
-                None => {}
             }
         }
         changes
@@ -1065,7 +1062,7 @@ fn change(
     value: f64,
     since_ms: u64,
 ) -> Change {
-    let selector = match &rule.watched {
+    let selector = match rule.watched() {
         Some(Watched::Device { kind, .. }) => catalog::alert_scope(*kind).map(|(_, key)| key),
         _ => None,
     };
@@ -1282,14 +1279,14 @@ mod tests {
         assert_eq!(rules.len(), 2);
         let root = &rules[0];
         assert_eq!(
-            root.watched,
-            Some(Watched::Device { kind: DeviceKind::Fs, field: 3, name: "/".into() })
+            root.watched(),
+            Some(&Watched::Device { kind: DeviceKind::Fs, field: 3, name: "/".into() })
         );
         assert_eq!((root.threshold(), root.clear), (Some(90.0), 85.0));
         assert_eq!(root.duration, Duration::from_secs(300));
         assert_eq!(root.hosts, vec!["web-*", "db-1"]);
         assert_eq!(root.severity, Severity::Critical);
-        assert_eq!(rules[1].watched, Some(Watched::Host(Metric::CpuPercent)));
+        assert_eq!(rules[1].watched(), Some(&Watched::Host(Metric::CpuPercent)));
         assert_eq!(
             (rules[1].clear, rules[1].duration, rules[1].severity),
             (95.5, Duration::ZERO, Severity::Warning)

@@ -116,12 +116,14 @@ struct Smtp {
 }
 
 impl Smtp {
-    fn start(dir: &Path) -> Self {
+    /// Starts it with extra arguments (`--tlscert`, `--tlskey` for STARTTLS).
+    fn start(dir: &Path, extra: &[&str]) -> Self {
         // The port is picked here, then handed to aiosmtpd (which cannot report one it chose).
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let maildir = dir.join("maildir");
+        let maildir = dir.join(format!("maildir-{port}"));
         let child = Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(extra)
             .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(&maildir)
             .stdin(Stdio::null())
@@ -148,6 +150,71 @@ impl Drop for Smtp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let output = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
+    assert!(
+        output.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A private CA (`ca.pem`) and a certificate for 127.0.0.1 signed by it (`server.pem`).
+fn certificates(dir: &Path) {
+    openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=hostwatch test CA",
+        ],
+    );
+    openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key"]);
+    openssl(
+        dir,
+        &["req", "-new", "-key", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+}
+
+fn notify_test(config: &Path) -> (Option<i32>, String) {
+    let output = Command::new(binary("hostwatch-collector"))
+        .args(["notify-test", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    (output.status.code(), stdout + &String::from_utf8_lossy(&output.stderr))
 }
 
 fn write_config(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -212,7 +279,7 @@ fn metric(collector: &Collector, line_start: &str) -> f64 {
 fn a_rule_reaches_the_streams_the_api_the_webhook_and_the_mailbox_exactly_once() {
     let dir = temp_dir();
     let hook = Hook::start(200);
-    let smtp = Smtp::start(dir.path());
+    let smtp = Smtp::start(dir.path(), &[]);
     std::fs::write(dir.path().join("hook.token"), "hook-secret-1\n").unwrap();
     let config = write_config(
         dir.path(),
@@ -566,7 +633,7 @@ fn bad_rules_are_refused_at_start_and_on_sighup_the_old_rules_stay() {
 fn notify_test_sends_on_every_channel_and_says_which_failed() {
     let dir = temp_dir();
     let hook = Hook::start(200);
-    let smtp = Smtp::start(dir.path());
+    let smtp = Smtp::start(dir.path(), &[]);
     let chat: String = ["slack", "discord", "ntfy"]
         .iter()
         .map(|f| format!("{}format = \"{f}\"\n", webhook_table(&format!("chat-{f}"), &hook.url())))
@@ -616,4 +683,28 @@ fn notify_test_sends_on_every_channel_and_says_which_failed() {
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
     assert_eq!(output.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("ok: chat-ntfy") && stdout.contains("FAILED: dead"), "{stdout}");
+
+    // STARTTLS, required by default on smtp://: a server without it is refused; one with it
+    // (aiosmtpd with a certificate of a private CA, trusted through ca_file) gets the message.
+    let email = |port: u16, extra: &str| {
+        format!(
+            "[notify.email]\nsmtp = \"smtp://127.0.0.1:{port}\"\nfrom = \"hw@example.com\"\nto = \"ops@example.com\"\n{extra}"
+        )
+    };
+    let config = write_config(dir.path(), "plain.toml", &email(smtp.port, ""));
+    let (code, out) = notify_test(&config);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("FAILED: email"), "{out}");
+    certificates(dir.path());
+    let (cert, key) = (dir.path().join("server.pem"), dir.path().join("server.key"));
+    let tls = Smtp::start(
+        dir.path(),
+        &["--tlscert", cert.to_str().unwrap(), "--tlskey", key.to_str().unwrap()],
+    );
+    let ca = format!("ca_file = \"{}\"\n", dir.path().join("ca.pem").display());
+    let config = write_config(dir.path(), "starttls.toml", &email(tls.port, &ca));
+    let (code, out) = notify_test(&config);
+    assert_eq!(code, Some(0), "{out}");
+    let mail = wait_for(WAIT, "the email over STARTTLS", || tls.messages().pop());
+    assert!(mail.contains("hostwatch test notification"), "{mail}");
 }

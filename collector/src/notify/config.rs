@@ -151,6 +151,8 @@ pub struct WebhookConfig {
     pub timeout: Duration,
     /// The least severity sent (`min_severity`, default `info`: everything).
     pub min_severity: Severity,
+    /// Trust only these PEM certificates for `https://` (`ca_file`), not the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// How the SMTP connection is secured.
@@ -187,6 +189,8 @@ pub struct EmailConfig {
     pub timeout: Duration,
     /// The least severity sent.
     pub min_severity: Severity,
+    /// Trust only these PEM certificates (`ca_file`), not the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl EmailConfig {
@@ -196,9 +200,18 @@ impl EmailConfig {
 }
 
 const WEBHOOK_KEYS: &[&str] =
-    &["name", "url", "format", "bearer_token_file", "timeout", "min_severity"];
-const EMAIL_KEYS: &[&str] =
-    &["name", "smtp", "starttls", "from", "to", "credentials_file", "timeout", "min_severity"];
+    &["name", "url", "format", "bearer_token_file", "timeout", "min_severity", "ca_file"];
+const EMAIL_KEYS: &[&str] = &[
+    "name",
+    "smtp",
+    "starttls",
+    "from",
+    "to",
+    "credentials_file",
+    "timeout",
+    "min_severity",
+    "ca_file",
+];
 
 /// Reads the `notify` table (`None`: no channels).
 pub fn parse(value: Option<&toml::Value>) -> Result<NotifyConfig, ConfigError> {
@@ -293,6 +306,16 @@ impl Fields<'_> {
         }
     }
 
+    fn ca_file(&self) -> Result<Option<std::path::PathBuf>, ConfigError> {
+        let Some(path) = self.text("ca_file")? else { return Ok(None) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| self.err("ca_file", format!("cannot read {path}: {e}")))?;
+        if !text.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(self.err("ca_file", format!("{path} holds no PEM certificate")));
+        }
+        Ok(Some(path.into()))
+    }
+
     fn secret_file(&self, field: &str) -> Result<Option<String>, ConfigError> {
         let Some(path) = self.text(field)? else { return Ok(None) };
         let text = std::fs::read_to_string(Path::new(path))
@@ -335,6 +358,7 @@ fn webhook(at: &str, index: usize, value: &toml::Value) -> Result<WebhookConfig,
         bearer_token,
         timeout: f.timeout()?,
         min_severity: f.min_severity()?,
+        ca_file: f.ca_file()?,
     })
 }
 
@@ -441,6 +465,7 @@ fn email_channel(value: &toml::Value) -> Result<EmailConfig, ConfigError> {
         credentials,
         timeout: f.timeout()?,
         min_severity: f.min_severity()?,
+        ca_file: f.ca_file()?,
     })
 }
 

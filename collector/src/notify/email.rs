@@ -1,11 +1,13 @@
 //! Email delivery with lettre's blocking SMTP transport, on the channel's own thread (never on
 //! the executor): STARTTLS on `smtp://` (required unless `starttls` says otherwise), TLS from
-//! the first byte on `smtps://`, rustls with the system's roots, credentials from a file.
+//! the first byte on `smtps://`, rustls with the system's roots (or only `ca_file`'s),
+//! credentials from a file.
 
+use anyhow::Context;
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::SmtpTransport;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{Message, Transport};
 
 use super::Notification;
@@ -21,7 +23,18 @@ pub struct Sender {
 impl Sender {
     /// Prepares the transport (it connects for each message).
     pub fn new(config: EmailConfig) -> anyhow::Result<Self> {
-        let tls = || TlsParameters::new(config.host.clone());
+        let tls = || -> anyhow::Result<TlsParameters> {
+            let mut builder = TlsParameters::builder(config.host.clone());
+            if let Some(path) = &config.ca_file {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let cert = Certificate::from_pem(&pem)
+                    .with_context(|| format!("bad PEM in {}", path.display()))?;
+                builder =
+                    builder.certificate_store(CertificateStore::None).add_root_certificate(cert);
+            }
+            Ok(builder.build()?)
+        };
         let security = match config.security {
             Security::Tls => Tls::Wrapper(tls()?),
             Security::StartTlsRequired => Tls::Required(tls()?),

@@ -22,9 +22,13 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// Prepares the channel (loads the system's CA certificates for `https://`).
+    /// Prepares the channel (loads the system's CA certificates, or `ca_file`'s, for `https://`).
     pub fn new(config: WebhookConfig) -> anyhow::Result<Self> {
-        let tls = if config.url.https { Some(agent::net::tls_connector(None)?) } else { None };
+        let tls = if config.url.https {
+            Some(agent::net::tls_connector(config.ca_file.as_deref())?)
+        } else {
+            None
+        };
         Ok(Self { config, tls })
     }
 
