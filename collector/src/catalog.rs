@@ -38,8 +38,9 @@ pub struct Series {
     /// only; empty for device fields).
     #[serde(skip)]
     pub column: &'static str,
-    /// Prometheus name at `/metrics` (node_exporter's where it has one), empty if not exported.
-    pub prometheus: &'static str,
+    /// Family at `/metrics` (node_exporter's where it has one), if exported.
+    #[serde(skip)]
+    pub prometheus: Option<&'static prometheus::Family>,
     /// Name in alert rules, if rules may watch it.
     pub alert: Option<&'static str>,
     /// Label on the page.
@@ -72,7 +73,7 @@ const fn gauge(
     integer: bool,
     decimals: u32,
     column: &'static str,
-    prometheus: &'static str,
+    prometheus: Option<&'static prometheus::Family>,
     alert: Option<&'static str>,
     label: &'static str,
 ) -> Series {
@@ -84,7 +85,7 @@ const fn rate(
     unit: &'static str,
     decimals: u32,
     column: &'static str,
-    prometheus: &'static str,
+    prometheus: Option<&'static prometheus::Family>,
     alert: Option<&'static str>,
     label: &'static str,
 ) -> Series {
@@ -101,6 +102,166 @@ const fn rate(
     }
 }
 
+/// The Prometheus families `/metrics` exports for hosts: node_exporter's name, help text and type
+/// where it has one. The exporter (`http/metrics.rs`) names families only through these, and
+/// the series above point at theirs, so a name is written once.
+pub mod prometheus {
+    /// One metric family.
+    #[derive(Debug, PartialEq, Eq)]
+    pub struct Family {
+        /// Metric name (a counter's ends in `_total`).
+        pub name: &'static str,
+        /// `# HELP` text.
+        pub help: &'static str,
+        /// Counter (cumulative, as the agent sends it) or gauge.
+        pub counter: bool,
+    }
+
+    const fn gauge(name: &'static str, help: &'static str) -> Family {
+        Family { name, help, counter: false }
+    }
+
+    const fn counter(name: &'static str, help: &'static str) -> Family {
+        Family { name, help, counter: true }
+    }
+
+    /// `node_cpu_seconds_total`.
+    pub const CPU_SECONDS: Family =
+        counter("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.");
+    /// `hostwatch_host_cpu_percent`.
+    pub const CPU_PERCENT: Family = gauge(
+        "hostwatch_host_cpu_percent",
+        "CPU busy percentage of the whole host between its two newest samples.",
+    );
+    /// `node_boot_time_seconds`.
+    pub const BOOT_TIME: Family = gauge("node_boot_time_seconds", "Node boot time, in unixtime.");
+    /// `node_time_seconds`.
+    pub const TIME: Family =
+        gauge("node_time_seconds", "System time in seconds since epoch (1970).");
+    /// `node_uname_info`.
+    pub const UNAME: Family = gauge(
+        "node_uname_info",
+        "Labeled system information as provided by the uname system call.",
+    );
+    /// `node_load1`.
+    pub const LOAD1: Family = gauge("node_load1", "1m load average.");
+    /// `node_load5`.
+    pub const LOAD5: Family = gauge("node_load5", "5m load average.");
+    /// `node_load15`.
+    pub const LOAD15: Family = gauge("node_load15", "15m load average.");
+    /// `node_memory_MemTotal_bytes`.
+    pub const MEM_TOTAL: Family =
+        gauge("node_memory_MemTotal_bytes", "Memory information field MemTotal_bytes.");
+    /// `node_memory_MemAvailable_bytes`.
+    pub const MEM_AVAILABLE: Family =
+        gauge("node_memory_MemAvailable_bytes", "Memory information field MemAvailable_bytes.");
+    /// `node_memory_MemFree_bytes`.
+    pub const MEM_FREE: Family =
+        gauge("node_memory_MemFree_bytes", "Memory information field MemFree_bytes.");
+    /// `node_memory_Buffers_bytes`.
+    pub const MEM_BUFFERS: Family =
+        gauge("node_memory_Buffers_bytes", "Memory information field Buffers_bytes.");
+    /// `node_memory_Cached_bytes`.
+    pub const MEM_CACHED: Family =
+        gauge("node_memory_Cached_bytes", "Memory information field Cached_bytes.");
+    /// `node_memory_SwapTotal_bytes`.
+    pub const SWAP_TOTAL: Family =
+        gauge("node_memory_SwapTotal_bytes", "Memory information field SwapTotal_bytes.");
+    /// `node_memory_SwapFree_bytes`.
+    pub const SWAP_FREE: Family =
+        gauge("node_memory_SwapFree_bytes", "Memory information field SwapFree_bytes.");
+    /// `node_network_receive_bytes_total`.
+    pub const NET_RX_BYTES: Family =
+        counter("node_network_receive_bytes_total", "Network device statistic receive_bytes.");
+    /// `node_network_transmit_bytes_total`.
+    pub const NET_TX_BYTES: Family =
+        counter("node_network_transmit_bytes_total", "Network device statistic transmit_bytes.");
+    /// `node_network_receive_packets_total`.
+    pub const NET_RX_PACKETS: Family =
+        counter("node_network_receive_packets_total", "Network device statistic receive_packets.");
+    /// `node_network_transmit_packets_total`.
+    pub const NET_TX_PACKETS: Family = counter(
+        "node_network_transmit_packets_total",
+        "Network device statistic transmit_packets.",
+    );
+    /// `node_network_receive_errs_total`.
+    pub const NET_RX_ERRORS: Family =
+        counter("node_network_receive_errs_total", "Network device statistic receive_errs.");
+    /// `node_network_transmit_errs_total`.
+    pub const NET_TX_ERRORS: Family =
+        counter("node_network_transmit_errs_total", "Network device statistic transmit_errs.");
+    /// `node_filesystem_size_bytes`.
+    pub const FS_SIZE: Family = gauge("node_filesystem_size_bytes", "Filesystem size in bytes.");
+    /// `node_filesystem_avail_bytes`.
+    pub const FS_AVAIL: Family = gauge(
+        "node_filesystem_avail_bytes",
+        "Filesystem space available to non-root users in bytes.",
+    );
+    /// `node_filesystem_free_bytes`.
+    pub const FS_FREE: Family =
+        gauge("node_filesystem_free_bytes", "Filesystem free space in bytes.");
+    /// `node_disk_read_bytes_total`.
+    pub const DISK_READ_BYTES: Family =
+        counter("node_disk_read_bytes_total", "The total number of bytes read successfully.");
+    /// `node_disk_written_bytes_total`.
+    pub const DISK_WRITTEN_BYTES: Family =
+        counter("node_disk_written_bytes_total", "The total number of bytes written successfully.");
+    /// `node_disk_reads_completed_total`.
+    pub const DISK_READS: Family = counter(
+        "node_disk_reads_completed_total",
+        "The total number of reads completed successfully.",
+    );
+    /// `node_disk_writes_completed_total`.
+    pub const DISK_WRITES: Family = counter(
+        "node_disk_writes_completed_total",
+        "The total number of writes completed successfully.",
+    );
+    /// `node_disk_io_time_seconds_total`.
+    pub const DISK_IO_TIME: Family =
+        counter("node_disk_io_time_seconds_total", "Total seconds spent doing I/Os.");
+    /// `node_hwmon_temp_celsius`.
+    pub const TEMPERATURE: Family =
+        gauge("node_hwmon_temp_celsius", "Hardware monitor for temperature (input).");
+    /// `hostwatch_host_processes`.
+    pub const PROCESSES: Family =
+        gauge("hostwatch_host_processes", "Number of processes on the host.");
+
+    /// Every family, in the order above.
+    pub const ALL: &[&Family] = &[
+        &CPU_SECONDS,
+        &CPU_PERCENT,
+        &BOOT_TIME,
+        &TIME,
+        &UNAME,
+        &LOAD1,
+        &LOAD5,
+        &LOAD15,
+        &MEM_TOTAL,
+        &MEM_AVAILABLE,
+        &MEM_FREE,
+        &MEM_BUFFERS,
+        &MEM_CACHED,
+        &SWAP_TOTAL,
+        &SWAP_FREE,
+        &NET_RX_BYTES,
+        &NET_TX_BYTES,
+        &NET_RX_PACKETS,
+        &NET_TX_PACKETS,
+        &NET_RX_ERRORS,
+        &NET_TX_ERRORS,
+        &FS_SIZE,
+        &FS_AVAIL,
+        &FS_FREE,
+        &DISK_READ_BYTES,
+        &DISK_WRITTEN_BYTES,
+        &DISK_READS,
+        &DISK_WRITES,
+        &DISK_IO_TIME,
+        &TEMPERATURE,
+        &PROCESSES,
+    ];
+}
+
 /// Host totals, in the order of the history API's fields and the rollup tables' columns.
 pub const HOST: &[Series] = &[
     rate(
@@ -108,18 +269,18 @@ pub const HOST: &[Series] = &[
         "%",
         2,
         "cpu_percent",
-        "node_cpu_seconds_total",
+        Some(&prometheus::CPU_SECONDS),
         Some("cpu_percent"),
         "CPU",
     ),
-    gauge("memory_used_bytes", "bytes", true, 0, "mem_used", "", None, "Memory used"),
+    gauge("memory_used_bytes", "bytes", true, 0, "mem_used", None, None, "Memory used"),
     gauge(
         "memory_total_bytes",
         "bytes",
         true,
         0,
         "mem_total",
-        "node_memory_MemTotal_bytes",
+        Some(&prometheus::MEM_TOTAL),
         None,
         "Memory installed",
     ),
@@ -129,7 +290,7 @@ pub const HOST: &[Series] = &[
         true,
         0,
         "mem_available",
-        "node_memory_MemAvailable_bytes",
+        Some(&prometheus::MEM_AVAILABLE),
         None,
         "Memory available",
     ),
@@ -139,7 +300,7 @@ pub const HOST: &[Series] = &[
         true,
         0,
         "swap_used",
-        "node_memory_SwapFree_bytes",
+        Some(&prometheus::SWAP_FREE),
         None,
         "Swap used",
     ),
@@ -149,19 +310,28 @@ pub const HOST: &[Series] = &[
         true,
         0,
         "swap_total",
-        "node_memory_SwapTotal_bytes",
+        Some(&prometheus::SWAP_TOTAL),
         None,
         "Swap configured",
     ),
-    gauge("load1", "", false, 2, "load1", "node_load1", Some("load1"), "Load 1 min"),
-    gauge("load5", "", false, 2, "load5", "node_load5", Some("load5"), "Load 5 min"),
-    gauge("load15", "", false, 2, "load15", "node_load15", Some("load15"), "Load 15 min"),
+    gauge("load1", "", false, 2, "load1", Some(&prometheus::LOAD1), Some("load1"), "Load 1 min"),
+    gauge("load5", "", false, 2, "load5", Some(&prometheus::LOAD5), Some("load5"), "Load 5 min"),
+    gauge(
+        "load15",
+        "",
+        false,
+        2,
+        "load15",
+        Some(&prometheus::LOAD15),
+        Some("load15"),
+        "Load 15 min",
+    ),
     rate(
         "net_rx_bytes_per_second",
         "bytes/s",
         1,
         "net_rx_bps",
-        "node_network_receive_bytes_total",
+        Some(&prometheus::NET_RX_BYTES),
         Some("net_rx_bytes_per_second"),
         "Network received",
     ),
@@ -170,7 +340,7 @@ pub const HOST: &[Series] = &[
         "bytes/s",
         1,
         "net_tx_bps",
-        "node_network_transmit_bytes_total",
+        Some(&prometheus::NET_TX_BYTES),
         Some("net_tx_bytes_per_second"),
         "Network sent",
     ),
@@ -179,7 +349,7 @@ pub const HOST: &[Series] = &[
         "bytes/s",
         1,
         "disk_read_bps",
-        "node_disk_read_bytes_total",
+        Some(&prometheus::DISK_READ_BYTES),
         Some("disk_read_bytes_per_second"),
         "Disk read",
     ),
@@ -188,18 +358,18 @@ pub const HOST: &[Series] = &[
         "bytes/s",
         1,
         "disk_write_bps",
-        "node_disk_written_bytes_total",
+        Some(&prometheus::DISK_WRITTEN_BYTES),
         Some("disk_write_bytes_per_second"),
         "Disk written",
     ),
-    gauge("fs_used_bytes", "bytes", true, 0, "fs_used", "", None, "Filesystems used"),
+    gauge("fs_used_bytes", "bytes", true, 0, "fs_used", None, None, "Filesystems used"),
     gauge(
         "fs_total_bytes",
         "bytes",
         true,
         0,
         "fs_total",
-        "node_filesystem_size_bytes",
+        Some(&prometheus::FS_SIZE),
         None,
         "Filesystems size",
     ),
@@ -209,18 +379,18 @@ pub const HOST: &[Series] = &[
         true,
         0,
         "processes",
-        "hostwatch_host_processes",
+        Some(&prometheus::PROCESSES),
         None,
         "Processes",
     ),
-    gauge("uptime_seconds", "s", true, 0, "uptime", "node_boot_time_seconds", None, "Uptime"),
+    gauge("uptime_seconds", "s", true, 0, "uptime", Some(&prometheus::BOOT_TIME), None, "Uptime"),
     gauge(
         "temperature_celsius",
         "°C",
         false,
         1,
         "temp_max",
-        "node_hwmon_temp_celsius",
+        Some(&prometheus::TEMPERATURE),
         Some("temperature_celsius"),
         "Hottest sensor",
     ),
@@ -231,7 +401,7 @@ pub const HOST: &[Series] = &[
         true,
         0,
         "fs_free",
-        "node_filesystem_free_bytes",
+        Some(&prometheus::FS_FREE),
         None,
         "Filesystems free",
     ),
@@ -241,7 +411,7 @@ pub const HOST: &[Series] = &[
         true,
         0,
         "fs_avail",
-        "node_filesystem_avail_bytes",
+        Some(&prometheus::FS_AVAIL),
         None,
         "Filesystems available",
     ),
@@ -251,7 +421,7 @@ pub const HOST: &[Series] = &[
         false,
         2,
         "fs_used_pct",
-        "",
+        None,
         Some("fs_used_percent"),
         "Filesystems used",
     ),
@@ -263,8 +433,17 @@ pub const SCHEMA_1_HOST_SERIES: usize = 18;
 
 /// Host percentages computed from two stored series when a rule asks for them; not stored.
 pub const HOST_PERCENTAGES: &[Series] = &[
-    gauge("memory_used_percent", "%", false, 2, "", "", Some("memory_used_percent"), "Memory used"),
-    gauge("swap_used_percent", "%", false, 2, "", "", Some("swap_used_percent"), "Swap used"),
+    gauge(
+        "memory_used_percent",
+        "%",
+        false,
+        2,
+        "",
+        None,
+        Some("memory_used_percent"),
+        "Memory used",
+    ),
+    gauge("swap_used_percent", "%", false, 2, "", None, Some("swap_used_percent"), "Swap used"),
 ];
 
 /// The kinds of device a host has several of.
@@ -305,7 +484,7 @@ pub const DEVICES: &[DeviceTable] = &[
         key: "cpu",
         prometheus_label: "cpu",
         label: "CPU cores",
-        fields: &[rate("percent", "%", 0, "", "node_cpu_seconds_total", None, "Busy")],
+        fields: &[rate("percent", "%", 0, "", Some(&prometheus::CPU_SECONDS), None, "Busy")],
     },
     DeviceTable {
         kind: DeviceKind::Net,
@@ -318,7 +497,7 @@ pub const DEVICES: &[DeviceTable] = &[
                 "bytes/s",
                 1,
                 "",
-                "node_network_receive_bytes_total",
+                Some(&prometheus::NET_RX_BYTES),
                 None,
                 "Received",
             ),
@@ -327,7 +506,7 @@ pub const DEVICES: &[DeviceTable] = &[
                 "bytes/s",
                 1,
                 "",
-                "node_network_transmit_bytes_total",
+                Some(&prometheus::NET_TX_BYTES),
                 None,
                 "Sent",
             ),
@@ -336,7 +515,7 @@ pub const DEVICES: &[DeviceTable] = &[
                 "packets/s",
                 1,
                 "",
-                "node_network_receive_packets_total",
+                Some(&prometheus::NET_RX_PACKETS),
                 None,
                 "Packets received",
             ),
@@ -345,7 +524,7 @@ pub const DEVICES: &[DeviceTable] = &[
                 "packets/s",
                 1,
                 "",
-                "node_network_transmit_packets_total",
+                Some(&prometheus::NET_TX_PACKETS),
                 None,
                 "Packets sent",
             ),
@@ -354,7 +533,7 @@ pub const DEVICES: &[DeviceTable] = &[
                 "errors/s",
                 1,
                 "",
-                "node_network_receive_errs_total",
+                Some(&prometheus::NET_RX_ERRORS),
                 None,
                 "Receive errors",
             ),
@@ -363,7 +542,7 @@ pub const DEVICES: &[DeviceTable] = &[
                 "errors/s",
                 1,
                 "",
-                "node_network_transmit_errs_total",
+                Some(&prometheus::NET_TX_ERRORS),
                 None,
                 "Transmit errors",
             ),
@@ -375,19 +554,19 @@ pub const DEVICES: &[DeviceTable] = &[
         prometheus_label: "mountpoint",
         label: "Filesystems",
         fields: &[
-            gauge("used_bytes", "bytes", true, 0, "", "", None, "Used"),
-            gauge("total_bytes", "bytes", true, 0, "", "node_filesystem_size_bytes", None, "Size"),
+            gauge("used_bytes", "bytes", true, 0, "", None, None, "Used"),
+            gauge("total_bytes", "bytes", true, 0, "", Some(&prometheus::FS_SIZE), None, "Size"),
             gauge(
                 "available_bytes",
                 "bytes",
                 true,
                 0,
                 "",
-                "node_filesystem_avail_bytes",
+                Some(&prometheus::FS_AVAIL),
                 None,
                 "Available",
             ),
-            gauge("used_percent", "%", false, 2, "", "", None, "Used"),
+            gauge("used_percent", "%", false, 2, "", None, None, "Used"),
         ],
     },
     DeviceTable {
@@ -401,7 +580,7 @@ pub const DEVICES: &[DeviceTable] = &[
                 "bytes/s",
                 1,
                 "",
-                "node_disk_read_bytes_total",
+                Some(&prometheus::DISK_READ_BYTES),
                 None,
                 "Read",
             ),
@@ -410,29 +589,21 @@ pub const DEVICES: &[DeviceTable] = &[
                 "bytes/s",
                 1,
                 "",
-                "node_disk_written_bytes_total",
+                Some(&prometheus::DISK_WRITTEN_BYTES),
                 None,
                 "Written",
             ),
-            rate(
-                "reads_per_second",
-                "ops/s",
-                1,
-                "",
-                "node_disk_reads_completed_total",
-                None,
-                "Reads",
-            ),
+            rate("reads_per_second", "ops/s", 1, "", Some(&prometheus::DISK_READS), None, "Reads"),
             rate(
                 "writes_per_second",
                 "ops/s",
                 1,
                 "",
-                "node_disk_writes_completed_total",
+                Some(&prometheus::DISK_WRITES),
                 None,
                 "Writes",
             ),
-            rate("busy_percent", "%", 1, "", "node_disk_io_time_seconds_total", None, "Busy"),
+            rate("busy_percent", "%", 1, "", Some(&prometheus::DISK_IO_TIME), None, "Busy"),
         ],
     },
     DeviceTable {
@@ -446,7 +617,7 @@ pub const DEVICES: &[DeviceTable] = &[
             false,
             1,
             "",
-            "node_hwmon_temp_celsius",
+            Some(&prometheus::TEMPERATURE),
             None,
             "Temperature",
         )],
@@ -523,7 +694,7 @@ pub fn describe() -> serde_json::Value {
             "name": s.json, "unit": s.unit, "kind": s.kind, "label": s.label,
             "storage": if s.integer { "integer".to_owned() } else { format!("fixed-point, {} decimals", s.decimals) },
             "rollup": ["min", "avg", "max"],
-            "prometheus": (!s.prometheus.is_empty()).then_some(s.prometheus),
+            "prometheus": s.prometheus.map(|f| f.name),
             "alert": s.alert,
         })
     };

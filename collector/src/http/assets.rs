@@ -19,9 +19,64 @@ pub const ASSETS: &[Asset] = &[
         bytes: include_bytes!("../../web/index.html"),
     },
     Asset {
+        path: "/assets/theme.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/theme.js"),
+    },
+    Asset {
         path: "/assets/app.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../../web/app.js"),
+    },
+    Asset {
+        path: "/assets/store.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/store.js"),
+    },
+    Asset {
+        path: "/assets/format.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/format.js"),
+    },
+    Asset {
+        path: "/assets/api.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/api.js"),
+    },
+    Asset {
+        path: "/assets/charts.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/charts.js"),
+    },
+    Asset {
+        path: "/assets/overview.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/overview.js"),
+    },
+    Asset {
+        path: "/assets/render.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/render.js"),
+    },
+    Asset {
+        path: "/assets/live.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/live.js"),
+    },
+    Asset {
+        path: "/assets/feed.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/feed.js"),
+    },
+    Asset {
+        path: "/assets/panel.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/panel.js"),
+    },
+    Asset {
+        path: "/assets/detail.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../web/detail.js"),
     },
     Asset {
         path: "/assets/style.css",

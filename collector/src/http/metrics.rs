@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use protocol::{CPU_TICKS_PER_SECOND, CpuTimes, Sample};
 
+use crate::catalog::prometheus;
 use crate::hub::{HostMetrics, MetricsView, StatsView};
 
 /// Every status a host can have; `hostwatch_host_status` has one series per status.
@@ -111,17 +112,12 @@ fn host_series(out: &mut Exposition, host: &HostMetrics, scope: Scope) {
     .sample(by_host, host.dropped_samples);
     // The agent sends 0 when it could not read the boot time; a 1970 boot would mislead.
     if host.boot_time_seconds > 0 {
-        out.gauge("node_boot_time_seconds", "Node boot time, in unixtime.")
-            .sample(by_host, host.boot_time_seconds);
+        out.family_of(&prometheus::BOOT_TIME).sample(by_host, host.boot_time_seconds);
     }
     // What the host is, known from its hello even while it is offline: dashboards list hosts
     // by this series (Grafana's host pickers), so one scraped on its own always has it.
     if scope == Scope::OneHost || host.status != "offline" {
-        out.gauge(
-            "node_uname_info",
-            "Labeled system information as provided by the uname system call.",
-        )
-        .sample(
+        out.family_of(&prometheus::UNAME).sample(
             &labels(
                 by_host,
                 &[
@@ -147,15 +143,10 @@ fn host_series(out: &mut Exposition, host: &HostMetrics, scope: Scope) {
         .and_then(|s| s.process_count)
         .or_else(|| host.point.as_ref().and_then(|p| p.processes));
     if let Some(processes) = processes {
-        out.gauge("hostwatch_host_processes", "Number of processes on the host.")
-            .sample(by_host, u64::from(processes));
+        out.family_of(&prometheus::PROCESSES).sample(by_host, u64::from(processes));
     }
     if let Some(cpu_percent) = host.point.as_ref().and_then(|p| p.cpu_percent) {
-        out.gauge(
-            "hostwatch_host_cpu_percent",
-            "CPU busy percentage of the whole host between its two newest samples.",
-        )
-        .sample(by_host, cpu_percent);
+        out.family_of(&prometheus::CPU_PERCENT).sample(by_host, cpu_percent);
     }
     if let Some(sample) = &host.sample {
         sample_series(out, by_host, sample, scope);
@@ -166,9 +157,8 @@ fn host_series(out: &mut Exposition, host: &HostMetrics, scope: Scope) {
 fn sample_series(out: &mut Exposition, by_host: &[(&str, &str)], sample: &Sample, scope: Scope) {
     // node_exporter reports the host's clock when scraped; the newest sample's time is the
     // host's clock when it was taken, at most an interval ago.
-    out.gauge("node_time_seconds", "System time in seconds since epoch (1970).")
-        .sample(by_host, sample.ts_ms as f64 / 1000.0);
-    let cpu = out.counter("node_cpu_seconds_total", "Seconds the CPUs spent in each mode.");
+    out.family_of(&prometheus::TIME).sample(by_host, sample.ts_ms as f64 / 1000.0);
+    let cpu = out.family_of(&prometheus::CPU_SECONDS);
     for (index, core) in sample.cores.iter().enumerate() {
         let index = index.to_string();
         for (mode, ticks) in cpu_modes(core) {
@@ -180,62 +170,42 @@ fn sample_series(out: &mut Exposition, by_host: &[(&str, &str)], sample: &Sample
     }
 
     if let Some(load) = &sample.load {
-        out.gauge("node_load1", "1m load average.").sample(by_host, load.one);
-        out.gauge("node_load5", "5m load average.").sample(by_host, load.five);
-        out.gauge("node_load15", "15m load average.").sample(by_host, load.fifteen);
+        out.family_of(&prometheus::LOAD1).sample(by_host, load.one);
+        out.family_of(&prometheus::LOAD5).sample(by_host, load.five);
+        out.family_of(&prometheus::LOAD15).sample(by_host, load.fifteen);
     }
 
     if let Some(memory) = &sample.memory {
-        out.gauge("node_memory_MemTotal_bytes", "Memory information field MemTotal_bytes.")
-            .sample(by_host, memory.total_bytes);
-        out.gauge("node_memory_MemAvailable_bytes", "Memory information field MemAvailable_bytes.")
-            .sample(by_host, memory.available_bytes);
+        out.family_of(&prometheus::MEM_TOTAL).sample(by_host, memory.total_bytes);
+        out.family_of(&prometheus::MEM_AVAILABLE).sample(by_host, memory.available_bytes);
         if let Some(free) = memory.free_bytes {
-            out.gauge("node_memory_MemFree_bytes", "Memory information field MemFree_bytes.")
-                .sample(by_host, free);
+            out.family_of(&prometheus::MEM_FREE).sample(by_host, free);
         }
         if let Some(buffers) = memory.buffers_bytes {
-            out.gauge("node_memory_Buffers_bytes", "Memory information field Buffers_bytes.")
-                .sample(by_host, buffers);
+            out.family_of(&prometheus::MEM_BUFFERS).sample(by_host, buffers);
         }
         if let Some(cached) = memory.cached_bytes {
-            out.gauge("node_memory_Cached_bytes", "Memory information field Cached_bytes.")
-                .sample(by_host, cached);
+            out.family_of(&prometheus::MEM_CACHED).sample(by_host, cached);
         }
     }
     if let Some(swap) = &sample.swap {
-        out.gauge("node_memory_SwapTotal_bytes", "Memory information field SwapTotal_bytes.")
-            .sample(by_host, swap.total_bytes);
+        out.family_of(&prometheus::SWAP_TOTAL).sample(by_host, swap.total_bytes);
         // The agent reports swap in use; node_exporter reports what is free.
-        out.gauge("node_memory_SwapFree_bytes", "Memory information field SwapFree_bytes.")
+        out.family_of(&prometheus::SWAP_FREE)
             .sample(by_host, swap.total_bytes.saturating_sub(swap.used_bytes));
     }
 
-    type NetCounter = (&'static str, &'static str, fn(&protocol::NetworkInterface) -> u64);
+    type NetCounter = (&'static prometheus::Family, fn(&protocol::NetworkInterface) -> u64);
     let network: [NetCounter; 6] = [
-        ("node_network_receive_bytes_total", "Network device statistic receive_bytes.", |n| {
-            n.rx_bytes
-        }),
-        ("node_network_transmit_bytes_total", "Network device statistic transmit_bytes.", |n| {
-            n.tx_bytes
-        }),
-        ("node_network_receive_packets_total", "Network device statistic receive_packets.", |n| {
-            n.rx_packets
-        }),
-        (
-            "node_network_transmit_packets_total",
-            "Network device statistic transmit_packets.",
-            |n| n.tx_packets,
-        ),
-        ("node_network_receive_errs_total", "Network device statistic receive_errs.", |n| {
-            n.rx_errors
-        }),
-        ("node_network_transmit_errs_total", "Network device statistic transmit_errs.", |n| {
-            n.tx_errors
-        }),
+        (&prometheus::NET_RX_BYTES, |n| n.rx_bytes),
+        (&prometheus::NET_TX_BYTES, |n| n.tx_bytes),
+        (&prometheus::NET_RX_PACKETS, |n| n.rx_packets),
+        (&prometheus::NET_TX_PACKETS, |n| n.tx_packets),
+        (&prometheus::NET_RX_ERRORS, |n| n.rx_errors),
+        (&prometheus::NET_TX_ERRORS, |n| n.tx_errors),
     ];
-    for (name, help, value) in network {
-        let family = out.counter(name, help);
+    for (family, value) in network {
+        let family = out.family_of(family);
         for interface in &sample.networks {
             family.sample(&labels(by_host, &[("device", &interface.name)]), value(interface));
         }
@@ -251,50 +221,29 @@ fn sample_series(out: &mut Exposition, by_host: &[(&str, &str)], sample: &Sample
                 &[("device", &filesystem.device), ("fstype", &filesystem.fs_type), mount],
             ),
         };
-        out.gauge("node_filesystem_size_bytes", "Filesystem size in bytes.")
-            .sample(&fs_labels, filesystem.total_bytes);
-        out.gauge(
-            "node_filesystem_avail_bytes",
-            "Filesystem space available to non-root users in bytes.",
-        )
-        .sample(&fs_labels, filesystem.available_bytes);
+        out.family_of(&prometheus::FS_SIZE).sample(&fs_labels, filesystem.total_bytes);
+        out.family_of(&prometheus::FS_AVAIL).sample(&fs_labels, filesystem.available_bytes);
         if let Some(free) = filesystem.free_bytes {
-            out.gauge("node_filesystem_free_bytes", "Filesystem free space in bytes.")
-                .sample(&fs_labels, free);
+            out.family_of(&prometheus::FS_FREE).sample(&fs_labels, free);
         }
     }
 
     for disk in &sample.disks {
         let disk_labels = labels(by_host, &[("device", disk.device.as_str())]);
-        out.counter("node_disk_read_bytes_total", "The total number of bytes read successfully.")
-            .sample(&disk_labels, disk.read_bytes);
-        out.counter(
-            "node_disk_written_bytes_total",
-            "The total number of bytes written successfully.",
-        )
-        .sample(&disk_labels, disk.written_bytes);
+        out.family_of(&prometheus::DISK_READ_BYTES).sample(&disk_labels, disk.read_bytes);
+        out.family_of(&prometheus::DISK_WRITTEN_BYTES).sample(&disk_labels, disk.written_bytes);
         if let Some(reads) = disk.reads_completed {
-            out.counter(
-                "node_disk_reads_completed_total",
-                "The total number of reads completed successfully.",
-            )
-            .sample(&disk_labels, reads);
+            out.family_of(&prometheus::DISK_READS).sample(&disk_labels, reads);
         }
         if let Some(writes) = disk.writes_completed {
-            out.counter(
-                "node_disk_writes_completed_total",
-                "The total number of writes completed successfully.",
-            )
-            .sample(&disk_labels, writes);
+            out.family_of(&prometheus::DISK_WRITES).sample(&disk_labels, writes);
         }
         if let Some(ms) = disk.io_time_ms {
-            out.counter("node_disk_io_time_seconds_total", "Total seconds spent doing I/Os.")
-                .sample(&disk_labels, ms as f64 / 1000.0);
+            out.family_of(&prometheus::DISK_IO_TIME).sample(&disk_labels, ms as f64 / 1000.0);
         }
     }
 
-    let temperature =
-        out.gauge("node_hwmon_temp_celsius", "Hardware monitor for temperature (input).");
+    let temperature = out.family_of(&prometheus::TEMPERATURE);
     for sensor in &sample.temperatures {
         temperature.sample(&labels(by_host, &[("sensor", &sensor.label)]), sensor.celsius);
     }
@@ -417,6 +366,12 @@ struct Exposition {
 }
 
 impl Exposition {
+    /// A host family of the catalog, created on first use.
+    fn family_of(&mut self, family: &'static prometheus::Family) -> &mut Family {
+        let kind = if family.counter { Kind::Counter } else { Kind::Gauge };
+        self.family(family.name, kind, family.help)
+    }
+
     /// The gauge family `name`, created on first use.
     fn gauge(&mut self, name: &'static str, help: &'static str) -> &mut Family {
         self.family(name, Kind::Gauge, help)
@@ -722,13 +677,18 @@ mod tests {
         sample.disks[0].io_time_ms = Some(1_500);
         view.hosts[0].sample = Some(Arc::new(sample));
         let text = render(&view, &figures());
-        let names = crate::catalog::HOST
-            .iter()
-            .chain(crate::catalog::DEVICES.iter().flat_map(|t| t.fields.iter()))
-            .map(|s| s.prometheus)
-            .filter(|n| !n.is_empty());
-        for name in names {
+        for family in prometheus::ALL {
+            let name = family.name;
             assert!(text.contains(&format!("\n{name}{{")), "{name} missing from /metrics");
+            let kind = if family.counter { "counter" } else { "gauge" };
+            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} is not a {kind}");
+        }
+        // Every series of the catalog that names a family names one the exporter writes.
+        let series = crate::catalog::HOST
+            .iter()
+            .chain(crate::catalog::DEVICES.iter().flat_map(|t| t.fields.iter()));
+        for family in series.filter_map(|s| s.prometheus) {
+            assert!(prometheus::ALL.contains(&family), "{} is not in the family list", family.name);
         }
         assert_line(&text, r#"node_disk_io_time_seconds_total{host="alpha",device="sda"} 1.5"#);
     }
