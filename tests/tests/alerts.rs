@@ -417,6 +417,27 @@ fn a_mount_rule_fires_once_with_hysteresis_and_a_silence_holds_back_delivery() {
     let created = http(collector.http, "POST", "/api/silences", &[("Authorization", &auth)], body);
     assert_eq!(created.status, 201);
     let id = created.json()["id"].as_u64().unwrap();
+    for bad in [
+        &b"not json"[..],
+        br#"{"duration": "1h"}"#,
+        br#"{"host": "a\u001b[2J", "duration": "1h"}"#,
+        br#"{"host": "a", "until_ms": 5}"#,
+        br#"{"host": "a", "duration": "forever"}"#,
+    ] {
+        let refused =
+            http(collector.http, "POST", "/api/silences", &[("Authorization", &auth)], bad);
+        assert_eq!(refused.status, 400, "{}", String::from_utf8_lossy(bad));
+    }
+    assert_eq!(
+        http(collector.http, "DELETE", "/api/silences/abc", &[("Authorization", &auth)], b"")
+            .status,
+        404
+    );
+    assert_eq!(
+        http(collector.http, "PUT", "/api/silences", &[("Authorization", &auth)], b"").status,
+        405
+    );
+    assert_eq!(collector.get_json("/api/alerts?limit=0").0, 400);
     let (_, listed) = collector.get_json("/api/silences");
     assert!(listed.as_array().unwrap().iter().any(|s| s["id"] == id && s["active"] == true));
     let mut b = ProbeAgent::connect(collector.ws, &token, "probe-b").unwrap();
@@ -524,13 +545,21 @@ fn a_failing_webhook_is_retried_and_counted_while_ingest_and_other_channels_go_o
     let dir = temp_dir();
     let down = Hook::start(503);
     let up = Hook::start(200);
+    // A receiver that accepts connections and never answers: each attempt ends at its timeout.
+    let mute = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mute_url = format!("http://{}/hook", mute.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let held: Vec<TcpStream> = mute.incoming().flatten().collect();
+        drop(held);
+    });
     let config = write_config(
         dir.path(),
         "collector.toml",
         &format!(
-            "{}{}{}",
+            "{}{}{}{}",
             var_rule("var-full", "90", 90, "0s"),
             webhook_table("down", &down.url()),
+            webhook_table("mute", &mute_url),
             webhook_table("up", &up.url())
         ),
     );
@@ -563,6 +592,16 @@ fn a_failing_webhook_is_retried_and_counted_while_ingest_and_other_channels_go_o
     assert_eq!(states, ["firing", "resolved"]);
     assert_eq!(metric(&collector, "hostwatch_collector_notify_sent_total{channel=\"down\"} "), 2.0);
     assert!(collector.log.contains("notify down: delivering again"));
+    wait_for(WAIT, "the mute receiver's timeouts", || {
+        let failures =
+            metric(&collector, "hostwatch_collector_notify_failures_total{channel=\"mute\"} ");
+        (failures >= 1.0).then_some(())
+    });
+    assert!(
+        collector
+            .log
+            .contains("notify mute: delivery failed (1 failures in a row): no answer within 2s")
+    );
 }
 
 #[test]
