@@ -715,27 +715,12 @@ impl Hub {
 
     /// Hands a committed alert event to the notification channels, unless it was silenced.
     fn notify(&mut self, eid: u64, activity: &crate::storage::Activity) {
-        let field = |name: &str| activity.fields.get(name);
-        let text = |name: &str| field(name).and_then(Value::as_str).unwrap_or_default().to_owned();
-        if field("silenced").and_then(Value::as_bool).unwrap_or(false) {
-            return;
+        let host = activity.host.as_deref().unwrap_or_default();
+        if let Some(notification) =
+            Notification::from_event(eid, activity.ts_ms, host, &activity.fields)
+        {
+            self.notifier.dispatch(notification);
         }
-        let notification = Notification {
-            state: text("state"),
-            rule: text("rule"),
-            host: activity.host.as_deref().unwrap_or_default().to_owned(),
-            hostname: text("hostname"),
-            device: field("device").and_then(Value::as_str).map(String::from),
-            severity: crate::alerts::Severity::parse(&text("severity"))
-                .unwrap_or(crate::alerts::Severity::Warning),
-            summary: text("summary"),
-            value: field("value").and_then(Value::as_f64).unwrap_or(0.0),
-            threshold: field("threshold").and_then(Value::as_f64),
-            since_ms: field("since").and_then(Value::as_u64).unwrap_or(0),
-            ts_ms: activity.ts_ms,
-            event_id: eid,
-        };
-        self.notifier.dispatch(notification);
     }
 
     fn tokens_reloaded(&mut self, current: &AgentAuth, previous: &AgentAuth) {

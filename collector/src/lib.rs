@@ -199,7 +199,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         })?;
     let hosts = storage.load_hosts().context("reading the hosts")?;
     let (firing, silences) = storage.load_alerts().context("reading the alert state")?;
-    let notifier = notify::Notifier::start(&config.notify)?;
+    let (cursors, events) = storage
+        .load_undelivered(now_ms().saturating_sub(notify::RETRY_FOR.as_millis() as u64), 100_000)
+        .context("reading the notification cursors")?;
+    let resume =
+        notify::Resume { cursors, events, newest_eid: storage.next_event_id().saturating_sub(1) };
+    let notifier = notify::Notifier::start(&config.notify, &storage, &resume)?;
     let readers = Readers::open(&config.db, 4, config.policy.retention_raw)?;
 
     let http_listener = bind(config.http, "--http")?;

@@ -10,7 +10,12 @@
 //! [`RETRY_FOR`], the channel's later notifications waiting behind it in order; each failure is
 //! counted (`hostwatch_collector_notify_failures_total{channel=…}`) and logged once when a
 //! channel starts failing, then at most once a minute while it goes on, and once when it
-//! recovers. Notifications still queued when the collector stops are not kept.
+//! recovers.
+//!
+//! Each channel's newest delivered (or given up) alert event id is stored (`notify_cursor`), so a
+//! restart, even after `kill -9`, queues again the alert events of the last [`RETRY_FOR`] the
+//! channel had not delivered: delivery is at least once (a notification delivered just before a
+//! crash may come twice; `event_id` tells receivers it is the same).
 
 pub mod config;
 pub mod email;
@@ -97,6 +102,35 @@ impl Notification {
         text
     }
 
+    /// The notification for a stored `alert` event, unless a silence held it back.
+    pub fn from_event(
+        eid: u64,
+        ts_ms: u64,
+        host: &str,
+        fields: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Self> {
+        use serde_json::Value;
+        let field = |name: &str| fields.get(name);
+        let text = |name: &str| field(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+        if field("silenced").and_then(Value::as_bool).unwrap_or(false) {
+            return None;
+        }
+        Some(Self {
+            state: text("state"),
+            rule: text("rule"),
+            host: host.to_owned(),
+            hostname: text("hostname"),
+            device: field("device").and_then(Value::as_str).map(String::from),
+            severity: Severity::parse(&text("severity")).unwrap_or(Severity::Warning),
+            summary: text("summary"),
+            value: field("value").and_then(Value::as_f64).unwrap_or(0.0),
+            threshold: field("threshold").and_then(Value::as_f64),
+            since_ms: field("since").and_then(Value::as_u64).unwrap_or(0),
+            ts_ms,
+            event_id: eid,
+        })
+    }
+
     /// The notification `notify-test` sends.
     pub fn test() -> Self {
         let now = crate::now_ms();
@@ -143,27 +177,70 @@ pub struct Notifier {
     channels: Vec<Channel>,
 }
 
+/// Where the channels resume after a restart.
+#[derive(Debug, Default)]
+pub struct Resume {
+    /// Each channel's newest delivered alert event id.
+    pub cursors: std::collections::HashMap<String, u64>,
+    /// Stored alert events after the oldest cursor, oldest first.
+    pub events: Vec<crate::storage::alerts::AlertEvent>,
+    /// The newest event id stored before this start: where a new channel begins.
+    pub newest_eid: u64,
+}
+
 impl Notifier {
-    /// Starts every configured channel's sender.
-    pub fn start(config: &NotifyConfig) -> anyhow::Result<Self> {
+    /// Starts every configured channel's sender, each first given what it had not delivered
+    /// before the restart; delivery progress is recorded through `storage`.
+    pub fn start(
+        config: &NotifyConfig,
+        storage: &crate::storage::Storage,
+        resume: &Resume,
+    ) -> anyhow::Result<Self> {
         let mut channels = Vec::new();
         for channel in &config.channels {
             let (tx, rx) = async_channel::bounded(QUEUE);
-            let stats =
-                Arc::new(ChannelStats { name: channel.name().to_owned(), ..Default::default() });
+            let name = channel.name().to_owned();
+            let stats = Arc::new(ChannelStats { name: name.clone(), ..Default::default() });
+            match resume.cursors.get(&name) {
+                Some(cursor) => {
+                    let backlog = resume
+                        .events
+                        .iter()
+                        .filter(|e| e.id > *cursor)
+                        .filter_map(|e| {
+                            Notification::from_event(e.id, e.ts_ms, e.host.as_deref()?, &e.fields)
+                        })
+                        .filter(|n| n.severity >= channel.min_severity())
+                        .take(QUEUE);
+                    let mut resent = 0;
+                    for notification in backlog {
+                        // The queue is new and as long as the backlog at most.
+                        let _ = tx.try_send(Arc::new(notification));
+                        resent += 1;
+                    }
+                    if resent > 0 {
+                        log::info!(
+                            "notify {name}: sending {resent} notifications not delivered before the restart"
+                        );
+                    }
+                }
+                // A new channel starts from now, and says so, so a crash before its first
+                // delivery does not make it start later.
+                None => smol::block_on(storage.notify_delivered(&name, resume.newest_eid)),
+            }
             match channel {
                 ChannelConfig::Webhook(hook) => {
                     let sender = webhook::Sender::new(hook.clone())?;
                     // Detached: it serves its queue until the collector exits.
-                    crate::spawn(run_webhook(sender, rx, stats.clone())).detach();
+                    crate::spawn(run_webhook(sender, rx, stats.clone(), storage.clone())).detach();
                 }
                 ChannelConfig::Email(mail) => {
                     let sender = email::Sender::new(mail.clone())?;
-                    let stats = stats.clone();
+                    let (stats, storage) = (stats.clone(), storage.clone());
                     // Detached as well; it ends when its queue closes.
                     std::thread::Builder::new()
-                        .name(format!("notify-{}", channel.name()))
-                        .spawn(move || run_email(sender, rx, stats))?;
+                        .name(format!("notify-{name}"))
+                        .spawn(move || run_email(sender, rx, stats, storage))?;
                 }
             }
             channels.push(Channel {
@@ -286,6 +363,7 @@ async fn run_webhook(
     sender: webhook::Sender,
     rx: async_channel::Receiver<Arc<Notification>>,
     stats: Arc<ChannelStats>,
+    storage: crate::storage::Storage,
 ) {
     let mut log = FailureLog::new();
     while let Ok(notification) = rx.recv().await {
@@ -310,6 +388,7 @@ async fn run_webhook(
                 }
             }
         }
+        storage.notify_delivered(&stats.name, notification.event_id).await;
     }
 }
 
@@ -317,6 +396,7 @@ fn run_email(
     sender: email::Sender,
     rx: async_channel::Receiver<Arc<Notification>>,
     stats: Arc<ChannelStats>,
+    storage: crate::storage::Storage,
 ) {
     let mut log = FailureLog::new();
     while let Ok(notification) = rx.recv_blocking() {
@@ -341,6 +421,7 @@ fn run_email(
                 }
             }
         }
+        smol::block_on(storage.notify_delivered(&stats.name, notification.event_id));
     }
 }
 

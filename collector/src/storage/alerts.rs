@@ -1,7 +1,7 @@
 //! Alert state and silences in SQLite: the firing alerts (`alert_state`, written in the same
 //! transaction as the `alert` activity event that announces each change, so the two never
-//! disagree, even after `kill -9`), the silences, and the pages of past alert events for
-//! `GET /api/alerts`.
+//! disagree, even after `kill -9`), the silences, each notification channel's delivery cursor,
+//! and the pages of past alert events for `GET /api/alerts`.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
@@ -194,6 +194,53 @@ pub fn recent(
             before,
             since_ms.min(i64::MAX as u64) as i64,
             until_ms.min(i64::MAX as u64) as i64,
+            limit as i64
+        ],
+        |row| {
+            let json: String = row.get(3)?;
+            Ok(AlertEvent {
+                id: row.get::<_, i64>(0)? as u64,
+                ts_ms: row.get::<_, i64>(1)?.max(0) as u64,
+                host: row.get(2)?,
+                fields: serde_json::from_str(&json).unwrap_or_default(),
+            })
+        },
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Records that `channel` delivered (or gave up on) every alert event up to `eid`.
+pub fn notify_delivered(tx: &Transaction<'_>, channel: &str, eid: u64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO notify_cursor (channel, delivered_eid) VALUES (?1, ?2)
+         ON CONFLICT (channel) DO UPDATE SET delivered_eid = max(delivered_eid, excluded.delivered_eid)",
+    )?
+    .execute(params![channel, eid.min(i64::MAX as u64) as i64])?;
+    Ok(())
+}
+
+/// Every channel's delivery cursor.
+pub fn notify_cursors(conn: &Connection) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare("SELECT channel, delivered_eid FROM notify_cursor")?;
+    stmt.query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)?.max(0) as u64)))?.collect()
+}
+
+/// Alert events after `after` and at or after `since_ms`, oldest first, at most `limit`: what
+/// channels had not delivered when the collector stopped.
+pub fn undelivered(
+    conn: &Connection,
+    after: u64,
+    since_ms: u64,
+    limit: usize,
+) -> anyhow::Result<Vec<AlertEvent>> {
+    let mut stmt = conn.prepare(
+        "SELECT eid, ts_ms, host, json FROM activity
+         WHERE kind = 'alert' AND eid > ?1 AND ts_ms >= ?2 ORDER BY eid LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(
+        params![
+            after.min(i64::MAX as u64) as i64,
+            since_ms.min(i64::MAX as u64) as i64,
             limit as i64
         ],
         |row| {

@@ -67,6 +67,13 @@ pub enum Command {
         /// The silence added or deleted (`None`: no such id).
         reply: async_channel::Sender<Result<Option<alerts::Silence>, StoreError>>,
     },
+    /// A notification channel delivered (or gave up on) alert events up to this id.
+    NotifyDelivered {
+        /// The channel's name.
+        channel: String,
+        /// The alert event's id.
+        eid: u64,
+    },
     /// Answer once everything queued before it is committed (readiness checks).
     Ping(async_channel::Sender<()>),
     /// Finish the current transaction and stop.
@@ -361,6 +368,30 @@ impl Storage {
         let (reply, answer) = async_channel::bounded(1);
         self.send(Command::Silence { change, reply }).await?;
         answer.recv().await.map_err(|_| stopped())?
+    }
+
+    /// Records a channel's delivery of alert events up to `eid` (waits for room in the queue;
+    /// called by the channels' senders, never by the hub).
+    pub async fn notify_delivered(&self, channel: &str, eid: u64) {
+        // A stopped writer (shutdown) records nothing more; the next start sends again.
+        let _ = self.send(Command::NotifyDelivered { channel: channel.to_owned(), eid }).await;
+    }
+
+    /// Reads every notification channel's cursor and the alert events after the oldest of them
+    /// (at or after `since_ms`, at most `limit`), for resending what was not delivered.
+    pub fn load_undelivered(
+        &self,
+        since_ms: u64,
+        limit: usize,
+    ) -> anyhow::Result<(HashMap<String, u64>, Vec<alerts::AlertEvent>)> {
+        let conn = query::open_read_only(&self.path)?;
+        let cursors: HashMap<String, u64> = alerts::notify_cursors(&conn)?.into_iter().collect();
+        let oldest = cursors.values().copied().min();
+        let events = match oldest {
+            Some(after) => alerts::undelivered(&conn, after, since_ms, limit)?,
+            None => Vec::new(),
+        };
+        Ok((cursors, events))
     }
 
     /// Reads the alerts that were firing and the silences, for the hub's initial state.
@@ -682,6 +713,11 @@ impl Writer {
                         Some(anyhow::Error::from(err).context("changing silences"))
                     }
                 },
+                Command::NotifyDelivered { channel, eid } => {
+                    alerts::notify_delivered(&tx, &channel, eid)
+                        .err()
+                        .map(|e| anyhow::Error::from(e).context("recording a delivery"))
+                }
                 Command::Ping(reply) => {
                     outcome.pings.push(reply);
                     None
@@ -717,7 +753,10 @@ fn collect_reply(command: Command, outcome: &mut Outcome) {
         Command::Register { reply, .. } => outcome.register_replies.push((reply, Err(stopped()))),
         Command::Store { reply, .. } => outcome.store_replies.push((reply, Err(stopped()))),
         Command::Silence { reply, .. } => outcome.silence_replies.push((reply, Err(stopped()))),
-        Command::Activity(_) | Command::Ping(_) | Command::Stop => {}
+        Command::Activity(_)
+        | Command::NotifyDelivered { .. }
+        | Command::Ping(_)
+        | Command::Stop => {}
     }
 }
 

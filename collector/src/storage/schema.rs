@@ -186,8 +186,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (host, bucket_ms)
     ) WITHOUT ROWID;",
     // 4: alerts. The firing ones (written with their `alert` activity event, in its
-    // transaction), so a restart neither forgets nor repeats them; silences; and an index to
-    // page through past alert events.
+    // transaction), so a restart neither forgets nor repeats them; silences; each notification
+    // channel's delivery cursor; and an index to page through past alert events.
     "CREATE TABLE alert_state (
         rule TEXT NOT NULL,
         host TEXT NOT NULL,
@@ -207,6 +207,12 @@ const MIGRATIONS: &[&str] = &[
         comment TEXT NOT NULL DEFAULT '',
         created_by TEXT NOT NULL DEFAULT ''
     );
+    -- Each notification channel's newest delivered (or given up) alert event: a restart
+    -- sends what came after it.
+    CREATE TABLE notify_cursor (
+        channel TEXT PRIMARY KEY,
+        delivered_eid INTEGER NOT NULL
+    ) WITHOUT ROWID;
     CREATE INDEX activity_kind_eid ON activity(kind, eid);",
 ];
 
