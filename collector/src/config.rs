@@ -488,6 +488,49 @@ mod tests {
         assert_eq!(load(&["--retention-raw", "1s"]).unwrap_err().key, "retention_raw");
     }
 
+    fn with_file(text: &str, extra: &[&str]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("hw-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("c{}.toml", text.len()));
+        std::fs::write(&path, text).unwrap();
+        let mut args = vec!["--config", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let config = load(&args);
+        std::fs::remove_file(&path).ok();
+        config
+    }
+
+    #[test]
+    fn alert_rules_come_from_the_flag_the_tables_and_the_built_in() {
+        let names = |config: Config| config.alerts.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        // The defaults watch silence themselves.
+        assert_eq!(names(load(&[]).unwrap()).last().map(String::as_str), Some("silent for 1m"));
+        let table =
+            "[[alert]]\nname = \"hot\"\nmetric = \"cpu_percent\"\nop = \">\"\nthreshold = 95\n";
+        // Tables replace the defaults; the built-in agent-silent watches silence.
+        assert_eq!(names(with_file(table, &[]).unwrap()), ["hot", "agent-silent"]);
+        assert_eq!(
+            names(with_file(table, &["--alerts", "load1 > 8 for 1m"]).unwrap()),
+            ["load1 > 8 for 1m", "hot", "agent-silent"]
+        );
+        assert_eq!(names(with_file(table, &["--agent-silent-intervals", "0"]).unwrap()), ["hot"]);
+        assert!(names(load(&["--alerts", "none"]).unwrap()).is_empty());
+        assert_eq!(
+            names(load(&["--alerts", "none", "--agent-silent-intervals", "3"]).unwrap()),
+            ["agent-silent"]
+        );
+        let clash = with_file(table, &["--alerts", "silent for 1m"]).unwrap();
+        assert_eq!(names(clash), ["silent for 1m", "hot"], "a silence rule replaces the built-in");
+        let err = with_file(&table.replace("95", "\"x\""), &[]).unwrap_err();
+        assert_eq!(err.key, "alert \"hot\".threshold");
+        assert_eq!(with_file("alert = 5\n", &[]).unwrap_err().key, "alert");
+        assert_eq!(load(&["--alert", "x"]).unwrap_err().key, "--alert", "tables are file-only");
+        let config =
+            with_file("[[notify.webhook]]\nurl = \"http://127.0.0.1:9/\"\n", &["notify-test"])
+                .unwrap();
+        assert_eq!((config.command, config.notify.channels.len()), (Command::NotifyTest, 1));
+    }
+
     #[test]
     fn bad_values_name_their_key() {
         assert_eq!(load(&["--http", "nowhere"]).unwrap_err().key, "http");

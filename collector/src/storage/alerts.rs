@@ -255,3 +255,101 @@ pub fn undelivered(
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A migrated database in a file of its own (WAL needs a file).
+    fn database(name: &str) -> Connection {
+        let dir = std::env::temp_dir().join(format!("hw-alerts-{}-{name}", std::process::id()));
+        // Left over from an earlier run, if any.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut conn = Connection::open(dir.join("t.db")).unwrap();
+        crate::storage::schema::configure(&conn).unwrap();
+        crate::storage::schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn alert(state: &str, ts_ms: u64) -> Activity {
+        let fields = serde_json::json!({
+            "rule": "r", "state": state, "device": "/var", "since": 5, "value": 95.0, "summary": "s",
+        });
+        Activity {
+            ts_ms,
+            kind: "alert",
+            host: Some("h".into()),
+            fields: fields.as_object().unwrap().clone(),
+        }
+    }
+
+    #[test]
+    fn firing_alerts_are_kept_until_they_resolve() {
+        let mut conn = database("state");
+        let tx = conn.transaction().unwrap();
+        on_activity(&tx, &alert("firing", 10)).unwrap();
+        tx.commit().unwrap();
+        let firing = load_firing(&conn).unwrap();
+        assert_eq!(firing.len(), 1);
+        assert_eq!(
+            (firing[0].device.as_str(), firing[0].since_ms, firing[0].fired_ms),
+            ("/var", 5, 10)
+        );
+        let tx = conn.transaction().unwrap();
+        on_activity(&tx, &alert("resolved", 20)).unwrap();
+        tx.commit().unwrap();
+        assert!(load_firing(&conn).unwrap().is_empty());
+    }
+
+    #[test]
+    fn silences_are_added_listed_matched_and_deleted() {
+        let mut conn = database("silences");
+        let silence = Silence {
+            id: 0,
+            host: Some("web-*".into()),
+            rule: None,
+            until_ms: 1_000,
+            created_ms: 1,
+            comment: String::new(),
+            created_by: "t".into(),
+        };
+        let tx = conn.transaction().unwrap();
+        let added = change_silences(&tx, SilenceChange::Add(silence)).unwrap().unwrap();
+        tx.commit().unwrap();
+        assert!(added.id > 0);
+        assert!(
+            added.covers("x", "web-1", "any", 999) && !added.covers("x", "web-1", "any", 1_000)
+        );
+        assert!(!added.covers("db-1", "db-1", "any", 5));
+        assert_eq!(load_silences(&conn).unwrap(), vec![added.clone()]);
+        let tx = conn.transaction().unwrap();
+        assert_eq!(change_silences(&tx, SilenceChange::Delete(added.id)).unwrap(), Some(added));
+        assert_eq!(change_silences(&tx, SilenceChange::Delete(99)).unwrap(), None);
+        tx.commit().unwrap();
+        assert!(load_silences(&conn).unwrap().is_empty());
+    }
+
+    #[test]
+    fn cursors_only_move_forward_and_undelivered_events_follow_them() {
+        let mut conn = database("cursors");
+        let tx = conn.transaction().unwrap();
+        for (eid, ts) in [(1, 100), (2, 200), (3, 300)] {
+            tx.execute(
+                "INSERT INTO activity (eid, ts_ms, kind, host, json) VALUES (?1, ?2, 'alert', 'h', '{}')",
+                params![eid, ts],
+            )
+            .unwrap();
+        }
+        notify_delivered(&tx, "hook", 2).unwrap();
+        notify_delivered(&tx, "hook", 1).unwrap();
+        tx.commit().unwrap();
+        assert_eq!(notify_cursors(&conn).unwrap(), vec![("hook".to_owned(), 2)]);
+        let ids: Vec<u64> = undelivered(&conn, 1, 0, 10).unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(ids, [2, 3]);
+        assert_eq!(undelivered(&conn, 0, 250, 10).unwrap().len(), 1, "older than the window");
+        let page: Vec<u64> =
+            recent(&conn, 0, u64::MAX, Some(3), 1).unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(page, [2], "newest first, below `before`");
+    }
+}
