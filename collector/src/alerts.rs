@@ -983,6 +983,11 @@ impl Alerts {
         changes
     }
 
+    /// How many alerts are firing now.
+    pub fn firing(&self) -> usize {
+        self.states.values().filter(|s| s.firing).count()
+    }
+
     /// Alerts firing now, with whether `silenced` covers each.
     pub fn active(&self, silenced: impl Fn(&str, &str) -> bool) -> Vec<Active> {
         let mut active: Vec<Active> = self

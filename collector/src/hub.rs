@@ -280,6 +280,8 @@ pub struct StatsView {
     pub subscribers_lagged_total: u64,
     /// Seconds since the collector started.
     pub uptime_seconds: u64,
+    /// Alerts firing now.
+    pub alerts_firing: usize,
 }
 
 /// What `/metrics` exports: every host's newest sample and the collector's counters.
@@ -978,6 +980,7 @@ impl Hub {
             hosts: self.hosts.len(),
             subscribers_lagged_total: self.lagged_total,
             uptime_seconds: self.started.elapsed().as_secs(),
+            alerts_firing: self.alerts.firing(),
         }
     }
 

@@ -275,6 +275,8 @@ fn collector_series(out: &mut Exposition, stats: &StatsView, figures: &Collector
     .sample(&[], stats.subscribers_lagged_total);
     out.gauge("hostwatch_collector_uptime_seconds", "Seconds since the collector started.")
         .sample(&[], stats.uptime_seconds);
+    out.gauge("hostwatch_collector_alerts_firing", "Alerts firing now (silenced ones included).")
+        .sample(&[], stats.alerts_firing);
     out.counter(
         "hostwatch_collector_ingest_bytes_total",
         "Bytes received from agents since the collector started.",
@@ -641,6 +643,7 @@ mod tests {
                 hosts: 2,
                 subscribers_lagged_total: 0,
                 uptime_seconds: 60,
+                alerts_firing: 3,
             },
         }
     }
@@ -825,6 +828,7 @@ mod tests {
             "hostwatch_collector_samples_per_second 1.5",
             "hostwatch_collector_subscribers_lagged_total 0",
             "hostwatch_collector_uptime_seconds 60",
+            "hostwatch_collector_alerts_firing 3",
             "hostwatch_collector_ingest_bytes_total 12345",
             "hostwatch_collector_database_bytes 65536",
             "hostwatch_collector_storage_up 1",
