@@ -324,7 +324,8 @@ impl Config {
     pub fn help() -> String {
         format!(
             "hostwatch-collector {} — receives hostwatch agents' metrics, stores them in SQLite and serves the live page\n\n\
-             Usage: hostwatch-collector [OPTIONS]\n\n\
+             Usage: hostwatch-collector [OPTIONS]\n       \
+             hostwatch-collector notify-test --config FILE   (send a test notification on every channel)\n\n\
              Options (flags win over environment variables, which win over --config):\n{}\n\
              Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on a runtime failure, 2 on bad configuration.\n",
             env!("CARGO_PKG_VERSION"),
