@@ -145,7 +145,7 @@ impl LiveEvent {
 
 /// Event types recorded in the activity log.
 pub const ACTIVITY_KINDS: &[&str] =
-    &["agent_connected", "agent_disconnected", "status", "notification", "alert"];
+    &["agent_connected", "agent_disconnected", "status", "notification", "alert", "host_removed"];
 
 /// The static name of a stored activity type (`activity` for one this build does not know).
 pub fn known_kind(kind: &str) -> &'static str {

@@ -141,6 +141,15 @@ pub enum Event {
         /// Where to send it.
         reply: async_channel::Sender<Option<HostMetrics>>,
     },
+    /// Forget an offline host that is being removed (`DELETE /api/hosts/{id}`).
+    RemoveHost {
+        /// The host id.
+        id: String,
+        /// The forgotten host, or why it may not be removed.
+        reply: async_channel::Sender<Result<RemovedHost, RemoveRefusal>>,
+    },
+    /// The storage could not commit a removal: know the host again.
+    RestoreHost(RemovedHost),
     /// Once a second: status changes and rates.
     Tick,
     /// Close every agent and subscriber and stop.
@@ -343,6 +352,24 @@ pub struct ClientView {
     pub transport: &'static str,
     /// Events sent (subscribers) or samples stored (agents).
     pub count: u64,
+}
+
+/// A host the hub forgot for its removal, kept by the remover until the storage committed it.
+pub struct RemovedHost {
+    /// The host id.
+    pub id: String,
+    /// Its host name, for the `host_removed` event.
+    pub hostname: String,
+    host: Host,
+}
+
+/// Why a host may not be removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveRefusal {
+    /// No such host.
+    Unknown,
+    /// Its agent is connected; the status it has (`online` or `stale`).
+    Connected(&'static str),
 }
 
 struct Host {
@@ -587,6 +614,14 @@ impl Hub {
             Event::HostMetrics { id, reply } => {
                 let _ = reply.try_send(self.hosts.get(&id).map(|host| host_metrics(&id, host)));
             }
+            Event::RemoveHost { id, reply } => {
+                let removed = self.remove_host(id);
+                if let Err(Ok(removed)) = reply.try_send(removed).map_err(|e| e.into_inner()) {
+                    // The remover gave up before the storage heard of it: nothing was removed.
+                    self.restore_host(removed);
+                }
+            }
+            Event::RestoreHost(removed) => self.restore_host(removed),
             Event::Tick => self.tick(),
             Event::Shutdown => {}
         }
@@ -674,6 +709,30 @@ impl Hub {
         fields.insert("reason".into(), Value::from(reason));
         self.record("agent_disconnected", Some(&host_id), fields);
         self.set_status(&host_id, "offline");
+    }
+
+    /// Forgets an offline host, so it is gone from the API and `/metrics` at once; the remover
+    /// then has the storage delete it.
+    fn remove_host(&mut self, id: String) -> Result<RemovedHost, RemoveRefusal> {
+        match self.hosts.get(&id) {
+            None => return Err(RemoveRefusal::Unknown),
+            Some(host) if host.conn.is_some() => {
+                let status = if host.status == "offline" { "online" } else { host.status };
+                return Err(RemoveRefusal::Connected(status));
+            }
+            Some(_) => {}
+        }
+        let Some(host) = self.hosts.remove(&id) else { return Err(RemoveRefusal::Unknown) };
+        self.alerts.forget(&id);
+        log::info!("host removed: {} ({})", escaped(&host.hello.hostname), escaped(&id));
+        Ok(RemovedHost { hostname: host.hello.hostname.clone(), id, host })
+    }
+
+    /// Knows a host again whose removal failed, unless its agent connected meanwhile (then it
+    /// is known already).
+    fn restore_host(&mut self, removed: RemovedHost) {
+        log::warn!("host {} was not removed after all", escaped(&removed.id));
+        self.hosts.entry(removed.id).or_insert(removed.host);
     }
 
     /// Publishes alert changes as `alert` activity events.

@@ -45,14 +45,35 @@ export function limiter(n) {
 }
 export const historyQueue = limiter(4);
 
-export function historyUrl(id, from, to, step, format) {
+// A history request: host totals (or `series`) for the charts, everything for an export.
+export function historyUrl(id, from, to, step, format, series) {
   let url = 'api/hosts/' + encodeURIComponent(id) + '/history?from=' + Math.floor(from);
   if (to !== null && to !== undefined) url += '&to=' + Math.ceil(to);
   if (step) url += '&step=' + step;
-  // The charts draw host totals; an export carries every series, devices included.
   if (format) url += '&format=' + format;
-  else url += '&series=host';
+  else url += '&series=' + (series || 'host');
   return url;
+}
+
+// A request that changes something, with the admin token: resolves to { status, body }.
+export async function sendAdmin(method, path, token) {
+  const ctl = new AbortController();
+  const timer = setTimeout(() => ctl.abort(), FETCH_TIMEOUT_MS);
+  try {
+    const res = await fetch(path, {
+      method,
+      signal: ctl.signal,
+      cache: 'no-store',
+      headers: { Accept: 'application/json', Authorization: 'Bearer ' + token },
+    });
+    let body = null;
+    try {
+      body = await res.json();
+    } catch (_) { /* no JSON body */ }
+    return { status: res.status, body };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 // The collector's clock, estimated from the timestamps of live samples: time ranges are asked

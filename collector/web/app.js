@@ -7,13 +7,18 @@
 
 // The store first: its constants are read by the other modules as they load.
 import { HOSTS_REFRESH_MS, els, root, state } from './store.js';
+import { pollAlerts } from './alerts.js';
+import { getJSON } from './api.js';
 import { readChartTheme, redrawAllCharts } from './charts.js';
-import { goBack, route } from './detail.js';
+import { bindDetailControls, goBack, rebuildDetail, route, zoomOut } from './detail.js';
+import { loadActivity } from './feed.js';
 import { setText } from './format.js';
-import { connect, renderConn, resync } from './live.js';
-import { DEFAULT_DESC, loadHosts, renderList, renderSummary, requestHosts, updateCardText } from './overview.js';
-import { pollStats } from './panel.js';
-import { scheduleFlush } from './render.js';
+import { hostAlerts } from './hosts.js';
+import { connect, reconnectNow, renderConn, resync } from './live.js';
+import { DEFAULT_DESC, buildTableHead, loadHosts, renderList, renderSortState, renderSummary, requestHosts, setView, sortBy } from './overview.js';
+import { pollClients, pollClientsOnce, pollStats } from './panel.js';
+import { bindPlaybackControls, playbackKey } from './playback.js';
+import { markDirty, scheduleFlush } from './render.js';
 
 const { key: THEME_KEY, darkQuery, storedTheme } = window.hostwatchTheme;
 
@@ -47,12 +52,13 @@ export function setTheme(theme, remember) {
   redrawAllCharts();
 }
 
-// Relative times ("last seen 2m ago") tick on.
+// Relative times ("last seen 2m ago") and the reconnect countdown tick on.
 export function tick() {
   for (const card of state.cards.values()) {
     const h = state.hosts.get(card.id);
-    if (h && h.status !== 'online' && card.el.isConnected) updateCardText(card);
+    if (h && h.status !== 'online') markDirty(card.id);
   }
+  if (state.conn === 'waiting') renderConn();
   if (state.detail && !state.detail.dirty) {
     // Keep live ranges sliding even when no sample arrives (an offline host).
     state.detail.dirty = true;
@@ -60,7 +66,15 @@ export function tick() {
   }
 }
 
-// Start
+// The collector's table of metrics: the host view's device charts are built from it.
+async function loadSeries() {
+  try {
+    state.series = await getJSON('api/series');
+    if (state.detail) rebuildDetail();
+  } catch (_) {
+    setTimeout(loadSeries, 5000);
+  }
+}
 
 export function start() {
   const byId = (id) => document.getElementById(id);
@@ -68,13 +82,16 @@ export function start() {
     main: byId('main'),
     overview: byId('overview'),
     hostList: byId('host-list'),
+    hostTable: byId('host-table'),
     hostSummary: byId('host-summary'),
     hostsMessage: byId('hosts-message'),
     filter: byId('filter'),
     sort: byId('sort'),
     sortDir: byId('sort-dir'),
+    viewButtons: byId('view'),
     connection: byId('connection'),
     connectionLabel: document.querySelector('#connection .connection-label'),
+    reconnect: byId('reconnect'),
     pause: byId('pause'),
     pauseLabel: document.querySelector('#pause .pause-label'),
     theme: byId('theme'),
@@ -85,69 +102,102 @@ export function start() {
     detailCharts: byId('detail-charts'),
     facts: byId('facts'),
     range: byId('range'),
+    customRange: byId('custom-range'),
+    customFrom: byId('custom-from'),
+    customTo: byId('custom-to'),
+    zoomOut: byId('zoom-out'),
+    play: byId('play'),
+    playback: byId('playback'),
+    pbToggle: byId('pb-toggle'),
+    pbBack: byId('pb-back'),
+    pbForward: byId('pb-forward'),
+    pbSpeed: byId('pb-speed'),
+    pbScrubber: byId('pb-scrubber'),
+    pbTime: byId('pb-time'),
+    pbExit: byId('pb-exit'),
     exportCsv: byId('export-csv'),
     exportJson: byId('export-json'),
+    removeHost: byId('remove-host'),
+    removeDialog: byId('remove-dialog'),
+    removeForm: byId('remove-form'),
+    removeName: byId('remove-name'),
+    removeToken: byId('remove-token'),
+    removeError: byId('remove-error'),
+    hostAlerts: byId('host-alerts'),
+    hostAlertsFiring: byId('host-alerts-firing'),
+    hostAlertsRecent: byId('host-alerts-recent'),
     back: byId('back'),
     stats: byId('stats'),
     statsPanel: byId('stats').closest('.panel'),
     statsMessage: byId('stats-message'),
     collectorVersion: byId('collector-version'),
+    clients: byId('clients'),
+    clientsAgents: byId('clients-agents'),
+    clientsViewers: byId('clients-viewers'),
     feed: byId('feed'),
     feedEmpty: byId('feed-empty'),
+    feedMore: byId('feed-more'),
   });
-
 
   readChartTheme();
   renderThemeButton();
   renderConn();
   renderSummary(0);
+  buildTableHead();
 
   els.theme.addEventListener('click', () => setTheme(root.dataset.theme === 'dark' ? 'light' : 'dark', true));
   darkQuery.addEventListener('change', () => {
     if (!storedTheme()) setTheme(darkQuery.matches ? 'dark' : 'light', false);
   });
   els.pause.addEventListener('click', () => setPaused(!state.paused));
+  els.reconnect.addEventListener('click', reconnectNow);
 
   els.filter.addEventListener('input', () => {
     state.filter = els.filter.value;
     renderList();
   });
-  const renderSortDir = () => {
-    const label = state.sortDesc ? 'Sorted descending; sort ascending' : 'Sorted ascending; sort descending';
-    els.sortDir.setAttribute('aria-label', label);
-    els.sortDir.title = label;
-    els.sortDir.dataset.dir = state.sortDesc ? 'desc' : 'asc';
-  };
-  els.sort.addEventListener('change', () => {
-    state.sortKey = els.sort.value;
-    state.sortDesc = DEFAULT_DESC[state.sortKey] || false;
-    renderSortDir();
-    renderList();
+  els.sort.addEventListener('change', () => sortBy(els.sort.value, DEFAULT_DESC[els.sort.value] || false));
+  els.sortDir.addEventListener('click', () => sortBy(state.sortKey, !state.sortDesc));
+  renderSortState();
+  for (const b of els.viewButtons.querySelectorAll('button')) b.addEventListener('click', () => setView(b.dataset.view));
+  let view = 'cards';
+  try {
+    view = window.localStorage.getItem('hostwatch.view') || 'cards';
+  } catch (_) { /* private mode */ }
+  setView(view);
+
+  els.feedMore.addEventListener('click', () => loadActivity(true));
+  els.clients.addEventListener('toggle', () => {
+    if (els.clients.open) pollClientsOnce();
   });
-  els.sortDir.addEventListener('click', () => {
-    state.sortDesc = !state.sortDesc;
-    renderSortDir();
-    renderList();
-  });
-  renderSortDir();
 
   els.back.addEventListener('click', goBack);
+  bindDetailControls();
+  bindPlaybackControls();
   document.addEventListener('keydown', (e) => {
-    if (e.key !== 'Escape' || e.defaultPrevented) return;
-    if (state.detail) {
-      e.preventDefault();
-      goBack();
-    } else if (document.activeElement === els.filter && els.filter.value) {
-      els.filter.value = '';
-      state.filter = '';
-      renderList();
+    if (e.defaultPrevented) return;
+    if (e.key === 'Escape') {
+      if (state.detail) {
+        e.preventDefault();
+        goBack();
+      } else if (document.activeElement === els.filter && els.filter.value) {
+        els.filter.value = '';
+        state.filter = '';
+        renderList();
+      }
+      return;
     }
+    if (state.detail) playbackKey(e);
   });
   window.addEventListener('hashchange', route);
 
+  loadSeries();
   loadHosts().then(route);
   connect();
   pollStats();
+  pollAlerts();
+  pollClients();
+  loadActivity(false);
   setInterval(() => requestHosts(0), HOSTS_REFRESH_MS);
   setInterval(tick, 1000);
   route();

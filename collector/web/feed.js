@@ -1,14 +1,62 @@
-// The activity feed.
+// The activity feed: live activity events, and the activity log's past (GET /api/activity), so
+// a reload loses nothing; older entries load on demand.
 
-import { FEED_MAX, els } from './store.js';
+import { FEED_MAX, FEED_PAGE, els, state } from './store.js';
+import { getJSON } from './api.js';
 import { el, fmtClock, fmtDateTime, isNum } from './format.js';
 
-// Activity feed
+// How many entries the feed keeps: the live maximum, plus every page the operator asked for.
+let feedLimit = FEED_MAX;
 
-export function addFeed(kind, text, ts, status) {
+// The name to show for an event's host.
+export function hostName(ev) {
+  const h = ev.host && state.hosts.get(ev.host);
+  return (h && h.hostname) || ev.hostname || ev.host || 'unknown host';
+}
+
+// What an activity event says in the feed: { kind, text, status }, or null for events that
+// are not activity (samples, stream control).
+export function describeActivity(ev) {
+  const type = typeof ev.type === 'string' ? ev.type : '';
+  switch (type) {
+    case 'agent_connected':
+      return { kind: 'connect', text: hostName(ev) + ' connected' + (ev.addr ? ' from ' + ev.addr : '') };
+    case 'agent_disconnected':
+      return { kind: 'disconnect', text: hostName(ev) + ' disconnected' + (ev.reason ? ': ' + ev.reason : '') };
+    case 'status':
+      return ev.status ? { kind: 'status', text: hostName(ev) + ' is ' + ev.status, status: String(ev.status) } : null;
+    case 'notification':
+      return ev.message ? { kind: 'notification', text: String(ev.message) } : null;
+    case 'host_removed':
+      return { kind: 'status', text: hostName(ev) + ' was removed', status: 'offline' };
+    default:
+      if (!type.startsWith('alert')) return null;
+  }
+  let text = ev.message ? String(ev.message) : null;
+  if (!text) {
+    const what = ev.summary || ev.rule || ev.name || 'alert';
+    const st = ev.state || type.replace(/^alert_?/, '') || 'firing';
+    text = (ev.host ? hostName(ev) + ': ' : '') + what + ' ' + st;
+  }
+  const resolved = /resolved/.test(type) || ev.state === 'resolved';
+  return { kind: resolved ? 'alert-resolved' : 'alert', text };
+}
+
+// Shows an activity event once (by its id: a live event may also come from the log).
+export function addActivity(ev) {
+  if (isNum(ev.id)) {
+    if (state.feedIds.has(ev.id)) return;
+    state.feedIds.add(ev.id);
+  }
+  const d = describeActivity(ev);
+  if (d) addFeed(d.kind, d.text, ev.ts, d.status, ev.id);
+}
+
+export function addFeed(kind, text, ts, status, id) {
   const when = isNum(ts) ? ts : Date.now();
   const li = el('li', { class: 'feed-item', 'data-kind': kind });
   if (status) li.dataset.status = status;
+  if (isNum(id)) li.dataset.id = String(id);
   const time = el('time', { datetime: new Date(when).toISOString(), title: fmtDateTime(when) }, fmtClock(when));
   li.append(time, el('span', { class: 'feed-text' }, text));
   li.dataset.ts = String(when);
@@ -16,6 +64,34 @@ export function addFeed(kind, text, ts, status) {
   let before = els.feed.firstElementChild;
   while (before && Number(before.dataset.ts) > when) before = before.nextElementSibling;
   els.feed.insertBefore(li, before);
-  while (els.feed.childElementCount > FEED_MAX) els.feed.lastElementChild.remove();
+  while (els.feed.childElementCount > feedLimit) {
+    const last = els.feed.lastElementChild;
+    if (last.dataset.id) state.feedIds.delete(Number(last.dataset.id));
+    last.remove();
+  }
   els.feedEmpty.hidden = true;
+}
+
+// Loads the newest page of the activity log (on page load), or the page before the oldest
+// entry shown ("Load older").
+export async function loadActivity(older) {
+  let url = 'api/activity?limit=' + FEED_PAGE;
+  if (older && isNum(state.feedOldest)) url += '&before=' + state.feedOldest;
+  els.feedMore.disabled = true;
+  try {
+    const res = await getJSON(url);
+    const events = Array.isArray(res.events) ? res.events : [];
+    if (older) feedLimit += events.length;
+    for (const ev of events) {
+      if (!ev || typeof ev !== 'object') continue;
+      addActivity(ev);
+      if (isNum(ev.id) && (state.feedOldest === null || ev.id < state.feedOldest)) state.feedOldest = ev.id;
+    }
+    els.feedMore.hidden = !res.more;
+  } catch (_) {
+    // An older collector without the activity log API, or unreachable: live entries still show.
+    els.feedMore.hidden = !older;
+  } finally {
+    els.feedMore.disabled = false;
+  }
 }

@@ -1,25 +1,52 @@
 // The live connection (Server-Sent Events) and what each event changes in the store.
 
 import { SSE_TYPES, els, state } from './store.js';
+import { noteAlert } from './alerts.js';
 import { noteClock } from './api.js';
 import { detailAppend, loadDetail } from './detail.js';
-import { addFeed } from './feed.js';
+import { addActivity, addFeed } from './feed.js';
 import { isNum, setText } from './format.js';
-import { appendCardPoint, loadCardHistory, loadHosts, requestHosts } from './overview.js';
+import { recountNames } from './hosts.js';
+import { appendCardPoint, forgetHost, loadCardHistory, loadHosts, requestHosts } from './overview.js';
 import { markDirty } from './render.js';
 
-// Live events (Server-Sent Events)
+// The connection is one explicit state machine:
+//
+//   connecting --open--> live --error--> waiting --countdown or "reconnect now"--> connecting
+//        \--------------------error-------^
+//
+// The EventSource's own retry is not used: on an error the page closes it and waits a backoff
+// (1 s doubling to 15 s, with jitter) that it shows as a countdown, so the operator sees when
+// the next attempt is and can start it now. While waiting after a lost connection, host
+// statuses are unknown. Pause is shown over any of these states; it stops applying samples.
+
+const BACKOFF_MIN_MS = 1000;
+const BACKOFF_MAX_MS = 15000;
 
 export function setConn(s) {
+  const was = state.conn;
   state.conn = s;
   renderConn();
+  // Host badges say "unknown" while the collector is unreachable, and the real status again
+  // once it is back.
+  if ((was === 'live') !== (s === 'live')) for (const id of state.hosts.keys()) markDirty(id);
+}
+
+// Whether host statuses shown are known: not while the collector is unreachable.
+export function statusKnown() {
+  return state.conn === 'live' || !state.interrupted;
 }
 
 export function renderConn() {
   const shown = state.paused ? 'paused' : state.conn;
-  const labels = { live: 'Live', reconnecting: 'Reconnecting…', paused: 'Paused', connecting: 'Connecting…' };
-  els.connection.dataset.state = shown;
-  setText(els.connectionLabel, labels[shown] || shown);
+  let label = { live: 'Live', paused: 'Paused', connecting: state.interrupted ? 'Reconnecting…' : 'Connecting…' }[shown];
+  if (shown === 'waiting') {
+    const left = Math.max(0, Math.ceil((state.reconnectAt - Date.now()) / 1000));
+    label = 'Reconnecting in ' + left + ' s';
+  }
+  els.connection.dataset.state = shown === 'waiting' ? 'reconnecting' : shown;
+  setText(els.connectionLabel, label || shown);
+  els.reconnect.hidden = state.conn !== 'waiting';
   els.connection.title = state.paused
     ? 'Live updates paused (' + (state.conn === 'live' ? 'connected' : 'not connected') + ')'
     : shown === 'live' ? 'Receiving live updates' : 'Not connected to the collector; retrying';
@@ -31,10 +58,11 @@ export function connect() {
   if (state.es) state.es.close();
   const es = new EventSource('events');
   state.es = es;
+  setConn('connecting');
   es.onopen = () => {
     if (state.es !== es) return;
     window.hostwatch.connections++;
-    state.backoff = 1000;
+    state.backoff = BACKOFF_MIN_MS;
     const resume = state.interrupted;
     state.interrupted = false;
     setConn('live');
@@ -48,19 +76,23 @@ export function connect() {
   };
   es.onerror = () => {
     if (state.es !== es) return;
-    if (!state.interrupted && state.everOpened) addFeed('system', 'Lost the connection to the collector; reconnecting…');
+    if (!state.interrupted && state.everOpened) addFeed('system', 'Lost the connection to the collector');
     state.interrupted = true;
-    setConn('reconnecting');
-    if (es.readyState === EventSource.CLOSED) {
-      // The browser gave up (e.g. an error status while the collector restarts): retry ourselves.
-      es.close();
-      const delay = state.backoff * (0.75 + Math.random() * 0.5);
-      state.backoff = Math.min(state.backoff * 2, 15000);
-      state.reconnectTimer = setTimeout(connect, delay);
-    }
+    es.close();
+    state.es = null;
+    const delay = Math.round(state.backoff * (0.75 + Math.random() * 0.5));
+    state.backoff = Math.min(state.backoff * 2, BACKOFF_MAX_MS);
+    state.reconnectAt = Date.now() + delay;
+    state.reconnectTimer = setTimeout(connect, delay);
+    setConn('waiting');
   };
   for (const type of SSE_TYPES) es.addEventListener(type, onEvent);
   es.addEventListener('message', onEvent);
+}
+
+// "Reconnect now": skips the rest of the countdown.
+export function reconnectNow() {
+  if (state.conn === 'waiting') connect();
 }
 
 export function anyLoaded() {
@@ -82,16 +114,22 @@ export function onEvent(e) {
       onSample(ev);
       break;
     case 'agent_connected':
-      onConnected(ev);
+      addActivity(ev);
+      setStatus(ev.host, 'online', { connected_since: isNum(ev.ts) ? ev.ts : Date.now() });
       break;
     case 'agent_disconnected':
-      onDisconnected(ev);
+      addActivity(ev);
+      setStatus(ev.host, 'offline', { connected_since: null });
       break;
     case 'status':
       onStatus(ev);
       break;
     case 'notification':
-      if (ev.message) addFeed('notification', String(ev.message), ev.ts);
+      addActivity(ev);
+      break;
+    case 'host_removed':
+      addActivity(ev);
+      if (typeof ev.host === 'string') forgetHost(ev.host);
       break;
     case 'lagged':
       // The collector drops a subscriber that falls behind; the reconnect re-fetches history.
@@ -106,14 +144,12 @@ export function onEvent(e) {
       resync();
       break;
     default:
-      if (type.startsWith('alert')) onAlert(type, ev);
+      if (type.startsWith('alert')) {
+        addActivity(ev);
+        noteAlert(ev, type);
+      }
     // Unknown types are ignored: the collector may add more later.
   }
-}
-
-export function hostName(ev) {
-  const h = ev.host && state.hosts.get(ev.host);
-  return (h && h.hostname) || ev.hostname || ev.host || 'unknown host';
 }
 
 export function onSample(ev) {
@@ -130,6 +166,7 @@ export function onSample(ev) {
   }
   if (ev.hostname && ev.hostname !== host.hostname) {
     host.hostname = ev.hostname;
+    recountNames();
     state.needResort = true;
   }
   if (host.status !== 'online') {
@@ -157,34 +194,15 @@ export function setStatus(id, status, extra) {
   return changed;
 }
 
-export function onConnected(ev) {
-  addFeed('connect', hostName(ev) + ' connected' + (ev.addr ? ' from ' + ev.addr : ''), ev.ts);
-  setStatus(ev.host, 'online', { connected_since: isNum(ev.ts) ? ev.ts : Date.now() });
-}
-
-export function onDisconnected(ev) {
-  addFeed('disconnect', hostName(ev) + ' disconnected' + (ev.reason ? ': ' + ev.reason : ''), ev.ts);
-  setStatus(ev.host, 'offline', { connected_since: null });
-}
-
 export function onStatus(ev) {
   if (!ev.status) return;
   const host = ev.host && state.hosts.get(ev.host);
   const before = host ? host.status : null;
   const extra = ev.status === 'offline' ? { connected_since: null } : {};
   setStatus(ev.host, ev.status, extra);
-  if (before !== ev.status) addFeed('status', hostName(ev) + ' is ' + ev.status, ev.ts, ev.status);
-}
-
-export function onAlert(type, ev) {
-  let text = ev.message ? String(ev.message) : null;
-  if (!text) {
-    const what = ev.rule || ev.name || 'alert';
-    const st = ev.state || type.replace(/^alert_?/, '') || 'firing';
-    text = (ev.host ? hostName(ev) + ': ' : '') + what + ' ' + st;
-  }
-  const resolved = /resolved/.test(type) || ev.state === 'resolved';
-  addFeed(resolved ? 'alert-resolved' : 'alert', text, ev.ts);
+  // A replayed status the page already shows is not news; one from the log is kept by id.
+  if (before !== ev.status) addActivity(ev);
+  else if (isNum(ev.id)) state.feedIds.add(ev.id);
 }
 
 // Re-fetches everything shown, after a reconnect or a resume: no gap in the charts.

@@ -4,7 +4,8 @@ import { COLORS, DASH, OVERVIEW_MAX_POINTS, OVERVIEW_WINDOW_MS, STATUS_RANK, cha
 import { getJSON, historyQueue, historyUrl, noteClock, serverNow } from './api.js';
 import { gapThreshold, mountChart, sparkOptions, unmountChart } from './charts.js';
 import { openHost, renderDetailHeader } from './detail.js';
-import { el, fmtAgo, fmtBytes, fmtDuration, fmtPct, fmtRate, fsPct, isNum, level, lowerBound, pct, setText } from './format.js';
+import { el, fmtAgo, fmtBytes, fmtDuration, fmtNum, fmtPct, fmtRate, fsPct, isNum, level, lowerBound, pct, setText } from './format.js';
+import { alertText, displayName, displayStatus, fullestMount, hostAlerts, nameCollides, recountNames } from './hosts.js';
 import { markDirty } from './render.js';
 
 // Overview cards
@@ -14,14 +15,16 @@ export const CARD_TEMPLATE = `
     <div class="name-wrap">
       <h3 class="host-name"></h3>
       <span class="tag" title="The collector's own host (self-monitoring)" hidden>collector</span>
+      <span class="host-id mono" title="Host id: another host has the same hostname" hidden></span>
     </div>
+    <span class="alert-badge" role="status" hidden></span>
     <span class="badge"></span>
   </div>
   <p class="host-meta"></p>
   <dl class="metrics">
     <div class="metric"><dt>CPU</dt><dd><span class="v-cpu"></span></dd></div>
     <div class="metric"><dt>Memory</dt><dd><span class="v-mem"></span><span class="bar" aria-hidden="true"><span class="bar-fill b-mem"></span></span></dd></div>
-    <div class="metric"><dt>Disk</dt><dd><span class="v-disk"></span><span class="bar" aria-hidden="true"><span class="bar-fill b-disk"></span></span></dd></div>
+    <div class="metric"><dt>Disk <span class="disk-mount muted"></span></dt><dd><span class="v-disk"></span><span class="bar" aria-hidden="true"><span class="bar-fill b-disk"></span></span></dd></div>
     <div class="metric"><dt>Network</dt><dd class="net"><span><span aria-hidden="true" class="arrow">↓</span><span class="sr-only">received </span><span class="v-rx"></span></span> <span><span aria-hidden="true" class="arrow">↑</span><span class="sr-only">sent </span><span class="v-tx"></span></span></dd></div>
   </dl>
   <div class="sparks">
@@ -53,12 +56,15 @@ export function createCard(host) {
     el: node,
     name: q('.host-name'),
     selfTag: q('.tag'),
+    hostId: q('.host-id'),
+    alertBadge: q('.alert-badge'),
     badge: q('.badge'),
     meta: q('.host-meta'),
     cpu: q('.v-cpu'),
     mem: q('.v-mem'),
     memBar: q('.b-mem'),
     disk: q('.v-disk'),
+    diskMount: q('.disk-mount'),
     diskBar: q('.b-disk'),
     rx: q('.v-rx'),
     tx: q('.v-tx'),
@@ -94,19 +100,40 @@ export function removeCard(card) {
   unmountChart(card.memBox, card.memChart);
   delete charts[card.id];
   card.el.remove();
+  if (card.row) {
+    rowVisibility.unobserve(card.row.el);
+    card.row.el.remove();
+  }
   state.cards.delete(card.id);
 }
 
 export function updateCardText(card) {
   const host = state.hosts.get(card.id);
   if (!host) return;
+  if (state.view === 'table') {
+    updateRow(card, host);
+    return;
+  }
   const p = host.latest || {};
-  setText(card.name, host.hostname || host.id);
-  card.name.title = host.hostname || host.id;
+  const name = host.hostname || host.id;
+  const status = displayStatus(host);
+  setText(card.name, name);
+  card.name.title = name;
   card.selfTag.hidden = !host.self;
-  setText(card.badge, host.status || 'unknown');
-  card.badge.dataset.status = host.status || 'unknown';
-  card.el.dataset.status = host.status || 'unknown';
+  const twin = nameCollides(host);
+  card.hostId.hidden = !twin;
+  if (twin) setText(card.hostId, host.id);
+  setText(card.badge, status);
+  card.badge.dataset.status = status;
+  card.el.dataset.status = status;
+
+  const firing = hostAlerts(host.id);
+  card.alertBadge.hidden = firing.length === 0;
+  card.el.dataset.alerts = String(firing.length);
+  if (firing.length) {
+    setText(card.alertBadge, firing.length === 1 ? '1 alert' : firing.length + ' alerts');
+    card.alertBadge.title = firing.map(alertText).join('\n');
+  }
 
   const meta = [];
   if (host.os) meta.push(host.os);
@@ -129,9 +156,14 @@ export function updateCardText(card) {
   card.memBar.style.width = (isNum(memPct) ? Math.min(100, memPct) : 0) + '%';
   card.memBar.dataset.level = level(memPct);
 
-  const diskPct = fsPct(p);
-  setText(card.disk, isNum(p.fs_used_bytes) || isNum(p.fs_total_bytes)
-    ? fmtBytes(p.fs_used_bytes) + ' / ' + fmtBytes(p.fs_total_bytes) : DASH);
+  // The fullest mount, not the sum of all: the one that fills up first is the one to watch.
+  const fullest = fullestMount(host);
+  const diskPct = fullest ? fullest.percent : fsPct(p);
+  setText(card.diskMount, fullest ? fullest.fs.mount_point : '');
+  card.diskMount.title = fullest ? 'The fullest mount, ' + fmtPct(fullest.percent) + ' used' : '';
+  const used = fullest ? fullest.fs.used_bytes : p.fs_used_bytes;
+  const total = fullest ? fullest.fs.total_bytes : p.fs_total_bytes;
+  setText(card.disk, isNum(used) || isNum(total) ? fmtBytes(used) + ' / ' + fmtBytes(total) : DASH);
   card.diskBar.style.width = (isNum(diskPct) ? Math.min(100, diskPct) : 0) + '%';
   card.diskBar.dataset.level = level(diskPct);
 
@@ -139,8 +171,122 @@ export function updateCardText(card) {
   setText(card.tx, fmtRate(p.net_tx_bytes_per_second));
 
   card.el.setAttribute('aria-label',
-    (host.hostname || host.id) + ', ' + (host.status || 'unknown') + ', CPU ' + fmtPct(p.cpu_percent) +
-    '. Press Enter for details.');
+    displayName(host) + ', ' + status + (firing.length ? ', ' + firing.length + ' alerts firing' : '') +
+    ', CPU ' + fmtPct(p.cpu_percent) + '. Press Enter for details.');
+}
+
+// The table view: one row per host, every column sortable.
+
+const num = (v) => (isNum(v) ? v : -Infinity);
+const latest = (h, field) => num(h.latest && h.latest[field]);
+export const COLUMNS = [
+  { key: 'name', label: 'Host', text: (h) => displayName(h) },
+  { key: 'status', label: 'Status', text: (h) => displayStatus(h) },
+  { key: 'alerts', label: 'Alerts', text: (h) => String(hostAlerts(h.id).length || ''), num: (h) => hostAlerts(h.id).length },
+  { key: 'cpu', label: 'CPU', text: (h) => fmtPct(h.latest && h.latest.cpu_percent), num: (h) => latest(h, 'cpu_percent') },
+  { key: 'memory', label: 'Memory', text: (h) => fmtPct(hostMem(h) >= 0 ? hostMem(h) : null), num: (h) => hostMem(h) },
+  {
+    key: 'disk', label: 'Fullest mount',
+    text: (h) => { const f = fullestMount(h); return f ? fmtPct(f.percent) + ' ' + f.fs.mount_point : DASH; },
+    num: (h) => { const f = fullestMount(h); return f ? f.percent : -Infinity; },
+  },
+  { key: 'rx', label: 'Received', text: (h) => fmtRate(h.latest && h.latest.net_rx_bytes_per_second), num: (h) => latest(h, 'net_rx_bytes_per_second') },
+  { key: 'tx', label: 'Sent', text: (h) => fmtRate(h.latest && h.latest.net_tx_bytes_per_second), num: (h) => latest(h, 'net_tx_bytes_per_second') },
+  { key: 'load', label: 'Load 1 min', text: (h) => fmtNum(h.latest && h.latest.load1, 2), num: (h) => latest(h, 'load1') },
+  { key: 'uptime', label: 'Uptime', text: (h) => fmtDuration(h.latest && h.latest.uptime_seconds), num: (h) => latest(h, 'uptime_seconds') },
+  { key: 'seen', label: 'Last seen', text: (h) => (h.status === 'online' ? 'now' : isNum(h.last_seen) ? fmtAgo(h.last_seen) : 'never'), num: (h) => num(h.last_seen) },
+];
+
+// Which table rows are on screen (or nearly): only those are rewritten as samples arrive.
+const rowVisibility = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const card = cardByElement.get(entry.target);
+    if (!card) continue;
+    card.rowVisible = entry.isIntersecting;
+    if (card.rowVisible) markDirty(card.id);
+  }
+}, { rootMargin: '300px 0px' });
+
+function createRow(card) {
+  const tr = el('tr', { 'data-host-id': card.id, tabindex: '0' });
+  cardByElement.set(tr, card);
+  rowVisibility.observe(tr);
+  const cells = COLUMNS.map((c) => {
+    const td = el(c.key === 'name' ? 'th' : 'td', c.key === 'name' ? { scope: 'row' } : { class: c.num ? 'num' : null });
+    tr.append(td);
+    return td;
+  });
+  tr.addEventListener('click', () => openHost(card.id));
+  tr.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && e.target === tr) openHost(card.id);
+  });
+  card.row = { el: tr, cells };
+  return card.row;
+}
+
+function updateRow(card, host) {
+  const row = card.row || createRow(card);
+  COLUMNS.forEach((c, i) => setText(row.cells[i], c.text(host)));
+  row.el.dataset.status = displayStatus(host);
+  row.el.dataset.alerts = String(hostAlerts(host.id).length);
+}
+
+// Builds the table's header once: a button per column that sorts by it.
+export function buildTableHead() {
+  const tr = el('tr');
+  for (const c of COLUMNS) {
+    const th = el('th', { scope: 'col', 'data-sort': c.key });
+    const b = el('button', { type: 'button', class: 'th-sort' }, c.label);
+    b.addEventListener('click', () => sortBy(c.key, state.sortKey === c.key ? !state.sortDesc : DEFAULT_DESC[c.key] || false));
+    th.append(b);
+    tr.append(th);
+  }
+  els.hostTable.tHead.append(tr);
+}
+
+// Sorts the overview (cards and table alike) by a column.
+export function sortBy(key, desc) {
+  state.sortKey = key;
+  state.sortDesc = desc;
+  if (els.sort.value !== key) els.sort.value = key;
+  renderSortState();
+  renderList();
+}
+
+export function renderSortState() {
+  const label = state.sortDesc ? 'Sorted descending; sort ascending' : 'Sorted ascending; sort descending';
+  els.sortDir.setAttribute('aria-label', label);
+  els.sortDir.title = label;
+  els.sortDir.dataset.dir = state.sortDesc ? 'desc' : 'asc';
+  for (const th of els.hostTable.tHead.querySelectorAll('th[data-sort]')) {
+    th.setAttribute('aria-sort', th.dataset.sort === state.sortKey ? (state.sortDesc ? 'descending' : 'ascending') : 'none');
+  }
+}
+
+// Cards or table; remembered in the browser.
+export function setView(view) {
+  state.view = view === 'table' ? 'table' : 'cards';
+  try {
+    window.localStorage.setItem('hostwatch.view', state.view);
+  } catch (_) { /* private mode */ }
+  els.hostList.hidden = state.view !== 'cards';
+  els.hostTable.hidden = state.view !== 'table';
+  for (const b of els.viewButtons.querySelectorAll('button')) {
+    b.setAttribute('aria-pressed', String(b.dataset.view === state.view));
+  }
+  for (const card of state.cards.values()) updateCardText(card);
+  renderList();
+}
+
+// A host removed (by an admin, here or elsewhere): gone from every view.
+export function forgetHost(id) {
+  state.hosts.delete(id);
+  state.alerts.delete(id);
+  const card = state.cards.get(id);
+  if (card) removeCard(card);
+  recountNames();
+  renderList();
+  if (state.detail && state.detail.id === id) renderDetailHeader();
 }
 
 export function overviewRange(card) {
@@ -279,9 +425,11 @@ export const COMPARATORS = {
   name: byName,
   status: (a, b) => (STATUS_RANK[a.status] ?? -1) - (STATUS_RANK[b.status] ?? -1),
   cpu: (a, b) => hostCpu(a) - hostCpu(b),
-  memory: (a, b) => hostMem(a) - hostMem(b),
 };
-export const DEFAULT_DESC = { name: false, status: false, cpu: true, memory: true };
+// Every numeric column of the table sorts by its number.
+for (const c of COLUMNS) if (c.num && !COMPARATORS[c.key]) COMPARATORS[c.key] = (a, b) => c.num(a) - c.num(b);
+export const DEFAULT_DESC = { name: false, status: false };
+for (const c of COLUMNS) if (c.num) DEFAULT_DESC[c.key] = true;
 
 export function visibleHostIds() {
   const q = state.filter.trim().toLowerCase();
@@ -300,16 +448,21 @@ export function renderList() {
   state.lastSort = Date.now();
   state.needResort = false;
   const ids = visibleHostIds();
-  const container = els.hostList;
+  const table = state.view === 'table';
+  const container = table ? els.hostTable.tBodies[0] : els.hostList;
   const focused = document.activeElement;
   let ref = container.firstElementChild;
   for (const id of ids) {
     const card = state.cards.get(id);
     if (!card) continue;
-    if (card.el === ref) {
+    // A new row is filled now; the others when on screen (as samples arrive, or scrolled to).
+    if (table && !card.row) updateRow(card, state.hosts.get(id));
+    else if (table && card.rowVisible) markDirty(id);
+    const node = table ? card.row.el : card.el;
+    if (node === ref) {
       ref = ref.nextElementSibling;
     } else {
-      container.insertBefore(card.el, ref);
+      container.insertBefore(node, ref);
     }
   }
   while (ref) {
@@ -390,8 +543,6 @@ export function applyHostList(list) {
     // A live sample newer than this snapshot wins (unless paused: then the snapshot is news).
     if (old && old.latest && fresh.latest && old.latest.ts > fresh.latest.ts) fresh.latest = old.latest;
     state.hosts.set(fresh.id, fresh);
-    const card = state.cards.get(fresh.id) || createCard(fresh);
-    updateCardText(card);
   }
   for (const id of Array.from(state.hosts.keys())) {
     if (!seen.has(id)) {
@@ -400,6 +551,8 @@ export function applyHostList(list) {
       if (card) removeCard(card);
     }
   }
+  recountNames();
+  for (const id of seen) updateCardText(state.cards.get(id) || createCard(state.hosts.get(id)));
   state.hostsLoaded = true;
   renderList();
   if (state.detail) renderDetailHeader();

@@ -22,11 +22,15 @@ export function scheduleFlush() {
 
 export function flush() {
   flushTimer = null;
+  // Only what is on screen is written: with a thousand hosts, rewriting every card each time
+  // its host sends would keep the browser busy laying out the page. A card or row scrolled into
+  // view is marked dirty then (overview.js), and brought up to date.
+  const shown = !isHidden(els.overview);
   for (const id of dirtyHosts) {
     const card = state.cards.get(id);
     if (!card || !card.el.isConnected) continue;
-    updateCardText(card);
-    if (card.visible && !isHidden(els.overview)) {
+    if (state.view === 'table' ? card.rowVisible && shown : card.visible && shown) updateCardText(card);
+    if (card.visible && shown) {
       ensureCardCharts(card);
       renderCardCharts(card);
     }

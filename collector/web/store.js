@@ -1,6 +1,5 @@
 // Constants and the one shared state of the page: every module reads and changes this store.
 
-
 export const root = document.documentElement;
 
 // Constants
@@ -19,12 +18,18 @@ export const RANGES = [
   { key: '1h', label: '1 h', ms: 60 * 60 * 1000 },
   { key: '6h', label: '6 h', ms: 6 * 60 * 60 * 1000 },
   { key: '24h', label: '24 h', ms: 24 * 60 * 60 * 1000 },
+  { key: '7d', label: '7 d', ms: 7 * 24 * 60 * 60 * 1000 },
+  { key: '30d', label: '30 d', ms: 30 * 24 * 60 * 60 * 1000 },
 ];
+export const FEED_PAGE = 50; // activity entries loaded at a time from the activity log
+export const ALERTS_REFRESH_MS = 15000;
+export const CLIENTS_REFRESH_MS = 10000;
+export const DEVICE_REFRESH_MS = 10000; // per-device charts of a live window are refetched this often
 export const NICE_STEPS_S = [1, 2, 3, 5, 10, 15, 20, 30, 60, 120, 300, 600, 900, 1800, 3600];
 // Named SSE events we listen to; anything else the collector may add later is ignored.
 export const SSE_TYPES = [
   'sample', 'agent_connected', 'agent_disconnected', 'status', 'notification',
-  'alert', 'alert_firing', 'alert_resolved', 'lagged', 'shutdown', 'resync',
+  'alert', 'alert_firing', 'alert_resolved', 'host_removed', 'lagged', 'shutdown', 'resync',
 ];
 export const STATUS_RANK = { offline: 0, stale: 1, online: 2 };
 export const COLORS = {
@@ -63,6 +68,13 @@ export const state = {
   reconnectTimer: null,
   detail: null,
   lastStats: null,
+  view: 'cards', // the overview as cards or as a dense table
+  alerts: new Map(), // host id -> alerts firing now (from /api/alerts, kept up to date by events)
+  series: null, // the collector's table of metrics (GET /api/series): the device charts' list
+  feedIds: new Set(), // ids of the activity entries shown, so a replayed event is shown once
+  feedOldest: null, // id of the oldest entry loaded from the activity log (null: none yet)
+  reconnectAt: 0, // when the next connection attempt starts (the countdown)
+  lastHistory: null, // the last history answer of the host view: { from, to, step, points }
 };
 
 export const charts = {}; // host id -> uPlot of that host's overview CPU chart
@@ -73,6 +85,7 @@ window.hostwatch = {
   connections: 0,
   state,
   detailCharts: () => (state.detail ? Array.from(state.detail.panels.values()).map((p) => p.u).filter(Boolean) : []),
+  detailChart: (key) => (state.detail && state.detail.panels.get(key) ? state.detail.panels.get(key).u : null),
 };
 
 export const els = {}; // filled by start() in app.js

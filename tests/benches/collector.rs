@@ -31,12 +31,16 @@
 //!    every minute is compacted; bytes per stored value and per host-day from SQLite's `dbstat`,
 //!    beside schema 1's bytes for the same samples; the history of that day at a 60 s step, and
 //!    30 days at a 1 h step (the 29 days before it are copies of its hourly rollups).
+//! 8. `page`: 1,000 agents at 1 Hz, the overview open in Debian's chromium (playwright-core,
+//!    `tests/browser/page.bench.mjs`) for 60 s: frames per second and frame intervals, the
+//!    longest main-thread task, and the page's JS heap at the start and the end.
 //!
 //! Sizes can be changed with `HOSTWATCH_BENCH_*` environment variables (defaults in brackets):
 //! `INGEST_CONNECTIONS` [100], `INGEST_WINDOW` [2], `INGEST_SECONDS` [20], `IDLE_CONNECTIONS`
 //! [5000], `SUBSCRIBERS` [1000], `FANOUT_RATES` [100,1000], `FANOUT_SECONDS` [10],
 //! `SCALE_AGENTS` [2000,5000,10000], `SCALE_SECONDS` [20], `HISTORY_REPEATS` [20],
-//! `STORAGE_HOURS` [24] (the quick check in CI-sized runs: `HOSTWATCH_BENCH_STORAGE_HOURS=1`).
+//! `STORAGE_HOURS` [24] (the quick check in CI-sized runs: `HOSTWATCH_BENCH_STORAGE_HOURS=1`),
+//! `PAGE_HOSTS` [1000], `PAGE_SECONDS` [60].
 //! `HOSTWATCH_BENCH_COLLECTOR=PATH` runs that collector binary instead of building one (a build
 //! with symbols, for `perf`).
 //!
@@ -78,7 +82,8 @@ const CONNECTING_AT_ONCE: usize = 64;
 /// Longest time to open all connections of a phase.
 const CONNECT_BUDGET: Duration = Duration::from_secs(180);
 
-const PHASES: [&str; 7] = ["ingest", "raw", "idle", "fanout", "scale", "history", "storage"];
+const PHASES: [&str; 8] =
+    ["ingest", "raw", "idle", "fanout", "scale", "history", "storage", "page"];
 
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; anything else not starting with `-` names a phase.
@@ -123,6 +128,9 @@ fn main() -> ExitCode {
     }
     if wanted("storage") {
         table.phase("storage", || storage_footprint(&binary));
+    }
+    if wanted("page") {
+        table.phase("page", || page_overview(&runtime, &binary));
     }
     drop(runtime);
     table.print();
@@ -1619,6 +1627,99 @@ async fn send_all(agent: &mut Agent, samples: Vec<Sample>, window: usize) -> Res
             None => return Err(format!("no ack within {ANSWER_TIMEOUT:?}")),
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 8: the page with many hosts
+
+/// `PAGE_HOSTS` agents at 1 Hz and the overview open in chromium for `PAGE_SECONDS`.
+fn page_overview(runtime: &Runtime, binary: &Path) -> anyhow::Result<Vec<Row>> {
+    let hosts = knob("PAGE_HOSTS", 1000);
+    let seconds = knob("PAGE_SECONDS", 60) as u64;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/page.bench.mjs");
+    ensure!(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("browser/node_modules/playwright-core").exists(),
+        "playwright-core is missing: run scripts/test.sh (or npm ci in tests/browser) first"
+    );
+    let collector = CollectorProcess::start(binary, &[])?;
+    println!("page: {hosts} agents at 1 Hz, the overview open in chromium for {seconds}s");
+    let (stop_agents, agents_stopped) = smol::channel::bounded::<()>(1);
+    let recording = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    let mut failures = Vec::new();
+    let connected = connect_stream(runtime, &collector, "bench-page", hosts, 1000);
+    while let Ok((i, result)) = connected.recv_blocking() {
+        match result {
+            Ok(agent) => {
+                let offset = Duration::from_secs(1).mul_f64((i % 1000) as f64 / 1000.0);
+                let task = steady_agent(
+                    agent,
+                    Duration::from_secs(1),
+                    offset,
+                    agents_stopped.clone(),
+                    recording.clone(),
+                );
+                tasks.push(runtime.spawn(task));
+            }
+            Err(err) => failures.push(err),
+        }
+    }
+    let cpu = CpuWindow::start(collector.pid());
+    let output = Command::new("node")
+        .arg(&script)
+        .env("HOSTWATCH_URL", format!("http://{}/", collector.http))
+        .env("HOSTWATCH_BENCH_HOSTS", tasks.len().to_string())
+        .env("HOSTWATCH_BENCH_SECONDS", seconds.to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running node")?;
+    let cpu = cpu.finish();
+    drop(stop_agents);
+    let steady: Vec<Steady> = smol::block_on(join_all(tasks));
+    let warnings = collector.stop();
+    let mut problems = failures;
+    problems.extend(steady.iter().filter_map(|s| s.error.clone()));
+    report_problems(&problems, &warnings);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("PAGE_BENCH "));
+    ensure!(
+        output.status.success() && line.is_some(),
+        "the browser script failed ({})",
+        output.status
+    );
+    let r: serde_json::Value = serde_json::from_str(line.unwrap_or("{}"))?;
+    let ms = |v: &serde_json::Value| v.as_f64().map_or("-".to_owned(), |v| format!("{v:.1}"));
+    let mib = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0) / 1048576.0;
+    println!(
+        "  {} cards ({} with charts drawn); {} long tasks; collector {cpu}",
+        r["cards"], r["charts"], r["long_tasks"]
+    );
+    Ok(vec![
+        Row::new(
+            &format!("page: frames per second, {} hosts", group(steady.len() as f64)),
+            format!("{:.1}", r["fps"].as_f64().unwrap_or(0.0)),
+            "-",
+            None,
+        ),
+        Row::new(
+            "page: frame interval (ms)",
+            format!(
+                "p50 {} / p99 {} / max {}",
+                ms(&r["frame_ms"]["p50"]),
+                ms(&r["frame_ms"]["p99"]),
+                ms(&r["frame_ms"]["max"])
+            ),
+            "-",
+            None,
+        ),
+        Row::new("page: longest main-thread task (ms)", ms(&r["longest_task_ms"]), "-", None),
+        Row::new(
+            "page: JS heap start -> end (MiB)",
+            format!("{:.1} -> {:.1}", mib(&r["heap_start_bytes"]), mib(&r["heap_end_bytes"])),
+            "-",
+            None,
+        ),
+    ])
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,164 +12,16 @@
 // phase 2 it prints "PHASE2 OK" and exits 0. Any failure: a message on stderr, exit 1. Only those
 // two lines go to stdout; progress goes to stderr. The whole run is bounded to 60 s.
 
-import { chromium } from 'playwright-core';
-import { createInterface } from 'node:readline';
+import { createHarness, cssString, sleep, waitUntil, withTimeout } from './harness.mjs';
 
-const T0 = Date.now();
-const TOTAL_MS = 60_000;
+const h = createHarness('page.test', 60_000);
 const env = process.env;
 const PAGE_URL = env.HOSTWATCH_URL;
 const HOST_ID = env.HOSTWATCH_HOST_ID;
 const HOSTNAME = env.HOSTWATCH_HOSTNAME;
-const CHROMIUM = env.CHROMIUM || '/usr/bin/chromium';
-const SCREENSHOT = env.HOSTWATCH_SCREENSHOT || '';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-let browser = null;
+const log = h.log;
+const step = h.step;
 let page = null;
-let finished = false;
-
-function log(msg) {
-  process.stderr.write(`[page.test +${((Date.now() - T0) / 1000).toFixed(1)}s] ${msg}\n`);
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${(ms / 1000).toFixed(1)} s`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-// Polls `fn` until it returns a truthy value; throws `what` after `ms`.
-async function waitUntil(what, ms, fn, every = 200) {
-  const end = Date.now() + ms;
-  let lastError = null;
-  for (;;) {
-    const left = end - Date.now();
-    if (left <= 0) break;
-    try {
-      const value = await withTimeout(Promise.resolve().then(fn), Math.max(500, left), what);
-      if (value) return value;
-      lastError = null;
-    } catch (err) {
-      lastError = err;
-    }
-    await sleep(Math.min(every, Math.max(0, end - Date.now())));
-  }
-  throw new Error(`timed out after ${(ms / 1000).toFixed(1)} s waiting until ${what}` +
-    (lastError ? ` (last error: ${lastError.message})` : ''));
-}
-
-async function saveScreenshot() {
-  if (!SCREENSHOT || !page) return;
-  try {
-    await withTimeout(page.screenshot({ path: SCREENSHOT, fullPage: true, timeout: 5000 }), 6000, 'screenshot');
-    log(`screenshot saved to ${SCREENSHOT}`);
-  } catch (err) {
-    log(`could not save a screenshot: ${err.message}`);
-  }
-}
-
-async function closeBrowser() {
-  if (!browser) return;
-  try {
-    await withTimeout(browser.close(), 5000, 'closing Chromium');
-  } catch (err) {
-    log(err.message);
-  }
-}
-
-async function fail(message) {
-  if (finished) return;
-  finished = true;
-  // Whatever happens below, never outlive the budget by more than a few seconds.
-  setTimeout(() => process.exit(1), 8000).unref();
-  // eslint-disable-next-line no-control-regex
-  process.stderr.write(`page.test FAILED: ${String(message).replace(/\x1b\[[0-9;]*m/g, '')}\n`);
-  const recent = problems.slice(-20);
-  if (recent.length) {
-    process.stderr.write('browser problems seen (console errors, exceptions, failed requests):\n');
-    for (const p of recent) process.stderr.write(`  ${p.ignored ? '(during restart) ' : ''}${p.text}\n`);
-  }
-  await saveScreenshot();
-  await closeBrowser();
-  process.exit(1);
-}
-
-const watchdog = setTimeout(() => {
-  fail(`the test did not finish within ${TOTAL_MS / 1000 - 4} s`);
-}, TOTAL_MS - 4000);
-
-process.on('unhandledRejection', (err) => fail(`unhandled rejection: ${err && err.stack ? err.stack : err}`));
-
-// ---- stdin: lines from the driver, buffered so that none is missed -----------------------------
-
-const stdinLines = [];
-let stdinClosed = false;
-const stdinWaiters = new Set();
-const stdin = createInterface({ input: process.stdin });
-stdin.on('line', (line) => {
-  stdinLines.push(line.trim());
-  for (const w of stdinWaiters) w();
-});
-stdin.on('close', () => {
-  stdinClosed = true;
-  for (const w of stdinWaiters) w();
-});
-
-function waitForLine(expected) {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      const i = stdinLines.indexOf(expected);
-      if (i >= 0) {
-        stdinLines.splice(0, i + 1);
-        stdinWaiters.delete(check);
-        resolve();
-      } else if (stdinClosed) {
-        stdinWaiters.delete(check);
-        reject(new Error(`stdin closed before the line "${expected}" arrived`));
-      }
-    };
-    stdinWaiters.add(check);
-    check();
-  });
-}
-
-// ---- browser problems: console errors, uncaught exceptions, failed requests --------------------
-
-const problems = [];
-let ignoreProblems = false; // while the collector restarts, failed requests are expected
-let ignoreUntil = 0;
-
-function noteProblem(text) {
-  const ignored = ignoreProblems || Date.now() < ignoreUntil;
-  problems.push({ t: Date.now(), text, ignored });
-  if (!ignored) log(`browser problem: ${text}`);
-}
-
-function assertNoProblems(where) {
-  const bad = problems.filter((p) => !p.ignored);
-  if (bad.length) {
-    throw new Error(`${where}: the browser reported ${bad.length} problem(s):\n  ` +
-      bad.map((p) => p.text).join('\n  '));
-  }
-}
-
-function cssString(s) {
-  return s.replace(/["\\]/g, '\\$&');
-}
 
 // ---- the test -----------------------------------------------------------------------------------
 
@@ -188,41 +40,12 @@ function grew(now, before) {
   return now && (now.n > before.n || (now.n >= 500 && now.last > before.last));
 }
 
-async function step(name, fn) {
-  log(name);
-  try {
-    return await fn();
-  } catch (err) {
-    throw new Error(`${name}: ${err.message}`);
-  }
-}
-
 async function main() {
   for (const [name, value] of [['HOSTWATCH_URL', PAGE_URL], ['HOSTWATCH_HOST_ID', HOST_ID], ['HOSTWATCH_HOSTNAME', HOSTNAME]]) {
     if (!value) throw new Error(`the environment variable ${name} is not set`);
   }
 
-  browser = await step(`launch ${CHROMIUM}`, () => withTimeout(
-    chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 15000 }),
-    20000, 'launching Chromium'));
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  page = await context.newPage();
-  page.setDefaultTimeout(10000);
-  page.setDefaultNavigationTimeout(10000);
-  page.on('console', (msg) => {
-    if (msg.type() === 'error') {
-      const loc = msg.location();
-      noteProblem(`console error: ${msg.text()}${loc && loc.url ? ` (${loc.url}:${loc.lineNumber})` : ''}`);
-    }
-  });
-  page.on('pageerror', (err) => noteProblem(`uncaught exception: ${err.message}`));
-  page.on('requestfailed', (req) => {
-    const failure = req.failure();
-    noteProblem(`request failed: ${req.method()} ${req.url()}: ${failure ? failure.errorText : 'unknown error'}`);
-  });
-  page.on('response', (res) => {
-    if (res.status() >= 400) noteProblem(`HTTP ${res.status()} for ${res.request().method()} ${res.url()}`);
-  });
+  page = await h.launch();
 
   // ---- phase 1 ----
 
@@ -280,15 +103,15 @@ async function main() {
       return grew(c, second) ? c : null;
     }, 250));
 
-  assertNoProblems('phase 1');
+  h.assertNoProblems('phase 1');
   const connectionsBefore = await page.evaluate(() => (window.hostwatch && window.hostwatch.connections) || 0);
-  ignoreProblems = true;
+  h.ignoreProblems = true;
   process.stdout.write('PHASE1 OK\n');
 
   // ---- restart (done by the driver) ----
 
   log('waiting for "RESTARTED" on stdin');
-  await waitForLine('RESTARTED');
+  await h.waitForLine('RESTARTED');
 
   // ---- phase 2 ----
 
@@ -301,8 +124,8 @@ async function main() {
       return Boolean(c && c.dataset.state === 'live' && reconnected);
     }, connectionsBefore), 250));
   // Requests that were already failing when the collector came back may still report.
-  ignoreProblems = false;
-  ignoreUntil = Date.now() + 1500;
+  h.ignoreProblems = false;
+  h.ignoreUntil = Date.now() + 1500;
   await sleep(1500);
 
   const base = await chartInfo();
@@ -313,13 +136,10 @@ async function main() {
       return grew(c, base) ? c : null;
     }, 250));
 
-  assertNoProblems('phase 2 (after the reconnect)');
+  h.assertNoProblems('phase 2 (after the reconnect)');
   process.stdout.write('PHASE2 OK\n');
-  await saveScreenshot();
-  finished = true;
-  clearTimeout(watchdog);
-  await closeBrowser();
-  process.exit(0);
+  await h.saveScreenshot();
+  await h.succeed();
 }
 
-main().catch((err) => fail(err && err.message ? err.message : String(err)));
+main().catch((err) => h.fail(err && err.message ? err.message : String(err)));

@@ -621,10 +621,19 @@ impl ProbeAgent {
         host_id: &str,
         instance_id: u64,
     ) -> Result<Self, ProbeRefused> {
+        Self::connect_hello(ws, token, probe_hello(host_id, instance_id))
+    }
+
+    /// Connects with a hello of the test's own making (a hostname of its choice, say).
+    pub fn connect_hello(
+        ws: SocketAddr,
+        token: &str,
+        hello: protocol::Hello,
+    ) -> Result<Self, ProbeRefused> {
         let mut socket =
             ws_connect(ws, "/ingest", &[("Authorization", &format!("Bearer {token}"))])
                 .map_err(ProbeRefused::Http)?;
-        let hello = protocol::AgentMessage::Hello(probe_hello(host_id, instance_id));
+        let hello = protocol::AgentMessage::Hello(hello);
         socket
             .send(tungstenite::Message::binary(protocol::encode_agent_message(&hello)))
             .expect("send hello");
@@ -758,4 +767,65 @@ pub fn resident_bytes(pid: u32) -> u64 {
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS");
     line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).expect("VmRSS value")
         * 1024
+}
+
+/// A sample of a probe host: CPU busy about `busy` % (between half and one and a half times it,
+/// in a one-minute wave; counters derived from `ts_ms`, so samples of any spacing agree), two
+/// mounts ("/" half full, "/data" 90 % full), one interface, one disk, one sensor, load `load`.
+pub fn rich_sample(seq: u64, ts_ms: u64, load: f32, busy: u64) -> protocol::Sample {
+    let ticks = ts_ms as f64 / 10.0; // 100 ticks a second since the epoch
+    let period = 6000.0; // a minute of ticks
+    let amplitude = period * busy.min(100 - busy.min(100)) as f64 / 200.0;
+    let user = ticks * busy as f64 / 100.0 + amplitude * (ticks / period).sin();
+    let core = protocol::CpuTimes {
+        user_ticks: user as u64,
+        idle_ticks: (ticks - user) as u64,
+        ..Default::default()
+    };
+    let gib = 1u64 << 30;
+    let mount = |mount_point: &str, total: u64, available: u64| protocol::Filesystem {
+        mount_point: mount_point.into(),
+        total_bytes: total,
+        available_bytes: available,
+        device: format!("/dev/{}", if mount_point == "/" { "sda1" } else { "sdb1" }),
+        fs_type: "ext4".into(),
+        free_bytes: Some(available),
+    };
+    protocol::Sample {
+        seq,
+        ts_ms,
+        cpu: Some(core),
+        cores: vec![core],
+        load: Some(protocol::LoadAverage { one: load, five: load, fifteen: load }),
+        memory: Some(protocol::Memory {
+            total_bytes: 4 * gib,
+            used_bytes: gib + seq % 100 * (1 << 20),
+            available_bytes: 2 * gib,
+            ..Default::default()
+        }),
+        networks: vec![protocol::NetworkInterface {
+            name: "eth0".into(),
+            rx_bytes: seq * 50_000,
+            tx_bytes: seq * 20_000,
+            rx_packets: seq * 40,
+            tx_packets: seq * 30,
+            ..Default::default()
+        }],
+        filesystems: vec![mount("/", 100 * gib, 50 * gib), mount("/data", 500 * gib, 50 * gib)],
+        disks: vec![protocol::DiskIo {
+            device: "sda".into(),
+            read_bytes: seq * 4096,
+            written_bytes: seq * 8192,
+            ..Default::default()
+        }],
+        uptime_seconds: Some(10_000 + seq),
+        process_count: Some(120),
+        temperatures: vec![protocol::Temperature { label: "cpu".into(), celsius: 45.0 }],
+        swap: None,
+    }
+}
+
+/// A probe host's hello with a hostname of the test's choice.
+pub fn named_hello(id: &str, hostname: &str) -> protocol::Hello {
+    protocol::Hello { hostname: hostname.into(), ..probe_hello(id, PROBE_INSTANCE) }
 }

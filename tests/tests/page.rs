@@ -87,3 +87,173 @@ fn the_page_shows_this_host_live_and_recovers_after_a_collector_restart() {
         screenshot.display()
     );
 }
+
+#[test]
+fn the_page_navigates_the_past_plays_it_back_and_manages_hosts() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run scripts/test.sh, which installs it"
+    );
+    let dir = temp_dir();
+    let admin = "admin-secret";
+    let mut collector =
+        Collector::spawn(dir.path(), &["--admin-token", admin, "--alerts", "load1 > 5 for 1s"]);
+    let token = collector.token();
+    let (a, b, gone) = ("page-a", "page-b", "page-gone");
+    let hostile = "<img src=x onerror=\"window.__xss=1\">";
+    let broadcast = "<b id=\"xss-b\">bold</b> & 'quoted'";
+
+    // A: three hours of history at 10 s, then live at 1 Hz (below). B: live, load 9 (the alert).
+    let mut agent_a = ProbeAgent::connect_hello(collector.ws, &token, named_hello(a, "twin"))
+        .unwrap_or_else(|_| panic!("probe A refused"));
+    let now = now_ms();
+    let start = now - 3 * 3600 * 1000;
+    let mut seq = 0;
+    let past: Vec<_> = (0..3 * 360)
+        .map(|i| {
+            seq += 1;
+            rich_sample(seq, start + i * 10_000, 0.5, 30)
+        })
+        .collect();
+    for batch in past.chunks(200) {
+        agent_a.store(batch.to_vec());
+    }
+    let mut agent_b = ProbeAgent::connect_hello(collector.ws, &token, named_hello(b, "twin"))
+        .unwrap_or_else(|_| panic!("probe B refused"));
+    // The offline host with a hostile hostname: a few samples, then gone.
+    let mut agent_gone =
+        ProbeAgent::connect_hello(collector.ws, &token, named_hello(gone, hostile))
+            .unwrap_or_else(|_| panic!("probe gone refused"));
+    let gone_sample = |s: u64| {
+        let mut sample = rich_sample(s, now - 10_000 + s * 1000, 0.1, 5);
+        sample.filesystems.truncate(1); // "/" only, half full: A's "/data" is the fullest mount
+        sample
+    };
+    agent_gone.store((1..=3).map(gone_sample).collect());
+    agent_gone.close();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let feeder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut seq_b = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let ts = now_ms();
+                seq += 1;
+                seq_b += 1;
+                // Sends fail once the collector is stopped at the end; the feeder just stops.
+                if agent_a.send(vec![rich_sample(seq, ts, 0.5, 30)]).is_err()
+                    || agent_b.send(vec![rich_sample(seq_b, ts, 9.0, 70)]).is_err()
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    // Acks are not read by the feeder: the collector's send buffer holds them for a minute of
+    // samples, far more than the test needs.
+    let body = serde_json::json!({ "message": broadcast }).to_string();
+    let sent = http(
+        collector.http,
+        "POST",
+        "/api/broadcast",
+        &[("Authorization", &format!("Bearer {admin}"))],
+        body.as_bytes(),
+    );
+    assert_eq!(sent.status, 202);
+    wait_for(Duration::from_secs(10), "the offline host", || {
+        (collector.host(gone)?["status"] == "offline").then_some(())
+    });
+
+    let screenshot =
+        std::env::temp_dir().join(format!("hostwatch-past-{}.png", std::process::id()));
+    let mut node = Command::new("node")
+        .arg(browser_dir.join("past.test.mjs"))
+        .env("HOSTWATCH_URL", format!("http://{}/", collector.http))
+        .env("HOSTWATCH_ADMIN", admin)
+        .env("HOSTWATCH_A", a)
+        .env("HOSTWATCH_B", b)
+        .env("HOSTWATCH_GONE", gone)
+        .env("HOSTWATCH_GONE_NAME", hostile)
+        .env("HOSTWATCH_BROADCAST", broadcast)
+        .env("HOSTWATCH_SCREENSHOT", &screenshot)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("running node");
+    let (tx, lines) = mpsc::channel();
+    let stdout = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    read_until(&lines, "READY_FOR_OUTAGE", Duration::from_secs(100), &mut seen);
+    // The removed host is gone from the API as well.
+    assert!(collector.host(gone).is_none(), "the removed host is still listed");
+    stop.store(true, Ordering::Relaxed);
+    assert!(collector.terminate().success());
+    node.stdin.as_mut().unwrap().write_all(b"DOWN\n").unwrap();
+    read_until(&lines, "DONE", Duration::from_secs(30), &mut seen);
+    let status =
+        wait_exit(&mut node, Duration::from_secs(20)).expect("the browser script did not exit");
+    assert!(
+        status.success(),
+        "browser script failed: {status:?}; screenshot at {}",
+        screenshot.display()
+    );
+    let _ = feeder.join();
+}
+
+#[test]
+fn the_pages_files_are_sent_compressed_when_asked_with_build_time_etags() {
+    use std::io::Read;
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &[]);
+    let header = |r: &HttpResponse, name: &str| {
+        r.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
+    };
+    for path in [
+        "/",
+        "/assets/app.js",
+        "/assets/detail.js",
+        "/assets/style.css",
+        "/assets/uPlot.iife.min.js",
+    ] {
+        let plain = http(collector.http, "GET", path, &[], b"");
+        assert_eq!(plain.status, 200, "{path}");
+        assert_eq!(header(&plain, "content-encoding"), None, "{path}");
+        let gz = http(collector.http, "GET", path, &[("Accept-Encoding", "gzip, br")], b"");
+        assert_eq!(gz.status, 200, "{path}");
+        assert_eq!(header(&gz, "content-encoding").as_deref(), Some("gzip"), "{path}");
+        assert_eq!(header(&gz, "vary").as_deref(), Some("Accept-Encoding"), "{path}");
+        assert!(gz.body.len() < plain.body.len(), "{path}: gzip is not smaller");
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&gz.body[..]).read_to_end(&mut unpacked).unwrap();
+        assert_eq!(unpacked, plain.body, "{path}: the gzip copy is another file");
+        // Each representation has its own validator, and each revalidates to 304.
+        let (tag, gz_tag) = (header(&plain, "etag").unwrap(), header(&gz, "etag").unwrap());
+        assert_ne!(tag, gz_tag, "{path}");
+        let again = http(collector.http, "GET", path, &[("If-None-Match", &tag)], b"");
+        assert_eq!(again.status, 304, "{path}");
+        assert!(again.body.is_empty(), "{path}");
+        let again = http(
+            collector.http,
+            "GET",
+            path,
+            &[("If-None-Match", &gz_tag), ("Accept-Encoding", "gzip")],
+            b"",
+        );
+        assert_eq!(again.status, 304, "{path}");
+        // A gzip refused with q=0 gets the plain file.
+        let refused = http(collector.http, "GET", path, &[("Accept-Encoding", "gzip;q=0")], b"");
+        assert_eq!(header(&refused, "content-encoding"), None, "{path}");
+    }
+}

@@ -73,6 +73,7 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
         "/api/stats" if read => stats(ctx).await,
         "/api/clients" if read => clients(ctx).await,
         "/api/alerts" if read => crate::http::alerts::alerts(request, ctx).await,
+        "/api/activity" if read => activity(request, ctx).await,
         "/api/series" if read => Response::json(200, &crate::catalog::describe()),
         "/metrics" if read => match request.query_param("host") {
             Some(id) => host_metrics(ctx, id).await,
@@ -86,6 +87,7 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
         | "/api/stats"
         | "/api/clients"
         | "/api/alerts"
+        | "/api/activity"
         | "/api/series"
         | "/metrics"
         | "/api/prometheus/targets" => not_allowed("GET, HEAD"),
@@ -99,7 +101,11 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
             None => Response::error(404, format!("no such path: {path}")),
         },
         _ => match host_route(path) {
-            Some(_) if !read => not_allowed("GET, HEAD"),
+            Some((id, HostRoute::Host)) if method == "DELETE" => {
+                remove_host(request, ctx, id).await
+            }
+            Some((_, HostRoute::Host)) if !read => not_allowed("GET, HEAD, DELETE"),
+            Some((_, HostRoute::History)) if !read => not_allowed("GET, HEAD"),
             Some((id, HostRoute::Host)) => host(ctx, id).await,
             Some((id, HostRoute::History)) => history(request, ctx, id).await,
             None => Response::error(404, format!("no such path: {path}")),
@@ -242,15 +248,8 @@ async fn readyz(ctx: &Ctx) -> Reply {
 /// `POST /api/broadcast` with `{"message": "…"}` and the admin token: a `notification` event to
 /// every subscriber and the activity feed.
 async fn broadcast(request: &Request, ctx: &Ctx) -> Reply {
-    if !ctx.access.admin_configured() {
-        return Response::error(
-            403,
-            "broadcasts are disabled: start the collector with --admin-token-file",
-        );
-    }
-    if !ctx.access.may_write(request.header("authorization")) {
-        return Response::error(401, "the admin token is required (Authorization: Bearer)")
-            .with_header("WWW-Authenticate", "Bearer realm=\"hostwatch-admin\"");
+    if let Some(refusal) = admin_refusal(request, ctx, "broadcasts") {
+        return refusal;
     }
     let message = match serde_json::from_slice::<Value>(&request.body) {
         Ok(body) => match body.get("message").and_then(Value::as_str).map(str::trim) {
@@ -281,6 +280,162 @@ async fn broadcast(request: &Request, ctx: &Ctx) -> Reply {
         Ok(()) => Response::json(202, &json!({ "ok": true })),
         Err(_) => Response::error(503, "shutting down"),
     }
+}
+
+/// The refusal of a write without the admin token: 403 when none is configured (`what` are
+/// disabled), 401 without it or with another.
+fn admin_refusal(request: &Request, ctx: &Ctx, what: &str) -> Option<Reply> {
+    if !ctx.access.admin_configured() {
+        return Some(Response::error(
+            403,
+            format!("{what} are disabled: start the collector with --admin-token-file"),
+        ));
+    }
+    if !ctx.access.may_write(request.header("authorization")) {
+        return Some(
+            Response::error(401, "the admin token is required (Authorization: Bearer)")
+                .with_header("WWW-Authenticate", "Bearer realm=\"hostwatch-admin\""),
+        );
+    }
+    None
+}
+
+/// `DELETE /api/hosts/{id}` with the admin token: removes an offline host. It is gone from the
+/// API, `/metrics` and history at once (202), a `host_removed` event goes out, and the storage
+/// deletes its rows in small steps.
+async fn remove_host(request: &Request, ctx: &Ctx, id: String) -> Reply {
+    if let Some(refusal) = admin_refusal(request, ctx, "host removals") {
+        return refusal;
+    }
+    let asked = hub::ask(&ctx.hub, |reply| hub::Event::RemoveHost { id: id.clone(), reply });
+    let removed = match asked.await {
+        Some(Ok(removed)) => Unremoved { removed: Some(removed), hub: ctx.hub.clone() },
+        Some(Err(hub::RemoveRefusal::Unknown)) => {
+            return Response::error(404, format!("unknown host {id:?}"));
+        }
+        Some(Err(hub::RemoveRefusal::Connected(status))) => {
+            return Response::error(
+                409,
+                format!(
+                    "host {id:?} is {status}: only an offline host can be removed; stop its agent first"
+                ),
+            );
+        }
+        None => return Response::error(503, "shutting down"),
+    };
+    let mut fields = serde_json::Map::new();
+    fields.insert("hostname".into(), Value::from(removed.hostname()));
+    let activity = crate::storage::Activity {
+        ts_ms: crate::now_ms(),
+        kind: "host_removed",
+        host: Some(id.as_str().into()),
+        fields,
+    };
+    match ctx.storage.remove_host(id.clone(), activity).await {
+        Ok(_) => {
+            removed.done();
+            log::info!("http: {}: removed host {}", request.remote, crate::untrusted::escaped(&id));
+            Response::json(202, &json!({ "ok": true, "host": id }))
+        }
+        // The storage logs its failures; the hub knows the host again (`Unremoved::drop`).
+        Err(err) => Response::error(503, format!("cannot remove the host now: {err}")),
+    }
+}
+
+/// A host the hub forgot for its removal: given back to the hub unless the storage committed
+/// the removal, also when the request is dropped halfway.
+struct Unremoved {
+    removed: Option<hub::RemovedHost>,
+    hub: async_channel::Sender<hub::Event>,
+}
+
+impl Unremoved {
+    fn hostname(&self) -> String {
+        self.removed.as_ref().map(|r| r.hostname.clone()).unwrap_or_default()
+    }
+
+    /// The storage committed the removal.
+    fn done(mut self) {
+        self.removed = None;
+    }
+}
+
+impl Drop for Unremoved {
+    fn drop(&mut self) {
+        if let Some(removed) = self.removed.take() {
+            // A hub that is gone (shutdown) needs nothing back.
+            let _ = self.hub.try_send(hub::Event::RestoreHost(removed));
+        }
+    }
+}
+
+/// `GET /api/activity?before=EID&limit=N[&types=…][&host=…]`: the activity log, newest first.
+async fn activity(request: &Request, ctx: &Ctx) -> Reply {
+    let query = match parse_activity_query(request) {
+        Ok(query) => query,
+        Err(message) => return Response::error(400, message),
+    };
+    let result = ctx
+        .readers
+        .run(move |reader| {
+            let (events, more) =
+                reader.activity_before(query.before, query.limit, &query.filter)?;
+            let mut body = String::from("{\"events\":[");
+            for (i, event) in events.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(event.json());
+            }
+            body.push_str(if more { "],\"more\":true}" } else { "],\"more\":false}" });
+            Ok(body)
+        })
+        .await;
+    match result {
+        Ok(body) => Response::bytes(200, "application/json", body.into_bytes()),
+        Err(err) => {
+            log::error!("activity log: {err:#}");
+            Response::error(500, "cannot read the activity log")
+        }
+    }
+}
+
+/// Events `GET /api/activity` returns when not told, and at most.
+pub const ACTIVITY_LIMIT: (usize, usize) = (50, 500);
+
+/// Most values of one `types=` or `host=` list of `GET /api/activity`.
+const ACTIVITY_FILTER_VALUES: usize = 256;
+
+/// What `GET /api/activity` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityQuery {
+    /// Only events older than this id; from the newest when `None`.
+    pub before: Option<u64>,
+    /// Most events to return.
+    pub limit: usize,
+    /// `types=` and `host=`, as live streams read them.
+    pub filter: Filter,
+}
+
+/// Reads `before`, `limit`, `types` and `host` of `GET /api/activity`.
+pub fn parse_activity_query(request: &Request) -> Result<ActivityQuery, String> {
+    let before = crate::events::parse_event_id(request.query_param("before").as_deref())
+        .map_err(|_| "before must be an event id (a whole number)".to_owned())?;
+    let (default, max) = ACTIVITY_LIMIT;
+    let limit = match request.query_param("limit") {
+        None => default,
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => n,
+            _ => return Err(format!("limit must be a whole number from 1 to {max}, not {v:?}")),
+        },
+    };
+    let filter = Filter::from_query(&request.query_pairs());
+    for (name, list) in [("types", &filter.kinds), ("host", &filter.hosts)] {
+        if list.as_ref().is_some_and(|l| l.len() > ACTIVITY_FILTER_VALUES) {
+            return Err(format!("{name} lists at most {ACTIVITY_FILTER_VALUES} values"));
+        }
+    }
+    Ok(ActivityQuery { before, limit, filter })
 }
 
 /// The longest broadcast message.
@@ -351,13 +506,42 @@ fn not_allowed(allow: &str) -> Reply {
 }
 
 fn asset_response(request: &Request, asset: &assets::Asset) -> Reply {
-    let etag = assets::etag(asset);
-    if request.header("if-none-match").is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
-        return Response::bytes(304, asset.content_type, &b""[..]).with_header("ETag", etag);
-    }
-    Response::bytes(200, asset.content_type, asset.bytes)
+    // The gzip copy made at build time, for clients that take it; it is another representation,
+    // so it has its own validator.
+    let gzip = accepts_gzip(request.header("accept-encoding"));
+    let etag = if gzip {
+        format!("{}-gz\"", &asset.etag[..asset.etag.len() - 1])
+    } else {
+        asset.etag.to_owned()
+    };
+    let response = if request
+        .header("if-none-match")
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        Response::bytes(304, asset.content_type, &b""[..])
+    } else if gzip {
+        Response::bytes(200, asset.content_type, asset.gzip).with_header("Content-Encoding", "gzip")
+    } else {
+        Response::bytes(200, asset.content_type, asset.bytes)
+    };
+    response
         .with_header("ETag", etag)
+        .with_header("Vary", "Accept-Encoding")
         .with_header("Cache-Control", "no-cache")
+}
+
+/// Whether an `Accept-Encoding` header takes gzip: listed (or `*`) without `q=0`.
+fn accepts_gzip(header: Option<&str>) -> bool {
+    header.is_some_and(|value| {
+        value.split(',').any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=").is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q == 0.0))
+            });
+            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+        })
+    })
 }
 
 enum HostRoute {
@@ -729,6 +913,35 @@ mod tests {
     }
 
     #[test]
+    fn activity_queries_default_to_the_newest_fifty_and_refuse_bad_values() {
+        let query = parse_activity_query(&Request::get("/api/activity")).unwrap();
+        assert_eq!(query, ActivityQuery { before: None, limit: 50, filter: Filter::default() });
+        let query = parse_activity_query(&Request::get(
+            "/api/activity?before=120&limit=500&types=alert,host_removed&host=a",
+        ))
+        .unwrap();
+        assert_eq!((query.before, query.limit), (Some(120), 500));
+        assert_eq!(query.filter.kinds, Some(vec!["alert".to_owned(), "host_removed".to_owned()]));
+        assert_eq!(query.filter.hosts, Some(vec!["a".to_owned()]));
+        assert_eq!(parse_activity_query(&Request::get("/a?before=")).unwrap().before, None);
+        for bad in [
+            "/a?limit=0",
+            "/a?limit=501",
+            "/a?limit=-1",
+            "/a?limit=ten",
+            "/a?limit=",
+            "/a?before=x",
+            "/a?before=-5",
+            "/a?before=1.5",
+        ] {
+            assert!(parse_activity_query(&Request::get(bad)).is_err(), "{bad}");
+        }
+        let many = (0..=ACTIVITY_FILTER_VALUES).map(|i| i.to_string()).collect::<Vec<_>>();
+        let path = format!("/a?types={}", many.join(","));
+        assert!(parse_activity_query(&Request::get(&path)).is_err());
+    }
+
+    #[test]
     fn metrics_host_paths_are_matched_exactly() {
         assert_eq!(metrics_host_route("/metrics/hosts/a%20b").as_deref(), Some("a b"));
         assert_eq!(metrics_host_route("/metrics/hosts/"), None);
@@ -742,6 +955,12 @@ mod tests {
             matches!(host_route("/api/hosts/a%20b/history"), Some((id, HostRoute::History)) if id == "a b")
         );
         assert!(host_route("/api/hosts/").is_none());
+        assert!(accepts_gzip(Some("gzip, deflate, br")));
+        assert!(accepts_gzip(Some("br;q=1.0, GZIP;q=0.5")));
+        assert!(accepts_gzip(Some("*")));
+        assert!(!accepts_gzip(Some("gzip;q=0, br")));
+        assert!(!accepts_gzip(Some("identity")));
+        assert!(!accepts_gzip(None));
         assert!(host_route("/api/hosts/abc/other").is_none());
         assert!(host_route("/api/hosts/abc/history/x").is_none());
     }

@@ -80,6 +80,12 @@ pub fn on_activity(tx: &Transaction<'_>, activity: &Activity) -> rusqlite::Resul
     Ok(())
 }
 
+/// Deletes the alert state of a removed host.
+pub fn forget_host(tx: &Transaction<'_>, host: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM alert_state WHERE host = ?1")?.execute([host])?;
+    Ok(())
+}
+
 /// Applies a change to the silences; the answer is the silence added or deleted (`None`: no
 /// silence had that id).
 pub fn change_silences(

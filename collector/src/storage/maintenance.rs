@@ -10,7 +10,9 @@
 //! - **retention**: raw samples older than `--retention-raw`, rollups and activity older than
 //!   `--retention-rollup`, deleted a chunk at a time;
 //! - **size cap**: above `--max-db-size`, the oldest raw samples (then the oldest rollups) go
-//!   first, and freed pages are returned to the file system with `incremental_vacuum`.
+//!   first, and freed pages are returned to the file system with `incremental_vacuum`;
+//! - **removed hosts**: a host removed by `DELETE /api/hosts/{id}` has its rows deleted a chunk
+//!   at a time, children first, its `hosts` row last (see removal.rs), resumed after a restart.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -20,7 +22,7 @@ use rusqlite::{Connection, params};
 
 use super::block::{self, DeviceRollup};
 use super::query::METRICS;
-use super::rows;
+use super::{removal, rows};
 
 /// Retention and size policy.
 #[derive(Debug, Clone)]
@@ -84,6 +86,8 @@ pub struct Maintenance {
     /// over from raw rows, so recomputing it every minute (60 minute rollups each time, for
     /// every host) was work nobody read.
     open_hours: HashMap<i64, u64>,
+    /// Removed hosts whose rows are still to delete, by key.
+    removals: VecDeque<i64>,
 }
 
 impl Maintenance {
@@ -91,12 +95,13 @@ impl Maintenance {
     /// before a crash) are marked for rolling up.
     pub fn new(policy: Policy, conn: &Connection) -> anyhow::Result<Self> {
         let mut dirty = HashMap::new();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.prepare(&format!(
             "SELECT hosts.id, (SELECT max(bucket_ms) FROM rollup_1m WHERE rollup_1m.host = hosts.id),
                     (SELECT min(ts_ms) FROM samples WHERE samples.host = hosts.id),
                     (SELECT max(ts_ms) FROM samples WHERE samples.host = hosts.id)
-             FROM hosts",
-        )?;
+             FROM hosts WHERE {}",
+            removal::NOT_REMOVED
+        ))?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
@@ -138,11 +143,33 @@ impl Maintenance {
             compaction_queue: VecDeque::new(),
             compacted_minutes: 0,
             open_hours,
+            removals: removal::pending(conn)?.into(),
         })
+    }
+
+    /// Starts deleting the rows of a host just removed (renamed to its tombstone): its rows are
+    /// no longer rolled up, pruned or compacted, only deleted.
+    pub fn removed(&mut self, host: i64) {
+        self.dirty.remove(&host);
+        self.open_hours.remove(&host);
+        self.retention_queue.retain(|h| *h != host);
+        self.compaction_queue.retain(|h| *h != host);
+        if !self.removals.contains(&host) {
+            self.removals.push_back(host);
+        }
+    }
+
+    /// Whether a host's rows are being deleted.
+    pub fn is_removing(&self, host: i64) -> bool {
+        self.removals.contains(&host)
     }
 
     /// Notes that a sample of `host` taken at `ts_ms` was stored.
     pub fn note(&mut self, host: i64, ts_ms: u64) {
+        if self.removals.contains(&host) {
+            // Stored in the transaction that removed it: nothing of it is rolled up any more.
+            return;
+        }
         // Ingest refuses samples far in the future; anything ahead of now is rolled up once its
         // time comes rather than walking empty buckets up to it.
         let ts_ms = ts_ms.min(crate::now_ms() + MINUTE_MS);
@@ -181,6 +208,7 @@ impl Maintenance {
             || self.vacuum_pending
             || !self.retention_queue.is_empty()
             || !self.compaction_queue.is_empty()
+            || !self.removals.is_empty()
         {
             // A fixed past instant, not `Instant::now()`: a caller comparing its own earlier
             // `now` against a fresh `now` would find the work never due.
@@ -207,7 +235,8 @@ impl Maintenance {
         if now >= self.next_retention && self.retention_queue.is_empty() {
             // Short retentions (tests, tiny disks) are enforced more often than once a minute.
             self.next_retention = now + RETENTION_EVERY.min(self.policy.retention_raw / 4);
-            let mut stmt = conn.prepare("SELECT id FROM hosts")?;
+            let mut stmt =
+                conn.prepare(&format!("SELECT id FROM hosts WHERE {}", removal::NOT_REMOVED))?;
             self.retention_queue = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
             self.prune_activity(conn)?;
         }
@@ -221,11 +250,26 @@ impl Maintenance {
         }
         if now >= self.next_compaction && self.compaction_queue.is_empty() {
             self.next_compaction = now + COMPACT_EVERY;
-            let mut stmt = conn.prepare_cached("SELECT id FROM hosts")?;
+            let mut stmt = conn
+                .prepare_cached(&format!("SELECT id FROM hosts WHERE {}", removal::NOT_REMOVED))?;
             self.compaction_queue = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         }
         if !self.compaction_queue.is_empty() && started.elapsed() < STEP_BUDGET {
             self.compact(conn, started)?;
+        }
+        // At least one step a turn, so a removal goes on while the rest keeps maintenance busy.
+        while let Some(host) = self.removals.front().copied() {
+            let step = removal::delete_step(conn, host, DELETE_CHUNK)?;
+            if step.rows > 0 {
+                self.vacuum_pending = true;
+            }
+            if step.gone {
+                self.removals.pop_front();
+                log::info!("storage: the rows of removed host {host} are deleted");
+            }
+            if started.elapsed() >= STEP_BUDGET {
+                break;
+            }
         }
         Ok(())
     }
@@ -733,6 +777,46 @@ mod tests {
             .query_row("SELECT min(seq), max(seq) FROM samples", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();
         assert!(first > 0 && last == 59_999, "kept {first}..={last}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_removed_host_is_deleted_in_steps_that_resume_after_a_restart() {
+        let (dir, mut conn) = database("removal");
+        let now = crate::now_ms() as i64;
+        // Ten minutes of rows, not rolled up yet: a removal must not roll them up again.
+        fill(&mut conn, 12_000, |i| now - 600_000 + i * 50);
+        let mut maintenance = Maintenance::new(Policy::default(), &conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        assert_eq!(removal::mark(&tx, "h").unwrap(), Some(1));
+        tx.commit().unwrap();
+        maintenance.removed(1);
+        maintenance.note(1, now as u64);
+        assert!(maintenance.dirty.is_empty(), "nothing of a removed host is rolled up");
+        let left = |conn: &Connection| -> i64 {
+            conn.query_row(
+                "SELECT (SELECT count(*) FROM samples) + (SELECT count(*) FROM rollup_1m)
+                      + (SELECT count(*) FROM hosts)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        // A step is small: a chunk of rows, each its own transaction.
+        let step = removal::delete_step(&mut conn, 1, DELETE_CHUNK).unwrap();
+        assert_eq!((step.rows as i64, step.gone), (DELETE_CHUNK, false));
+        assert_eq!(left(&conn), 12_001 - DELETE_CHUNK);
+        // A restart finds the tombstone and goes on.
+        let mut maintenance = Maintenance::new(Policy::default(), &conn).unwrap();
+        assert!(maintenance.is_removing(1) && maintenance.dirty.is_empty());
+        for _ in 0..100 {
+            if !maintenance.is_removing(1) {
+                break;
+            }
+            maintenance.run(&mut conn).unwrap();
+        }
+        assert_eq!(left(&conn), 0);
+        assert!(!maintenance.is_removing(1));
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -18,6 +18,7 @@ pub mod device;
 pub mod health;
 pub mod maintenance;
 pub mod query;
+pub mod removal;
 pub mod rows;
 pub mod schema;
 
@@ -73,6 +74,16 @@ pub enum Command {
         channel: String,
         /// The alert event's id.
         eid: u64,
+    },
+    /// Remove a host: rename it to a tombstone (maintenance deletes its rows in steps) and
+    /// record its `host_removed` activity, in one transaction.
+    RemoveHost {
+        /// The host id.
+        host_id: String,
+        /// The `host_removed` event.
+        activity: Activity,
+        /// Whether the host was stored, after the commit.
+        reply: async_channel::Sender<Result<bool, StoreError>>,
     },
     /// Answer once everything queued before it is committed (readiness checks).
     Ping(async_channel::Sender<()>),
@@ -350,6 +361,19 @@ impl Storage {
         }
     }
 
+    /// Removes a host (renamed to a tombstone at once, its rows deleted in small steps by
+    /// maintenance) and records `activity`; resolves after the commit with whether the host
+    /// was stored.
+    pub async fn remove_host(
+        &self,
+        host_id: String,
+        activity: Activity,
+    ) -> Result<bool, StoreError> {
+        let (reply, answer) = async_channel::bounded(1);
+        self.send(Command::RemoveHost { host_id, activity, reply }).await?;
+        answer.recv().await.map_err(|_| stopped())?
+    }
+
     /// Asks the writer to commit what it has and stop.
     pub fn stop(&self) {
         // A writer that is already gone has nothing left to commit.
@@ -489,6 +513,9 @@ struct Outcome {
     store_replies: Vec<Reply<StoreResult>>,
     register_replies: Vec<Reply<Registration>>,
     silence_replies: Vec<Reply<Option<alerts::Silence>>>,
+    remove_replies: Vec<Reply<bool>>,
+    /// Keys of the hosts removed in this transaction.
+    removed: Vec<i64>,
     events: Vec<Stored>,
     stored_times: Vec<(i64, u64)>,
     pings: Vec<async_channel::Sender<()>>,
@@ -568,6 +595,21 @@ impl Writer {
                         // An API client that went away needs no answer.
                         let _ = reply.try_send(result);
                     }
+                    for (reply, result) in outcome.remove_replies {
+                        // A request that gave up waiting needs no answer.
+                        let _ = reply.try_send(result);
+                    }
+                    if !outcome.removed.is_empty() {
+                        for &host in &outcome.removed {
+                            self.hosts.remove(&host);
+                            self.maintenance.removed(host);
+                            log::info!("storage: host {host} removed; its rows go in small steps");
+                        }
+                        // A removed host no longer counts against --max-hosts.
+                        if let Ok(known) = count_hosts(&self.conn) {
+                            self.admission.set_known(known);
+                        }
+                    }
                     for ping in outcome.pings {
                         // A readiness check that gave up waiting needs no answer.
                         let _ = ping.try_send(());
@@ -597,6 +639,9 @@ impl Writer {
                         let _ = reply.try_send(Err(error.clone()));
                     }
                     for (reply, _) in outcome.silence_replies {
+                        let _ = reply.try_send(Err(error.clone()));
+                    }
+                    for (reply, _) in outcome.remove_replies {
                         let _ = reply.try_send(Err(error.clone()));
                     }
                 }
@@ -678,6 +723,16 @@ impl Writer {
                     outcome.register_replies.push((reply, answer));
                     err
                 }
+                Command::Store { host_key, reply, .. }
+                    if outcome.removed.contains(&host_key)
+                        || self.maintenance.is_removing(host_key) =>
+                {
+                    // An agent that registered just before its host was removed: it reconnects
+                    // and registers as a fresh host.
+                    let why = "this host was removed; reconnect to be stored as a new host";
+                    outcome.store_replies.push((reply, Err(StoreError::Busy(why.into()))));
+                    None
+                }
                 Command::Store { host_key, batch, reply } => {
                     let result =
                         store(&tx, &mut self.hosts, &mut self.next_eid, host_key, batch, outcome);
@@ -686,21 +741,26 @@ impl Writer {
                     err
                 }
                 Command::Activity(activity) => {
-                    let eid = self.next_eid;
-                    let json = serde_json::Value::Object(activity.fields.clone()).to_string();
-                    let result = tx
-                        .prepare_cached("INSERT INTO activity (eid, ts_ms, kind, host, json) VALUES (?1, ?2, ?3, ?4, ?5)")
-                        .and_then(|mut stmt| {
-                            stmt.execute(params![eid as i64, activity.ts_ms as i64, activity.kind, activity.host.as_deref(), json])
-                        })
-                        .and_then(|_| alerts::on_activity(&tx, &activity));
-                    match result {
-                        Ok(_) => {
-                            self.next_eid += 1;
-                            outcome.events.push(Stored::Activity { eid, activity });
-                            None
+                    record_activity(&tx, &mut self.next_eid, activity, outcome)
+                }
+                Command::RemoveHost { host_id, activity, reply } => {
+                    match removal::mark(&tx, &host_id) {
+                        Ok(key) => {
+                            // Its alerts end with it (a restart must not bring them back).
+                            if let Err(err) = alerts::forget_host(&tx, &host_id) {
+                                outcome.remove_replies.push((reply, Err(stopped())));
+                                return Err(anyhow::Error::from(err).context("removing a host"));
+                            }
+                            outcome.removed.extend(key);
+                            outcome.remove_replies.push((reply, Ok(key.is_some())));
+                            record_activity(&tx, &mut self.next_eid, activity, outcome)
                         }
-                        Err(err) => Some(anyhow::Error::from(err).context("recording activity")),
+                        Err(err) => {
+                            let err = anyhow::Error::from(err).context("removing a host");
+                            let error = StoreError::Unavailable(format!("{err:#}"));
+                            outcome.remove_replies.push((reply, Err(error)));
+                            Some(err)
+                        }
                     }
                 }
                 Command::Silence { change, reply } => match alerts::change_silences(&tx, change) {
@@ -748,11 +808,45 @@ fn split<T>(
     }
 }
 
+/// Inserts an activity event; it is published after the commit. An error aborts the transaction.
+fn record_activity(
+    tx: &rusqlite::Transaction<'_>,
+    next_eid: &mut u64,
+    activity: Activity,
+    outcome: &mut Outcome,
+) -> Option<anyhow::Error> {
+    let eid = *next_eid;
+    let json = serde_json::Value::Object(activity.fields.clone()).to_string();
+    let result = tx
+        .prepare_cached(
+            "INSERT INTO activity (eid, ts_ms, kind, host, json) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                eid as i64,
+                activity.ts_ms as i64,
+                activity.kind,
+                activity.host.as_deref(),
+                json
+            ])
+        })
+        .and_then(|_| alerts::on_activity(tx, &activity));
+    match result {
+        Ok(_) => {
+            *next_eid += 1;
+            outcome.events.push(Stored::Activity { eid, activity });
+            None
+        }
+        Err(err) => Some(anyhow::Error::from(err).context("recording activity")),
+    }
+}
+
 fn collect_reply(command: Command, outcome: &mut Outcome) {
     match command {
         Command::Register { reply, .. } => outcome.register_replies.push((reply, Err(stopped()))),
         Command::Store { reply, .. } => outcome.store_replies.push((reply, Err(stopped()))),
         Command::Silence { reply, .. } => outcome.silence_replies.push((reply, Err(stopped()))),
+        Command::RemoveHost { reply, .. } => outcome.remove_replies.push((reply, Err(stopped()))),
         Command::Activity(_)
         | Command::NotifyDelivered { .. }
         | Command::Ping(_)
@@ -761,7 +855,8 @@ fn collect_reply(command: Command, outcome: &mut Outcome) {
 }
 
 fn count_hosts(conn: &Connection) -> anyhow::Result<usize> {
-    let known: i64 = conn.query_row("SELECT count(*) FROM hosts", [], |r| r.get(0))?;
+    let sql = format!("SELECT count(*) FROM hosts WHERE {}", removal::NOT_REMOVED);
+    let known: i64 = conn.query_row(&sql, [], |r| r.get(0))?;
     Ok(known.max(0) as usize)
 }
 

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use std::collections::BTreeMap;
 
+use super::removal::NOT_REMOVED;
 use super::{HostRecord, Point, rows};
 
 /// Columns of `samples` that make a [`Point`], in the order [`point_from_row`] reads them.
@@ -83,11 +84,11 @@ fn point_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Point> {
 
 /// Every stored host with its newest point.
 pub fn load_hosts(conn: &Connection) -> anyhow::Result<Vec<HostRecord>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.prepare(&format!(
         "SELECT id, host_id, hostname, os, kernel, arch, cpu_model, cpu_cores, memory_total_bytes,
                 boot_time_seconds, agent_version, interval_ms, last_seen_ms, dropped_total, last_sample
-         FROM hosts ORDER BY hostname",
-    )?;
+         FROM hosts WHERE {NOT_REMOVED} ORDER BY hostname"
+    ))?;
     let mut latest = conn.prepare(&format!(
         "SELECT {POINT_COLUMNS} FROM samples WHERE host = ?1 ORDER BY ts_ms DESC LIMIT 1"
     ))?;
@@ -311,11 +312,11 @@ impl Reader {
         Ok(Self { conn: open_read_only(path)?, raw_retention_ms })
     }
 
-    /// The database key of a host id, if the host is known.
+    /// The database key of a host id, if the host is known (and not removed).
     pub fn host_key(&self, host_id: &str) -> anyhow::Result<Option<i64>> {
         Ok(self
             .conn
-            .prepare_cached("SELECT id FROM hosts WHERE host_id = ?1")?
+            .prepare_cached(&format!("SELECT id FROM hosts WHERE host_id = ?1 AND {NOT_REMOVED}"))?
             .query_row([host_id], |r| r.get(0))
             .optional()?)
     }
@@ -477,7 +478,7 @@ impl Reader {
         let mut samples = self.conn.prepare_cached(&format!(
             "SELECT eid, hosts.host_id, hosts.hostname, {POINT_COLUMNS}
              FROM samples JOIN hosts ON hosts.id = samples.host
-             WHERE eid > ?1 ORDER BY eid LIMIT ?2"
+             WHERE eid > ?1 AND {NOT_REMOVED} ORDER BY eid LIMIT ?2"
         ))?;
         let sample_rows =
             samples.query_map(rusqlite::params![after as i64, limit as i64], |row| {
@@ -497,10 +498,11 @@ impl Reader {
         // events are certain (a block starting above the limit-th id cannot add an earlier one).
         // Candidates come a page at a time, so an old resume id costs time, not memory.
         const PAGE: i64 = 4096;
-        let mut blocks = self.conn.prepare_cached(
-            "SELECT blocks.rowid, first_eid FROM blocks WHERE last_eid > ?1
-             ORDER BY first_eid, blocks.rowid LIMIT ?2 OFFSET ?3",
-        )?;
+        let mut blocks = self.conn.prepare_cached(&format!(
+            "SELECT blocks.rowid, first_eid FROM blocks JOIN hosts ON hosts.id = blocks.host
+             WHERE last_eid > ?1 AND {NOT_REMOVED}
+             ORDER BY first_eid, blocks.rowid LIMIT ?2 OFFSET ?3"
+        ))?;
         let mut block = self.conn.prepare_cached(
             "SELECT data, hosts.host_id, hosts.hostname FROM blocks JOIN hosts ON hosts.id = blocks.host
              WHERE blocks.rowid = ?1",
@@ -544,19 +546,7 @@ impl Reader {
             "SELECT eid, ts_ms, kind, host, json FROM activity WHERE eid > ?1 ORDER BY eid LIMIT ?2",
         )?;
         let activity_rows =
-            activity.query_map(rusqlite::params![after as i64, limit as i64], |row| {
-                let fields = match serde_json::from_str::<Value>(&row.get::<_, String>(4)?) {
-                    Ok(Value::Object(map)) => map,
-                    _ => Map::new(),
-                };
-                let activity = super::Activity {
-                    ts_ms: row.get::<_, i64>(1)?.max(0) as u64,
-                    kind: crate::events::known_kind(&row.get::<_, String>(2)?),
-                    host: row.get::<_, Option<String>>(3)?.map(std::sync::Arc::from),
-                    fields,
-                };
-                Ok(LiveEvent::activity(row.get::<_, i64>(0)? as u64, &activity))
-            })?;
+            activity.query_map(rusqlite::params![after as i64, limit as i64], activity_event)?;
         for event in activity_rows {
             events.push(event?);
         }
@@ -566,4 +556,56 @@ impl Reader {
         events.truncate(limit);
         Ok(events)
     }
+
+    /// The activity log newest first: up to `limit` events with an id below `before` (all when
+    /// `None`) that pass `filter`, and whether older ones are left.
+    pub fn activity_before(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        filter: &crate::events::Filter,
+    ) -> anyhow::Result<(Vec<crate::events::LiveEvent>, bool)> {
+        use rusqlite::types::Value as Sql;
+        let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
+        let mut sql =
+            String::from("SELECT eid, ts_ms, kind, host, json FROM activity WHERE eid < ?");
+        let mut values = vec![Sql::Integer(before)];
+        let placeholders = |n: usize| vec!["?"; n].join(", ");
+        if let Some(kinds) = &filter.kinds {
+            sql.push_str(&format!(" AND kind IN ({})", placeholders(kinds.len())));
+            values.extend(kinds.iter().map(|k| Sql::Text(k.clone())));
+        }
+        if let Some(hosts) = &filter.hosts {
+            // As in live streams: events about no host in particular always pass.
+            sql.push_str(&format!(
+                " AND (host IS NULL OR host IN ({}))",
+                placeholders(hosts.len())
+            ));
+            values.extend(hosts.iter().map(|h| Sql::Text(h.clone())));
+        }
+        sql.push_str(" ORDER BY eid DESC LIMIT ?");
+        values.push(Sql::Integer(limit.saturating_add(1).min(i64::MAX as usize) as i64));
+        let mut stmt = self.conn.prepare(&sql)?;
+        let mut events: Vec<crate::events::LiveEvent> = stmt
+            .query_map(rusqlite::params_from_iter(values), activity_event)?
+            .collect::<Result<_, _>>()?;
+        let more = events.len() > limit;
+        events.truncate(limit);
+        Ok((events, more))
+    }
+}
+
+/// An activity row (`eid, ts_ms, kind, host, json`) as the live event it was.
+fn activity_event(row: &Row<'_>) -> rusqlite::Result<crate::events::LiveEvent> {
+    let fields = match serde_json::from_str::<Value>(&row.get::<_, String>(4)?) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    };
+    let activity = super::Activity {
+        ts_ms: row.get::<_, i64>(1)?.max(0) as u64,
+        kind: crate::events::known_kind(&row.get::<_, String>(2)?),
+        host: row.get::<_, Option<String>>(3)?.map(std::sync::Arc::from),
+        fields,
+    };
+    Ok(crate::events::LiveEvent::activity(row.get::<_, i64>(0)? as u64, &activity))
 }
