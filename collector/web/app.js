@@ -59,7 +59,7 @@ export function tick() {
     if (h && h.status !== 'online') markDirty(card.id);
   }
   if (state.conn === 'waiting') renderConn();
-  if (state.detail && !state.detail.dirty) {
+  if (state.detail && !state.detail.dirty && !state.paused) {
     // Keep live ranges sliding even when no sample arrives (an offline host).
     state.detail.dirty = true;
     scheduleFlush();
@@ -177,6 +177,7 @@ export function start() {
   document.addEventListener('keydown', (e) => {
     if (e.defaultPrevented) return;
     if (e.key === 'Escape') {
+      if (els.removeDialog.open) return; // the dialog closes itself
       if (state.detail) {
         e.preventDefault();
         goBack();

@@ -8,7 +8,7 @@ import { BINARY_INCRS, alpha, axisSize, axisStyle, coreColor, gapThreshold, last
 import { el, fmtBytes, fmtBytesShort, fmtClock, fmtDateTime, fmtDuration, fmtInt, fmtNum, fmtPct, fmtRate, fsPct, isNum, lowerBound, pct, setText } from './format.js';
 import { alertText, displayName, displayStatus, hostAlerts } from './hosts.js';
 import { forgetHost } from './overview.js';
-import { enterPlayback, exitPlayback, playbackView, stopPlayback } from './playback.js';
+import { enterPlayback, exitPlayback, playbackRange, playbackView, stopPlayback } from './playback.js';
 import { markDirty, scheduleFlush } from './render.js';
 
 // Device kinds charted one line per device, with the field each shows first; where in the
@@ -95,11 +95,16 @@ export function rangeByKey(key) {
 // The step for a window: raw points when they are few enough, else the nicest bucket that keeps
 // the chart under DETAIL_MAX_POINTS; a minute or more is a whole number of minutes, so the
 // collector answers from its rollups.
-export function stepFor(rangeMs, host) {
+// Raw samples are kept this long (the collector's default --retention-raw): a window that starts
+// before it is asked for in whole minutes, which the rollups answer.
+const RAW_RETENTION_MS = 24 * 60 * 60 * 1000;
+
+export function stepFor(rangeMs, host, fromMs) {
   const interval = host && isNum(host.interval_ms) && host.interval_ms > 0 ? host.interval_ms : 1000;
   const wanted = rangeMs / DETAIL_MAX_POINTS;
-  if (wanted <= interval) return null;
-  for (const s of NICE_STEPS_S) if (s * 1000 >= wanted) return s * 1000;
+  const old = isNum(fromMs) && fromMs < serverNow() - RAW_RETENTION_MS;
+  if (wanted <= interval && !old) return null;
+  for (const s of NICE_STEPS_S) if (s * 1000 >= wanted && (!old || s % 60 === 0)) return s * 1000;
   return Math.ceil(wanted / 3600000) * 3600000;
 }
 
@@ -117,8 +122,8 @@ export function windowRange(win) {
 export function shownRange() {
   const d = state.detail;
   if (!d) return [0, 1];
-  const view = playbackView();
-  if (view) return view.range;
+  const played = playbackRange();
+  if (played) return played;
   if (d.win.kind === 'live') {
     const last = d.points.length ? d.points[d.points.length - 1].ts : 0;
     const to = Math.max(serverNow(), last);
@@ -143,6 +148,8 @@ export function parseHash() {
     win = { kind: 'fixed', from, to };
   } else if (rangeByKey(params.get('range'))) {
     win = { kind: 'live', key: params.get('range') };
+  } else {
+    win = { kind: 'live', key: '15m' };
   }
   return { host: params.get('host'), win };
 }
@@ -379,7 +386,8 @@ export function loadDetail() {
   const token = ++d.token;
   const host = state.hosts.get(d.id);
   const [from, to] = windowRange(d.win);
-  d.step = stepFor(to - from, host);
+  const stepBefore = d.step;
+  d.step = stepFor(to - from, host, from);
   d.from = from;
   d.to = to;
   d.loading = true;
@@ -391,8 +399,8 @@ export function loadDetail() {
     if (state.detail !== d || token !== d.token) return;
     const fresh = (Array.isArray(res.points) ? res.points : []).filter((p) => p && isNum(p.ts));
     const last = fresh.length ? fresh[fresh.length - 1].ts : -Infinity;
-    // Live points that arrived during the request are kept.
-    if (live) for (const p of d.points) if (p.ts > last && p.live) fresh.push(p);
+    // Live points that arrived during the request are kept (if they are points of this step).
+    if (live && d.step === stepBefore) for (const p of d.points) if (p.ts > last && p.live) fresh.push(p);
     d.points = fresh;
     d.devices = res.devices && typeof res.devices === 'object' ? res.devices : {};
     state.lastHistory = { from, to, step: res.step === undefined ? d.step : res.step, points: fresh.length };
@@ -422,10 +430,16 @@ function refreshDevices(d, token) {
     if (state.detail === d && token === d.token) d.deviceTimer = setTimeout(() => refreshDevices(d, token), DEVICE_REFRESH_MS);
     return;
   }
-  let newest = d.from;
-  for (const byName of Object.values(d.devices)) {
-    for (const pts of Object.values(byName)) if (pts.length) newest = Math.max(newest, pts[pts.length - 1].ts);
+  // From the oldest "newest point" of the kinds refreshed (per-core values come live, so they
+  // do not count), so no kind is left with a gap.
+  let newest = Infinity;
+  for (const [kind, byName] of Object.entries(d.devices)) {
+    if (kind === 'cpu') continue;
+    let kindNewest = d.from;
+    for (const pts of Object.values(byName)) if (pts.length) kindNewest = Math.max(kindNewest, pts[pts.length - 1].ts);
+    newest = Math.min(newest, kindNewest);
   }
+  if (newest === Infinity) newest = d.from;
   // A bucket still filling is asked for again, so it ends up complete.
   const from = d.step ? Math.floor(newest / d.step) * d.step : newest + 1;
   getJSON(historyUrl(d.id, from, null, d.step, null, DEVICE_KINDS), 20000).then((res) => {
@@ -451,7 +465,8 @@ export function updateExportLinks() {
   if (!d) return;
   const host = state.hosts.get(d.id);
   const view = playbackView();
-  const [from, to] = view ? view.range : [d.from, d.to];
+  // The window shown, to the second (a live window's ends move on as it is shown).
+  const [from, to] = (view ? view.range : shownRange()).map((t) => Math.floor(t / 1000) * 1000);
   const step = view ? view.step : d.step;
   const label = d.win.kind === 'live' && !view ? d.win.key : new Date(from).toISOString().replace(/[:.]/g, '-');
   const name = ((host && host.hostname) || d.id).replace(/[^\w.-]+/g, '_') + '-' + label;
@@ -758,7 +773,7 @@ export function renderDetail() {
     devices = d.devices;
     step = d.step;
   }
-  if (view) updateExportLinks();
+  updateExportLinks();
   const gap = gapThreshold(host, step);
   const latest = view ? (pts.length ? pts[pts.length - 1] : {}) : (host && host.latest) || (pts.length ? pts[pts.length - 1] : {});
 
@@ -778,7 +793,8 @@ export function renderDetail() {
       seriesDefs = names.map((n, i) => ({ label: n, color: coreColor(i, names.length) }));
       [xs, cols] = deviceColumns(byName, names, field.name, gap, range);
       const newest = cols.map(lastValue);
-      setText(panel.value, names.length === 1 ? UNIT_FMT[unit].value(newest[0]) : names.length + ' ' + (def.device === 'fs' ? 'mounts' : 'devices'));
+      setText(panel.value, def.device === 'fs' ? fsTrend(byName, names, range)
+        : names.length === 1 ? UNIT_FMT[unit].value(newest[0]) : names.length + ' devices');
       const key = names.join('\u0000') + '|' + field.name;
       if (panel.u && panel.names !== key) {
         unmountChart(panel.box, panel.u);
@@ -812,6 +828,28 @@ export function renderDetail() {
   }
 }
 
+// The mount filling up fastest in the window shown: its use, growth, and when it would be full
+// at that rate ("/var 91 % · +1.2 GiB/h · full in 7h").
+function fsTrend(byName, names, range) {
+  let best = null;
+  for (const name of names) {
+    const pts = byName[name].filter((p) => p.ts >= range[0] && p.ts <= range[1] && isNum(p.used_bytes));
+    if (!pts.length) continue;
+    const first = pts[0];
+    const last = pts[pts.length - 1];
+    const rate = last.ts > first.ts ? (last.used_bytes - first.used_bytes) / (last.ts - first.ts) : 0; // bytes/ms
+    const percent = isNum(last.used_percent) ? last.used_percent : 0;
+    const fullIn = rate > 0 && isNum(last.available_bytes) ? last.available_bytes / rate / 1000 : null; // s
+    const score = fullIn !== null ? -fullIn : percent - 1e9;
+    if (!best || score > best.score) best = { name, percent, rate, fullIn, score };
+  }
+  if (!best) return DASH;
+  const parts = [best.name + ' ' + fmtPct(best.percent)];
+  if (best.rate) parts.push((best.rate > 0 ? '+' : '−') + fmtBytes(Math.abs(best.rate) * 3600000) + '/h');
+  if (best.fullIn !== null) parts.push('full in ' + fmtDuration(best.fullIn));
+  return parts.join(' · ');
+}
+
 // Drag on a chart: zoom every chart to the selected span (remembered for "Zoom out").
 function onSelect(u) {
   const width = u.select.width;
@@ -819,7 +857,10 @@ function onSelect(u) {
   const from = Math.round(u.posToVal(u.select.left, 'x'));
   const to = Math.round(u.posToVal(u.select.left + width, 'x'));
   u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
-  if (playbackView() || to - from < 1000) return;
+  // Charts with the same cursor sync all report the one drag: the first sets the window.
+  const d = state.detail;
+  if (!d || playbackView() || to - from < 1000) return;
+  if (d.win.kind === 'fixed' && Math.abs(d.win.from - from) < 2 && Math.abs(d.win.to - to) < 2) return;
   setWindow({ kind: 'fixed', from, to }, { url: true, zoom: true });
 }
 

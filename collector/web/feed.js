@@ -4,6 +4,7 @@
 import { FEED_MAX, FEED_PAGE, els, state } from './store.js';
 import { getJSON } from './api.js';
 import { el, fmtClock, fmtDateTime, isNum } from './format.js';
+import { displayName } from './hosts.js';
 
 // How many entries the feed keeps: the live maximum, plus every page the operator asked for.
 let feedLimit = FEED_MAX;
@@ -11,7 +12,7 @@ let feedLimit = FEED_MAX;
 // The name to show for an event's host.
 export function hostName(ev) {
   const h = ev.host && state.hosts.get(ev.host);
-  return (h && h.hostname) || ev.hostname || ev.host || 'unknown host';
+  return (h && displayName(h)) || ev.hostname || ev.host || 'unknown host';
 }
 
 // What an activity event says in the feed: { kind, text, status }, or null for events that
@@ -47,6 +48,11 @@ export function addActivity(ev) {
   if (isNum(ev.id)) {
     if (state.feedIds.has(ev.id)) return;
     state.feedIds.add(ev.id);
+    // Ids of entries no longer shown are forgotten now and then, so the set stays small.
+    if (state.feedIds.size > 4 * feedLimit) {
+      state.feedIds = new Set(Array.from(els.feed.querySelectorAll('li[data-id]'), (li) => Number(li.dataset.id)));
+      state.feedIds.add(ev.id);
+    }
   }
   const d = describeActivity(ev);
   if (d) addFeed(d.kind, d.text, ev.ts, d.status, ev.id);
@@ -76,7 +82,10 @@ export function addFeed(kind, text, ts, status, id) {
 // entry shown ("Load older").
 export async function loadActivity(older) {
   let url = 'api/activity?limit=' + FEED_PAGE;
-  if (older && isNum(state.feedOldest)) url += '&before=' + state.feedOldest;
+  // Before the oldest entry still shown (live entries may have pushed older ones out).
+  const last = els.feed.querySelector('li[data-id]:last-of-type') || Array.from(els.feed.querySelectorAll('li[data-id]')).pop();
+  const oldest = last ? Number(last.dataset.id) : state.feedOldest;
+  if (older && isNum(oldest)) url += '&before=' + oldest;
   els.feedMore.disabled = true;
   try {
     const res = await getJSON(url);

@@ -1,10 +1,10 @@
 // The live connection (Server-Sent Events) and what each event changes in the store.
 
 import { SSE_TYPES, els, state } from './store.js';
-import { noteAlert } from './alerts.js';
+import { loadAlerts, noteAlert } from './alerts.js';
 import { noteClock } from './api.js';
 import { detailAppend, loadDetail } from './detail.js';
-import { addActivity, addFeed } from './feed.js';
+import { addActivity, addFeed, loadActivity } from './feed.js';
 import { isNum, setText } from './format.js';
 import { recountNames } from './hosts.js';
 import { appendCardPoint, forgetHost, loadCardHistory, loadHosts, requestHosts } from './overview.js';
@@ -209,6 +209,9 @@ export function onStatus(ev) {
 export function resync() {
   loadHosts();
   resyncCharts();
+  // What happened while the page was not listening: the activity log has it (ids dedupe).
+  loadActivity(false);
+  loadAlerts();
 }
 
 export function resyncCharts() {

@@ -34,6 +34,9 @@ export const CARD_TEMPLATE = `
 
 export const cardByElement = new WeakMap();
 
+// What a card's charts need of the history.
+const CARD_SERIES = 'cpu_percent,memory_used_bytes,memory_total_bytes';
+
 export const visibility = new IntersectionObserver((entries) => {
   for (const entry of entries) {
     const card = cardByElement.get(entry.target);
@@ -312,8 +315,9 @@ export function loadCardHistory(card) {
   const token = ++card.loadToken;
   card.loading = true;
   historyQueue(() => {
-    if (token !== card.loadToken || !state.cards.has(card.id)) return null;
-    return getJSON(historyUrl(card.id, serverNow() - OVERVIEW_WINDOW_MS));
+    // Scrolled past before its turn: loaded when it is on screen again.
+    if (token !== card.loadToken || !state.cards.has(card.id) || !card.visible) return null;
+    return getJSON(historyUrl(card.id, serverNow() - OVERVIEW_WINDOW_MS, null, null, null, CARD_SERIES));
   }).then((res) => {
     if (!res || token !== card.loadToken) return;
     const points = Array.isArray(res.points) ? res.points : [];
@@ -552,7 +556,11 @@ export function applyHostList(list) {
     }
   }
   recountNames();
-  for (const id of seen) updateCardText(state.cards.get(id) || createCard(state.hosts.get(id)));
+  // New hosts get a card now; the others are rewritten when on screen (render.js).
+  for (const id of seen) {
+    if (state.cards.has(id)) markDirty(id);
+    else createCard(state.hosts.get(id));
+  }
   state.hostsLoaded = true;
   renderList();
   if (state.detail) renderDetailHeader();

@@ -7,7 +7,6 @@ import { els, state } from './store.js';
 import { getJSON, historyUrl } from './api.js';
 import { DEVICE_KINDS, setWindow, stepFor, windowRange } from './detail.js';
 import { fmtDateTime, isNum, lowerBound, setText } from './format.js';
-import { byName } from './overview.js';
 import { scheduleFlush } from './render.js';
 
 const FRAME_MS = 200; // how often the playback time moves
@@ -23,6 +22,8 @@ window.hostwatch.playback = () => (pb ? { from: pb.from, to: pb.to, t: pb.t, spa
 // What the charts show during playback: points up to the playback time, and its range.
 export function playbackView() {
   if (!pb || !state.detail) return null;
+  // Computed once per playback time and data: uPlot asks for the range of every chart.
+  if (pb.view && pb.view.t === pb.t && pb.view.version === pb.version) return pb.view.value;
   const lo = lowerBound(pb.points, pb.t - pb.span - (pb.step || 0), (p) => p.ts);
   const hi = lowerBound(pb.points, pb.t + 1, (p) => p.ts);
   const devices = {};
@@ -32,7 +33,14 @@ export function playbackView() {
       devices[kind][name] = pts.slice(lowerBound(pts, pb.t - pb.span - (pb.step || 0), (p) => p.ts), lowerBound(pts, pb.t + 1, (p) => p.ts));
     }
   }
-  return { points: pb.points.slice(lo, hi), devices, step: pb.step, range: [pb.t - pb.span, pb.t] };
+  const value = { points: pb.points.slice(lo, hi), devices, step: pb.step, range: [pb.t - pb.span, pb.t] };
+  pb.view = { t: pb.t, version: pb.version, value };
+  return value;
+}
+
+// The range shown during playback, without slicing the data (null when not playing back).
+export function playbackRange() {
+  return pb && state.detail ? [pb.t - pb.span, pb.t] : null;
 }
 
 // Starts playback of the window shown (or toggles play and pause when it is on).
@@ -52,7 +60,11 @@ export function enterPlayback(play) {
     t: from + span,
     speed: 1,
     playing: false,
-    step: stepFor(span, state.hosts.get(d.id)),
+    step: stepFor(span, state.hosts.get(d.id), from),
+    version: 0, // bumped when data arrives
+    view: null,
+    lastFrame: 0,
+    dragging: false,
     points: [],
     devices: {},
     loadedFrom: from,
@@ -93,6 +105,7 @@ function setPlaying(playing) {
   if (!pb) return;
   if (playing && pb.t >= pb.to) seek(pb.from + pb.span); // played to the end: from the start
   pb.playing = playing;
+  pb.lastFrame = 0;
   clearInterval(pb.timer);
   pb.timer = playing ? setInterval(frame, FRAME_MS) : null;
   els.pbToggle.setAttribute('aria-pressed', String(playing));
@@ -107,7 +120,11 @@ function setSpeed(speed) {
 
 function frame() {
   if (!pb) return;
-  let t = pb.t + FRAME_MS * pb.speed;
+  // By the time that passed, not the number of ticks (a busy or background tab ticks late).
+  const now = performance.now();
+  const elapsed = pb.lastFrame ? Math.min(now - pb.lastFrame, 2000) : FRAME_MS;
+  pb.lastFrame = now;
+  let t = pb.t + elapsed * pb.speed;
   if (t >= pb.to) {
     t = pb.to;
     setPlaying(false);
@@ -148,7 +165,9 @@ function fetchAhead() {
   const d = state.detail;
   const gen = pb.generation;
   const from = pb.loadedTo;
-  const to = Math.min(pb.to, from + 2 * pb.span);
+  // Chunk ends on a step boundary, so no bucket is split between two chunks.
+  let to = Math.min(pb.to, from + 2 * pb.span);
+  if (pb.step && to < pb.to) to = Math.max(from + pb.step, Math.floor(to / pb.step) * pb.step);
   const mine = pb;
   pb.fetching = getJSON(historyUrl(d.id, from, to, pb.step, null, 'host,' + DEVICE_KINDS), 20000).then((res) => {
     if (pb !== mine || gen !== pb.generation) return;
@@ -160,9 +179,18 @@ function fetchAhead() {
       }
     }
     pb.loadedTo = to;
-    // Only what the charts can still show is kept.
-    const keep = lowerBound(pb.points, pb.t - 2 * pb.span, (p) => p.ts);
+    pb.version++;
+    // Only what the charts can still show is kept; a jump back before it loads it again.
+    const cutoff = pb.t - 2 * pb.span;
+    const keep = lowerBound(pb.points, cutoff, (p) => p.ts);
     if (keep > 0) pb.points.splice(0, keep);
+    for (const byName of Object.values(pb.devices)) {
+      for (const pts of Object.values(byName)) {
+        const k = lowerBound(pts, cutoff, (p) => p.ts);
+        if (k > 0) pts.splice(0, k);
+      }
+    }
+    pb.loadedFrom = Math.max(pb.loadedFrom, cutoff);
     render();
   }).catch(() => {
     // Retried on the next frame or step.
@@ -173,7 +201,7 @@ function fetchAhead() {
 
 function render() {
   if (!pb) return;
-  if (document.activeElement !== els.pbScrubber) els.pbScrubber.value = String(Math.round(pb.t));
+  if (!pb.dragging) els.pbScrubber.value = String(Math.round(pb.t));
   setText(els.pbTime, fmtDateTime(pb.t));
   els.pbTime.setAttribute('datetime', new Date(pb.t).toISOString());
   if (state.detail) {
@@ -216,5 +244,12 @@ export function bindPlaybackControls() {
   for (const b of els.pbSpeed.querySelectorAll('button')) b.addEventListener('click', () => setSpeed(Number(b.dataset.speed)));
   els.pbScrubber.addEventListener('input', () => {
     if (pb) seek(Number(els.pbScrubber.value));
+  });
+  // While the operator drags the scrubber, playing does not pull it from under the pointer.
+  els.pbScrubber.addEventListener('pointerdown', () => {
+    if (pb) pb.dragging = true;
+  });
+  window.addEventListener('pointerup', () => {
+    if (pb) pb.dragging = false;
   });
 }

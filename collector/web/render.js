@@ -28,7 +28,7 @@ export function flush() {
   const shown = !isHidden(els.overview);
   for (const id of dirtyHosts) {
     const card = state.cards.get(id);
-    if (!card || !card.el.isConnected) continue;
+    if (!card || !(state.view === 'table' ? card.row && card.row.el.isConnected : card.el.isConnected)) continue;
     if (state.view === 'table' ? card.rowVisible && shown : card.visible && shown) updateCardText(card);
     if (card.visible && shown) {
       ensureCardCharts(card);
