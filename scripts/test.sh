@@ -44,6 +44,12 @@ if ! python3 -c "import websockets" >/dev/null 2>&1; then
   python3 -m pip install --quiet websockets \
     || python3 -m pip install --quiet --break-system-packages websockets
 fi
+# Python's aiosmtpd is the real SMTP server the email notification tests send to (tests/alerts).
+if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+  echo "test.sh: installing Python's aiosmtpd for the email notification test"
+  python3 -m pip install --quiet aiosmtpd \
+    || python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 # npm's eventsource, the standard SSE client the reverse-proxy test runs through nginx.
 (cd tests/interop && npm ci --no-audit --no-fund --silent)

@@ -24,17 +24,25 @@ pub struct Key {
     pub value_name: &'static str,
     /// One line of help.
     pub help: &'static str,
+    /// Whether the key is a TOML table or array of tables, given only in the file
+    /// (`[[alert]]`); kept whole in [`Settings::tables`] for the binary to read.
+    pub table: bool,
 }
 
 impl Key {
     /// A key that takes a value, settable in every layer.
     pub const fn value(name: &'static str, value_name: &'static str, help: &'static str) -> Self {
-        Self { name, takes_value: true, cli_only: false, value_name, help }
+        Self { name, takes_value: true, cli_only: false, value_name, help, table: false }
+    }
+
+    /// A table or array of tables, only in the TOML file.
+    pub const fn table(name: &'static str, value_name: &'static str, help: &'static str) -> Self {
+        Self { name, takes_value: true, cli_only: false, value_name, help, table: true }
     }
 
     /// A switch, settable in every layer.
     pub const fn switch(name: &'static str, help: &'static str) -> Self {
-        Self { name, takes_value: false, cli_only: false, value_name: "", help }
+        Self { name, takes_value: false, cli_only: false, value_name: "", help, table: false }
     }
 
     /// The same key, but only on the command line.
@@ -128,6 +136,10 @@ pub struct Settings {
     values: BTreeMap<&'static str, (String, Source)>,
     /// Words on the command line that are not flags (a subcommand and its operands).
     pub positional: Vec<String>,
+    /// The file's tables of keys declared with [`Key::table`], whole.
+    pub tables: BTreeMap<&'static str, toml::Value>,
+    /// The configuration file read, if any.
+    pub file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -141,7 +153,7 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let mut settings = Settings::default();
         settings.read_flags(keys, args)?;
-        for key in keys.iter().filter(|k| !k.cli_only || k.name == "config") {
+        for key in keys.iter().filter(|k| (!k.cli_only || k.name == "config") && !k.table) {
             let var = format!("{env_prefix}{}", key.name.to_ascii_uppercase());
             if let Some(value) = env(&var) {
                 settings.values.entry(key.name).or_insert((value, Source::Env(var)));
@@ -150,6 +162,7 @@ impl Settings {
         if let Some((path, _)) = settings.values.get("config") {
             let path = PathBuf::from(path);
             settings.read_file(keys, &path)?;
+            settings.file = Some(path);
         }
         Ok(settings)
     }
@@ -168,9 +181,10 @@ impl Settings {
                 Some(Arg::Long(flag)) => {
                     let flag = flag.to_owned();
                     let name = flag.replace('-', "_");
-                    let key = keys.iter().find(|k| k.name == name).ok_or_else(|| {
-                        ConfigError::new(format!("--{flag}"), "unknown flag (see --help)")
-                    })?;
+                    let key =
+                        keys.iter().find(|k| k.name == name && !k.table).ok_or_else(|| {
+                            ConfigError::new(format!("--{flag}"), "unknown flag (see --help)")
+                        })?;
                     let value = if key.takes_value {
                         let value = parser
                             .value()
@@ -216,6 +230,16 @@ impl Settings {
             let key = keys.iter().find(|k| k.name == name && !k.cli_only).ok_or_else(|| {
                 ConfigError::new(&name, format!("unknown key in {}", path.display()))
             })?;
+            if key.table {
+                if !matches!(value, toml::Value::Table(_) | toml::Value::Array(_)) {
+                    return Err(ConfigError::new(
+                        &name,
+                        format!("must be a table or [[{name}]] tables in {}", path.display()),
+                    ));
+                }
+                self.tables.insert(key.name, value);
+                continue;
+            }
             let value = match value {
                 toml::Value::String(s) => s,
                 toml::Value::Integer(i) => i.to_string(),
@@ -307,7 +331,7 @@ pub fn parse_size(value: &str) -> Result<u64, String> {
 /// Formats the option list for `--help`.
 pub fn help_text(keys: &[Key], env_prefix: &str) -> String {
     let mut out = String::new();
-    for key in keys {
+    for key in keys.iter().filter(|k| !k.table) {
         let flag = format!(
             "--{}{}",
             key.name.replace('_', "-"),
@@ -319,6 +343,13 @@ pub fn help_text(keys: &[Key], env_prefix: &str) -> String {
         }
         out.push('\n');
     }
+    let tables: Vec<&Key> = keys.iter().filter(|k| k.table).collect();
+    if !tables.is_empty() {
+        out.push_str("\nIn the --config file only:\n");
+        for key in tables {
+            out.push_str(&format!("  {:<28} {}\n", key.value_name, key.help));
+        }
+    }
     out
 }
 
@@ -327,16 +358,38 @@ mod tests {
     use super::*;
 
     const KEYS: &[Key] = &[
-        Key { name: "config", takes_value: true, cli_only: true, value_name: "PATH", help: "file" },
+        Key {
+            name: "config",
+            takes_value: true,
+            cli_only: true,
+            value_name: "PATH",
+            help: "file",
+            table: false,
+        },
         Key {
             name: "interval",
             takes_value: true,
             cli_only: false,
             value_name: "D",
             help: "every",
+            table: false,
         },
-        Key { name: "token", takes_value: true, cli_only: false, value_name: "T", help: "secret" },
-        Key { name: "once", takes_value: false, cli_only: true, value_name: "", help: "one" },
+        Key {
+            name: "token",
+            takes_value: true,
+            cli_only: false,
+            value_name: "T",
+            help: "secret",
+            table: false,
+        },
+        Key {
+            name: "once",
+            takes_value: false,
+            cli_only: true,
+            value_name: "",
+            help: "one",
+            table: false,
+        },
     ];
 
     fn args(list: &[&str]) -> Vec<OsString> {

@@ -658,6 +658,35 @@ pub fn alert_names() -> impl Iterator<Item = &'static str> {
     HOST.iter().chain(HOST_PERCENTAGES).filter_map(|s| s.alert)
 }
 
+/// How alert rules name a kind's device fields: the prefix before the field's name
+/// (`fs_` + `used_percent`) and the rule key that selects the device (`mount = "/var"`). CPU
+/// cores are not devices rules watch (their values are the host's `cpu_percent` split up).
+pub fn alert_scope(kind: DeviceKind) -> Option<(&'static str, &'static str)> {
+    match kind {
+        DeviceKind::Cpu => None,
+        DeviceKind::Net => Some(("net_", "interface")),
+        DeviceKind::Fs => Some(("fs_", "mount")),
+        DeviceKind::Disk => Some(("disk_", "disk")),
+        DeviceKind::Sensor => Some(("temperature_", "sensor")),
+    }
+}
+
+/// The device field an alert rule names (`fs_used_percent`: the filesystems' `used_percent`).
+pub fn device_alert_series(name: &str) -> Option<(DeviceKind, usize)> {
+    DEVICES.iter().find_map(|table| {
+        let (prefix, _) = alert_scope(table.kind)?;
+        let field = name.strip_prefix(prefix)?;
+        Some((table.kind, table.fields.iter().position(|f| f.json == field)?))
+    })
+}
+
+/// Per-device names alert rules may use, with the rule key that selects the device.
+pub fn device_alert_names() -> impl Iterator<Item = (String, &'static str)> {
+    DEVICES.iter().filter_map(|t| Some((t, alert_scope(t.kind)?))).flat_map(|(t, (prefix, key))| {
+        t.fields.iter().map(move |f| (format!("{prefix}{}", f.json), key))
+    })
+}
+
 /// The `/api/series` answer: every series with its unit, kind, rollup and names.
 pub fn describe() -> serde_json::Value {
     let describe = |s: &Series| {
@@ -669,12 +698,20 @@ pub fn describe() -> serde_json::Value {
             "alert": s.alert,
         })
     };
+    let describe_device = |t: &DeviceTable, s: &Series| {
+        let mut value = describe(s);
+        if let Some((prefix, key)) = alert_scope(t.kind) {
+            value["alert"] = serde_json::json!(format!("{prefix}{}", s.json));
+            value["alert_selector"] = serde_json::json!(key);
+        }
+        value
+    };
     serde_json::json!({
         "host": HOST.iter().map(describe).collect::<Vec<_>>(),
         "derived": HOST_PERCENTAGES.iter().map(describe).collect::<Vec<_>>(),
         "devices": DEVICES.iter().map(|t| serde_json::json!({
             "kind": t.key, "label": t.label, "prometheus_label": t.prometheus_label,
-            "fields": t.fields.iter().map(describe).collect::<Vec<_>>(),
+            "fields": t.fields.iter().map(|s| describe_device(t, s)).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })
 }
@@ -700,6 +737,17 @@ mod tests {
             assert_eq!(cpu.from_stored(cpu.to_stored(rounded).unwrap()), rounded);
         }
         assert_eq!(cpu.to_stored(f64::NAN), None);
+    }
+
+    #[test]
+    fn device_fields_have_alert_names_with_selectors() {
+        assert_eq!(device_alert_series("fs_used_percent"), Some((DeviceKind::Fs, 3)));
+        assert_eq!(device_alert_series("net_rx_bytes_per_second"), Some((DeviceKind::Net, 0)));
+        assert_eq!(device_alert_series("temperature_celsius"), Some((DeviceKind::Sensor, 0)));
+        assert_eq!(device_alert_series("disk_busy_percent"), Some((DeviceKind::Disk, 4)));
+        assert_eq!(device_alert_series("cpu_percent"), None);
+        let names: Vec<(String, &str)> = device_alert_names().collect();
+        assert!(names.contains(&("fs_available_bytes".to_owned(), "mount")));
     }
 
     #[test]

@@ -77,6 +77,21 @@ pub const KEYS: &[Key] = &[
         "alert rules, `;`-separated: `METRIC OP VALUE for DURATION` or `silent for DURATION`, or `none` \
          [default: cpu_percent > 90 for 2m; memory_used_percent > 90 for 5m; fs_used_percent > 90 for 5m; silent for 1m]",
     ),
+    Key::value(
+        "agent_silent_intervals",
+        "N",
+        "built-in agent-silent rule (when no rule watches silence): a host silent for N of its intervals, at least 10s; 0 turns it off [default: 5]",
+    ),
+    Key::table(
+        "alert",
+        "[[alert]]",
+        "alert rules: name, metric, mount/interface/disk/sensor, op, threshold, clear, for, hosts, severity, summary (README)",
+    ),
+    Key::table(
+        "notify",
+        "[[notify.webhook]] [notify.email]",
+        "notification channels: webhooks (json, slack, discord, ntfy) and email over SMTP (README)",
+    ),
     Key::switch("no_self_monitor", "do not monitor the collector's own host"),
     Key::value(
         "self_interval",
@@ -117,6 +132,8 @@ pub enum Command {
     Help,
     /// Print the version.
     Version,
+    /// Send a test notification on every channel (`notify-test`).
+    NotifyTest,
 }
 
 /// The validated configuration.
@@ -152,8 +169,10 @@ pub struct Config {
     pub max_pending_connections: usize,
     /// How many hosts the shared agent token may create.
     pub host_limits: crate::storage::HostLimits,
-    /// Alert rules.
+    /// Alert rules: `--alerts`, then `[[alert]]` tables, then the built-in agent-silent.
     pub alerts: Vec<crate::alerts::Rule>,
+    /// Notification channels.
+    pub notify: crate::notify::NotifyConfig,
     /// Whether to monitor the collector's own host.
     pub self_monitor: bool,
     /// Self-monitoring interval.
@@ -174,15 +193,19 @@ impl Config {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let settings = Settings::load(KEYS, args, env, ENV_PREFIX)?;
-        if let Some(word) = settings.positional.first() {
-            return Err(ConfigError::new(word.as_str(), "unexpected argument (see --help)"));
-        }
+        let subcommand = match settings.positional.as_slice() {
+            [] => None,
+            [word] if word == "notify-test" => Some(Command::NotifyTest),
+            [word, ..] => {
+                return Err(ConfigError::new(word.as_str(), "unexpected argument (see --help)"));
+            }
+        };
         let command = if settings.switch("help")? {
             Command::Help
         } else if settings.switch("version")? {
             Command::Version
         } else {
-            Command::Run
+            subcommand.unwrap_or(Command::Run)
         };
         let db = settings.get("db").map_or_else(|| PathBuf::from("hostwatch.db"), PathBuf::from);
         let agent_tokens_file = settings.typed("agent_tokens_file", |v| {
@@ -267,10 +290,8 @@ impl Config {
                     .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
                     .unwrap_or(600),
             },
-            alerts: settings
-                .typed("alerts", crate::alerts::parse_rules)?
-                .map_or_else(|| crate::alerts::parse_rules(crate::alerts::DEFAULT_RULES), Ok)
-                .map_err(|e| ConfigError::new("alerts", e))?,
+            alerts: alert_rules(&settings)?,
+            notify: crate::notify::config::parse(settings.tables.get("notify"))?,
             self_monitor: !settings.switch("no_self_monitor")?,
             self_interval: settings
                 .typed("self_interval", |v| {
@@ -303,13 +324,47 @@ impl Config {
     pub fn help() -> String {
         format!(
             "hostwatch-collector {} — receives hostwatch agents' metrics, stores them in SQLite and serves the live page\n\n\
-             Usage: hostwatch-collector [OPTIONS]\n\n\
+             Usage: hostwatch-collector [OPTIONS]\n       \
+             hostwatch-collector notify-test --config FILE   (send a test notification on every channel)\n\n\
              Options (flags win over environment variables, which win over --config):\n{}\n\
              Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on a runtime failure, 2 on bad configuration.\n",
             env!("CARGO_PKG_VERSION"),
             agent::settings::help_text(KEYS, ENV_PREFIX)
         )
     }
+}
+
+/// The rules: `--alerts` (or, without it and without `[[alert]]` tables, the defaults), the
+/// `[[alert]]` tables, and the built-in agent-silent when no rule watches silence.
+fn alert_rules(settings: &Settings) -> Result<Vec<crate::alerts::Rule>, ConfigError> {
+    use crate::alerts::{Condition, agent_silent, parse_rules, rules_from_toml};
+    let tables = settings.tables.get("alert");
+    let text = settings.typed("alerts", parse_rules)?;
+    let off = settings.get("alerts").is_some_and(|t| t.trim().eq_ignore_ascii_case("none"));
+    let mut rules = match text {
+        Some(rules) => rules,
+        None if tables.is_some() => Vec::new(),
+        None => {
+            parse_rules(crate::alerts::DEFAULT_RULES).map_err(|e| ConfigError::new("alerts", e))?
+        }
+    };
+    if let Some(tables) = tables {
+        let taken: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+        let more =
+            rules_from_toml(tables, &taken).map_err(|e| ConfigError::new(e.key, e.message))?;
+        rules.extend(more);
+    }
+    let intervals = settings.typed("agent_silent_intervals", |v| {
+        v.parse::<u32>().map_err(|_| format!("{v:?} is not a whole number"))
+    })?;
+    let watches_silence = rules.iter().any(|r| r.condition == Condition::Silent);
+    match intervals {
+        Some(0) => {}
+        Some(n) if !watches_silence => rules.push(agent_silent(n)),
+        None if !watches_silence && !off => rules.push(agent_silent(5)),
+        _ => {}
+    }
+    Ok(rules)
 }
 
 /// Picks the agent token: inline or from a file, whichever comes from the stronger layer. A
@@ -432,6 +487,49 @@ mod tests {
         assert_eq!(load(&["--tls-cert", "/etc/hostname"]).unwrap_err().key, "tls_key");
         assert_eq!(load(&["--max-db-size", "10KiB"]).unwrap_err().key, "max_db_size");
         assert_eq!(load(&["--retention-raw", "1s"]).unwrap_err().key, "retention_raw");
+    }
+
+    fn with_file(text: &str, extra: &[&str]) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("hw-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("c{}.toml", text.len()));
+        std::fs::write(&path, text).unwrap();
+        let mut args = vec!["--config", path.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let config = load(&args);
+        std::fs::remove_file(&path).ok();
+        config
+    }
+
+    #[test]
+    fn alert_rules_come_from_the_flag_the_tables_and_the_built_in() {
+        let names = |config: Config| config.alerts.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        // The defaults watch silence themselves.
+        assert_eq!(names(load(&[]).unwrap()).last().map(String::as_str), Some("silent for 1m"));
+        let table =
+            "[[alert]]\nname = \"hot\"\nmetric = \"cpu_percent\"\nop = \">\"\nthreshold = 95\n";
+        // Tables replace the defaults; the built-in agent-silent watches silence.
+        assert_eq!(names(with_file(table, &[]).unwrap()), ["hot", "agent-silent"]);
+        assert_eq!(
+            names(with_file(table, &["--alerts", "load1 > 8 for 1m"]).unwrap()),
+            ["load1 > 8 for 1m", "hot", "agent-silent"]
+        );
+        assert_eq!(names(with_file(table, &["--agent-silent-intervals", "0"]).unwrap()), ["hot"]);
+        assert!(names(load(&["--alerts", "none"]).unwrap()).is_empty());
+        assert_eq!(
+            names(load(&["--alerts", "none", "--agent-silent-intervals", "3"]).unwrap()),
+            ["agent-silent"]
+        );
+        let clash = with_file(table, &["--alerts", "silent for 1m"]).unwrap();
+        assert_eq!(names(clash), ["silent for 1m", "hot"], "a silence rule replaces the built-in");
+        let err = with_file(&table.replace("95", "\"x\""), &[]).unwrap_err();
+        assert_eq!(err.key, "alert \"hot\".threshold");
+        assert_eq!(with_file("alert = 5\n", &[]).unwrap_err().key, "alert");
+        assert_eq!(load(&["--alert", "x"]).unwrap_err().key, "--alert", "tables are file-only");
+        let config =
+            with_file("[[notify.webhook]]\nurl = \"http://127.0.0.1:9/\"\n", &["notify-test"])
+                .unwrap();
+        assert_eq!((config.command, config.notify.channels.len()), (Command::NotifyTest, 1));
     }
 
     #[test]

@@ -17,9 +17,11 @@ use protocol::{Hello, Sample};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::alerts::{Active, Alerts, Change};
+use crate::alerts::{Active, Alerts, Change, Subject};
 use crate::auth::{AgentAuth, AgentCredential};
 use crate::events::{Filter, LiveEvent};
+use crate::notify::{Notification, Notifier};
+use crate::storage::alerts::Silence;
 use crate::storage::{Activity, HostRecord, Point, Storage, Stored};
 use crate::untrusted::escaped;
 
@@ -116,6 +118,12 @@ pub enum Event {
         /// Who sent it, for the feed.
         from: String,
     },
+    /// New alert rules (SIGHUP): alerts of rules that are gone resolve.
+    ReloadRules(Vec<crate::alerts::Rule>),
+    /// A silence was stored.
+    Silenced(Silence),
+    /// A silence was deleted.
+    Unsilenced(u64),
     /// Alerts firing now.
     Alerts {
         /// Where to send them.
@@ -281,6 +289,8 @@ pub struct StatsView {
     pub subscribers_lagged_total: u64,
     /// Seconds since the collector started.
     pub uptime_seconds: u64,
+    /// Alerts firing now.
+    pub alerts_firing: usize,
 }
 
 /// What `/metrics` exports: every host's newest sample and the collector's counters.
@@ -419,6 +429,21 @@ pub struct Hub {
     /// The newest event id stored before this start, for subscribers resuming after it.
     newest_at_start: u64,
     alerts: Alerts,
+    /// Every stored silence (expired ones too, until storage drops them).
+    silences: Vec<Silence>,
+    notifier: Notifier,
+}
+
+/// What the hub starts its alerts with.
+pub struct AlertSetup {
+    /// The rules.
+    pub rules: Vec<crate::alerts::Rule>,
+    /// Alerts firing when the collector last stopped.
+    pub firing: Vec<crate::alerts::Persisted>,
+    /// Stored silences.
+    pub silences: Vec<Silence>,
+    /// The notification channels.
+    pub notifier: Notifier,
 }
 
 /// Activity events waiting for room in the storage queue, at most.
@@ -430,9 +455,22 @@ impl Hub {
         storage: Storage,
         hosts: Vec<HostRecord>,
         self_host: Option<String>,
-        rules: Vec<crate::alerts::Rule>,
+        setup: AlertSetup,
     ) -> Self {
         let newest_at_start = storage.next_event_id().saturating_sub(1);
+        let now_ms = crate::now_ms();
+        let mut alerts = Alerts::new(setup.rules);
+        // Every known host can fall silent, counted from this start at the earliest.
+        for record in &hosts {
+            alerts.watch(
+                &record.hello.host_id,
+                &record.hello.hostname,
+                record.last_seen_ms,
+                u64::from(record.hello.interval_ms.max(100)),
+                now_ms,
+            );
+        }
+        let orphans = alerts.restore(setup.firing);
         let hosts = hosts
             .into_iter()
             .map(|record| {
@@ -453,7 +491,7 @@ impl Hub {
                 (host.hello.host_id.clone(), host)
             })
             .collect();
-        Self {
+        let mut hub = Self {
             hosts,
             agents: HashMap::new(),
             subscribers: HashMap::new(),
@@ -470,8 +508,37 @@ impl Hub {
             pending_activity: VecDeque::new(),
             watchdog: agent::systemd::Watchdog::from_env(),
             newest_at_start,
-            alerts: Alerts::new(rules),
+            alerts,
+            silences: setup.silences,
+            notifier: setup.notifier,
+        };
+        // Alerts of rules no longer configured end: the feed says so and their state goes.
+        for orphan in orphans {
+            log::info!(
+                "alert {} on {}: its rule is no longer configured, resolving it",
+                orphan.rule,
+                escaped(&orphan.host)
+            );
+            let mut fields = Map::new();
+            fields.insert("rule".into(), Value::from(orphan.rule));
+            fields.insert("state".into(), Value::from("resolved"));
+            fields.insert("value".into(), Value::from(orphan.value));
+            fields.insert("since".into(), Value::from(orphan.since_ms));
+            if !orphan.device.is_empty() {
+                fields.insert("device".into(), Value::from(orphan.device));
+            }
+            fields.insert("reason".into(), Value::from("rule removed"));
+            fields.insert("silenced".into(), Value::from(true));
+            hub.record("alert", Some(&orphan.host), fields);
         }
+        hub
+    }
+
+    /// Whether a silence covers `rule` on `host` now.
+    fn silenced(&self, host: &str, rule: &str) -> bool {
+        let hostname = self.hosts.get(host).map_or("", |h| h.hello.hostname.as_str());
+        let now = crate::now_ms();
+        self.silences.iter().any(|s| s.covers(host, hostname, rule, now))
     }
 
     /// Runs the hub until [`Event::Shutdown`] or until every sender is gone.
@@ -527,9 +594,19 @@ impl Hub {
                 fields.insert("from".into(), Value::from(from));
                 self.record("notification", None, fields);
             }
+            Event::ReloadRules(rules) => {
+                let changes = self.alerts.set_rules(rules, crate::now_ms());
+                self.record_alerts(changes);
+            }
+            Event::Silenced(silence) => {
+                self.silences.retain(|s| s.id != silence.id);
+                self.silences.push(silence);
+            }
+            Event::Unsilenced(id) => self.silences.retain(|s| s.id != id),
             Event::Alerts { reply } => {
+                let active = self.alerts.active(|host, rule| self.silenced(host, rule));
                 // The asker may have timed out; it no longer needs the answer.
-                let _ = reply.try_send(self.alerts.active());
+                let _ = reply.try_send(active);
             }
             Event::Metrics { reply } => {
                 let _ = reply.try_send(self.metrics_view());
@@ -664,12 +741,15 @@ impl Hub {
             let hostname =
                 self.hosts.get(&change.host).map(|h| h.hello.hostname.clone()).unwrap_or_default();
             let state = if change.firing { "firing" } else { "resolved" };
+            let silenced = self.silenced(&change.host, &change.rule);
             log::info!(
-                "alert {state}: {} on {} ({}), value {}",
+                "alert {state}: {} on {} ({}){}, value {}{}",
                 change.rule,
                 escaped(&hostname),
                 escaped(&change.host),
-                change.value
+                change.device.as_deref().map(|d| format!(" {}", escaped(d))).unwrap_or_default(),
+                change.value,
+                if silenced { " (silenced: no notification)" } else { "" }
             );
             let mut fields = Map::new();
             fields.insert("hostname".into(), Value::from(hostname));
@@ -677,7 +757,30 @@ impl Hub {
             fields.insert("state".into(), Value::from(state));
             fields.insert("value".into(), Value::from(change.value));
             fields.insert("since".into(), Value::from(change.since_ms));
+            fields.insert("severity".into(), Value::from(change.severity.name()));
+            fields.insert("summary".into(), Value::from(change.summary));
+            fields.insert("metric".into(), Value::from(change.metric));
+            if let Some(threshold) = change.threshold {
+                fields.insert("threshold".into(), Value::from(threshold));
+            }
+            if let Some(device) = change.device {
+                if let Some(selector) = change.selector {
+                    fields.insert(selector.into(), Value::from(device.clone()));
+                }
+                fields.insert("device".into(), Value::from(device));
+            }
+            fields.insert("silenced".into(), Value::from(silenced));
             self.record("alert", Some(&change.host), fields);
+        }
+    }
+
+    /// Hands a committed alert event to the notification channels, unless it was silenced.
+    fn notify(&mut self, eid: u64, activity: &crate::storage::Activity) {
+        let host = activity.host.as_deref().unwrap_or_default();
+        if let Some(notification) =
+            Notification::from_event(eid, activity.ts_ms, host, &activity.fields)
+        {
+            self.notifier.dispatch(notification);
         }
     }
 
@@ -744,7 +847,20 @@ impl Hub {
                     host.last_seen_ms = Some(host.last_seen_ms.unwrap_or(0).max(point.ts));
                     host.last_sample_at = Some(Instant::now());
                     let newest = host.latest.as_ref().is_none_or(|l| l.ts <= point.ts);
-                    let changes = self.alerts.on_point(&host_id, &point);
+                    // Per-device values only when a rule reads them, from the host's sample
+                    // before this one (rates), as storage derived them.
+                    let devices = if self.alerts.wants_devices() {
+                        let previous = host.latest_sample.as_deref().filter(|_| newest);
+                        crate::storage::device::readings(previous, &sample)
+                    } else {
+                        Vec::new()
+                    };
+                    let subject = Subject {
+                        id: &host_id,
+                        hostname: &host.hello.hostname,
+                        interval_ms: u64::from(host.hello.interval_ms.max(100)),
+                    };
+                    let changes = self.alerts.on_point(subject, &point, &devices);
                     let event = LiveEvent::sample(eid, host_id, host.name.clone(), point.clone());
                     if newest {
                         host.latest = Some(point);
@@ -753,7 +869,12 @@ impl Hub {
                     self.record_alerts(changes);
                     event
                 }
-                Stored::Activity { eid, activity } => LiveEvent::activity(eid, &activity),
+                Stored::Activity { eid, activity } => {
+                    if activity.kind == "alert" {
+                        self.notify(eid, &activity);
+                    }
+                    LiveEvent::activity(eid, &activity)
+                }
             };
             self.publish(Arc::new(event));
         }
@@ -918,6 +1039,7 @@ impl Hub {
             hosts: self.hosts.len(),
             subscribers_lagged_total: self.lagged_total,
             uptime_seconds: self.started.elapsed().as_secs(),
+            alerts_firing: self.alerts.firing(),
         }
     }
 

@@ -6,6 +6,8 @@
 //! - the **ws** listener serves agents (`/ingest`, [`ingest`]) and browsers (`/live`, [`live`]);
 //! - the **http** listener serves the page, the API and `/events` ([`http`]);
 //! - the **self-monitor** thread samples this host ([`selfmon`]);
+//! - each notification channel's sender: a task per webhook, a thread per email channel
+//!   ([`notify`]);
 //! - a **signal** thread turns SIGTERM/SIGINT into a graceful shutdown.
 
 pub mod alerts;
@@ -19,6 +21,7 @@ pub mod hub;
 pub mod ingest;
 pub mod listener;
 pub mod live;
+pub mod notify;
 pub mod selfmon;
 pub mod storage;
 pub mod subscribe;
@@ -154,6 +157,8 @@ pub struct Ctx {
     pub budget: Arc<budget::Budget>,
     /// Closes when the collector shuts down.
     pub shutdown: async_channel::Receiver<()>,
+    /// The notification channels' counters, for `/metrics`.
+    pub notify_stats: Arc<Vec<Arc<notify::ChannelStats>>>,
     connections: Arc<AtomicU64>,
 }
 
@@ -170,7 +175,8 @@ impl Ctx {
     }
 }
 
-/// Runs the collector until SIGTERM or SIGINT; SIGHUP re-reads the per-host agent tokens.
+/// Runs the collector until SIGTERM or SIGINT; SIGHUP re-reads the per-host agent tokens and
+/// the alert rules.
 pub fn run(config: Config) -> anyhow::Result<()> {
     let shared = config.agent_token.as_ref().map(auth::resolve_agent_token).transpose()?;
     let per_host = match &config.agent_tokens_file {
@@ -181,6 +187,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         Some((cert, key)) => Some(tls::acceptor(cert, key)?),
         None => None,
     };
+    // Before the "listening" line: a SIGHUP right after it must find the handler in place, not
+    // end the process (the default action).
+    let signals = signal_channel()?;
     let (hub_tx, hub_rx) = async_channel::bounded(8192);
     let publish = hub_tx.clone();
     let (storage, storage_thread) =
@@ -189,6 +198,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let _ = publish.send_blocking(hub::Event::Stored(stored));
         })?;
     let hosts = storage.load_hosts().context("reading the hosts")?;
+    let (firing, silences) = storage.load_alerts().context("reading the alert state")?;
+    let (cursors, events) = storage
+        .load_undelivered(now_ms().saturating_sub(notify::RETRY_FOR.as_millis() as u64), 100_000)
+        .context("reading the notification cursors")?;
+    let resume =
+        notify::Resume { cursors, events, newest_eid: storage.next_event_id().saturating_sub(1) };
+    let notifier = notify::Notifier::start(&config.notify, &storage, &resume)?;
     let readers = Readers::open(&config.db, 4, config.policy.retention_raw)?;
 
     let http_listener = bind(config.http, "--http")?;
@@ -246,11 +262,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         subscribers: Arc::new(AtomicUsize::new(0)),
         budget: Arc::new(budget),
         shutdown: shutdown_rx,
+        notify_stats: Arc::new(notifier.stats()),
         connections: Arc::new(AtomicU64::new(1)),
     };
-    let signals = signal_channel()?;
     start_executor()?;
-    let hub = hub::Hub::new(storage.clone(), hosts, self_host.clone(), config.alerts.clone());
+    let setup = hub::AlertSetup { rules: config.alerts.clone(), firing, silences, notifier };
+    let hub = hub::Hub::new(storage.clone(), hosts, self_host.clone(), setup);
     let ws_active = Arc::new(AtomicUsize::new(0));
     let http_active = Arc::new(AtomicUsize::new(0));
 
@@ -275,6 +292,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             let signal = signals.recv().await.unwrap_or(SIGTERM);
             if signal == SIGHUP {
                 reload_agent_tokens(&ctx, &config).await;
+                reload_alert_rules(&ctx).await;
                 continue;
             }
             log::info!("received signal {signal}, shutting down");
@@ -328,6 +346,22 @@ async fn reload_agent_tokens(ctx: &Ctx, config: &Config) {
     log::info!("SIGHUP: re-read {}", path.display());
     // At shutdown the hub may be gone; then there is nobody left to close.
     let _ = ctx.hub.send(hub::Event::TokensReloaded { current, previous }).await;
+}
+
+/// Re-reads the configuration for its alert rules. A configuration with a bad rule (or any
+/// other problem) leaves the current rules in force and says why. Notification channels and
+/// every other setting keep their values until a restart.
+async fn reload_alert_rules(ctx: &Ctx) {
+    match Config::from_env() {
+        Ok(config) => {
+            log::info!("SIGHUP: {} alert rules in force", config.alerts.len());
+            // At shutdown the hub may be gone; the rules no longer matter then.
+            let _ = ctx.hub.send(hub::Event::ReloadRules(config.alerts)).await;
+        }
+        Err(err) => {
+            log::error!("SIGHUP: keeping the current alert rules: bad configuration: {err}")
+        }
+    }
 }
 
 /// This host's names, as a browser may reach its page: the host name, short and in full.

@@ -28,6 +28,15 @@ fn main() -> ExitCode {
             println!("hostwatch-collector {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
+        Command::NotifyTest => {
+            return match collector::notify::test_send(&config.notify) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("hostwatch-collector notify-test: {err:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Run => {}
     }
     if let Err(err) = agent::logging::init(&config.log_level) {

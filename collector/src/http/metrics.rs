@@ -32,6 +32,8 @@ pub struct CollectorFigures {
     pub subscribers: usize,
     /// Whether the storage commits.
     pub storage: crate::storage::health::HealthView,
+    /// Each notification channel's counters.
+    pub notify: std::sync::Arc<Vec<std::sync::Arc<crate::notify::ChannelStats>>>,
 }
 
 /// Renders the exposition: every host's series, then the collector's own.
@@ -273,6 +275,8 @@ fn collector_series(out: &mut Exposition, stats: &StatsView, figures: &Collector
     .sample(&[], stats.subscribers_lagged_total);
     out.gauge("hostwatch_collector_uptime_seconds", "Seconds since the collector started.")
         .sample(&[], stats.uptime_seconds);
+    out.gauge("hostwatch_collector_alerts_firing", "Alerts firing now (silenced ones included).")
+        .sample(&[], stats.alerts_firing);
     out.counter(
         "hostwatch_collector_ingest_bytes_total",
         "Bytes received from agents since the collector started.",
@@ -291,6 +295,33 @@ fn collector_series(out: &mut Exposition, stats: &StatsView, figures: &Collector
     if let Some(bytes) = figures.database_bytes {
         out.gauge("hostwatch_collector_database_bytes", "Size of the SQLite database on disk.")
             .sample(&[], bytes);
+    }
+    if !figures.notify.is_empty() {
+        use std::sync::atomic::Ordering::Relaxed;
+        type Read = fn(&crate::notify::ChannelStats) -> u64;
+        let counters: [(&str, &str, Read); 3] = [
+            (
+                "hostwatch_collector_notify_sent_total",
+                "Notifications delivered, by channel.",
+                |s| s.sent_total.load(Relaxed),
+            ),
+            (
+                "hostwatch_collector_notify_failures_total",
+                "Failed notification attempts (each retry counts), by channel.",
+                |s| s.failures_total.load(Relaxed),
+            ),
+            (
+                "hostwatch_collector_notify_dropped_total",
+                "Notifications dropped (queue full, or retried for an hour in vain), by channel.",
+                |s| s.dropped_total.load(Relaxed),
+            ),
+        ];
+        for (name, help, read) in counters {
+            let family = out.counter(name, help);
+            for stats in figures.notify.iter() {
+                family.sample(&[("channel", stats.name.as_str())], read(stats));
+            }
+        }
     }
 }
 
@@ -612,6 +643,7 @@ mod tests {
                 hosts: 2,
                 subscribers_lagged_total: 0,
                 uptime_seconds: 60,
+                alerts_firing: 3,
             },
         }
     }
@@ -627,6 +659,7 @@ mod tests {
                 failing_since_ms: None,
                 reason: None,
             },
+            notify: Default::default(),
         }
     }
 
@@ -795,6 +828,7 @@ mod tests {
             "hostwatch_collector_samples_per_second 1.5",
             "hostwatch_collector_subscribers_lagged_total 0",
             "hostwatch_collector_uptime_seconds 60",
+            "hostwatch_collector_alerts_firing 3",
             "hostwatch_collector_ingest_bytes_total 12345",
             "hostwatch_collector_database_bytes 65536",
             "hostwatch_collector_storage_up 1",

@@ -5,6 +5,7 @@
 //! request to a response (exact path matching, one function per endpoint); [`sse`] streams live
 //! events when a route answers with a stream.
 
+pub mod alerts;
 pub mod assets;
 pub mod history;
 pub mod metrics;

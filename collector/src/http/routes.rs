@@ -72,7 +72,7 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
         "/api/hosts" if read => hosts(ctx).await,
         "/api/stats" if read => stats(ctx).await,
         "/api/clients" if read => clients(ctx).await,
-        "/api/alerts" if read => alerts(ctx).await,
+        "/api/alerts" if read => crate::http::alerts::alerts(request, ctx).await,
         "/api/activity" if read => activity(request, ctx).await,
         "/api/series" if read => Response::json(200, &crate::catalog::describe()),
         "/metrics" if read => match request.query_param("host") {
@@ -92,6 +92,9 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
         | "/metrics"
         | "/api/prometheus/targets" => not_allowed("GET, HEAD"),
         "/events" => not_allowed("GET"),
+        _ if crate::http::alerts::is_silences(path) => {
+            crate::http::alerts::silences(request, ctx).await
+        }
         _ if path.starts_with("/metrics/hosts/") => match metrics_host_route(path) {
             Some(_) if !read => not_allowed("GET, HEAD"),
             Some(id) => host_metrics(ctx, id).await,
@@ -448,6 +451,7 @@ async fn metrics(ctx: &Ctx) -> Reply {
         ingest_bytes_total: ctx.metrics.ingest_bytes_total(),
         subscribers: ctx.subscribers.load(std::sync::atomic::Ordering::Relaxed),
         storage: ctx.storage.health().view(),
+        notify: ctx.notify_stats.clone(),
     };
     let body = crate::http::metrics::render(&view, &figures);
     Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
@@ -586,13 +590,6 @@ async fn stats(ctx: &Ctx) -> Reply {
     body["storage_failing_since"] = json!(health.failing_since_ms);
     body["version"] = json!(env!("CARGO_PKG_VERSION"));
     Response::json(200, &body)
-}
-
-async fn alerts(ctx: &Ctx) -> Reply {
-    match hub::ask(&ctx.hub, |reply| hub::Event::Alerts { reply }).await {
-        Some(active) => Response::json(200, &active),
-        None => Response::error(503, "shutting down"),
-    }
 }
 
 async fn clients(ctx: &Ctx) -> Reply {

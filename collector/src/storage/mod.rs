@@ -11,6 +11,7 @@
 //! transaction as its samples, so anything at or below it is a duplicate and skipped.
 
 pub mod admission;
+pub mod alerts;
 pub mod block;
 pub mod derive;
 pub mod device;
@@ -60,6 +61,20 @@ pub enum Command {
     },
     /// Record an activity event (agent connected, alert, broadcast…) and publish it.
     Activity(Activity),
+    /// Add or delete a silence; answered after the commit.
+    Silence {
+        /// What to change.
+        change: alerts::SilenceChange,
+        /// The silence added or deleted (`None`: no such id).
+        reply: async_channel::Sender<Result<Option<alerts::Silence>, StoreError>>,
+    },
+    /// A notification channel delivered (or gave up on) alert events up to this id.
+    NotifyDelivered {
+        /// The channel's name.
+        channel: String,
+        /// The alert event's id.
+        eid: u64,
+    },
     /// Remove a host: rename it to a tombstone (maintenance deletes its rows in steps) and
     /// record its `host_removed` activity, in one transaction.
     RemoveHost {
@@ -369,6 +384,48 @@ impl Storage {
         self.tx.send(command).await.map_err(|_| stopped())
     }
 
+    /// Adds or deletes a silence; resolves after the commit with the silence added or deleted.
+    pub async fn change_silences(
+        &self,
+        change: alerts::SilenceChange,
+    ) -> Result<Option<alerts::Silence>, StoreError> {
+        let (reply, answer) = async_channel::bounded(1);
+        self.send(Command::Silence { change, reply }).await?;
+        answer.recv().await.map_err(|_| stopped())?
+    }
+
+    /// Records a channel's delivery of alert events up to `eid` (waits for room in the queue;
+    /// called by the channels' senders, never by the hub).
+    pub async fn notify_delivered(&self, channel: &str, eid: u64) {
+        // A stopped writer (shutdown) records nothing more; the next start sends again.
+        let _ = self.send(Command::NotifyDelivered { channel: channel.to_owned(), eid }).await;
+    }
+
+    /// Reads every notification channel's cursor and the alert events after the oldest of them
+    /// (at or after `since_ms`, at most `limit`), for resending what was not delivered.
+    pub fn load_undelivered(
+        &self,
+        since_ms: u64,
+        limit: usize,
+    ) -> anyhow::Result<(HashMap<String, u64>, Vec<alerts::AlertEvent>)> {
+        let conn = query::open_read_only(&self.path)?;
+        let cursors: HashMap<String, u64> = alerts::notify_cursors(&conn)?.into_iter().collect();
+        let oldest = cursors.values().copied().min();
+        let events = match oldest {
+            Some(after) => alerts::undelivered(&conn, after, since_ms, limit)?,
+            None => Vec::new(),
+        };
+        Ok((cursors, events))
+    }
+
+    /// Reads the alerts that were firing and the silences, for the hub's initial state.
+    pub fn load_alerts(
+        &self,
+    ) -> anyhow::Result<(Vec<crate::alerts::Persisted>, Vec<alerts::Silence>)> {
+        let conn = query::open_read_only(&self.path)?;
+        Ok((alerts::load_firing(&conn)?, alerts::load_silences(&conn)?))
+    }
+
     /// Reads every stored host, with its newest point, for the hub's initial state.
     pub fn load_hosts(&self) -> anyhow::Result<Vec<HostRecord>> {
         let conn = query::open_read_only(&self.path)?;
@@ -455,6 +512,7 @@ type Reply<T> = (async_channel::Sender<Result<T, StoreError>>, Result<T, StoreEr
 struct Outcome {
     store_replies: Vec<Reply<StoreResult>>,
     register_replies: Vec<Reply<Registration>>,
+    silence_replies: Vec<Reply<Option<alerts::Silence>>>,
     remove_replies: Vec<Reply<bool>>,
     /// Keys of the hosts removed in this transaction.
     removed: Vec<i64>,
@@ -533,6 +591,10 @@ impl Writer {
                         // As above: an agent that left will get its ack from the welcome instead.
                         let _ = reply.try_send(result);
                     }
+                    for (reply, result) in outcome.silence_replies {
+                        // An API client that went away needs no answer.
+                        let _ = reply.try_send(result);
+                    }
                     for (reply, result) in outcome.remove_replies {
                         // A request that gave up waiting needs no answer.
                         let _ = reply.try_send(result);
@@ -574,6 +636,9 @@ impl Writer {
                         let _ = reply.try_send(Err(error.clone()));
                     }
                     for (reply, _) in outcome.store_replies {
+                        let _ = reply.try_send(Err(error.clone()));
+                    }
+                    for (reply, _) in outcome.silence_replies {
                         let _ = reply.try_send(Err(error.clone()));
                     }
                     for (reply, _) in outcome.remove_replies {
@@ -681,6 +746,11 @@ impl Writer {
                 Command::RemoveHost { host_id, activity, reply } => {
                     match removal::mark(&tx, &host_id) {
                         Ok(key) => {
+                            // Its alerts end with it (a restart must not bring them back).
+                            if let Err(err) = alerts::forget_host(&tx, &host_id) {
+                                outcome.remove_replies.push((reply, Err(stopped())));
+                                return Err(anyhow::Error::from(err).context("removing a host"));
+                            }
                             outcome.removed.extend(key);
                             outcome.remove_replies.push((reply, Ok(key.is_some())));
                             record_activity(&tx, &mut self.next_eid, activity, outcome)
@@ -692,6 +762,21 @@ impl Writer {
                             Some(err)
                         }
                     }
+                }
+                Command::Silence { change, reply } => match alerts::change_silences(&tx, change) {
+                    Ok(answer) => {
+                        outcome.silence_replies.push((reply, Ok(answer)));
+                        None
+                    }
+                    Err(err) => {
+                        outcome.silence_replies.push((reply, Err(stopped())));
+                        Some(anyhow::Error::from(err).context("changing silences"))
+                    }
+                },
+                Command::NotifyDelivered { channel, eid } => {
+                    alerts::notify_delivered(&tx, &channel, eid)
+                        .err()
+                        .map(|e| anyhow::Error::from(e).context("recording a delivery"))
                 }
                 Command::Ping(reply) => {
                     outcome.pings.push(reply);
@@ -744,7 +829,8 @@ fn record_activity(
                 activity.host.as_deref(),
                 json
             ])
-        });
+        })
+        .and_then(|_| alerts::on_activity(tx, &activity));
     match result {
         Ok(_) => {
             *next_eid += 1;
@@ -759,8 +845,12 @@ fn collect_reply(command: Command, outcome: &mut Outcome) {
     match command {
         Command::Register { reply, .. } => outcome.register_replies.push((reply, Err(stopped()))),
         Command::Store { reply, .. } => outcome.store_replies.push((reply, Err(stopped()))),
+        Command::Silence { reply, .. } => outcome.silence_replies.push((reply, Err(stopped()))),
         Command::RemoveHost { reply, .. } => outcome.remove_replies.push((reply, Err(stopped()))),
-        Command::Activity(_) | Command::Ping(_) | Command::Stop => {}
+        Command::Activity(_)
+        | Command::NotifyDelivered { .. }
+        | Command::Ping(_)
+        | Command::Stop => {}
     }
 }
 

@@ -290,6 +290,22 @@ pub fn write_number(out: &mut String, value: f64, integer: bool) {
 }
 
 impl Reader {
+    /// Past alert events, newest first (see [`super::alerts::recent`]).
+    pub fn alert_events(
+        &self,
+        since_ms: u64,
+        until_ms: u64,
+        before: Option<u64>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<super::alerts::AlertEvent>> {
+        super::alerts::recent(&self.conn, since_ms, until_ms, before, limit)
+    }
+
+    /// Every stored silence, newest first.
+    pub fn silences(&self) -> anyhow::Result<Vec<super::alerts::Silence>> {
+        Ok(super::alerts::load_silences(&self.conn)?)
+    }
+
     /// Opens a reader on the database at `path`.
     pub fn open(path: &Path, raw_retention: std::time::Duration) -> anyhow::Result<Self> {
         let raw_retention_ms = u64::try_from(raw_retention.as_millis()).unwrap_or(u64::MAX);

@@ -185,6 +185,35 @@ const MIGRATIONS: &[&str] = &[
         data BLOB NOT NULL,
         PRIMARY KEY (host, bucket_ms)
     ) WITHOUT ROWID;",
+    // 4: alerts. The firing ones (written with their `alert` activity event, in its
+    // transaction), so a restart neither forgets nor repeats them; silences; each notification
+    // channel's delivery cursor; and an index to page through past alert events.
+    "CREATE TABLE alert_state (
+        rule TEXT NOT NULL,
+        host TEXT NOT NULL,
+        device TEXT NOT NULL DEFAULT '',
+        since_ms INTEGER NOT NULL,
+        fired_ms INTEGER NOT NULL,
+        value REAL NOT NULL,
+        summary TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (rule, host, device)
+    ) WITHOUT ROWID;
+    CREATE TABLE silences (
+        id INTEGER PRIMARY KEY,
+        host TEXT,
+        rule TEXT,
+        until_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        comment TEXT NOT NULL DEFAULT '',
+        created_by TEXT NOT NULL DEFAULT ''
+    );
+    -- Each notification channel's newest delivered (or given up) alert event: a restart
+    -- sends what came after it.
+    CREATE TABLE notify_cursor (
+        channel TEXT PRIMARY KEY,
+        delivered_eid INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX activity_kind_eid ON activity(kind, eid);",
 ];
 
 /// The DDL of schema version 1, as a release before storage v2 created it (the collector
