@@ -81,6 +81,20 @@ fn metrics_are_a_valid_exposition_of_every_host() {
         assert!(has_prefix(prefix), "no {prefix:?} in:\n{body}");
     }
 
+    // The writer's histograms: stored samples mean committed transactions, each in a bucket.
+    let commits = histogram(&body, "hostwatch_collector_commit_seconds");
+    assert!(commits.count > 0, "no commit counted in:\n{body}");
+    assert!(commits.sum > 0.0, "commits took no time in:\n{body}");
+    let per_commit = histogram(&body, "hostwatch_collector_commit_samples");
+    assert_eq!(per_commit.count, commits.count, "one batch size per commit");
+    let stored = value(&body, "hostwatch_collector_samples_total");
+    assert!(
+        per_commit.sum >= stored,
+        "transactions held {} samples, fewer than the {stored} stored",
+        per_commit.sum
+    );
+    histogram(&body, "hostwatch_collector_maintenance_seconds");
+
     let (code, problems) = promtool_check(&body);
     // node_exporter's memory names copy /proc/meminfo's field names, camelCase included, and
     // promtool's linter flags exactly those; matching node_exporter's names is the point (the
@@ -101,6 +115,44 @@ fn metrics_are_a_valid_exposition_of_every_host() {
         Some(expected_code),
         "promtool check metrics exit code; it printed:\n{problems}"
     );
+}
+
+/// A histogram family read back from the exposition.
+struct Histogram {
+    count: u64,
+    sum: f64,
+}
+
+/// The value of the series written exactly as `series` (name and labels).
+fn value(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in:\n{body}"))
+        .parse()
+        .expect("numeric value")
+}
+
+/// Reads histogram `name` and checks it is one: typed so, with cumulative buckets of increasing
+/// bounds ending in `+Inf`, which equals `_count`.
+fn histogram(body: &str, name: &str) -> Histogram {
+    assert!(body.contains(&format!("\n# TYPE {name} histogram\n")), "{name} is no histogram");
+    let prefix = format!("{name}_bucket{{le=\"");
+    let buckets: Vec<(f64, u64)> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|rest| {
+            let (le, count) = rest.split_once("\"} ").expect("bucket line");
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().expect("le") };
+            (le, count.parse().expect("bucket count"))
+        })
+        .collect();
+    assert!(buckets.len() >= 2, "{name} has buckets: {buckets:?}");
+    assert!(buckets.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1), "{buckets:?}");
+    let (last, inf) = *buckets.last().expect("a bucket");
+    assert!(last.is_infinite(), "{name} ends in +Inf");
+    let count = value(body, &format!("{name}_count"));
+    assert_eq!(inf as f64, count, "{name}: +Inf bucket and _count");
+    Histogram { count: inf, sum: value(body, &format!("{name}_sum")) }
 }
 
 /// Runs `promtool check metrics` on `body`; returns its exit code and what it printed.

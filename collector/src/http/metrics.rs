@@ -32,6 +32,8 @@ pub struct CollectorFigures {
     pub subscribers: usize,
     /// Whether the storage commits.
     pub storage: crate::storage::health::HealthView,
+    /// The storage writer's histograms.
+    pub writer: crate::storage::timing::WriterTimingsView,
     /// Each notification channel's counters.
     pub notify: std::sync::Arc<Vec<std::sync::Arc<crate::notify::ChannelStats>>>,
 }
@@ -292,6 +294,24 @@ fn collector_series(out: &mut Exposition, stats: &StatsView, figures: &Collector
         "Failed storage transactions and maintenance steps since the collector started.",
     )
     .sample(&[], figures.storage.failures_total);
+    let writer = &figures.writer;
+    out.histogram(
+        "hostwatch_collector_commit_seconds",
+        "Storage transactions (BEGIN to the end of COMMIT, fsync and automatic checkpoints \
+         included) by duration; acks and live events wait for them.",
+        &writer.commit_seconds,
+    );
+    out.histogram(
+        "hostwatch_collector_commit_samples",
+        "Samples stored by each storage transaction.",
+        &writer.commit_samples,
+    );
+    out.histogram(
+        "hostwatch_collector_maintenance_seconds",
+        "Storage maintenance steps (rollups, compaction, retention, size cap, removals) by \
+         duration; nothing is stored while one runs.",
+        &writer.maintenance_seconds,
+    );
     if let Some(bytes) = figures.database_bytes {
         out.gauge("hostwatch_collector_database_bytes", "Size of the SQLite database on disk.")
             .sample(&[], bytes);
@@ -349,6 +369,7 @@ fn ticks_to_seconds(ticks: u64) -> f64 {
 enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 impl Kind {
@@ -356,6 +377,7 @@ impl Kind {
         match self {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         }
     }
 }
@@ -382,6 +404,28 @@ impl Exposition {
     /// The counter family `name` (which must end in `_total`), created on first use.
     fn counter(&mut self, name: &'static str, help: &'static str) -> &mut Family {
         self.family(name, Kind::Counter, help)
+    }
+
+    /// The histogram family `name`, written whole from `view`: its cumulative `_bucket` series
+    /// (the `+Inf` one equal to `_count`), `_sum` and `_count`.
+    fn histogram(
+        &mut self,
+        name: &'static str,
+        help: &'static str,
+        view: &crate::storage::timing::HistogramView,
+    ) {
+        let family = self.family(name, Kind::Histogram, help);
+        let mut line = |suffix: &str, labels: &str, value: String| {
+            for part in [name, suffix, labels, " ", &value, "\n"] {
+                family.series.push_str(part);
+            }
+        };
+        for (bound, count) in &view.buckets {
+            line("_bucket", &label_set(&[("le", &bound.to_string())]), count.to_string());
+        }
+        line("_bucket", &label_set(&[("le", "+Inf")]), view.count.to_string());
+        line("_sum", "", view.sum.exposition().unwrap_or_else(|| "0".into()));
+        line("_count", "", view.count.to_string());
     }
 
     fn family(&mut self, name: &'static str, kind: Kind, help: &'static str) -> &mut Family {
@@ -659,8 +703,20 @@ mod tests {
                 failing_since_ms: None,
                 reason: None,
             },
+            writer: writer_timings(),
             notify: Default::default(),
         }
+    }
+
+    /// Histograms with a few observations: 3 fast commits, one of 0.3 s and one of 9 s.
+    fn writer_timings() -> crate::storage::timing::WriterTimingsView {
+        let timings = crate::storage::timing::WriterTimings::default();
+        for seconds in [0.0004, 0.002, 0.002, 0.3, 9.0] {
+            timings.commit_seconds.observe(seconds);
+        }
+        timings.commit_samples.observe(100.0);
+        timings.maintenance_seconds.observe(0.02);
+        timings.view()
     }
 
     fn rendered() -> String {
@@ -860,6 +916,7 @@ mod tests {
         let mut helps = HashSet::new();
         let mut types = HashSet::new();
         let mut finished = HashSet::new();
+        let mut kinds = HashMap::new();
         let mut current = "";
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# HELP ") {
@@ -869,6 +926,7 @@ mod tests {
             }
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let (name, kind) = rest.split_once(' ').expect("TYPE has a kind");
+                kinds.insert(name, kind);
                 assert!(types.insert(name), "second TYPE for {name}");
                 assert!(helps.contains(name), "TYPE before HELP for {name}");
                 assert_eq!(kind == "counter", name.ends_with("_total"), "{line}");
@@ -878,7 +936,13 @@ mod tests {
                 current = name;
                 continue;
             }
-            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let mut name = line.split(['{', ' ']).next().unwrap_or_default();
+            // A histogram's series are its name with a suffix.
+            if kinds.get(current) == Some(&"histogram") {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    name = name.strip_suffix(suffix).filter(|n| *n == current).unwrap_or(name);
+                }
+            }
             assert_eq!(name, current, "series outside its family: {line}");
             assert!(!finished.contains(name), "family {name} split: {line}");
         }
@@ -901,6 +965,31 @@ mod tests {
             let parsed: f64 = value.parse().expect("numeric value");
             assert!(parsed.is_finite(), "{value}");
         }
+    }
+
+    #[test]
+    fn commit_durations_are_a_cumulative_histogram() {
+        let text = rendered();
+        for line in [
+            "# TYPE hostwatch_collector_commit_seconds histogram",
+            r#"hostwatch_collector_commit_seconds_bucket{le="0.001"} 1"#,
+            r#"hostwatch_collector_commit_seconds_bucket{le="0.0025"} 3"#,
+            r#"hostwatch_collector_commit_seconds_bucket{le="0.25"} 3"#,
+            r#"hostwatch_collector_commit_seconds_bucket{le="0.5"} 4"#,
+            r#"hostwatch_collector_commit_seconds_bucket{le="8"} 4"#,
+            r#"hostwatch_collector_commit_seconds_bucket{le="+Inf"} 5"#,
+            "hostwatch_collector_commit_seconds_sum 9.3044",
+            "hostwatch_collector_commit_seconds_count 5",
+            r#"hostwatch_collector_commit_samples_bucket{le="256"} 1"#,
+            "hostwatch_collector_commit_samples_count 1",
+            r#"hostwatch_collector_maintenance_seconds_bucket{le="0.025"} 1"#,
+        ] {
+            assert_line(&text, line);
+        }
+        // An idle collector still exports the family, every bucket at 0.
+        let text = render(&view(), &CollectorFigures::default());
+        assert_line(&text, r#"hostwatch_collector_commit_seconds_bucket{le="+Inf"} 0"#);
+        assert_line(&text, "hostwatch_collector_commit_seconds_count 0");
     }
 
     #[test]

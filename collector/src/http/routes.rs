@@ -451,6 +451,7 @@ async fn metrics(ctx: &Ctx) -> Reply {
         ingest_bytes_total: ctx.metrics.ingest_bytes_total(),
         subscribers: ctx.subscribers.load(std::sync::atomic::Ordering::Relaxed),
         storage: ctx.storage.health().view(),
+        writer: ctx.storage.timings().view(),
         notify: ctx.notify_stats.clone(),
     };
     let body = crate::http::metrics::render(&view, &figures);

@@ -21,6 +21,7 @@ pub mod query;
 pub mod removal;
 pub mod rows;
 pub mod schema;
+pub mod timing;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -204,6 +205,7 @@ pub struct Storage {
     path: PathBuf,
     next_event_id: u64,
     health: Arc<health::Health>,
+    timings: Arc<timing::WriterTimings>,
 }
 
 /// Writer-side knowledge of a host, cached between batches.
@@ -293,13 +295,19 @@ impl Storage {
         schema::migrate(&mut conn)?;
         let (tx, rx) = async_channel::bounded(QUEUE_DEPTH);
         let health = Arc::new(health::Health::default());
-        let mut writer = Writer::new(conn, policy, hosts, health.clone())?;
+        let timings = Arc::new(timing::WriterTimings::default());
+        let mut writer = Writer::new(conn, policy, hosts, health.clone(), timings.clone())?;
         let next_event_id = writer.next_eid;
         let handle = std::thread::Builder::new()
             .name("storage".into())
             .spawn(move || writer.run(rx, publish))
             .context("spawning the storage thread")?;
-        Ok((Self { tx, path: path.to_owned(), next_event_id, health }, handle))
+        Ok((Self { tx, path: path.to_owned(), next_event_id, health, timings }, handle))
+    }
+
+    /// What the writer's transactions and maintenance steps took, as histograms.
+    pub fn timings(&self) -> &timing::WriterTimings {
+        &self.timings
     }
 
     /// Whether the storage can commit, as the writer last found it.
@@ -498,6 +506,8 @@ struct Writer {
     maintenance: maintenance::Maintenance,
     /// Shared with the [`Storage`] handles; only the writer changes it.
     health: Arc<health::Health>,
+    /// Durations of transactions and maintenance steps, for `/metrics`.
+    timings: Arc<timing::WriterTimings>,
     /// When a failed maintenance step may run again.
     maintenance_retry: health::Retry,
     /// The shared token's host limits.
@@ -527,6 +537,7 @@ impl Writer {
         policy: maintenance::Policy,
         limits: HostLimits,
         health: Arc<health::Health>,
+        timings: Arc<timing::WriterTimings>,
     ) -> anyhow::Result<Self> {
         let known = count_hosts(&conn)?;
         let admission = admission::Admission::new(limits.max_hosts, limits.new_per_minute, known);
@@ -547,6 +558,7 @@ impl Writer {
             next_eid,
             maintenance,
             health,
+            timings,
             maintenance_retry: health::Retry::default(),
             admission,
         })
@@ -571,15 +583,28 @@ impl Writer {
             // Only a commit that wrote proves the disk takes writes: one of pings alone
             // succeeds on a full disk too.
             let writes = commands.iter().any(|c| !matches!(c, Command::Ping(_) | Command::Stop));
+            let samples: usize = commands
+                .iter()
+                .map(|c| match c {
+                    Command::Store { batch, .. } => batch.samples.len(),
+                    _ => 0,
+                })
+                .sum();
             let started = Instant::now();
             let next_eid = self.next_eid;
             let mut outcome = Outcome::default();
-            match self.apply(commands, &mut outcome) {
+            let applied = self.apply(commands, &mut outcome);
+            let elapsed = started.elapsed();
+            // A transaction of pings alone writes nothing: it would only dilute the figures.
+            if writes {
+                self.timings.commit_seconds.observe_duration(elapsed);
+                self.timings.commit_samples.observe(samples as f64);
+            }
+            match applied {
                 Ok(()) => {
                     if writes {
                         self.health.succeeded();
                     }
-                    let elapsed = started.elapsed();
                     if elapsed > Duration::from_secs(1) {
                         log::warn!("storage: a transaction took {elapsed:.1?}");
                     }
@@ -660,7 +685,10 @@ impl Writer {
         }
         let due = self.maintenance_due();
         if Instant::now() >= due {
-            match self.maintenance.run(&mut self.conn) {
+            let started = Instant::now();
+            let ran = self.maintenance.run(&mut self.conn);
+            self.timings.maintenance_seconds.observe_duration(started.elapsed());
+            match ran {
                 Ok(()) => self.maintenance_retry.succeeded(),
                 Err(err) => {
                     // A full disk fails every step: wait longer each time (and log once), so
