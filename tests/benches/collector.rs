@@ -23,7 +23,9 @@
 //! 4. `fanout`: 1,000 SSE subscribers while ten agents send 100, then 1,000 samples per second;
 //!    samples delivered to each subscriber and latency from a sample's timestamp to its arrival.
 //! 5. `scale`: 2,000, 5,000, then 10,000 agents at 1 Hz and one SSE subscriber; latency from a
-//!    sample's timestamp to its arrival at the subscriber.
+//!    sample's timestamp to its arrival at the subscriber. Each point runs three times, each
+//!    with a fresh collector, and every run's p50/p99/max, ack p99 and the writer's slow
+//!    transactions (from `hostwatch_collector_commit_seconds`) are printed side by side.
 //! 6. `history`: 24 h of 1 s samples of one host, then `GET /api/hosts/{id}/history` at a
 //!    60 s step (1,440 points, from the rollups) and a 90 s step (from raw points).
 //! 7. `storage`: 24 h of one realistic host at 1 s (4 cores, 3 interfaces, 4 mounts, 2 disks,
@@ -34,11 +36,15 @@
 //! 8. `page`: 1,000 agents at 1 Hz, the overview open in Debian's chromium (playwright-core,
 //!    `tests/browser/page.bench.mjs`) for 60 s: frames per second and frame intervals, the
 //!    longest main-thread task, and the page's JS heap at the start and the end.
+//! 9. `soak10k`, only when named (it takes about 11 minutes): 10,000 agents at 1 Hz held for
+//!    10 minutes, so the first rollups, compactions, checkpoints and retention steps happen
+//!    inside the window; latency, ack p99 and the writer's histograms for each minute.
 //!
 //! Sizes can be changed with `HOSTWATCH_BENCH_*` environment variables (defaults in brackets):
 //! `INGEST_CONNECTIONS` [100], `INGEST_WINDOW` [2], `INGEST_SECONDS` [20], `IDLE_CONNECTIONS`
 //! [5000], `SUBSCRIBERS` [1000], `FANOUT_RATES` [100,1000], `FANOUT_SECONDS` [10],
-//! `SCALE_AGENTS` [2000,5000,10000], `SCALE_SECONDS` [20], `HISTORY_REPEATS` [20],
+//! `SCALE_AGENTS` [2000,5000,10000], `SCALE_SECONDS` [20], `SCALE_REPEATS` [3],
+//! `SOAK_AGENTS` [10000], `SOAK_MINUTES` [10], `HISTORY_REPEATS` [20],
 //! `STORAGE_HOURS` [24] (the quick check in CI-sized runs: `HOSTWATCH_BENCH_STORAGE_HOURS=1`),
 //! `PAGE_HOSTS` [1000], `PAGE_SECONDS` [60].
 //! `HOSTWATCH_BENCH_COLLECTOR=PATH` runs that collector binary instead of building one (a build
@@ -82,8 +88,10 @@ const CONNECTING_AT_ONCE: usize = 64;
 /// Longest time to open all connections of a phase.
 const CONNECT_BUDGET: Duration = Duration::from_secs(180);
 
-const PHASES: [&str; 8] =
-    ["ingest", "raw", "idle", "fanout", "scale", "history", "storage", "page"];
+const PHASES: [&str; 9] =
+    ["ingest", "raw", "idle", "fanout", "scale", "history", "storage", "page", "soak10k"];
+/// Phases run only when named: the 10-minute hold would double the default run.
+const ON_REQUEST: [&str; 1] = ["soak10k"];
 
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; anything else not starting with `-` names a phase.
@@ -92,7 +100,9 @@ fn main() -> ExitCode {
         eprintln!("unknown phase {unknown:?}; the phases are {}", PHASES.join(", "));
         return ExitCode::from(2);
     }
-    let wanted = |phase: &str| named.is_empty() || named.iter().any(|n| n == phase);
+    let wanted = |phase: &str| {
+        (named.is_empty() && !ON_REQUEST.contains(&phase)) || named.iter().any(|n| n == phase)
+    };
     print_machine();
     let binary = match build_collector() {
         Ok(binary) => binary,
@@ -131,6 +141,9 @@ fn main() -> ExitCode {
     }
     if wanted("page") {
         table.phase("page", || page_overview(&runtime, &binary));
+    }
+    if wanted("soak10k") {
+        table.phase("soak10k", || soak(&runtime, &binary));
     }
     drop(runtime);
     table.print();
@@ -614,6 +627,8 @@ struct Audience {
     streaming: AtomicUsize,
     /// Sample events delivered to all of them, to see when they have drained.
     delivered: AtomicU64,
+    /// Whether each recorded latency also keeps its sample's `ts` (for figures per minute).
+    timeline: AtomicBool,
 }
 
 /// What one SSE subscriber saw.
@@ -622,6 +637,8 @@ struct Seen {
     samples: u64,
     /// Arrival minus the sample's `ts`, for samples that arrived while recording.
     latencies_ms: Vec<u32>,
+    /// The `ts` of each of `latencies_ms`, when the audience keeps a timeline.
+    stamps_ms: Vec<u64>,
     /// Times the collector dropped it as too slow (`lagged`).
     lagged: u32,
     error: Option<String>,
@@ -701,6 +718,9 @@ async fn read_events(
                         ..audience.to_ms.load(Ordering::Relaxed);
                     if window.contains(&ts) {
                         seen.latencies_ms.push(tests::now_ms().saturating_sub(ts) as u32);
+                        if audience.timeline.load(Ordering::Relaxed) {
+                            seen.stamps_ms.push(ts);
+                        }
                     }
                 }
                 Frame::Lagged => {
@@ -806,6 +826,8 @@ struct Steady {
     sent_recorded: u64,
     /// Send-to-ack times of samples sent while recording.
     ack_ms: Vec<u32>,
+    /// When each of `ack_ms`'s samples was sent (unix ms).
+    ack_sent_ms: Vec<u64>,
     error: Option<String>,
 }
 
@@ -874,7 +896,9 @@ async fn steady_agent(
                     unacked.pop_front();
                     steady.acked += 1;
                     if recorded {
-                        steady.ack_ms.push(sent_at.elapsed().as_millis() as u32);
+                        let took = sent_at.elapsed().as_millis() as u32;
+                        steady.ack_ms.push(took);
+                        steady.ack_sent_ms.push(tests::now_ms().saturating_sub(u64::from(took)));
                     }
                 }
                 if stopping.is_some() && unacked.is_empty() {
@@ -902,18 +926,57 @@ async fn steady_agent(
 // ---------------------------------------------------------------------------------------------
 // Phase 5: agent-to-browser latency at scale
 
-/// Agent-to-browser latency at each number of agents in `SCALE_AGENTS`, the largest last.
+/// Agent-to-browser latency at each number of agents in `SCALE_AGENTS`, the largest last, each
+/// point `SCALE_REPEATS` times with a fresh collector, every run's figures side by side.
 fn latency_at_scale(runtime: &Runtime, binary: &Path) -> anyhow::Result<Vec<Row>> {
     let seconds = knob("SCALE_SECONDS", 20) as u64;
+    let repeats = knob("SCALE_REPEATS", 3).max(1);
     let counts =
         std::env::var("HOSTWATCH_BENCH_SCALE_AGENTS").unwrap_or_else(|_| "2000,5000,10000".into());
     let mut rows = Vec::new();
     let mut reached_most = 0;
+    let mut summary = Vec::new();
     for count in counts.split(',') {
         let count: usize = count.trim().parse().context("HOSTWATCH_BENCH_SCALE_AGENTS")?;
-        let (reached, row) = latency_at(runtime, binary, count, seconds)?;
-        reached_most = reached_most.max(reached);
-        rows.push(row);
+        let mut runs = Vec::new();
+        for repeat in 1..=repeats {
+            println!("scale: {count} agents, run {repeat} of {repeats}");
+            let run = latency_at(runtime, binary, count, seconds, seconds)?;
+            reached_most = reached_most.max(run.reached);
+            runs.push(run);
+        }
+        let reached = runs.iter().map(|r| r.reached).min().unwrap_or(0);
+        let each =
+            |f: &dyn Fn(&ScaleRun) -> String| runs.iter().map(f).collect::<Vec<_>>().join(" | ");
+        let latency = each(&|r| r.latency_text());
+        let acks = each(&|r| r.ack.p99.to_string());
+        let commits = each(&|r| r.commits.clone());
+        summary.push(format!(
+            "  {count:>6} agents  latency p50/p99/max per run: {latency}\n  {:>6}         ack p99 per run: {acks}\n  {:>6}         writer per run: {commits}",
+            "", ""
+        ));
+        let (target_text, met) = if count >= 10_000 {
+            let all =
+                runs.iter().all(|r| r.reached >= 10_000 && r.delivered && r.latency.p99 <= 100);
+            ("p99 <= 100 in every run", Some(all))
+        } else {
+            ("(p99 <= 100 at 10,000)", None)
+        };
+        let name =
+            format!("agent-to-browser at {} agents, {repeats} runs (ms)", group(reached as f64));
+        rows.push(Row::new(&name, latency, target_text, met));
+        rows.push(Row::new(
+            &format!("  send -> ack p99 at {} agents (ms)", group(reached as f64)),
+            acks,
+            "-",
+            None,
+        ));
+    }
+    println!(
+        "scale: every run side by side (p50 / p99 / max ms; writer: transactions over 100 ms / over 500 ms / longest bucket)"
+    );
+    for line in summary {
+        println!("{line}");
     }
     rows.insert(
         0,
@@ -927,19 +990,61 @@ fn latency_at_scale(runtime: &Runtime, binary: &Path) -> anyhow::Result<Vec<Row>
     Ok(rows)
 }
 
+/// What one run of agents at 1 Hz measured.
+struct ScaleRun {
+    /// Agents the collector counted connected.
+    reached: u64,
+    /// Whether at most 1 % of the window's samples went undelivered.
+    delivered: bool,
+    missing: u64,
+    sent: u64,
+    latency: Percentiles,
+    ack: Percentiles,
+    /// The writer's transactions in the window, from its histogram, in short.
+    commits: String,
+}
+
+impl ScaleRun {
+    fn latency_text(&self) -> String {
+        if self.delivered {
+            format!("{}/{}/{}", self.latency.p50, self.latency.p99, self.latency.max)
+        } else {
+            format!("{} of {} lost", self.missing, self.sent)
+        }
+    }
+}
+
+/// The 10,000-agent hold (`soak10k`): `SOAK_AGENTS` agents at 1 Hz for `SOAK_MINUTES`, with the
+/// latency, the ack time and the writer's histograms printed for each minute.
+fn soak(runtime: &Runtime, binary: &Path) -> anyhow::Result<Vec<Row>> {
+    let agents = knob("SOAK_AGENTS", 10_000);
+    let minutes = knob("SOAK_MINUTES", 10).max(1) as u64;
+    let run = latency_at(runtime, binary, agents, minutes * 60, 60)?;
+    let met = run.reached >= 10_000 && run.delivered && run.latency.p99 <= 100;
+    Ok(vec![Row::new(
+        &format!("hold of {} agents for {minutes} min (ms)", group(run.reached as f64)),
+        run.latency_text(),
+        "p99 <= 100",
+        Some(met),
+    )])
+}
+
 /// Connects `target` agents sending one sample a second, each stamped with its send time, and
-/// measures with one SSE subscriber how late the samples of a window arrive. Returns the number
-/// of agents connected and the table row.
+/// measures with one SSE subscriber how late the samples of a window of `seconds` arrive; with
+/// `slice` shorter than `seconds`, also for each slice of the window.
 fn latency_at(
     runtime: &Runtime,
     binary: &Path,
     target: usize,
     seconds: u64,
-) -> anyhow::Result<(u64, Row)> {
+    slice: u64,
+) -> anyhow::Result<ScaleRun> {
     let collector = CollectorProcess::start(binary, &[])?;
     println!("scale: up to {target} agents at 1 Hz, one SSE subscriber, {seconds}s measured");
     let (stop_reader, reader_stopped) = smol::channel::bounded::<()>(1);
     let audience = Arc::new(Audience::default());
+    let sliced = slice < seconds;
+    audience.timeline.store(sliced, Ordering::Relaxed);
     // Like a browser, it resumes with Last-Event-ID if the collector drops it as too slow.
     let reader = runtime.spawn(subscribe(collector.http, reader_stopped, audience.clone(), true));
     let (stop_agents, agents_stopped) = smol::channel::bounded::<()>(1);
@@ -972,12 +1077,30 @@ fn latency_at(
         failures.len()
     );
     let cpu = CpuWindow::start(collector.pid());
+    let first = collector.writer();
     audience.to_ms.store(u64::MAX, Ordering::Relaxed);
-    audience.from_ms.store(tests::now_ms(), Ordering::Relaxed);
+    let from_ms = tests::now_ms();
+    audience.from_ms.store(from_ms, Ordering::Relaxed);
     recording.store(true, Ordering::Relaxed);
-    std::thread::sleep(Duration::from_secs(seconds));
+    // The writer's histograms at the end of each slice.
+    let mut writer_at = vec![first.clone()];
+    let window_end = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < window_end {
+        let left = window_end.saturating_duration_since(Instant::now());
+        std::thread::sleep(left.min(Duration::from_secs(slice)));
+        if sliced {
+            let now = collector.writer();
+            let slices = writer_at.len();
+            println!(
+                "  minute {slices}: writer {}",
+                now.since(writer_at.last().expect("a first scrape")).text()
+            );
+            writer_at.push(now);
+        }
+    }
     recording.store(false, Ordering::Relaxed);
     audience.to_ms.store(tests::now_ms(), Ordering::Relaxed);
+    let last = collector.writer();
     let cpu = cpu.finish();
     let still = collector.stats()["agents_connected"].as_u64().unwrap_or(0);
     let rss = tests::resident_bytes(collector.pid());
@@ -985,11 +1108,11 @@ fn latency_at(
     let steady: Vec<Steady> = smol::block_on(join_all(tasks));
     // The window's samples may still be on their way: wait until none has arrived for 3 s.
     let drain_deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = (u64::MAX, Instant::now());
-    while Instant::now() < drain_deadline && last.1.elapsed() < Duration::from_secs(3) {
+    let mut last_seen = (u64::MAX, Instant::now());
+    while Instant::now() < drain_deadline && last_seen.1.elapsed() < Duration::from_secs(3) {
         let delivered = audience.delivered.load(Ordering::Relaxed);
-        if delivered != last.0 {
-            last = (delivered, Instant::now());
+        if delivered != last_seen.0 {
+            last_seen = (delivered, Instant::now());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -997,10 +1120,47 @@ fn latency_at(
     let mut seen = smol::block_on(reader);
     let warnings = collector.stop();
 
+    if sliced {
+        // Latency and ack time of the samples stamped in each slice.
+        let slice_ms = slice * 1000;
+        let count = seconds.div_ceil(slice) as usize;
+        let mut latency = vec![Vec::new(); count];
+        for (&ts, &ms) in seen.stamps_ms.iter().zip(&seen.latencies_ms) {
+            let i = (ts.saturating_sub(from_ms) / slice_ms) as usize;
+            latency[i.min(count - 1)].push(ms);
+        }
+        let mut acks = vec![Vec::new(); count];
+        for s in &steady {
+            for (&at, &ms) in s.ack_sent_ms.iter().zip(&s.ack_ms) {
+                let i = (at.saturating_sub(from_ms) / slice_ms) as usize;
+                acks[i.min(count - 1)].push(ms);
+            }
+        }
+        println!(
+            "  per minute of the window (ms): agent-to-browser p50 / p99 / max; send -> ack p99; writer"
+        );
+        for (i, (mut latency, mut acks)) in latency.into_iter().zip(acks).enumerate() {
+            let writer = match (writer_at.get(i), writer_at.get(i + 1)) {
+                (Some(before), Some(after)) => after.since(before).text(),
+                _ => "-".into(),
+            };
+            let latency = Percentiles::of(&mut latency);
+            let ack = Percentiles::of(&mut acks);
+            println!(
+                "    minute {:>2}: {} over {} samples; ack p99 {}; writer {writer}",
+                i + 1,
+                latency.short(),
+                latency.count,
+                ack.p99
+            );
+        }
+    }
+
     let sent: u64 = steady.iter().map(|s| s.sent_recorded).sum();
     let latency = Percentiles::of(&mut seen.latencies_ms);
     let mut acks: Vec<u32> = steady.iter().flat_map(|s| s.ack_ms.iter().copied()).collect();
     let ack = Percentiles::of(&mut acks);
+    let writer = last.since(&first);
     println!(
         "  window: {sent} samples sent, {} of them received by the subscriber (resumed after \
          `lagged` {} times); {still} agents still connected at its end",
@@ -1008,6 +1168,7 @@ fn latency_at(
     );
     println!("  agent-to-browser latency (ts -> SSE arrival): {latency}");
     println!("  agent send -> ack: {ack}");
+    println!("  writer in the window: {}", writer.text());
     println!("  collector RSS {:.1} MiB; {cpu}", rss as f64 / 1048576.0);
     let mut problems = failures;
     problems.extend(steady.iter().filter_map(|s| s.error.clone()));
@@ -1016,18 +1177,111 @@ fn latency_at(
     // Undelivered samples count as infinitely late: with more than 1 % missing there is no p99.
     let missing = sent.saturating_sub(latency.count as u64);
     let delivered = missing as f64 <= sent as f64 * 0.01;
-    let value = if delivered {
-        format!("p50 {} / p99 {} / max {}", latency.p50, latency.p99, latency.max)
-    } else {
-        format!("{missing} of {sent} not delivered")
-    };
-    let (target_text, met) = if target >= 10_000 {
-        ("p99 <= 100", Some(reached >= 10_000 && delivered && latency.p99 <= 100))
-    } else {
-        ("(p99 <= 100 at 10,000)", None)
-    };
-    let name = format!("agent-to-browser at {} agents (ms)", group(reached as f64));
-    Ok((reached, Row::new(&name, value, target_text, met)))
+    Ok(ScaleRun { reached, delivered, missing, sent, latency, ack, commits: writer.short() })
+}
+
+/// The storage writer's histograms as `/metrics` exports them.
+#[derive(Clone, Default)]
+struct WriterFigures {
+    commits: Histogram,
+    samples: Histogram,
+    maintenance: Histogram,
+}
+
+/// One Prometheus histogram read back: cumulative `(le, count)` with `+Inf` last, and the sum.
+#[derive(Clone, Default)]
+struct Histogram {
+    buckets: Vec<(f64, u64)>,
+    sum: f64,
+}
+
+impl Histogram {
+    /// Reads family `name` from an exposition (empty when it is not there).
+    fn parse(body: &str, name: &str) -> Self {
+        let prefix = format!("{name}_bucket{{le=\"");
+        let buckets = body
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .filter_map(|rest| {
+                let (le, count) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+                Some((le, count.parse().ok()?))
+            })
+            .collect();
+        let sum = body
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}_sum "))?.parse().ok())
+            .unwrap_or(0.0);
+        Self { buckets, sum }
+    }
+
+    fn count(&self) -> u64 {
+        self.buckets.last().map_or(0, |b| b.1)
+    }
+
+    /// What was observed after `before` was read.
+    fn since(&self, before: &Histogram) -> Histogram {
+        let buckets = self
+            .buckets
+            .iter()
+            .map(|&(le, count)| {
+                let earlier = before.buckets.iter().find(|b| b.0 == le).map_or(0, |b| b.1);
+                (le, count.saturating_sub(earlier))
+            })
+            .collect();
+        Histogram { buckets, sum: self.sum - before.sum }
+    }
+
+    /// Observations above `bound`.
+    fn above(&self, bound: f64) -> u64 {
+        let at = self.buckets.iter().find(|b| b.0 >= bound).map_or(0, |b| b.1);
+        self.count().saturating_sub(at)
+    }
+
+    /// The upper bound of the bucket holding the longest observation, as text.
+    fn longest(&self) -> String {
+        let count = self.count();
+        match self.buckets.iter().find(|b| count > 0 && b.1 == count) {
+            Some((le, _)) if le.is_infinite() => "> 8 s".into(),
+            Some((le, _)) => format!("<= {le} s"),
+            None => "-".into(),
+        }
+    }
+}
+
+impl WriterFigures {
+    fn since(&self, before: &WriterFigures) -> WriterFigures {
+        WriterFigures {
+            commits: self.commits.since(&before.commits),
+            samples: self.samples.since(&before.samples),
+            maintenance: self.maintenance.since(&before.maintenance),
+        }
+    }
+
+    /// Transactions over 100 ms / over 500 ms / the longest one's bucket.
+    fn short(&self) -> String {
+        let c = &self.commits;
+        format!("{}/{}/{}", c.above(0.1), c.above(0.5), c.longest())
+    }
+
+    fn text(&self) -> String {
+        let (c, m) = (&self.commits, &self.maintenance);
+        let mean = |h: &Histogram| h.sum * 1000.0 / h.count().max(1) as f64;
+        format!(
+            "{} transactions (mean {:.1} ms, {:.0} samples each; over 100 ms: {}, over 500 ms: \
+             {}, longest {}), {} maintenance steps (mean {:.1} ms, over 100 ms: {}, longest {})",
+            c.count(),
+            mean(c),
+            self.samples.sum / c.count().max(1) as f64,
+            c.above(0.1),
+            c.above(0.5),
+            c.longest(),
+            m.count(),
+            mean(m),
+            m.above(0.1),
+            m.longest()
+        )
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1805,6 +2059,17 @@ impl CollectorProcess {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The writer's histograms from `GET /metrics` (empty if it could not be read).
+    fn writer(&self) -> WriterFigures {
+        let response = tests::http(self.http, "GET", "/metrics", &[], b"");
+        let body = String::from_utf8_lossy(&response.body);
+        WriterFigures {
+            commits: Histogram::parse(&body, "hostwatch_collector_commit_seconds"),
+            samples: Histogram::parse(&body, "hostwatch_collector_commit_samples"),
+            maintenance: Histogram::parse(&body, "hostwatch_collector_maintenance_seconds"),
+        }
     }
 
     /// `GET /api/stats`.
