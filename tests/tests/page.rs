@@ -59,6 +59,16 @@ fn browser_script(
     (node, lines)
 }
 
+/// Waits for a browser script to exit and fails the test if it failed.
+fn assert_script_passed(node: &mut std::process::Child, screenshot: &Path) {
+    let status = wait_exit(node, Duration::from_secs(20)).expect("the browser script did not exit");
+    assert!(
+        status.success(),
+        "browser script failed: {status:?}; screenshot at {}",
+        screenshot.display()
+    );
+}
+
 #[test]
 fn the_page_shows_this_host_live_and_recovers_after_a_collector_restart() {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
@@ -98,13 +108,7 @@ fn the_page_shows_this_host_live_and_recovers_after_a_collector_restart() {
     let _collector = Collector::spawn_on(dir.path(), &http, &ws, &[]);
     node.stdin.as_mut().unwrap().write_all(b"RESTARTED\n").unwrap();
     read_until(&lines, "PHASE2 OK", Duration::from_secs(60), &mut seen);
-    let status =
-        wait_exit(&mut node, Duration::from_secs(20)).expect("the browser script did not exit");
-    assert!(
-        status.success(),
-        "browser script failed: {status:?}; screenshot at {}",
-        screenshot.display()
-    );
+    assert_script_passed(&mut node, &screenshot);
 }
 
 #[test]
@@ -213,13 +217,7 @@ fn the_page_navigates_the_past_plays_it_back_and_manages_hosts() {
     assert!(collector.terminate().success());
     node.stdin.as_mut().unwrap().write_all(b"DOWN\n").unwrap();
     read_until(&lines, "DONE", Duration::from_secs(30), &mut seen);
-    let status =
-        wait_exit(&mut node, Duration::from_secs(20)).expect("the browser script did not exit");
-    assert!(
-        status.success(),
-        "browser script failed: {status:?}; screenshot at {}",
-        screenshot.display()
-    );
+    assert_script_passed(&mut node, &screenshot);
     let _ = feeder.join();
 }
 
