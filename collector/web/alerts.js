@@ -3,6 +3,7 @@
 
 import { ALERTS_REFRESH_MS, state } from './store.js';
 import { getJSON } from './api.js';
+import { loadRecentAlerts } from './detail.js';
 import { isNum } from './format.js';
 import { markDirty, scheduleFlush } from './render.js';
 
@@ -58,4 +59,5 @@ export function noteAlert(ev, type) {
   if (list.length) state.alerts.set(ev.host, list);
   else state.alerts.delete(ev.host);
   changed([ev.host]);
+  if (state.detail && state.detail.id === ev.host) loadRecentAlerts();
 }

@@ -631,7 +631,7 @@ export async function loadRecentAlerts() {
   const d = state.detail;
   if (!d) return;
   try {
-    const res = await getJSON('api/activity?types=alert&limit=100');
+    const res = await getJSON('api/activity?types=alert&limit=20&host=' + encodeURIComponent(d.id));
     if (state.detail !== d) return;
     const events = Array.isArray(res.events) ? res.events : [];
     d.recentAlerts = events.filter((e) => e && e.host === d.id && String(e.type || '').startsWith('alert')).slice(0, 20);
