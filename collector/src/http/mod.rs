@@ -67,9 +67,15 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
         };
+        if crate::ws::wants_upgrade(&request) {
+            // `/ingest` and `/live` on this port too; bytes read past the head go along.
+            let stream = crate::ws::Prefixed::new(std::mem::take(&mut buffer), stream);
+            crate::ws::serve_http_upgrade(stream, &request, addr, ctx, admitted).await;
+            return;
+        }
         let keep_alive = server::keep_alive(&request);
         let head_only = request.method == "HEAD";
-        let mut response = routes::handle(&request, &ctx).await;
+        let mut response = routes::compress(&request, routes::handle(&request, &ctx).await);
         response.headers.extend(routes::common_headers());
         let streaming = matches!(response.body, Body::Stream(_));
         if let Err(err) = server::write_response(
