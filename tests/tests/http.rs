@@ -121,3 +121,94 @@ fn json_csv_and_metrics_are_gzipped_for_clients_that_take_it() {
     assert_eq!(small.header("content-encoding"), None);
     assert!(small.json()["error"].is_string());
 }
+
+/// Sends `request` on a fresh connection and returns everything the collector answers.
+fn raw_exchange(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(20 * SECOND)).expect("timeout");
+    // The collector may answer and close before reading an oversized request to its end.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn chunked_bodies_100_continue_and_duplicate_content_lengths() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = temp_dir();
+    let collector =
+        Collector::spawn(dir.path(), &["--no-self-monitor", "--admin-token", "admin-secret"]);
+    let mut sse = SseClient::connect(collector.http, "/events?types=notification", &[]);
+
+    // curl sends a chunked body when told to; the broadcast reaches subscribers.
+    let output = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+        .args(["-H", "Transfer-Encoding: chunked", "-H", "Authorization: Bearer admin-secret"])
+        .args(["--data-binary", r#"{"message": "sent in chunks"}"#])
+        .arg(format!("http://{}/api/broadcast", collector.http))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "202", "{output:?}");
+    let event = sse.until(5 * SECOND, |e| e.event == "notification");
+    assert_eq!(event.data["message"], "sent in chunks");
+    // Several chunks, extensions and a trailer, by hand.
+    let chunked =
+        b"POST /api/broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-secret\r\n\
+Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+5;x=y\r\n{\"mes\r\n14\r\nsage\": \"two chunks\"}\r\n0\r\nX-Trailer: t\r\n\r\n";
+    let answer = raw_exchange(collector.http, chunked);
+    assert!(answer.starts_with("HTTP/1.1 202 "), "{answer}");
+    let event = sse.until(5 * SECOND, |e| e.event == "notification");
+    assert_eq!(event.data["message"], "two chunks");
+    // A chunked body over the body limit is refused like any other.
+    let mut huge =
+        b"POST /api/broadcast HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..80 {
+        huge.extend_from_slice(format!("400\r\n{}\r\n", "a".repeat(1024)).as_bytes());
+    }
+    assert!(raw_exchange(collector.http, &huge).starts_with("HTTP/1.1 413 "));
+
+    // Expect: 100-continue: the body goes only after the collector says so.
+    let mut stream = std::net::TcpStream::connect(collector.http).expect("connect");
+    stream.set_read_timeout(Some(10 * SECOND)).expect("timeout");
+    let body = br#"{"message": "after continue"}"#;
+    write!(
+        stream,
+        "POST /api/broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-secret\r\n\
+Expect: 100-continue\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("head");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("100 Continue before the body");
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    line.clear();
+    reader.read_line(&mut line).expect("its blank line");
+    assert_eq!(line, "\r\n");
+    stream.write_all(body).expect("body");
+    line.clear();
+    reader.read_line(&mut line).expect("the answer");
+    assert!(line.starts_with("HTTP/1.1 202 "), "{line}");
+    let event = sse.until(5 * SECOND, |e| e.event == "notification");
+    assert_eq!(event.data["message"], "after continue");
+    // An expectation the collector cannot meet.
+    let odd =
+        b"POST /api/broadcast HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 0\r\n\r\n";
+    assert!(raw_exchange(collector.http, odd).starts_with("HTTP/1.1 417 "));
+
+    // Content-Length given twice, even with the same value, is refused.
+    for (lengths, why) in
+        [("2\r\nContent-Length: 2", "duplicate"), ("2\r\nContent-Length: 3", "conflicting")]
+    {
+        let request = format!(
+            "POST /api/broadcast HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-secret\r\n\
+Content-Length: {lengths}\r\n\r\n{{}}"
+        );
+        let answer = raw_exchange(collector.http, request.as_bytes());
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        assert!(answer.contains(&format!("{why} Content-Length")), "{answer}");
+    }
+}

@@ -43,8 +43,8 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         // A connection that has sent no request yet may be closed to make room for a newer one.
         let read = async {
-            let read = server::read_request(&mut stream, &mut buffer, addr, &limits, wait);
-            Some(admitted.unless_evicted(read).await)
+            let head = server::read_head(&mut stream, &mut buffer, addr, &limits, wait);
+            Some(admitted.unless_evicted(head).await)
         };
         let stop = async {
             // At shutdown an idle kept-alive connection is closed rather than waited for.
@@ -52,12 +52,23 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             None::<Option<_>>
         };
         let Some(Some(read)) = read.or(stop).await else { return };
-        let request = match read {
-            Ok(request) => {
+        let read = match read {
+            Ok(head) => {
                 admitted.authenticated();
                 wait = limits.idle_timeout;
-                request
+                if head.wants_continue(&buffer)
+                    && let Err(err) =
+                        server::write_all(&mut stream, server::CONTINUE, limits.write_timeout).await
+                {
+                    log::debug!("http: {addr}: writing 100 Continue failed: {err}");
+                    return;
+                }
+                server::read_body(&mut stream, &mut buffer, head, &limits).await
             }
+            Err(err) => Err(err),
+        };
+        let request = match read {
+            Ok(request) => request,
             Err(ReadError::Closed) => return,
             Err(ReadError::Refuse(status, message)) => {
                 log::debug!("http: {addr}: {status} {message}");
