@@ -347,7 +347,7 @@ fn has_token(value: &str, token: &str) -> bool {
 /// and text as on `--ws`, and the connection closes.
 pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    request: &crate::http::server::Request,
+    request: crate::http::server::Request,
     addr: SocketAddr,
     ctx: Ctx,
     mut admitted: Admitted,
@@ -411,6 +411,8 @@ pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
             },
         }
     };
+    // The request's headers are not kept for the connection's life.
+    drop(request);
     let timeout = ctx.limits.http.write_timeout;
     let route = match answer {
         Ok(route) => route,

@@ -81,7 +81,8 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         if crate::ws::wants_upgrade(&request) {
             // `/ingest` and `/live` on this port too; bytes read past the head go along.
             let stream = crate::ws::Prefixed::new(std::mem::take(&mut buffer), stream);
-            crate::ws::serve_http_upgrade(stream, &request, addr, ctx, admitted).await;
+            // Boxed: an HTTP connection's task is not charged for the WebSocket's state.
+            Box::pin(crate::ws::serve_http_upgrade(stream, request, addr, ctx, admitted)).await;
             return;
         }
         let keep_alive = server::keep_alive(&request);
