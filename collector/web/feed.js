@@ -35,9 +35,10 @@ export function describeActivity(ev) {
   }
   let text = ev.message ? String(ev.message) : null;
   if (!text) {
-    const what = ev.summary || ev.rule || ev.name || 'alert';
     const st = ev.state || type.replace(/^alert_?/, '') || 'firing';
-    text = (ev.host ? hostName(ev) + ': ' : '') + what + ' ' + st;
+    // A summary is written by the rule and names its host already.
+    text = ev.summary ? String(ev.summary) + ' ' + st
+      : (ev.host ? hostName(ev) + ': ' : '') + (ev.rule || ev.name || 'alert') + ' ' + st;
   }
   const resolved = /resolved/.test(type) || ev.state === 'resolved';
   return { kind: resolved ? 'alert-resolved' : 'alert', text };

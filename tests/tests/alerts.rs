@@ -152,62 +152,6 @@ impl Drop for Smtp {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A private CA (`ca.pem`) and a certificate for 127.0.0.1 signed by it (`server.pem`).
-fn certificates(dir: &Path) {
-    openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"]);
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=hostwatch test CA",
-        ],
-    );
-    openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key"]);
-    openssl(
-        dir,
-        &["req", "-new", "-key", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
-    );
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
-
 fn notify_test(config: &Path) -> (Option<i32>, String) {
     let output = Command::new(binary("hostwatch-collector"))
         .args(["notify-test", "--config", config.to_str().unwrap()])

@@ -233,8 +233,10 @@ fn removal_needs_the_admin_token_a_known_host_and_the_right_method() {
 #[test]
 fn removal_resumes_after_the_collector_is_killed() {
     let dir = temp_dir();
-    let mut collector =
-        Collector::spawn(dir.path(), &["--no-self-monitor", "--admin-token", ADMIN]);
+    let mut collector = Collector::spawn(
+        dir.path(),
+        &["--no-self-monitor", "--admin-token", ADMIN, "--alerts", "silent for 5s"],
+    );
     let (http_addr, ws_addr) = (collector.http.to_string(), collector.ws.to_string());
     let token = collector.token();
     // A large host, its rows still plain (the last 100 s), and a small neighbour.
@@ -251,6 +253,16 @@ fn removal_resumes_after_the_collector_is_killed() {
     small.close();
     wait_status(&collector, "big", "offline");
     let key = host_key(&collector.db, "big").unwrap();
+    // Its newest sample is ten seconds old: its silence alert fires, and is kept in the
+    // database so a restart would bring it back.
+    let firing = |collector: &Collector, host: &str| {
+        let (status, alerts) = collector.get_json("/api/alerts");
+        assert_eq!(status, 200);
+        alerts.as_array().unwrap().iter().any(|a| a["host"] == host)
+    };
+    wait_for(15 * SECOND, "the silence alert firing for big", || {
+        firing(&collector, "big").then_some(())
+    });
 
     let removed = delete(&collector, "big", Some(ADMIN));
     assert_eq!(removed.status, 202);
@@ -265,10 +277,11 @@ fn removal_resumes_after_the_collector_is_killed() {
         dir.path(),
         &http_addr,
         &ws_addr,
-        &["--no-self-monitor", "--admin-token", ADMIN],
+        &["--no-self-monitor", "--admin-token", ADMIN, "--alerts", "silent for 5s"],
     );
     assert!(collector.host("big").is_none());
     assert!(collector.host("small").is_some());
+    assert!(!firing(&collector, "big"), "a removed host's alerts end with it");
     // Its tombstone is no host id anyone can name.
     let tombstone = format!("%01removed:{key}");
     assert_eq!(collector.get_json(&format!("/api/hosts/{tombstone}")).0, 404);

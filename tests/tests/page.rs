@@ -31,6 +31,44 @@ fn read_until(
     }
 }
 
+/// Runs a browser script of `tests/browser/` with `env`: its stdin piped, its stdout lines sent
+/// to the returned channel (progress goes to stderr, shown with the test's output).
+fn browser_script(
+    script: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (std::process::Child, mpsc::Receiver<String>) {
+    let mut command = Command::new("node");
+    command.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("browser").join(script));
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut node = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("running node");
+    let (tx, lines) = mpsc::channel();
+    let stdout = node.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            // The test may have given up listening; the script then ends with it.
+            let _ = tx.send(line);
+        }
+    });
+    (node, lines)
+}
+
+/// Waits for a browser script to exit and fails the test if it failed.
+fn assert_script_passed(node: &mut std::process::Child, screenshot: &Path) {
+    let status = wait_exit(node, Duration::from_secs(20)).expect("the browser script did not exit");
+    assert!(
+        status.success(),
+        "browser script failed: {status:?}; screenshot at {}",
+        screenshot.display()
+    );
+}
+
 #[test]
 fn the_page_shows_this_host_live_and_recovers_after_a_collector_restart() {
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("browser");
@@ -50,25 +88,16 @@ fn the_page_shows_this_host_live_and_recovers_after_a_collector_restart() {
     });
     let screenshot =
         std::env::temp_dir().join(format!("hostwatch-page-{}.png", std::process::id()));
-    let mut node = Command::new("node")
-        .arg(browser_dir.join("page.test.mjs"))
-        .env("HOSTWATCH_URL", format!("http://{}/", collector.http))
-        .env("HOSTWATCH_HOST_ID", host["id"].as_str().unwrap())
-        .env("HOSTWATCH_HOSTNAME", host["hostname"].as_str().unwrap())
-        .env("HOSTWATCH_SCREENSHOT", &screenshot)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("running node");
-    let (tx, lines) = mpsc::channel();
-    let stdout = node.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            // The test may have given up listening; the script then ends with it.
-            let _ = tx.send(line);
-        }
-    });
+    let url = format!("http://{}/", collector.http);
+    let (mut node, lines) = browser_script(
+        "page.test.mjs",
+        &[
+            ("HOSTWATCH_URL", url.as_ref()),
+            ("HOSTWATCH_HOST_ID", host["id"].as_str().unwrap().as_ref()),
+            ("HOSTWATCH_HOSTNAME", host["hostname"].as_str().unwrap().as_ref()),
+            ("HOSTWATCH_SCREENSHOT", screenshot.as_os_str()),
+        ],
+    );
     let mut seen = Vec::new();
     read_until(&lines, "PHASE1 OK", Duration::from_secs(60), &mut seen);
 
@@ -79,13 +108,7 @@ fn the_page_shows_this_host_live_and_recovers_after_a_collector_restart() {
     let _collector = Collector::spawn_on(dir.path(), &http, &ws, &[]);
     node.stdin.as_mut().unwrap().write_all(b"RESTARTED\n").unwrap();
     read_until(&lines, "PHASE2 OK", Duration::from_secs(60), &mut seen);
-    let status =
-        wait_exit(&mut node, Duration::from_secs(20)).expect("the browser script did not exit");
-    assert!(
-        status.success(),
-        "browser script failed: {status:?}; screenshot at {}",
-        screenshot.display()
-    );
+    assert_script_passed(&mut node, &screenshot);
 }
 
 #[test]
@@ -172,28 +195,20 @@ fn the_page_navigates_the_past_plays_it_back_and_manages_hosts() {
 
     let screenshot =
         std::env::temp_dir().join(format!("hostwatch-past-{}.png", std::process::id()));
-    let mut node = Command::new("node")
-        .arg(browser_dir.join("past.test.mjs"))
-        .env("HOSTWATCH_URL", format!("http://{}/", collector.http))
-        .env("HOSTWATCH_ADMIN", admin)
-        .env("HOSTWATCH_A", a)
-        .env("HOSTWATCH_B", b)
-        .env("HOSTWATCH_GONE", gone)
-        .env("HOSTWATCH_GONE_NAME", hostile)
-        .env("HOSTWATCH_BROADCAST", broadcast)
-        .env("HOSTWATCH_SCREENSHOT", &screenshot)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("running node");
-    let (tx, lines) = mpsc::channel();
-    let stdout = node.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let url = format!("http://{}/", collector.http);
+    let (mut node, lines) = browser_script(
+        "past.test.mjs",
+        &[
+            ("HOSTWATCH_URL", url.as_ref()),
+            ("HOSTWATCH_ADMIN", admin.as_ref()),
+            ("HOSTWATCH_A", a.as_ref()),
+            ("HOSTWATCH_B", b.as_ref()),
+            ("HOSTWATCH_GONE", gone.as_ref()),
+            ("HOSTWATCH_GONE_NAME", hostile.as_ref()),
+            ("HOSTWATCH_BROADCAST", broadcast.as_ref()),
+            ("HOSTWATCH_SCREENSHOT", screenshot.as_os_str()),
+        ],
+    );
     let mut seen = Vec::new();
     read_until(&lines, "READY_FOR_OUTAGE", Duration::from_secs(100), &mut seen);
     // The removed host is gone from the API as well.
@@ -202,13 +217,7 @@ fn the_page_navigates_the_past_plays_it_back_and_manages_hosts() {
     assert!(collector.terminate().success());
     node.stdin.as_mut().unwrap().write_all(b"DOWN\n").unwrap();
     read_until(&lines, "DONE", Duration::from_secs(30), &mut seen);
-    let status =
-        wait_exit(&mut node, Duration::from_secs(20)).expect("the browser script did not exit");
-    assert!(
-        status.success(),
-        "browser script failed: {status:?}; screenshot at {}",
-        screenshot.display()
-    );
+    assert_script_passed(&mut node, &screenshot);
     let _ = feeder.join();
 }
 

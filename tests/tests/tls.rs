@@ -1,69 +1,12 @@
 //! TLS end to end: the collector serves https:// and wss:// with its certificate; an agent
 //! trusting the private CA (`--ca-file`) connects, and one that does not refuses to.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use tests::*;
 
 const SECOND: Duration = Duration::from_secs(1);
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-/// A private CA and a certificate for localhost / 127.0.0.1 signed by it.
-fn certificates(dir: &Path) {
-    openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "ca.key"]);
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=hostwatch test CA",
-        ],
-    );
-    openssl(dir, &["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "server.key"]);
-    openssl(
-        dir,
-        &["req", "-new", "-key", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"],
-    );
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
 
 #[test]
 fn agents_and_browsers_reach_the_collector_over_tls() {

@@ -367,26 +367,13 @@ async fn run_webhook(
 ) {
     let mut log = FailureLog::new();
     while let Ok(notification) = rx.recv().await {
-        let first_try = Instant::now();
-        let mut backoff = Backoff::default();
+        let mut attempts = Attempts::new();
         loop {
-            match sender.send(&notification).await {
-                Ok(()) => {
-                    stats.sent_total.fetch_add(1, Ordering::Relaxed);
-                    log.delivered(&stats.name);
-                    break;
-                }
-                Err(err) => {
-                    stats.failures_total.fetch_add(1, Ordering::Relaxed);
-                    if first_try.elapsed() >= RETRY_FOR {
-                        give_up(&stats, &notification);
-                        break;
-                    }
-                    let delay = backoff.delay();
-                    log.failed(&stats.name, &err, delay);
-                    smol::Timer::after(delay).await;
-                }
-            }
+            let result = sender.send(&notification).await;
+            match attempts.next(result, &stats, &mut log, &notification) {
+                Some(delay) => smol::Timer::after(delay).await,
+                None => break,
+            };
         }
         storage.notify_delivered(&stats.name, notification.event_id).await;
     }
@@ -400,28 +387,55 @@ fn run_email(
 ) {
     let mut log = FailureLog::new();
     while let Ok(notification) = rx.recv_blocking() {
-        let first_try = Instant::now();
-        let mut backoff = Backoff::default();
+        let mut attempts = Attempts::new();
         loop {
-            match sender.send(&notification) {
-                Ok(()) => {
-                    stats.sent_total.fetch_add(1, Ordering::Relaxed);
-                    log.delivered(&stats.name);
-                    break;
-                }
-                Err(err) => {
-                    stats.failures_total.fetch_add(1, Ordering::Relaxed);
-                    if first_try.elapsed() >= RETRY_FOR {
-                        give_up(&stats, &notification);
-                        break;
-                    }
-                    let delay = backoff.delay();
-                    log.failed(&stats.name, &err, delay);
-                    std::thread::sleep(delay);
-                }
+            let result = sender.send(&notification);
+            match attempts.next(result, &stats, &mut log, &notification) {
+                Some(delay) => std::thread::sleep(delay),
+                None => break,
             }
         }
         smol::block_on(storage.notify_delivered(&stats.name, notification.event_id));
+    }
+}
+
+/// The delivery attempts of one notification, shared by the webhook (async) and email (a
+/// thread of its own) senders: counts and logs each outcome, and says how long to wait before
+/// the next attempt, or `None` when it is delivered or given up after [`RETRY_FOR`].
+struct Attempts {
+    first_try: Instant,
+    backoff: Backoff,
+}
+
+impl Attempts {
+    fn new() -> Self {
+        Self { first_try: Instant::now(), backoff: Backoff::default() }
+    }
+
+    fn next(
+        &mut self,
+        result: Result<(), String>,
+        stats: &ChannelStats,
+        log: &mut FailureLog,
+        notification: &Notification,
+    ) -> Option<Duration> {
+        match result {
+            Ok(()) => {
+                stats.sent_total.fetch_add(1, Ordering::Relaxed);
+                log.delivered(&stats.name);
+                None
+            }
+            Err(err) => {
+                stats.failures_total.fetch_add(1, Ordering::Relaxed);
+                if self.first_try.elapsed() >= RETRY_FOR {
+                    give_up(stats, notification);
+                    return None;
+                }
+                let delay = self.backoff.delay();
+                log.failed(&stats.name, &err, delay);
+                Some(delay)
+            }
+        }
     }
 }
 

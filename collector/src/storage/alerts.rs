@@ -202,17 +202,20 @@ pub fn recent(
             until_ms.min(i64::MAX as u64) as i64,
             limit as i64
         ],
-        |row| {
-            let json: String = row.get(3)?;
-            Ok(AlertEvent {
-                id: row.get::<_, i64>(0)? as u64,
-                ts_ms: row.get::<_, i64>(1)?.max(0) as u64,
-                host: row.get(2)?,
-                fields: serde_json::from_str(&json).unwrap_or_default(),
-            })
-        },
+        alert_event,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// An alert event from a row of `SELECT eid, ts_ms, host, json FROM activity`.
+fn alert_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlertEvent> {
+    let json: String = row.get(3)?;
+    Ok(AlertEvent {
+        id: row.get::<_, i64>(0)? as u64,
+        ts_ms: row.get::<_, i64>(1)?.max(0) as u64,
+        host: row.get(2)?,
+        fields: serde_json::from_str(&json).unwrap_or_default(),
+    })
 }
 
 /// Records that `channel` delivered (or gave up on) every alert event up to `eid`.
@@ -249,15 +252,7 @@ pub fn undelivered(
             since_ms.min(i64::MAX as u64) as i64,
             limit as i64
         ],
-        |row| {
-            let json: String = row.get(3)?;
-            Ok(AlertEvent {
-                id: row.get::<_, i64>(0)? as u64,
-                ts_ms: row.get::<_, i64>(1)?.max(0) as u64,
-                host: row.get(2)?,
-                fields: serde_json::from_str(&json).unwrap_or_default(),
-            })
-        },
+        alert_event,
     )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -744,13 +744,11 @@ impl Writer {
                     record_activity(&tx, &mut self.next_eid, activity, outcome)
                 }
                 Command::RemoveHost { host_id, activity, reply } => {
-                    match removal::mark(&tx, &host_id) {
+                    // Its alerts end with it (a restart must not bring them back).
+                    let marked = removal::mark(&tx, &host_id)
+                        .and_then(|key| alerts::forget_host(&tx, &host_id).map(|()| key));
+                    match marked {
                         Ok(key) => {
-                            // Its alerts end with it (a restart must not bring them back).
-                            if let Err(err) = alerts::forget_host(&tx, &host_id) {
-                                outcome.remove_replies.push((reply, Err(stopped())));
-                                return Err(anyhow::Error::from(err).context("removing a host"));
-                            }
                             outcome.removed.extend(key);
                             outcome.remove_replies.push((reply, Ok(key.is_some())));
                             record_activity(&tx, &mut self.next_eid, activity, outcome)
