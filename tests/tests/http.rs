@@ -212,3 +212,38 @@ Content-Length: {lengths}\r\n\r\n{{}}"
         assert!(answer.contains(&format!("{why} Content-Length")), "{answer}");
     }
 }
+
+#[test]
+fn an_agent_reaches_the_http_port_over_tls() {
+    let dir = temp_dir();
+    certificates(dir.path());
+    let (cert, key, ca) =
+        (dir.path().join("server.pem"), dir.path().join("server.key"), dir.path().join("ca.pem"));
+    let collector = Collector::spawn(
+        dir.path(),
+        &[
+            "--no-self-monitor",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    // wss:// on the one HTTPS port, as the printed command line says.
+    let url = format!("wss://localhost:{}/ingest", collector.http.port());
+    let printed = format!("--collector wss://{}/ingest", collector.http);
+    wait_for(10 * SECOND, "the agent command line", || {
+        collector.stdout.contains(&printed).then_some(())
+    });
+    let mut agent = Agent::spawn(
+        &url,
+        &collector.token(),
+        "tls-http",
+        &dir.path().join("spool"),
+        &["--ca-file", ca.to_str().unwrap()],
+    );
+    wait_for(10 * SECOND, "samples over wss:// on the HTTP port", || {
+        (!stored_samples(&collector.db, "tls-http").is_empty()).then_some(())
+    });
+    assert!(agent.terminate().success());
+}
