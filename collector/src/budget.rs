@@ -209,6 +209,12 @@ impl Admitted {
         self.pending = None;
     }
 
+    /// The connection turned into a WebSocket on the HTTP listener: it leaves the HTTP
+    /// connections' budget (an agent counts among the agents, a viewer among the subscribers).
+    pub fn leave_http(&mut self) {
+        self._listener = None;
+    }
+
     /// Runs `work` (the connection's first request or upgrade) unless the connection is closed
     /// to make room for a newer one first: `None` then.
     pub async fn unless_evicted<T>(&self, work: impl Future<Output = T>) -> Option<T> {

@@ -14,11 +14,16 @@ pub const ENV_PREFIX: &str = "HOSTWATCH_COLLECTOR_";
 
 /// Every key the collector understands.
 pub const KEYS: &[Key] = &[
-    Key::value("http", "ADDR", "page, API and /events [default: 0.0.0.0:8700]"),
+    Key::value(
+        "http",
+        "ADDR",
+        "page, API, /events and WebSockets (agents at /ingest, browsers at /live) \
+         [default: 0.0.0.0:8700]",
+    ),
     Key::value(
         "ws",
         "ADDR",
-        "WebSockets: agents at /ingest, browsers at /live [default: 0.0.0.0:8701]",
+        "WebSockets only, as on --http (for agents set up with it) [default: 0.0.0.0:8701]",
     ),
     Key::value("db", "PATH", "SQLite database [default: ./hostwatch.db]"),
     Key::value("agent_token", "TOKEN", "token every agent may present (prefer --agent-token-file)"),

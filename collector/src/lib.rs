@@ -393,17 +393,19 @@ fn announce(
 ) {
     let tls = if config.tls.is_some() { "s" } else { "" };
     log::info!(
-        "hostwatch-collector {} listening: page and API on http{tls}://{http}/ (events at /events), \
-         WebSockets on ws{tls}://{ws}/ (agents at /ingest, browsers at /live), database {}",
+        "hostwatch-collector {} listening: page and API on http{tls}://{http}/ (events at \
+         /events, agents at /ingest, browsers at /live), WebSockets on ws{tls}://{ws}/ too \
+         (--ws: agents at /ingest, browsers at /live), database {}",
         env!("CARGO_PKG_VERSION"),
         config.db.display()
     );
-    let host = if ws.ip().is_unspecified() {
+    let host = if http.ip().is_unspecified() {
         sysinfo::System::host_name().unwrap_or_else(|_| "THIS-HOST".into())
     } else {
-        ws.ip().to_string()
+        http.ip().to_string()
     };
-    let url = format!("ws{tls}://{host}:{}/ingest", ws.port());
+    // One port for everything; `--ws` stays for agents installed with it.
+    let url = format!("ws{tls}://{host}:{}/ingest", http.port());
     let Some(token) = token else {
         println!("Agents connect with: hostwatch-agent --collector {url} --token-file FILE");
         let file =

@@ -78,6 +78,13 @@ pub struct Prefixed<S> {
     inner: S,
 }
 
+impl<S> Prefixed<S> {
+    /// `inner`, with `prefix` read before anything still on it.
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
+        Self { prefix, read: 0, inner }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -192,6 +199,16 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     admitted.authenticated();
+    run(socket, route, addr, ctx).await;
+}
+
+/// Serves an upgraded connection on its route, on either listener.
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    socket: async_tungstenite::WebSocketStream<S>,
+    route: Option<Route>,
+    addr: SocketAddr,
+    ctx: Ctx,
+) {
     match route {
         Some(Route::Ingest(credential, slot)) => {
             Box::pin(crate::ingest::serve(socket, addr, credential, ctx)).await;
@@ -311,4 +328,119 @@ fn decide(
         }
         _ => (None, Err(reject(StatusCode::NOT_FOUND, "no such endpoint (use /ingest or /live)"))),
     }
+}
+
+/// Whether an HTTP request is for a WebSocket endpoint: `/ingest` and `/live` are served on the
+/// `--http` address exactly as on `--ws`.
+pub fn wants_upgrade(request: &crate::http::server::Request) -> bool {
+    matches!(request.path.as_str(), "/ingest" | "/live")
+}
+
+/// Whether a comma-separated header value holds `token` (case-insensitive).
+fn has_token(value: &str, token: &str) -> bool {
+    value.split(',').any(|item| item.trim().eq_ignore_ascii_case(token))
+}
+
+/// Completes a WebSocket upgrade asked for on the HTTP listener, whose head the HTTP server
+/// already read (`stream` replays what came after it), with the `--ws` listener's checks:
+/// token, origin, budgets, limits; then serves the route. A refused upgrade gets the same status
+/// and text as on `--ws`, and the connection closes.
+pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    request: crate::http::server::Request,
+    addr: SocketAddr,
+    ctx: Ctx,
+    mut admitted: Admitted,
+) {
+    let refused = |status: u16, message: &str, extra: Vec<(String, String)>| {
+        let mut head = format!(
+            "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\n",
+            crate::http::server::reason(status)
+        );
+        for (name, value) in extra {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let body = format!("{message}\n");
+        head.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        head
+    };
+    let key = request.header("sec-websocket-key").map(str::to_owned);
+    let upgrade = request.method == "GET"
+        && request.header("upgrade").is_some_and(|value| has_token(value, "websocket"));
+    let answer = if !upgrade {
+        Err(refused(
+            426,
+            "this endpoint serves WebSocket upgrades only (agents at /ingest, browsers at /live)",
+            vec![("Upgrade".into(), "websocket".into())],
+        ))
+    } else if request.header("sec-websocket-version").map(str::trim) != Some("13") {
+        Err(refused(
+            426,
+            "WebSocket version 13 required",
+            vec![("Sec-WebSocket-Version".into(), "13".into())],
+        ))
+    } else if key.is_none()
+        || !request.header("connection").is_some_and(|value| has_token(value, "upgrade"))
+    {
+        Err(refused(400, "malformed WebSocket upgrade", Vec::new()))
+    } else {
+        let mut builder = http::Request::builder().method("GET").uri(if request.query.is_empty() {
+            request.path.clone()
+        } else {
+            format!("{}?{}", request.path, request.query)
+        });
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        match builder.body(()) {
+            Err(_) => Err(refused(400, "malformed WebSocket upgrade", Vec::new())),
+            Ok(upgrade) => match decide(&upgrade, Response::new(()), &ctx, addr) {
+                (route, Ok(_)) => Ok(route),
+                (_, Err(error)) => {
+                    let extra = error
+                        .headers()
+                        .iter()
+                        .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_owned())))
+                        .collect();
+                    let message = error.body().as_deref().unwrap_or("").trim_end().to_owned();
+                    Err(refused(error.status().as_u16(), &message, extra))
+                }
+            },
+        }
+    };
+    // The request's headers are not kept for the connection's life.
+    drop(request);
+    let timeout = ctx.limits.http.write_timeout;
+    let route = match answer {
+        Ok(route) => route,
+        Err(head) => {
+            // The client may be gone already; the connection closes either way.
+            let _ = crate::http::server::write_all(&mut stream, head.as_bytes(), timeout).await;
+            return;
+        }
+    };
+    let accept = async_tungstenite::tungstenite::handshake::derive_accept_key(
+        key.as_deref().unwrap_or_default().as_bytes(),
+    );
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    if let Err(err) = crate::http::server::write_all(&mut stream, head.as_bytes(), timeout).await {
+        log::debug!("http: {addr}: writing the upgrade failed: {err}");
+        return;
+    }
+    // Now an agent or a viewer: counted in their own budgets, not among HTTP connections.
+    admitted.authenticated();
+    admitted.leave_http();
+    let socket = async_tungstenite::WebSocketStream::from_raw_socket(
+        stream,
+        async_tungstenite::tungstenite::protocol::Role::Server,
+        Some(protocol_config()),
+    )
+    .await;
+    Box::pin(run(socket, route, addr, ctx)).await;
 }

@@ -43,8 +43,8 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     loop {
         // A connection that has sent no request yet may be closed to make room for a newer one.
         let read = async {
-            let read = server::read_request(&mut stream, &mut buffer, addr, &limits, wait);
-            Some(admitted.unless_evicted(read).await)
+            let head = server::read_head(&mut stream, &mut buffer, addr, &limits, wait);
+            Some(admitted.unless_evicted(head).await)
         };
         let stop = async {
             // At shutdown an idle kept-alive connection is closed rather than waited for.
@@ -52,12 +52,23 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
             None::<Option<_>>
         };
         let Some(Some(read)) = read.or(stop).await else { return };
-        let request = match read {
-            Ok(request) => {
+        let read = match read {
+            Ok(head) => {
                 admitted.authenticated();
                 wait = limits.idle_timeout;
-                request
+                if head.wants_continue(&buffer)
+                    && let Err(err) =
+                        server::write_all(&mut stream, server::CONTINUE, limits.write_timeout).await
+                {
+                    log::debug!("http: {addr}: writing 100 Continue failed: {err}");
+                    return;
+                }
+                server::read_body(&mut stream, &mut buffer, head, &limits).await
             }
+            Err(err) => Err(err),
+        };
+        let request = match read {
+            Ok(request) => request,
             Err(ReadError::Closed) => return,
             Err(ReadError::Refuse(status, message)) => {
                 log::debug!("http: {addr}: {status} {message}");
@@ -67,9 +78,16 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
         };
+        if crate::ws::wants_upgrade(&request) {
+            // `/ingest` and `/live` on this port too; bytes read past the head go along.
+            let stream = crate::ws::Prefixed::new(std::mem::take(&mut buffer), stream);
+            // Boxed: an HTTP connection's task is not charged for the WebSocket's state.
+            Box::pin(crate::ws::serve_http_upgrade(stream, request, addr, ctx, admitted)).await;
+            return;
+        }
         let keep_alive = server::keep_alive(&request);
         let head_only = request.method == "HEAD";
-        let mut response = routes::handle(&request, &ctx).await;
+        let mut response = routes::compress(&request, routes::handle(&request, &ctx).await);
         response.headers.extend(routes::common_headers());
         let streaming = matches!(response.body, Body::Stream(_));
         if let Err(err) = server::write_response(

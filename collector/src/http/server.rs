@@ -169,6 +169,40 @@ pub enum ReadError {
     Refuse(u16, String),
 }
 
+/// How a request's body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length` bytes (0 without the header).
+    Length(usize),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// A request whose head was read and whose body is still on the connection.
+#[derive(Debug)]
+pub struct Head {
+    /// The request, its body still empty.
+    pub request: Request,
+    /// How its body comes.
+    pub framing: Framing,
+}
+
+impl Head {
+    /// Whether the client waits for `100 Continue` before it sends a body not yet received
+    /// (`Expect: 100-continue`; [`read_head`] refused any other expectation).
+    pub fn wants_continue(&self, buffer: &[u8]) -> bool {
+        let waiting = match self.framing {
+            Framing::Length(0) => false,
+            Framing::Length(length) => buffer.len() < length,
+            Framing::Chunked => buffer.is_empty(),
+        };
+        waiting && self.request.header("expect").is_some()
+    }
+}
+
+/// What a server writes to let a client that sent `Expect: 100-continue` send its body.
+pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
 /// Reads one request, whose first byte may take up to `wait` to come. `buffer` carries bytes
 /// already read past the previous request.
 pub async fn read_request<S: AsyncRead + Unpin>(
@@ -178,6 +212,18 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     limits: &HttpLimits,
     wait: Duration,
 ) -> Result<Request, ReadError> {
+    let head = read_head(stream, buffer, remote, limits, wait).await?;
+    read_body(stream, buffer, head, limits).await
+}
+
+/// Reads one request head and checks how its body is framed (without reading it).
+pub async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+    remote: SocketAddr,
+    limits: &HttpLimits,
+    wait: Duration,
+) -> Result<Head, ReadError> {
     if buffer.is_empty() {
         let first = within(wait, fill(stream, buffer, limits.max_head_bytes));
         match first.await {
@@ -245,8 +291,19 @@ pub async fn read_request<S: AsyncRead + Unpin>(
     request.path = path.to_owned();
     request.query = query.to_owned();
 
+    if let Some(expect) = request.header("expect")
+        && !expect.trim().eq_ignore_ascii_case("100-continue")
+    {
+        return Err(ReadError::Refuse(417, format!("unknown expectation {expect:?}")));
+    }
     let length = content_length(&request)?;
-    if request.header("transfer-encoding").is_some() {
+    let codings: Vec<&str> = request
+        .headers
+        .iter()
+        .filter(|(n, _)| n == "transfer-encoding")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if !codings.is_empty() {
         if length.is_some() {
             // Which one frames the body is exactly what a proxy and this server could disagree
             // on (request smuggling): RFC 9112 §6.1 lets a server refuse such a request.
@@ -255,33 +312,134 @@ pub async fn read_request<S: AsyncRead + Unpin>(
                 "both Transfer-Encoding and Content-Length; send one".into(),
             ));
         }
-        return Err(ReadError::Refuse(
-            501,
-            "chunked request bodies are not supported; send Content-Length".into(),
-        ));
+        if version == 0 {
+            // HTTP/1.0 has no chunked coding: a proxy of that version would frame it otherwise.
+            return Err(ReadError::Refuse(400, "Transfer-Encoding in an HTTP/1.0 request".into()));
+        }
+        let chunked_only = codings.len() == 1 && codings[0].trim().eq_ignore_ascii_case("chunked");
+        if !chunked_only {
+            return Err(ReadError::Refuse(
+                501,
+                format!(
+                    "transfer coding {:?} not supported; send chunked or Content-Length",
+                    codings.join(", ")
+                ),
+            ));
+        }
+        return Ok(Head { request, framing: Framing::Chunked });
     }
     let length = length.unwrap_or(0);
     if length > limits.max_body_bytes {
         return Err(ReadError::Refuse(413, format!("body over {} bytes", limits.max_body_bytes)));
     }
+    Ok(Head { request, framing: Framing::Length(length) })
+}
+
+/// Reads a request's body as its head frames it, within the head deadline and the body limit.
+pub async fn read_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+    head: Head,
+    limits: &HttpLimits,
+) -> Result<Request, ReadError> {
+    let Head { mut request, framing } = head;
     let body = async {
-        while buffer.len() < length {
-            match fill(stream, buffer, length).await {
+        match framing {
+            Framing::Length(length) => {
+                while buffer.len() < length {
+                    match fill(stream, buffer, length).await {
+                        Ok(0) | Err(_) => return Err(ReadError::Closed),
+                        Ok(_) => {}
+                    }
+                }
+                Ok(buffer.drain(..length).collect())
+            }
+            Framing::Chunked => read_chunked(stream, buffer, limits).await,
+        }
+    };
+    request.body = within(limits.head_timeout, body).await.unwrap_or_else(|| {
+        Err(ReadError::Refuse(408, "request body not received in time".into()))
+    })?;
+    Ok(request)
+}
+
+/// Longest chunk-size line (size and extensions) taken.
+const MAX_CHUNK_LINE: usize = 1024;
+
+/// Decodes a chunked body (RFC 9112 §7.1): chunks up to the body limit, then trailers, which are
+/// read within the head limit and dropped.
+async fn read_chunked<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+    limits: &HttpLimits,
+) -> Result<Vec<u8>, ReadError> {
+    let mut body = Vec::new();
+    loop {
+        let line = read_line(stream, buffer, MAX_CHUNK_LINE, "chunk size line").await?;
+        let size = line.split(';').next().unwrap_or("").trim();
+        let size =
+            (!size.is_empty() && size.len() <= 8 && size.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| usize::from_str_radix(size, 16).ok())
+                .flatten()
+                .ok_or_else(|| ReadError::Refuse(400, format!("bad chunk size {size:?}")))?;
+        if size == 0 {
+            let mut trailers = 0;
+            loop {
+                let line = read_line(stream, buffer, limits.max_head_bytes, "trailer").await?;
+                trailers += line.len() + 2;
+                if line.is_empty() {
+                    return Ok(body);
+                }
+                if trailers > limits.max_head_bytes {
+                    return Err(ReadError::Refuse(431, "trailers too large".into()));
+                }
+            }
+        }
+        if body.len() + size > limits.max_body_bytes {
+            return Err(ReadError::Refuse(
+                413,
+                format!("body over {} bytes", limits.max_body_bytes),
+            ));
+        }
+        while buffer.len() < size + 2 {
+            match fill(stream, buffer, size + 2).await {
                 Ok(0) | Err(_) => return Err(ReadError::Closed),
                 Ok(_) => {}
             }
         }
-        Ok(())
-    };
-    within(limits.head_timeout, body).await.unwrap_or_else(|| {
-        Err(ReadError::Refuse(408, "request body not received in time".into()))
-    })?;
-    request.body = buffer.drain(..length).collect();
-    Ok(request)
+        if &buffer[size..size + 2] != b"\r\n" {
+            return Err(ReadError::Refuse(400, "chunk data not followed by CRLF".into()));
+        }
+        body.extend_from_slice(&buffer[..size]);
+        buffer.drain(..size + 2);
+    }
 }
 
-/// The body length a request declares: every `Content-Length` header must be plain digits and
-/// all must agree, else the request is refused with 400 (a proxy that read another one would
+/// Reads one CRLF-terminated line of at most `max` bytes off the front of `buffer`.
+async fn read_line<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+    max: usize,
+    what: &str,
+) -> Result<String, ReadError> {
+    loop {
+        if let Some(end) = buffer.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            buffer.drain(..end + 2);
+            return Ok(line);
+        }
+        if buffer.len() > max {
+            return Err(ReadError::Refuse(400, format!("{what} too long")));
+        }
+        match fill(stream, buffer, max + 2).await {
+            Ok(0) | Err(_) => return Err(ReadError::Closed),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// The body length a request declares: one `Content-Length` header of plain digits, else the
+/// request is refused with 400 (a proxy that read another one would
 /// see a different request boundary: request smuggling).
 fn content_length(request: &Request) -> Result<Option<usize>, ReadError> {
     let mut length = None;
@@ -291,8 +449,15 @@ fn content_length(request: &Request) -> Result<Option<usize>, ReadError> {
             .then(|| value.parse::<usize>().ok())
             .flatten()
             .ok_or_else(|| ReadError::Refuse(400, format!("bad Content-Length {value:?}")))?;
-        if length.is_some_and(|l| l != parsed) {
-            return Err(ReadError::Refuse(400, "conflicting Content-Length headers".into()));
+        match length {
+            Some(l) if l != parsed => {
+                return Err(ReadError::Refuse(400, "conflicting Content-Length headers".into()));
+            }
+            // Even equal ones: a proxy that joined or dropped one frames the request otherwise.
+            Some(_) => {
+                return Err(ReadError::Refuse(400, "duplicate Content-Length headers".into()));
+            }
+            None => {}
         }
         length = Some(parsed);
     }
@@ -314,7 +479,10 @@ async fn fill<S: AsyncRead + Unpin>(
 
 /// Whether the connection stays open after answering `request`.
 pub fn keep_alive(request: &Request) -> bool {
-    !request.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    // `Connection` is a list of tokens (`keep-alive, Upgrade`, `close, TE`).
+    !request
+        .header("connection")
+        .is_some_and(|v| v.split(',').any(|token| token.trim().eq_ignore_ascii_case("close")))
 }
 
 /// Writes a response head and, unless `head_only`, its bytes body.
@@ -375,6 +543,7 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         413 => "Content Too Large",
+        417 => "Expectation Failed",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
@@ -431,8 +600,12 @@ mod tests {
         assert!(matches!(read(many, &limits), Err(ReadError::Refuse(431, _))));
         let big = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
         assert!(matches!(read(big, &limits), Err(ReadError::Refuse(413, _))));
-        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
-        assert!(matches!(read(chunked, &limits), Err(ReadError::Refuse(501, _))));
+        let gzip = b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert!(matches!(read(gzip, &limits), Err(ReadError::Refuse(501, _))));
+        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n";
+        assert!(matches!(read(chunked, &limits), Err(ReadError::Refuse(413, _))));
+        let expect = b"POST / HTTP/1.1\r\nExpect: 200-ok\r\n\r\n";
+        assert!(matches!(read(expect, &limits), Err(ReadError::Refuse(417, _))));
         assert!(matches!(read(b"NOT HTTP\r\n\r\n", &limits), Err(ReadError::Refuse(400, _))));
         assert!(matches!(read(b"", &limits), Err(ReadError::Closed)));
     }
@@ -453,8 +626,54 @@ mod tests {
         let both = "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(refused(both), 400);
         let same = "POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\nhello";
-        let (request, _) = read(same.as_bytes(), &limits).unwrap();
+        assert_eq!(refused(same), 400, "a duplicate, even equal, is refused");
+        let one = "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        let (request, _) = read(one.as_bytes(), &limits).unwrap();
         assert_eq!(request.body, b"hello");
+    }
+
+    #[test]
+    fn chunked_bodies_are_decoded_with_extensions_and_trailers() {
+        let limits = HttpLimits::default();
+        let (request, rest) = read(
+            b"POST /api/broadcast HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5;name=x\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Sum: 1\r\n\r\nGET /",
+            &limits,
+        )
+        .unwrap();
+        assert_eq!(request.body, b"hello 0123456789");
+        assert_eq!(rest, b"GET /", "what follows the last chunk is the next request");
+        let refused = |bytes: &[u8]| match read(bytes, &limits) {
+            Err(ReadError::Refuse(status, _)) => status,
+            Err(ReadError::Closed) => 0,
+            Ok(_) => 200,
+        };
+        let chunked = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        for bad in ["+5\r\nhello\r\n0\r\n\r\n", "zz\r\n", "5\r\nhelloXX0\r\n\r\n", "123456789\r\n"]
+        {
+            assert_eq!(refused(format!("{chunked}{bad}").as_bytes()), 400, "{bad:?}");
+        }
+        assert_eq!(refused(format!("{chunked}5\r\nhel").as_bytes()), 0, "cut off");
+        let old = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+        assert_eq!(refused(old), 400);
+    }
+
+    #[test]
+    fn connection_is_a_token_list_and_100_continue_is_only_for_a_missing_body() {
+        let limits = HttpLimits::default();
+        let (request, _) =
+            read(b"GET / HTTP/1.1\r\nConnection: TE, close\r\n\r\n", &limits).unwrap();
+        assert!(!keep_alive(&request));
+        let mut stream = futures_lite::io::Cursor::new(
+            b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n".to_vec(),
+        );
+        let mut buffer = Vec::new();
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let head =
+            smol::block_on(read_head(&mut stream, &mut buffer, addr, &limits, limits.idle_timeout))
+                .unwrap();
+        assert!(head.wants_continue(&buffer));
+        assert!(!head.wants_continue(b"ok"), "the body is here already");
     }
 
     #[test]
