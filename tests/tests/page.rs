@@ -124,7 +124,12 @@ fn the_page_navigates_the_past_plays_it_back_and_manages_hosts() {
     let dir = temp_dir();
     let admin = "admin-secret";
     let mut collector =
-        Collector::spawn(dir.path(), &["--admin-token", admin, "--alerts", "load1 > 5 for 1s"]);
+        // Without self-monitoring: this machine's own mounts (a full tmpfs of another test, say)
+        // must not compete with the probes' in the fullest-mount sort.
+        Collector::spawn(
+            dir.path(),
+            &["--admin-token", admin, "--alerts", "load1 > 5 for 1s", "--no-self-monitor"],
+        );
     let token = collector.token();
     let (a, b, gone) = ("page-a", "page-b", "page-gone");
     let hostile = "<img src=x onerror=\"window.__xss=1\">";
