@@ -15,7 +15,12 @@ const DEFAULT_SPOOL_SECONDS: u64 = 3600;
 
 /// Every key the agent understands.
 pub const KEYS: &[Key] = &[
-    Key::value("collector", "URL", "collector ingest URL, ws://HOST:8701/ingest or wss://…"),
+    Key::value(
+        "collector",
+        "URL",
+        "collector ingest URL, ws://HOST:8701/ingest or wss://…; several (repeat the flag or \
+         comma-separate them) to fail over in turn",
+    ),
     Key::value("token", "TOKEN", "agent token (prefer --token-file: flags show in ps)"),
     Key::value("token_file", "PATH", "file holding the agent token"),
     Key::value("host_id", "ID", "stable host id [default: /etc/machine-id]"),
@@ -74,8 +79,12 @@ pub enum Command {
 pub struct Config {
     /// What to do.
     pub command: Command,
-    /// Collector ingest URL (`ws://` or `wss://`); required to run.
+    /// Collector ingest URL (`ws://` or `wss://`); required to run. The first of
+    /// [`Config::collectors`].
     pub collector: Option<String>,
+    /// Every collector ingest URL, in the order given: the agent starts with the first and moves
+    /// to the next, round-robin, when its collector is unreachable.
+    pub collectors: Vec<String>,
     /// The agent token; required to run.
     pub token: Option<String>,
     /// Stable host id.
@@ -100,6 +109,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("command", &self.command)
             .field("collector", &self.collector)
+            .field("collectors", &self.collectors)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("host_id", &self.host_id)
             .field("interval", &self.interval)
@@ -160,8 +170,10 @@ impl Config {
             settings.typed("interval", parse_interval)?.unwrap_or(Duration::from_secs(1));
         let default_spool_max = DEFAULT_SPOOL_SECONDS.div_ceil(interval.as_secs().max(1)) as usize
             * (1000 / interval.as_millis().clamp(1, 1000) as usize);
+        let collectors = parse_collectors(&settings)?;
         let config = Config {
-            collector: settings.typed("collector", parse_collector_url)?,
+            collector: collectors.first().cloned(),
+            collectors,
             token: read_token(&settings)?,
             host_id: match settings.typed("host_id", parse_host_id)? {
                 Some(id) => id,
@@ -196,9 +208,7 @@ impl Config {
                 ));
             }
         }
-        if config.ca_file.is_some()
-            && !config.collector.as_deref().is_some_and(|c| c.starts_with("wss://"))
-        {
+        if config.ca_file.is_some() && !config.collectors.iter().any(|c| c.starts_with("wss://")) {
             return Err(ConfigError::new("ca_file", "only applies to a wss:// collector URL"));
         }
         Ok(config)
@@ -208,6 +218,7 @@ impl Config {
         Config {
             command,
             collector: None,
+            collectors: Vec::new(),
             token: None,
             host_id: String::new(),
             interval: Duration::from_secs(1),
@@ -261,6 +272,33 @@ fn parse_collector_url(value: &str) -> Result<String, String> {
         return Err(format!("{value:?} has no host"));
     }
     Ok(value.to_owned())
+}
+
+/// Every collector address from the strongest layer that gives any, each checked: the error
+/// names the bad address and where it came from.
+fn parse_collectors(settings: &Settings) -> Result<Vec<String>, ConfigError> {
+    let source = match settings.source("collector") {
+        Some(source) => source.to_string(),
+        None => return Ok(Vec::new()),
+    };
+    let mut collectors: Vec<String> = Vec::new();
+    for (index, value) in settings.list("collector").into_iter().enumerate() {
+        let at = |message: String| {
+            ConfigError::new(
+                "collector",
+                format!("address {}: {message} (from {source})", index + 1),
+            )
+        };
+        if value.is_empty() {
+            return Err(at("is empty (a stray comma?)".to_owned()));
+        }
+        let url = parse_collector_url(&value).map_err(at)?;
+        if collectors.contains(&url) {
+            return Err(at(format!("{url:?} is listed twice")));
+        }
+        collectors.push(url);
+    }
+    Ok(collectors)
 }
 
 fn parse_host_id(value: &str) -> Result<String, String> {
@@ -402,6 +440,55 @@ mod tests {
             "token"
         );
         assert_eq!(load(&["--host-id", "h", "--once"]).unwrap().command, Command::Once);
+    }
+
+    #[test]
+    fn several_collectors_from_repeated_flags_a_comma_list_or_the_environment() {
+        let config = load(&[
+            "--collector",
+            "ws://a:8701/ingest, ws://b:8701/ingest",
+            "--collector",
+            "wss://c/ingest",
+            "--token",
+            "t",
+            "--host-id",
+            "h",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.collectors,
+            ["ws://a:8701/ingest", "ws://b:8701/ingest", "wss://c/ingest"]
+        );
+        assert_eq!(config.collector.as_deref(), Some("ws://a:8701/ingest"));
+        let env = |var: &str| match var {
+            "HOSTWATCH_COLLECTOR" => Some("ws://a/ingest,ws://b/ingest".to_owned()),
+            "HOSTWATCH_TOKEN" => Some("t".to_owned()),
+            "HOSTWATCH_HOST_ID" => Some("h".to_owned()),
+            _ => None,
+        };
+        let config = Config::load(Vec::<std::ffi::OsString>::new(), env).unwrap();
+        assert_eq!(config.collectors, ["ws://a/ingest", "ws://b/ingest"]);
+        // One flag replaces the environment's whole list.
+        let config = Config::load(["--collector", "ws://z/ingest"].map(Into::into), env).unwrap();
+        assert_eq!(config.collectors, ["ws://z/ingest"]);
+    }
+
+    #[test]
+    fn a_bad_collector_in_the_list_is_named() {
+        let cases: &[(&str, &str)] = &[
+            ("ws://a/ingest,http://b/ingest", "address 2: \"http://b/ingest\""),
+            ("ws://a/ingest,,ws://b/ingest", "address 2: is empty"),
+            ("ws://a/ingest,", "address 2: is empty"),
+            ("ws://a/ingest,ws://a/ingest", "address 2: \"ws://a/ingest\" is listed twice"),
+            ("ws:///ingest", "address 1: \"ws:///ingest\""),
+        ];
+        for (list, expected) in cases {
+            let err = load(&["--collector", list, "--token", "t", "--host-id", "h"]).unwrap_err();
+            assert_eq!(err.key, "collector");
+            assert!(err.message.contains(expected), "{list:?} gave {err}");
+        }
+        let err = load(&[&BASE[..], &["--collector", "ftp://x"]].concat()).unwrap_err();
+        assert!(err.message.contains("address 2: \"ftp://x\""), "{err}");
     }
 
     #[test]

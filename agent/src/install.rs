@@ -49,7 +49,9 @@ struct InstalledConfig {
 /// Installs under `root`; starts the service when `start` and `root` is `/`.
 pub fn install(config: &Config, root: &Path, start: bool) -> anyhow::Result<()> {
     let given = |key: &str| config.given.contains(&key);
-    let collector = config.collector.clone().context("install needs --collector")?;
+    config.collector.as_ref().context("install needs --collector")?;
+    // Several addresses go to the file as the same comma list the agent reads back.
+    let collector = config.collectors.join(",");
     let token = config.token.clone().context("install needs --token-file or --token")?;
 
     let binary = root.join(BINARY);

@@ -42,9 +42,9 @@ pub fn now_ms() -> u64 {
 
 /// Runs the agent until SIGTERM or SIGINT: samples, spools and pushes.
 pub fn run(config: Config) -> anyhow::Result<()> {
-    let collector = config.collector.clone().context("no collector URL")?;
+    anyhow::ensure!(!config.collectors.is_empty(), "no collector URL");
     let token = config.token.clone().context("no token")?;
-    let tls = if collector.starts_with("wss://") {
+    let tls = if config.collectors.iter().any(|c| c.starts_with("wss://")) {
         Some(net::tls_connector(config.ca_file.as_deref())?)
     } else {
         None
@@ -53,11 +53,13 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let mut hello = sampler::hello(&config.host_id, config.interval_ms());
     hello.instance_id = spool.instance_id();
     log::info!(
-        "hostwatch-agent {} starting: host {} ({}), every {:?}, collector {collector}, spool {} (max {} samples)",
+        "hostwatch-agent {} starting: host {} ({}), every {:?}, {} {}, spool {} (max {} samples)",
         env!("CARGO_PKG_VERSION"),
         hello.host_id,
         hello.hostname,
         config.interval,
+        if config.collectors.len() == 1 { "collector" } else { "collectors" },
+        config.collectors.join(", "),
         config.spool_dir.display(),
         config.spool_max
     );
@@ -68,9 +70,23 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     spawn_signal_thread(tx.clone(), stop_tx)?;
     spawn_sampler_thread(config.interval, tx)?;
 
-    let target = net::Target { url: collector, token, tls, timeout: Duration::from_secs(10) };
-    let transport =
-        Transport::new(target, hello, spool, Timing::for_interval(config.interval), stop_rx);
+    let targets = config
+        .collectors
+        .iter()
+        .map(|url| net::Target {
+            url: url.clone(),
+            token: token.clone(),
+            tls: if url.starts_with("wss://") { tls.clone() } else { None },
+            timeout: Duration::from_secs(10),
+        })
+        .collect();
+    let transport = Transport::with_targets(
+        targets,
+        hello,
+        spool,
+        Timing::for_interval(config.interval),
+        stop_rx,
+    );
     systemd::ready("sampling; connecting to the collector");
     // futures-lite's block_on only parks this thread until a waker fires. smol's (async-io's)
     // would make the reactor thread poll every few milliseconds for as long as it blocks: a

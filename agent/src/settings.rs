@@ -134,6 +134,9 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Default)]
 pub struct Settings {
     values: BTreeMap<&'static str, (String, Source)>,
+    /// Every value a flag was given, in order, for keys that may be repeated (`--collector A
+    /// --collector B`); [`Settings::get`] sees the last.
+    repeated: BTreeMap<&'static str, Vec<String>>,
     /// Words on the command line that are not flags (a subcommand and its operands).
     pub positional: Vec<String>,
     /// The file's tables of keys declared with [`Key::table`], whole.
@@ -195,6 +198,9 @@ impl Settings {
                     } else {
                         "true".to_owned()
                     };
+                    if key.takes_value {
+                        self.repeated.entry(key.name).or_default().push(value.clone());
+                    }
                     self.values.insert(key.name, (value, Source::Flag));
                 }
                 Some(Arg::Short('h')) => {
@@ -279,6 +285,23 @@ impl Settings {
                 .map(Some)
                 .map_err(|message| ConfigError::new(key, format!("{message} (from {source})"))),
         }
+    }
+
+    /// Every value of a key that may be given several times: each occurrence of its flag when
+    /// the command line set it, else the one value of the environment or the file; each split
+    /// on commas and trimmed (`"ws://a, ws://b"`). Empty items are kept, for the caller to
+    /// refuse. Empty when no layer set the key.
+    pub fn list(&self, key: &str) -> Vec<String> {
+        let whole: Vec<&str> = match self.values.get(key) {
+            None => return Vec::new(),
+            Some((_, Source::Flag)) => self
+                .repeated
+                .get(key)
+                .map(|v| v.iter().map(String::as_str).collect())
+                .unwrap_or_default(),
+            Some((value, _)) => vec![value.as_str()],
+        };
+        whole.iter().flat_map(|v| v.split(',')).map(|v| v.trim().to_owned()).collect()
     }
 
     /// Where a key's value came from, if it was set.

@@ -12,6 +12,15 @@
 //! are sent in batches (a bounded window of unacknowledged batches) and forgotten when acked.
 //! Pings and a read deadline detect a dead collector; reconnection uses capped, jittered backoff,
 //! the first retry after a lost connection spread over [`crate::backoff::RECONNECT_SPREAD`].
+//!
+//! With several collector addresses, every failure (connect, handshake, refusal, lost or dead
+//! connection) moves to the next address, round-robin. Within a round the next address is tried
+//! after a short jittered pause ([`FAILOVER_STEP`]; after a lost connection, the usual spread);
+//! only a full round of failures waits out the backoff, which therefore grows once per round, as
+//! it grows once per attempt with one address. A working connection is kept: the agent does not
+//! drift back to the first address. The new collector's `Welcome` sets the resume point and the
+//! spool holds everything not acknowledged, so nothing is lost and nothing is sent twice on one
+//! connection.
 
 use std::time::{Duration, Instant};
 
@@ -35,6 +44,10 @@ pub enum Input {
     /// Flush what can be flushed within the shutdown budget, persist the spool and return.
     Shutdown,
 }
+
+/// Within a round over several collectors, the next address is tried within this long (full
+/// jitter), so a dead address costs little but agents do not all move in the same instant.
+pub const FAILOVER_STEP: Duration = Duration::from_millis(500);
 
 /// Batches sent but not yet acknowledged, at most.
 const WINDOW: usize = 8;
@@ -111,7 +124,14 @@ enum Wake {
 
 /// The transport's owner: runs until it receives [`Input::Shutdown`] or its input closes.
 pub struct Transport {
-    target: Target,
+    /// Every collector, in the order given; at least one.
+    targets: Vec<Target>,
+    /// Index of the collector in use or being tried.
+    current: usize,
+    /// Addresses that failed in the current round (since the last welcome or full round).
+    tried_in_round: usize,
+    /// Whether every failure of the current round needed an operator (a refusal).
+    round_all_refused: bool,
     hello: Hello,
     spool: Spool,
     timing: Timing,
@@ -135,8 +155,24 @@ impl Transport {
         timing: Timing,
         stop: async_channel::Receiver<()>,
     ) -> Self {
+        Self::with_targets(vec![target], hello, spool, timing, stop)
+    }
+
+    /// Creates the transport for several collectors, tried in turn from the first (see the
+    /// module documentation). Panics if `targets` is empty.
+    pub fn with_targets(
+        targets: Vec<Target>,
+        hello: Hello,
+        spool: Spool,
+        timing: Timing,
+        stop: async_channel::Receiver<()>,
+    ) -> Self {
+        assert!(!targets.is_empty(), "the transport needs a collector");
         Self {
-            target,
+            targets,
+            current: 0,
+            tried_in_round: 0,
+            round_all_refused: true,
             hello,
             stop,
             spool,
@@ -248,8 +284,29 @@ impl Transport {
         input.or(other).or(flush_timer).await
     }
 
+    /// The URL of the collector in use or being tried.
+    pub fn current_url(&self) -> &str {
+        &self.targets[self.current].url
+    }
+
+    /// How the logs name the current collector: with its place in the list when there are
+    /// several.
+    fn describe_current(&self) -> String {
+        match self.targets.len() {
+            1 => self.current_url().to_owned(),
+            n => format!("{} (collector {} of {n})", self.current_url(), self.current + 1),
+        }
+    }
+
+    /// Moves to the next collector, round-robin; returns the one left.
+    fn advance(&mut self) -> String {
+        let left = self.current_url().to_owned();
+        self.current = (self.current + 1) % self.targets.len();
+        left
+    }
+
     fn connect(&mut self) -> State {
-        let target = self.target.clone();
+        let target = self.targets[self.current].clone();
         let hello = self.hello.clone();
         State::Connecting { attempt: Box::pin(async move { net::open(&target, &hello).await }) }
     }
@@ -279,7 +336,7 @@ impl Transport {
         let outage = self.down_since.take().map(|t| t.elapsed());
         log::info!(
             "connected to {} (collector has up to seq {}; {} samples to send{})",
-            self.target.url,
+            self.describe_current(),
             welcome.last_seq.map_or_else(|| "none".to_owned(), |s| s.to_string()),
             self.spool.len(),
             outage.map(|d| format!(", after {:.0?} away", d)).unwrap_or_default()
@@ -288,7 +345,9 @@ impl Transport {
         // cannot store (a full disk) must not be retried at the shortest delay forever.
         self.failures = 0;
         self.last_refusal = None;
-        crate::systemd::status(&format!("connected to {}", self.target.url));
+        self.tried_in_round = 0;
+        self.round_all_refused = true;
+        crate::systemd::status(&format!("connected to {}", self.current_url()));
         let (sender, receiver) = socket.split();
 
         let conn = Connection {
@@ -306,7 +365,28 @@ impl Transport {
         self.failures += 1;
         self.down_since.get_or_insert_with(Instant::now);
         crate::systemd::status(&format!("cannot reach the collector ({err}); spooling"));
-        let delay = if err.needs_operator() {
+        self.tried_in_round += 1;
+        self.round_all_refused &= err.needs_operator();
+        if self.targets.len() > 1 {
+            let left = self.advance();
+            log::warn!(
+                "collector {left} failed: {err}; moving to {}{}",
+                self.describe_current(),
+                if self.tried_in_round >= self.targets.len() {
+                    " after backoff (every collector failed this round)"
+                } else {
+                    ""
+                }
+            );
+        }
+        if self.tried_in_round < self.targets.len() {
+            // Another address is left in this round: try it soon, still jittered.
+            let delay = FAILOVER_STEP.mul_f64(self.rng.f64());
+            return State::Waiting { until: Instant::now() + delay };
+        }
+        self.tried_in_round = 0;
+        let all_refused = std::mem::replace(&mut self.round_all_refused, true);
+        let delay = if all_refused {
             let text = err.to_string();
             // Say it once, clearly; repeats of the same refusal go to debug.
             if self.last_refusal.as_deref() != Some(text.as_str()) {
@@ -333,8 +413,19 @@ impl Transport {
     fn lost(&mut self, why: &str) -> State {
         log::warn!("connection to the collector lost: {why}; {} samples spooled", self.spool.len());
         self.down_since.get_or_insert_with(Instant::now);
-        // Every agent of a collector that restarts gets here at the same moment: spread them.
+        // Every agent of a collector that restarts (or dies) gets here at the same moment:
+        // spread them, whether they come back to it or move on to the next one.
         let delay = self.backoff.after_loss(&mut self.rng);
+        if self.targets.len() > 1 {
+            let left = self.advance();
+            // The lost collector counts as this round's first failure.
+            self.tried_in_round = 1;
+            self.round_all_refused = false;
+            log::warn!(
+                "moving from collector {left} to {} in {delay:.1?}: connection lost ({why})",
+                self.describe_current()
+            );
+        }
         State::Waiting { until: Instant::now() + delay }
     }
 
