@@ -65,6 +65,11 @@ pub const KEYS: &[Key] = &[
     Key::value("max_db_size", "SIZE", "delete the oldest data above this size [default: 8GiB]"),
     Key::value("max_subscribers", "N", "most live subscribers (SSE and /live) [default: 2000]"),
     Key::value("max_connections", "N", "most agent connections [default: 20000]"),
+    Key::value(
+        "agent_idle_timeout",
+        "DURATION",
+        "close an agent connection silent this long, and at least 10 of its intervals [default: 60s]",
+    ),
     Key::value("max_hosts", "N", "most hosts the shared agent token may create [default: 100000]"),
     Key::value(
         "max_new_hosts_per_minute",
@@ -170,6 +175,9 @@ pub struct Config {
     pub max_subscribers: usize,
     /// Most agent connections.
     pub max_connections: usize,
+    /// An agent connection silent this long (and at least ten of its intervals) is closed: a
+    /// dead or cut-off agent is noticed then.
+    pub agent_idle_timeout: Duration,
     /// Most connections that have not sent a complete request head or upgrade yet.
     pub max_pending_connections: usize,
     /// How many hosts the shared agent token may create.
@@ -285,6 +293,16 @@ impl Config {
             policy,
             max_subscribers: settings.typed("max_subscribers", positive)?.unwrap_or(2000),
             max_connections: settings.typed("max_connections", positive)?.unwrap_or(20_000),
+            agent_idle_timeout: settings
+                .typed("agent_idle_timeout", |v| {
+                    let d = parse_duration(v)?;
+                    if d < Duration::from_secs(1) {
+                        Err(format!("{v:?} is below 1s"))
+                    } else {
+                        Ok(d)
+                    }
+                })?
+                .unwrap_or(Duration::from_secs(60)),
             max_pending_connections: settings
                 .typed("max_pending_connections", positive)?
                 .unwrap_or(1024),
@@ -492,6 +510,11 @@ mod tests {
         assert_eq!(load(&["--tls-cert", "/etc/hostname"]).unwrap_err().key, "tls_key");
         assert_eq!(load(&["--max-db-size", "10KiB"]).unwrap_err().key, "max_db_size");
         assert_eq!(load(&["--retention-raw", "1s"]).unwrap_err().key, "retention_raw");
+        assert_eq!(load(&["--agent-idle-timeout", "500ms"]).unwrap_err().key, "agent_idle_timeout");
+        assert_eq!(
+            load(&["--agent-idle-timeout", "5s"]).unwrap().agent_idle_timeout,
+            Duration::from_secs(5)
+        );
     }
 
     fn with_file(text: &str, extra: &[&str]) -> Result<Config, ConfigError> {

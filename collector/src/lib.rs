@@ -240,6 +240,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let limits = Limits {
         max_subscribers: config.max_subscribers,
         max_ws_connections: config.max_connections,
+        agent_idle_timeout: config.agent_idle_timeout,
         max_pending_connections: config.max_pending_connections,
         ..Limits::default()
     };

@@ -335,7 +335,11 @@ fn a_network_cut_is_noticed_in_time_and_its_gap_filled_in_order_after_it_heals()
     let slack = 2 * SECOND;
 
     let dir = temp_dir();
-    let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
+    // The collector's side: an agent connection silent for `--agent-idle-timeout` (and ten of
+    // its intervals, 1 s here) is closed. 60 s by default; 5 s here, so the cut outlasts it.
+    let collector_idle = 5 * SECOND;
+    let collector =
+        Collector::spawn(dir.path(), &["--no-self-monitor", "--agent-idle-timeout", "5s"]);
     let proxy = Proxy::start(collector.ws);
     let agent = Agent::spawn(
         &format!("ws://{}/ingest", proxy.addr),
@@ -359,6 +363,26 @@ fn a_network_cut_is_noticed_in_time_and_its_gap_filled_in_order_after_it_heals()
     assert!(
         noticed <= documented + slack,
         "the dead connection was noticed {noticed:?} after the cut; documented: {documented:?}"
+    );
+    // The collector sees nothing of the cut but silence (the proxy keeps its socket open): it
+    // closes the dead connection once it has been idle for its timeout.
+    let collector_logged =
+        wait_for(collector_idle + slack + 10 * SECOND, "the collector to notice", || {
+            collector
+                .log
+                .lines()
+                .iter()
+                .any(|l| {
+                    l.contains("agent disconnected")
+                        && l.contains("cut-off")
+                        && l.contains("idle for")
+                })
+                .then(|| cut_at.elapsed())
+        });
+    assert!(
+        collector_logged <= collector_idle + slack,
+        "the collector closed the dead connection {collector_logged:?} after the cut; \
+         documented: {collector_idle:?}"
     );
     std::thread::sleep(cut_for.saturating_sub(cut_at.elapsed()));
     let stored_during_cut = stored_samples(&collector.db, "cut-off");
@@ -396,7 +420,8 @@ fn a_network_cut_is_noticed_in_time_and_its_gap_filled_in_order_after_it_heals()
     }
     eprintln!(
         "figure: a cut of {cut_for:?} ({intervals} intervals of 100 ms): noticed after \
-         {noticed:.1?} (documented {documented:?}), {gap} samples of the gap stored in order \
+         {noticed:.1?} by the agent (documented {documented:?}), {collector_logged:.1?} by the \
+         collector (documented {collector_idle:?}), {gap} samples of the gap stored in order \
          {refilled:.1?} after the heal"
     );
 }
