@@ -2,32 +2,27 @@
 //!
 //! Tasks and threads:
 //! - the **storage** thread owns the SQLite writer ([`storage`]);
-//! - the **hub** task owns all shared state and fans events out ([`hub`]);
-//! - the **ws** listener serves agents (`/ingest`, [`ingest`]) and browsers (`/live`, [`live`]);
-//! - the **http** listener serves the page, the API and `/events` ([`http`]);
+//! - the **hub** task owns all shared state and fans events out ([`fanout::hub`]);
+//! - the **ws** listener serves agents (`/ingest`, [`ingest`]) and browsers (`/live`,
+//!   [`fanout::live`]);
+//! - the **http** listener serves the page, the API and `/events` ([`net::http`], [`api`]), and
+//!   the same upgrades as `--ws`;
 //! - the **self-monitor** thread samples this host ([`selfmon`]);
 //! - each notification channel's sender: a task per webhook, a thread per email channel
 //!   ([`notify`]);
 //! - a **signal** thread turns SIGTERM/SIGINT into a graceful shutdown.
 
 pub mod alerts;
-pub mod auth;
-pub mod budget;
+pub mod api;
 pub mod catalog;
 pub mod config;
-pub mod events;
-pub mod http;
-pub mod hub;
+pub mod fanout;
 pub mod ingest;
-pub mod listener;
-pub mod live;
+pub mod net;
 pub mod notify;
 pub mod selfmon;
 pub mod storage;
-pub mod subscribe;
-pub mod tls;
 pub mod untrusted;
-pub mod ws;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -40,7 +35,10 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 pub use agent::now_ms;
 
 use crate::config::Config;
-use crate::http::server::HttpLimits;
+use crate::fanout::hub;
+use crate::ingest::{auth, upgrade};
+use crate::net::http::server::HttpLimits;
+use crate::net::{budget, http, tls};
 use crate::storage::{Readers, Storage};
 
 /// The collector's executor. smol's global one runs a single thread unless an environment
@@ -282,7 +280,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     smol::block_on(async {
         let hub_task = spawn(hub.run(hub_rx));
         let ticker = spawn(tick(hub_tx.clone()));
-        let ws_task = spawn(ws::serve(ws_listener, ctx.clone(), ws_active.clone()));
+        let ws_task = spawn(upgrade::serve(ws_listener, ctx.clone(), ws_active.clone()));
         let http_task = spawn(http::serve(http_listener, ctx.clone(), http_active.clone()));
         let self_monitor = match &self_host {
             Some(id) => Some(selfmon::spawn(

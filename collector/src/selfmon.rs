@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_lite::FutureExt;
 use protocol::{Batch, Sample};
 
-use crate::hub::{self, CloseReason};
+use crate::fanout::hub::{self, CloseReason};
 use crate::storage::{Storage, StoreError};
 
 /// Samples kept while the storage cannot take them: an hour at the default interval.
@@ -53,7 +53,7 @@ pub fn spawn(
         let connected = hub::Event::AgentConnected {
             conn,
             hello,
-            credential: crate::auth::AgentCredential::InProcess,
+            credential: crate::ingest::auth::AgentCredential::InProcess,
             addr: ADDR.to_owned(),
             close: close_tx,
         };

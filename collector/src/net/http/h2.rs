@@ -1,7 +1,7 @@
 //! HTTP/2 on hyper: negotiated by ALPN (`h2`) over TLS on the `--http` listener, or spoken in
 //! cleartext with prior knowledge (the connection preface instead of an HTTP/1.1 request line).
 //! One connection carries many streams, so a browser's tabs share it and no tab's SSE waits for
-//! one of HTTP/1.1's six connections per host. Requests go to the same [`routes`](super::routes)
+//! one of HTTP/1.1's six connections per host. Requests go to the same [`routes`](crate::api::routes)
 //! as HTTP/1.1; an SSE answer is a body fed by a channel.
 //!
 //! Limits: the header list size ([`HttpLimits::max_head_bytes`]), the body size (413), at most
@@ -17,11 +17,12 @@ use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::{Bytes, Frame, Incoming};
 
 use crate::Ctx;
-use crate::budget::Admitted;
-use crate::events::LiveEvent;
-use crate::http::server::{Body, HttpLimits, Request};
-use crate::http::{routes, sse};
-use crate::subscribe::{self, End, EventSink, LiveStream};
+use crate::api::routes;
+use crate::fanout::events::LiveEvent;
+use crate::fanout::sse;
+use crate::fanout::subscribe::{self, End, EventSink, LiveStream};
+use crate::net::budget::Admitted;
+use crate::net::http::server::{Body, HttpLimits, Request};
 
 /// The start of the HTTP/2 connection preface.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -30,7 +31,7 @@ pub const PREFACE: &[u8] = b"PRI * HTTP/2.0";
 pub const MAX_STREAMS: u32 = 128;
 
 /// Whether TLS negotiated HTTP/2.
-pub fn negotiated(stream: &crate::tls::Stream) -> bool {
+pub fn negotiated(stream: &crate::net::tls::Stream) -> bool {
     match stream {
         agent::net::MaybeTls::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
         agent::net::MaybeTls::Plain(_) => false,

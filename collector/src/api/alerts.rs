@@ -4,9 +4,9 @@
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::http::routes::Reply;
-use crate::http::server::{Request, Response};
-use crate::hub;
+use crate::api::routes::Reply;
+use crate::fanout::hub;
+use crate::net::http::server::{Request, Response};
 use crate::storage::alerts::{Silence, SilenceChange};
 
 /// Past alert events one page holds by default, and at most.

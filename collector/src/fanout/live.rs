@@ -11,9 +11,9 @@ use async_tungstenite::tungstenite::{self, Message};
 use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
 
 use crate::Ctx;
-use crate::events::LiveEvent;
-use crate::hub::SubscribeRequest;
-use crate::subscribe::{self, End, EventSink};
+use crate::fanout::events::LiveEvent;
+use crate::fanout::hub::SubscribeRequest;
+use crate::fanout::subscribe::{self, End, EventSink};
 
 struct WsSink<S> {
     sender: async_tungstenite::WebSocketSender<S>,

@@ -1,6 +1,6 @@
 //! The WebSocket listener (`--ws`): accepts connections, performs the upgrade with a time limit,
 //! authenticates at the upgrade (HTTP 401 before any WebSocket exists), and routes by exact path:
-//! agents to [`crate::ingest`] at `/ingest`, browsers to [`crate::live`] at `/live`.
+//! agents to [`crate::ingest::agent`] at `/ingest`, browsers to [`crate::fanout::live`] at `/live`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,11 +15,11 @@ use std::task::{Context, Poll};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::Ctx;
-use crate::auth::{AgentCheck, AgentCredential};
-use crate::budget::{Admitted, Slot};
-use crate::events::Filter;
-use crate::hub::SubscribeRequest;
-use crate::subscribe::{LiveStream, SubscriberSlot};
+use crate::fanout::events::Filter;
+use crate::fanout::hub::SubscribeRequest;
+use crate::fanout::subscribe::{LiveStream, SubscriberSlot};
+use crate::ingest::auth::{AgentCheck, AgentCredential};
+use crate::net::budget::{Admitted, Slot};
 
 /// Where an upgrade request goes.
 enum Route {
@@ -127,7 +127,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
 /// Accepts WebSocket connections until shutdown.
 pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<AtomicUsize>) {
-    crate::listener::accept_loop("ws", listener, ctx, active, handle).await;
+    crate::net::listener::accept_loop("ws", listener, ctx, active, handle).await;
 }
 
 // The upgrade callback's error type is tungstenite's `ErrorResponse`, an HTTP response.
@@ -156,7 +156,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                  Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
-                let write = crate::http::server::write_all(
+                let write = crate::net::http::server::write_all(
                     &mut stream,
                     response.as_bytes(),
                     ctx.limits.http.write_timeout,
@@ -211,12 +211,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     match route {
         Some(Route::Ingest(credential, slot)) => {
-            Box::pin(crate::ingest::serve(socket, addr, credential, ctx)).await;
+            Box::pin(crate::ingest::agent::serve(socket, addr, credential, ctx)).await;
             // The place among the agents is given back when the connection ends.
             drop(slot);
         }
         Some(Route::Live(LiveStream { request, slot })) => {
-            Box::pin(crate::live::serve(socket, ctx.clone(), request)).await;
+            Box::pin(crate::fanout::live::serve(socket, ctx.clone(), request)).await;
             // The place under the subscriber limit is given back only when the stream ends.
             drop(slot);
         }
@@ -244,7 +244,7 @@ fn reject(status: StatusCode, message: &str) -> ErrorResponse {
 /// Logs an agent refused for its token: the first at once, then at most one line every ten
 /// seconds with a count, so guessing tokens cannot flood the log.
 fn refused_token(addr: SocketAddr, why: &str) {
-    static LOG: crate::budget::RefusalLog = crate::budget::RefusalLog::new();
+    static LOG: crate::net::budget::RefusalLog = crate::net::budget::RefusalLog::new();
     LOG.log(|count| {
         log::warn!(
             "ws: {addr}: agent refused at the upgrade: {why} ({count} refused since the last line)"
@@ -309,7 +309,7 @@ fn decide(
             let pairs: Vec<(String, String)> =
                 form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
             let since = pairs.iter().find(|(k, _)| k == "since").map(|(_, v)| v.as_str());
-            let since = match crate::events::parse_event_id(since) {
+            let since = match crate::fanout::events::parse_event_id(since) {
                 Ok(since) => since,
                 Err(_) => {
                     return (
@@ -332,7 +332,7 @@ fn decide(
 
 /// Whether an HTTP request is for a WebSocket endpoint: `/ingest` and `/live` are served on the
 /// `--http` address exactly as on `--ws`.
-pub fn wants_upgrade(request: &crate::http::server::Request) -> bool {
+pub fn wants_upgrade(request: &crate::net::http::server::Request) -> bool {
     matches!(request.path.as_str(), "/ingest" | "/live")
 }
 
@@ -347,7 +347,7 @@ fn has_token(value: &str, token: &str) -> bool {
 /// and text as on `--ws`, and the connection closes.
 pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    request: crate::http::server::Request,
+    request: crate::net::http::server::Request,
     addr: SocketAddr,
     ctx: Ctx,
     mut admitted: Admitted,
@@ -355,7 +355,7 @@ pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     let refused = |status: u16, message: &str, extra: Vec<(String, String)>| {
         let mut head = format!(
             "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\n",
-            crate::http::server::reason(status)
+            crate::net::http::server::reason(status)
         );
         for (name, value) in extra {
             head.push_str(&format!("{name}: {value}\r\n"));
@@ -418,7 +418,8 @@ pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(route) => route,
         Err(head) => {
             // The client may be gone already; the connection closes either way.
-            let _ = crate::http::server::write_all(&mut stream, head.as_bytes(), timeout).await;
+            let _ =
+                crate::net::http::server::write_all(&mut stream, head.as_bytes(), timeout).await;
             return;
         }
     };
@@ -429,7 +430,9 @@ pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n\r\n"
     );
-    if let Err(err) = crate::http::server::write_all(&mut stream, head.as_bytes(), timeout).await {
+    if let Err(err) =
+        crate::net::http::server::write_all(&mut stream, head.as_bytes(), timeout).await
+    {
         log::debug!("http: {addr}: writing the upgrade failed: {err}");
         return;
     }

@@ -18,8 +18,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::alerts::{Active, Alerts, Change, Subject};
-use crate::auth::{AgentAuth, AgentCredential};
-use crate::events::{Filter, LiveEvent};
+use crate::fanout::events::{Filter, LiveEvent};
+use crate::ingest::auth::{AgentAuth, AgentCredential};
 use crate::notify::{Notification, Notifier};
 use crate::storage::alerts::Silence;
 use crate::storage::{Activity, HostRecord, Point, Storage, Stored};

@@ -1,0 +1,10 @@
+//! The HTTP API and the page: routing and the endpoints ([`routes`]), the history answer
+//! ([`history`]), alerts and silences ([`alerts`]), Prometheus exposition ([`metrics`]) and the
+//! embedded page ([`assets`]). Handlers turn a request into a response; the server that reads
+//! and writes them is [`crate::net::http`].
+
+pub mod alerts;
+pub mod assets;
+pub mod history;
+pub mod metrics;
+pub mod routes;

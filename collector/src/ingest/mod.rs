@@ -1,0 +1,6 @@
+//! Agent intake: the WebSocket upgrades on `--ws` and `--http` ([`upgrade`]), who may connect
+//! and see what ([`auth`]), and one agent's connection from hello to its last batch ([`agent`]).
+
+pub mod agent;
+pub mod auth;
+pub mod upgrade;
