@@ -226,7 +226,7 @@ async fn readyz(ctx: &Ctx) -> Reply {
     }
     let probe = async {
         ctx.storage.ping().await.map_err(|e| format!("storage: {e}"))?;
-        hub::ask(&ctx.hub, |reply| hub::Event::Stats { reply })
+        hub::ask(&ctx.hub, |reply| hub::Query::Stats { reply })
             .await
             .ok_or("hub: shutting down")?;
         Ok::<(), String>(())
@@ -443,7 +443,7 @@ pub const MAX_BROADCAST_CHARS: usize = 500;
 
 /// `GET /metrics`: Prometheus text exposition.
 async fn metrics(ctx: &Ctx) -> Reply {
-    let Some(view) = hub::ask(&ctx.hub, |reply| hub::Event::Metrics { reply }).await else {
+    let Some(view) = hub::ask(&ctx.hub, |reply| hub::Query::Metrics { reply }).await else {
         return Response::error(503, "shutting down");
     };
     let figures = crate::api::metrics::CollectorFigures {
@@ -461,7 +461,7 @@ async fn metrics(ctx: &Ctx) -> Reply {
 /// `GET /metrics?host=ID` and `/metrics/hosts/ID`: one host's series, node_exporter style, for
 /// Prometheus's multi-target exporter pattern.
 async fn host_metrics(ctx: &Ctx, id: String) -> Reply {
-    let asked = hub::ask(&ctx.hub, |reply| hub::Event::HostMetrics { id: id.clone(), reply });
+    let asked = hub::ask(&ctx.hub, |reply| hub::Query::HostMetrics { id: id.clone(), reply });
     match asked.await {
         Some(Some(host)) => {
             let body = crate::api::metrics::render_host(&host);
@@ -476,7 +476,7 @@ async fn host_metrics(ctx: &Ctx, id: String) -> Reply {
 /// format, one target group per host whose target is the host id (to become `?host=ID` by
 /// relabelling, as with the blackbox exporter), with its name and status as meta labels.
 async fn prometheus_targets(ctx: &Ctx) -> Reply {
-    let Some(hosts) = hub::ask(&ctx.hub, |reply| hub::Event::Hosts { reply }).await else {
+    let Some(hosts) = hub::ask(&ctx.hub, |reply| hub::Query::Hosts { reply }).await else {
         return Response::error(503, "shutting down");
     };
     let groups: Vec<Value> = hosts
@@ -605,14 +605,14 @@ fn host_route(path: &str) -> Option<(String, HostRoute)> {
 }
 
 async fn hosts(ctx: &Ctx) -> Reply {
-    match hub::ask(&ctx.hub, |reply| hub::Event::Hosts { reply }).await {
+    match hub::ask(&ctx.hub, |reply| hub::Query::Hosts { reply }).await {
         Some(hosts) => Response::json(200, &hosts),
         None => Response::error(503, "shutting down"),
     }
 }
 
 async fn host(ctx: &Ctx, id: String) -> Reply {
-    match hub::ask(&ctx.hub, |reply| hub::Event::Host { id: id.clone(), reply }).await {
+    match hub::ask(&ctx.hub, |reply| hub::Query::Host { id: id.clone(), reply }).await {
         Some(Some(host)) => Response::json(200, &host),
         Some(None) => Response::error(404, format!("unknown host {id:?}")),
         None => Response::error(503, "shutting down"),
@@ -620,7 +620,7 @@ async fn host(ctx: &Ctx, id: String) -> Reply {
 }
 
 async fn stats(ctx: &Ctx) -> Reply {
-    let Some(stats) = hub::ask(&ctx.hub, |reply| hub::Event::Stats { reply }).await else {
+    let Some(stats) = hub::ask(&ctx.hub, |reply| hub::Query::Stats { reply }).await else {
         return Response::error(503, "shutting down");
     };
     let db_size = crate::storage::query::database_bytes(ctx.storage.path());
@@ -636,7 +636,7 @@ async fn stats(ctx: &Ctx) -> Reply {
 }
 
 async fn clients(ctx: &Ctx) -> Reply {
-    match hub::ask(&ctx.hub, |reply| hub::Event::Clients { reply }).await {
+    match hub::ask(&ctx.hub, |reply| hub::Query::Clients { reply }).await {
         Some(clients) => Response::json(200, &clients),
         None => Response::error(503, "shutting down"),
     }
