@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-pub use agent::now_ms;
+pub use agent::runtime::now_ms;
 
 use crate::config::Config;
 use crate::fanout::hub;
@@ -292,7 +292,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             )?),
             None => None,
         };
-        agent::systemd::ready(&format!("serving http://{http_addr}/ and ws://{ws_addr}/"));
+        agent::runtime::systemd::ready(&format!("serving http://{http_addr}/ and ws://{ws_addr}/"));
 
         loop {
             let signal = signals.recv().await.unwrap_or(SIGTERM);
@@ -304,7 +304,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             log::info!("received signal {signal}, shutting down");
             break;
         }
-        agent::systemd::stopping();
+        agent::runtime::systemd::stopping();
         let deadline = Instant::now() + Duration::from_secs(4);
         // Stop accepting; SSE and /live streams see the hub end them.
         shutdown_tx.close();

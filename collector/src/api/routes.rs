@@ -231,7 +231,7 @@ async fn readyz(ctx: &Ctx) -> Reply {
             .ok_or("hub: shutting down")?;
         Ok::<(), String>(())
     };
-    let probe = agent::within(std::time::Duration::from_secs(2), probe).await;
+    let probe = agent::runtime::within(std::time::Duration::from_secs(2), probe).await;
     let probe = probe.unwrap_or_else(|| Err("storage or hub did not answer within 2 s".to_owned()));
     // A write that failed while the probe waited explains the failure better than the probe.
     let health = ctx.storage.health().view();

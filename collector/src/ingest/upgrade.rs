@@ -1,6 +1,6 @@
 //! The WebSocket listener (`--ws`): accepts connections, performs the upgrade with a time limit,
 //! authenticates at the upgrade (HTTP 401 before any WebSocket exists), and routes by exact path:
-//! agents to [`crate::ingest::agent`] at `/ingest`, browsers to [`crate::fanout::live`] at `/live`.
+//! agents to [`crate::ingest::connection`] at `/ingest`, browsers to [`crate::fanout::live`] at `/live`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -140,7 +140,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     // tungstenite closes a request that is no upgrade without a word; such a client (a
     // browser or curl pointed at this port) gets a 426 that says where to go instead.
-    let head = agent::within(ctx.limits.handshake_timeout, upgrade_head(stream));
+    let head = agent::runtime::within(ctx.limits.handshake_timeout, upgrade_head(stream));
     let stream = match Box::pin(admitted.unless_evicted(head)).await {
         None => {
             log::debug!("ws: {addr}: closed before its request, to make room for a newer one");
@@ -186,7 +186,8 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         async_tungstenite::accept_hdr_async_with_config(stream, callback, Some(protocol_config()));
     // Each phase is boxed, so a connection's task holds only the phase it is in: an idle agent's
     // connection is not also charged for the upgrade's state (the task was 6.9 KiB unboxed).
-    let handshake = admitted.unless_evicted(agent::within(ctx.limits.handshake_timeout, handshake));
+    let handshake =
+        admitted.unless_evicted(agent::runtime::within(ctx.limits.handshake_timeout, handshake));
     let socket = match Box::pin(handshake).await.flatten() {
         Some(Ok(socket)) => socket,
         None => {
@@ -211,7 +212,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     match route {
         Some(Route::Ingest(credential, slot)) => {
-            Box::pin(crate::ingest::agent::serve(socket, addr, credential, ctx)).await;
+            Box::pin(crate::ingest::connection::serve(socket, addr, credential, ctx)).await;
             // The place among the agents is given back when the connection ends.
             drop(slot);
         }
@@ -226,7 +227,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// WebSocket limits: the protocol's maximum message and frame sizes, not tungstenite's 64 MiB.
 fn protocol_config() -> WebSocketConfig {
-    agent::net::websocket_config()
+    agent::runtime::websocket_config()
 }
 
 fn reject(status: StatusCode, message: &str) -> ErrorResponse {

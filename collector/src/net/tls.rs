@@ -12,7 +12,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use smol::net::TcpStream;
 
 /// A client connection, plain or TLS.
-pub type Stream = agent::net::MaybeTls<futures_rustls::server::TlsStream<TcpStream>>;
+pub type Stream = agent::runtime::MaybeTls<futures_rustls::server::TlsStream<TcpStream>>;
 
 /// Loads the certificate chain and key into an acceptor.
 /// `alpn` lists the protocols offered in the handshake (`h2` only on the `--http` listener).
@@ -42,7 +42,7 @@ pub async fn accept(
         return Ok(Stream::Plain(tcp));
     };
     let handshake = async { acceptor.accept(tcp).await.map(|tls| Stream::Tls(Box::new(tls))) };
-    agent::within(timeout, handshake).await.unwrap_or_else(|| {
+    agent::runtime::within(timeout, handshake).await.unwrap_or_else(|| {
         Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))
     })
 }

@@ -227,7 +227,7 @@ pub struct Hub {
     this_second: u64,
     lagged_total: u64,
     pending_activity: VecDeque<Activity>,
-    watchdog: agent::systemd::Watchdog,
+    watchdog: agent::runtime::systemd::Watchdog,
     /// The newest event id stored before this start, for subscribers resuming after it.
     newest_at_start: u64,
     alerts: Alerts,
@@ -308,7 +308,7 @@ impl Hub {
             this_second: 0,
             lagged_total: 0,
             pending_activity: VecDeque::new(),
-            watchdog: agent::systemd::Watchdog::from_env(),
+            watchdog: agent::runtime::systemd::Watchdog::from_env(),
             newest_at_start,
             alerts,
             silences: setup.silences,

@@ -33,8 +33,8 @@ pub const MAX_STREAMS: u32 = 128;
 /// Whether TLS negotiated HTTP/2.
 pub fn negotiated(stream: &crate::net::tls::Stream) -> bool {
     match stream {
-        agent::net::MaybeTls::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
-        agent::net::MaybeTls::Plain(_) => false,
+        agent::runtime::MaybeTls::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
+        agent::runtime::MaybeTls::Plain(_) => false,
     }
 }
 
@@ -85,7 +85,7 @@ where
         None => {
             // GOAWAY; open streams (SSE) end with their `shutdown` event, then the connection.
             conn.as_mut().graceful_shutdown();
-            match agent::within(limits.write_timeout, &mut conn).await {
+            match agent::runtime::within(limits.write_timeout, &mut conn).await {
                 Some(result) => result,
                 None => return,
             }
@@ -176,7 +176,7 @@ struct ChannelSink {
 
 impl ChannelSink {
     async fn push(&self, bytes: Vec<u8>) -> Result<(), String> {
-        match agent::within(self.timeout, self.tx.send(Bytes::from(bytes))).await {
+        match agent::runtime::within(self.timeout, self.tx.send(Bytes::from(bytes))).await {
             Some(Ok(())) => Ok(()),
             Some(Err(_)) => Err("the stream was closed".to_owned()),
             None => Err("the client stopped reading".to_owned()),

@@ -14,7 +14,7 @@ use protocol::{
     AgentMessage, CollectorMessage, DecodeError, Hello, Refusal, RefusalReason, Welcome,
 };
 
-use agent::within;
+use agent::runtime::within;
 
 use crate::Ctx;
 use crate::fanout::hub::{self, CloseReason};
