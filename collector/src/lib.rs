@@ -147,6 +147,8 @@ pub struct Ctx {
     pub access: Arc<auth::Access>,
     /// TLS for both listeners, if configured.
     pub tls: Option<futures_rustls::TlsAcceptor>,
+    /// The same certificate for the `--http` listener, offering HTTP/2 by ALPN (`h2`).
+    pub tls_http: Option<futures_rustls::TlsAcceptor>,
     /// Listener limits.
     pub limits: Arc<Limits>,
     /// Counters.
@@ -184,7 +186,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let tls = match &config.tls {
-        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        Some((cert, key)) => Some(tls::acceptor(cert, key, &[])?),
+        None => None,
+    };
+    let tls_http = match &config.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key, &[b"h2", b"http/1.1"])?),
         None => None,
     };
     // Before the "listening" line: a SIGHUP right after it must find the handler in place, not
@@ -258,6 +264,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .with_page(http_addr.port(), local_names()),
         ),
         tls,
+        tls_http,
         limits: Arc::new(limits),
         metrics: Arc::new(Metrics::default()),
         subscribers: Arc::new(AtomicUsize::new(0)),

@@ -77,7 +77,9 @@ pub async fn accept_loop<H, F>(
         // Each connection ends on its own (limits, timeouts, close, shutdown); nothing joins it.
         crate::spawn(async move {
             let _guard = guard;
-            let tls = crate::tls::accept(stream, ctx.tls.as_ref(), ctx.limits.handshake_timeout);
+            // HTTP/2 is offered (ALPN) on the HTTP listener only; agents on --ws see no change.
+            let acceptor = if name == "http" { ctx.tls_http.as_ref() } else { ctx.tls.as_ref() };
+            let tls = crate::tls::accept(stream, acceptor, ctx.limits.handshake_timeout);
             // Boxed: the handshake's state is not kept for the connection's whole life.
             match Box::pin(admitted.unless_evicted(tls)).await {
                 Some(Ok(stream)) => handle(stream, addr, ctx, admitted).await,

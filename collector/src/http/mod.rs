@@ -7,6 +7,7 @@
 
 pub mod alerts;
 pub mod assets;
+pub mod h2;
 pub mod history;
 pub mod metrics;
 pub mod routes;
@@ -25,11 +26,18 @@ use server::{Body, ReadError, Response};
 
 /// Accepts HTTP connections until shutdown; each connection runs in its own task.
 pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<AtomicUsize>) {
-    crate::listener::accept_loop("http", listener, ctx, active, serve_connection).await;
+    let handle = |stream: crate::tls::Stream, addr, ctx, admitted| async move {
+        if h2::negotiated(&stream) {
+            h2::serve(stream, addr, ctx, admitted).await;
+        } else {
+            serve_connection(stream, addr, ctx, admitted).await;
+        }
+    };
+    crate::listener::accept_loop("http", listener, ctx, active, handle).await;
 }
 
 /// Serves requests on one connection until it closes, breaks a limit or turns into a stream.
-pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut stream: S,
     addr: SocketAddr,
     ctx: Ctx,
@@ -40,6 +48,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     // A new connection gets the head deadline to start its first request; only a kept-alive
     // one that already served a request may wait the idle timeout.
     let mut wait = limits.head_timeout;
+    let mut first = true;
     loop {
         // A connection that has sent no request yet may be closed to make room for a newer one.
         let read = async {
@@ -54,6 +63,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         let Some(Some(read)) = read.or(stop).await else { return };
         let read = match read {
             Ok(head) => {
+                first = false;
                 admitted.authenticated();
                 wait = limits.idle_timeout;
                 if head.wants_continue(&buffer)
@@ -70,6 +80,12 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         let request = match read {
             Ok(request) => request,
             Err(ReadError::Closed) => return,
+            Err(ReadError::Refuse(..)) if first && buffer.starts_with(h2::PREFACE) => {
+                // Cleartext HTTP/2 with prior knowledge: the preface is read again by hyper.
+                let stream = crate::ws::Prefixed::new(std::mem::take(&mut buffer), stream);
+                Box::pin(h2::serve(stream, addr, ctx, admitted)).await;
+                return;
+            }
             Err(ReadError::Refuse(status, message)) => {
                 log::debug!("http: {addr}: {status} {message}");
                 let response: Response<()> = Response::error(status, message);
