@@ -142,7 +142,7 @@ pub struct Ctx {
     /// Agent tokens; replaced on SIGHUP when per-host tokens are re-read.
     pub agent_auth: Arc<RwLock<Arc<auth::AgentAuth>>>,
     /// Viewer, admin and origin rules.
-    pub access: Arc<auth::Access>,
+    pub access: Arc<crate::api::access::Access>,
     /// TLS for both listeners, if configured.
     pub tls: Option<futures_rustls::TlsAcceptor>,
     /// The same certificate for the `--http` listener, offering HTTP/2 by ALPN (`h2`).
@@ -254,7 +254,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         readers,
         agent_auth: Arc::new(RwLock::new(agent_auth.clone())),
         access: Arc::new(
-            auth::Access::new(
+            crate::api::access::Access::new(
                 config.viewer_token.as_ref().map(|s| s.expose().to_owned()),
                 config.admin_token.as_ref().map(|s| s.expose().to_owned()),
             )

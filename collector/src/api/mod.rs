@@ -4,6 +4,7 @@
 //! Handlers turn a request into a response; the server that reads and writes them is
 //! [`crate::net::http`].
 
+pub mod access;
 pub mod alerts;
 pub mod assets;
 pub mod history;

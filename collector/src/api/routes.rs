@@ -162,8 +162,8 @@ fn login(request: &Request, ctx: &Ctx) -> Reply {
             let secure = if secure_origin(request, ctx) { "; Secure" } else { "" };
             let cookie = format!(
                 "{}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-                crate::ingest::auth::SESSION_COOKIE,
-                crate::ingest::auth::SESSION_SECONDS,
+                crate::api::access::SESSION_COOKIE,
+                crate::api::access::SESSION_SECONDS,
             );
             redirect("./", Some(cookie))
         }
@@ -194,7 +194,7 @@ fn logout(request: &Request, ctx: &Ctx) -> Reply {
     let secure = if secure_origin(request, ctx) { "; Secure" } else { "" };
     let cookie = format!(
         "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}",
-        crate::ingest::auth::SESSION_COOKIE
+        crate::api::access::SESSION_COOKIE
     );
     redirect("./", Some(cookie))
 }
