@@ -9,7 +9,7 @@
 //!
 //! It then embeds the page: every file of `web/` that the page loads (`index.html`, `*.js`,
 //! `*.css`) and the two uPlot files, each with a gzip copy made here and an ETag computed from
-//! its bytes, listed in the generated `$OUT_DIR/assets.rs` that `src/http/assets.rs` includes.
+//! its bytes, listed in the generated `$OUT_DIR/assets.rs` that `src/api/assets.rs` includes.
 //! Nothing is compressed or hashed at run time, and adding a module to the page needs no list
 //! to be kept in step.
 //!

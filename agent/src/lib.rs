@@ -8,13 +8,14 @@
 pub mod backoff;
 pub mod config;
 pub mod install;
-pub mod logging;
 pub mod net;
+pub mod runtime;
 pub mod sampler;
 pub mod settings;
 pub mod spool;
-pub mod systemd;
 pub mod transport;
+
+pub use runtime::{logging, systemd};
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -103,7 +103,7 @@ const fn rate(
 }
 
 /// The Prometheus families `/metrics` exports for hosts: node_exporter's name, help text and type
-/// where it has one. The exporter (`http/metrics.rs`) names families only through these, and
+/// where it has one. The exporter (`api/metrics.rs`) names families only through these, and
 /// the series above point at theirs, so a name is written once.
 pub mod prometheus {
     /// One metric family.

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agent::config::read_secret;
-use agent::settings::{ConfigError, Key, Secret, Settings, parse_duration, parse_size};
+use agent::runtime::read_secret;
+use agent::runtime::settings::{ConfigError, Key, Secret, Settings, parse_duration, parse_size};
 
 /// Environment variables are this prefix plus the key in upper case.
 pub const ENV_PREFIX: &str = "HOSTWATCH_COLLECTOR_";
@@ -352,7 +352,7 @@ impl Config {
              Options (flags win over environment variables, which win over --config):\n{}\n\
              Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on a runtime failure, 2 on bad configuration.\n",
             env!("CARGO_PKG_VERSION"),
-            agent::settings::help_text(KEYS, ENV_PREFIX)
+            agent::runtime::settings::help_text(KEYS, ENV_PREFIX)
         )
     }
 }

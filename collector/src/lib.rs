@@ -2,32 +2,27 @@
 //!
 //! Tasks and threads:
 //! - the **storage** thread owns the SQLite writer ([`storage`]);
-//! - the **hub** task owns all shared state and fans events out ([`hub`]);
-//! - the **ws** listener serves agents (`/ingest`, [`ingest`]) and browsers (`/live`, [`live`]);
-//! - the **http** listener serves the page, the API and `/events` ([`http`]);
+//! - the **hub** task owns all shared state and fans events out ([`fanout::hub`]);
+//! - the **ws** listener serves agents (`/ingest`, [`ingest`]) and browsers (`/live`,
+//!   [`fanout::live`]);
+//! - the **http** listener serves the page, the API and `/events` ([`net::http`], [`api`]), and
+//!   the same upgrades as `--ws`;
 //! - the **self-monitor** thread samples this host ([`selfmon`]);
 //! - each notification channel's sender: a task per webhook, a thread per email channel
 //!   ([`notify`]);
 //! - a **signal** thread turns SIGTERM/SIGINT into a graceful shutdown.
 
 pub mod alerts;
-pub mod auth;
-pub mod budget;
+pub mod api;
 pub mod catalog;
 pub mod config;
-pub mod events;
-pub mod http;
-pub mod hub;
+pub mod fanout;
 pub mod ingest;
-pub mod listener;
-pub mod live;
+pub mod net;
 pub mod notify;
 pub mod selfmon;
 pub mod storage;
-pub mod subscribe;
-pub mod tls;
 pub mod untrusted;
-pub mod ws;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -37,10 +32,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-pub use agent::now_ms;
+pub use agent::runtime::now_ms;
 
 use crate::config::Config;
-use crate::http::server::HttpLimits;
+use crate::fanout::hub;
+use crate::ingest::{auth, upgrade};
+use crate::net::http::server::HttpLimits;
+use crate::net::{budget, http, tls};
 use crate::storage::{Readers, Storage};
 
 /// The collector's executor. smol's global one runs a single thread unless an environment
@@ -144,9 +142,11 @@ pub struct Ctx {
     /// Agent tokens; replaced on SIGHUP when per-host tokens are re-read.
     pub agent_auth: Arc<RwLock<Arc<auth::AgentAuth>>>,
     /// Viewer, admin and origin rules.
-    pub access: Arc<auth::Access>,
+    pub access: Arc<crate::api::access::Access>,
     /// TLS for both listeners, if configured.
     pub tls: Option<futures_rustls::TlsAcceptor>,
+    /// The same certificate for the `--http` listener, offering HTTP/2 by ALPN (`h2`).
+    pub tls_http: Option<futures_rustls::TlsAcceptor>,
     /// Listener limits.
     pub limits: Arc<Limits>,
     /// Counters.
@@ -184,7 +184,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         None => Vec::new(),
     };
     let tls = match &config.tls {
-        Some((cert, key)) => Some(tls::acceptor(cert, key)?),
+        Some((cert, key)) => Some(tls::acceptor(cert, key, &[])?),
+        None => None,
+    };
+    let tls_http = match &config.tls {
+        Some((cert, key)) => Some(tls::acceptor(cert, key, &[b"h2", b"http/1.1"])?),
         None => None,
     };
     // Before the "listening" line: a SIGHUP right after it must find the handler in place, not
@@ -250,7 +254,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         readers,
         agent_auth: Arc::new(RwLock::new(agent_auth.clone())),
         access: Arc::new(
-            auth::Access::new(
+            crate::api::access::Access::new(
                 config.viewer_token.as_ref().map(|s| s.expose().to_owned()),
                 config.admin_token.as_ref().map(|s| s.expose().to_owned()),
             )
@@ -258,6 +262,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             .with_page(http_addr.port(), local_names()),
         ),
         tls,
+        tls_http,
         limits: Arc::new(limits),
         metrics: Arc::new(Metrics::default()),
         subscribers: Arc::new(AtomicUsize::new(0)),
@@ -275,7 +280,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     smol::block_on(async {
         let hub_task = spawn(hub.run(hub_rx));
         let ticker = spawn(tick(hub_tx.clone()));
-        let ws_task = spawn(ws::serve(ws_listener, ctx.clone(), ws_active.clone()));
+        let ws_task = spawn(upgrade::serve(ws_listener, ctx.clone(), ws_active.clone()));
         let http_task = spawn(http::serve(http_listener, ctx.clone(), http_active.clone()));
         let self_monitor = match &self_host {
             Some(id) => Some(selfmon::spawn(
@@ -287,7 +292,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             )?),
             None => None,
         };
-        agent::systemd::ready(&format!("serving http://{http_addr}/ and ws://{ws_addr}/"));
+        agent::runtime::systemd::ready(&format!("serving http://{http_addr}/ and ws://{ws_addr}/"));
 
         loop {
             let signal = signals.recv().await.unwrap_or(SIGTERM);
@@ -299,7 +304,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
             log::info!("received signal {signal}, shutting down");
             break;
         }
-        agent::systemd::stopping();
+        agent::runtime::systemd::stopping();
         let deadline = Instant::now() + Duration::from_secs(4);
         // Stop accepting; SSE and /live streams see the hub end them.
         shutdown_tx.close();

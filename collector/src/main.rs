@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         }
         Command::Run => {}
     }
-    if let Err(err) = agent::logging::init(&config.log_level) {
+    if let Err(err) = agent::runtime::logging::init(&config.log_level) {
         eprintln!("hostwatch-collector: {err:#}");
         return ExitCode::from(2);
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures_lite::FutureExt;
 use protocol::{Batch, Sample};
 
-use crate::hub::{self, CloseReason};
+use crate::fanout::hub::{self, CloseReason};
 use crate::storage::{Storage, StoreError};
 
 /// Samples kept while the storage cannot take them: an hour at the default interval.
@@ -53,14 +53,14 @@ pub fn spawn(
         let connected = hub::Event::AgentConnected {
             conn,
             hello,
-            credential: crate::auth::AgentCredential::InProcess,
+            credential: crate::ingest::auth::AgentCredential::InProcess,
             addr: ADDR.to_owned(),
             close: close_tx,
         };
         if hub.send_blocking(connected).is_err() {
             return;
         }
-        let mut seq = registration.last_seq.map_or_else(agent::now_ms, |s| s + 1);
+        let mut seq = registration.last_seq.map_or_else(agent::runtime::now_ms, |s| s + 1);
         let mut sampler = agent::sampler::Sampler::new();
         let mut next = Instant::now();
         // Samples the storage could not take (a full disk) wait here and go with the next
@@ -69,7 +69,7 @@ pub fn spawn(
         let mut dropped_total = 0;
         let mut failing = false;
         let reason = loop {
-            pending.push_back(sampler.sample(seq, agent::now_ms()));
+            pending.push_back(sampler.sample(seq, agent::runtime::now_ms()));
             seq += 1;
             if pending.len() > MAX_PENDING {
                 pending.pop_front();

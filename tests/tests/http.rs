@@ -247,3 +247,119 @@ fn an_agent_reaches_the_http_port_over_tls() {
     });
     assert!(agent.terminate().success());
 }
+
+/// Runs curl with `args`; returns (success, stdout, stderr).
+fn curl(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new("curl").args(args).output().expect("curl");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
+}
+
+/// Ten `/events` streams in one curl run over HTTP/2 (`extra` picks TLS or prior knowledge):
+/// each gets its `retry:` line and all ten share one connection.
+fn ten_sse_streams_on_one_connection(extra: &[&str], url: &str) {
+    let mut args: Vec<&str> = vec![
+        "-sS",
+        "--parallel",
+        "--parallel-max",
+        "10",
+        "--max-time",
+        "3",
+        "-w",
+        "%{http_version} %{num_connects}\n",
+    ];
+    args.extend_from_slice(extra);
+    for _ in 0..10 {
+        args.push(url);
+    }
+    let (_, stdout, stderr) = curl(&args);
+    assert_eq!(stdout.matches("retry: 2000").count(), 10, "{stdout}\n{stderr}");
+    let versions: Vec<&str> = stdout.lines().filter(|l| l.starts_with("2 ")).collect();
+    assert_eq!(versions.len(), 10, "{stdout}\n{stderr}");
+    let connects: u32 = versions.iter().map(|l| l[2..].trim().parse::<u32>().unwrap()).sum();
+    assert_eq!(connects, 1, "all streams on one connection: {stdout}");
+}
+
+#[test]
+fn http2_prior_knowledge_serves_the_api_and_multiplexes_sse() {
+    let dir = temp_dir();
+    let collector = Collector::spawn(dir.path(), &["--no-self-monitor"]);
+    let base = format!("http://{}", collector.http);
+    let (ok, stdout, stderr) = curl(&[
+        "-sS",
+        "--fail",
+        "--http2-prior-knowledge",
+        "-w",
+        "\n%{http_version}",
+        &format!("{base}/api/hosts"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with('[') && stdout.ends_with("\n2"), "{stdout}");
+    // SSE as an HTTP/2 stream (the ten-stream multiplexing check runs over TLS below: curl
+    // 7.88 fails parallel transfers with prior knowledge before they reach the server).
+    let (_, stdout, stderr) = curl(&[
+        "-sS",
+        "--http2-prior-knowledge",
+        "--max-time",
+        "2",
+        "-w",
+        "%{http_version}",
+        &format!("{base}/events"),
+    ]);
+    assert!(stdout.starts_with("retry: 2000") && stdout.ends_with('2'), "{stdout}{stderr}");
+    // HTTP/1.1 on the same port is unchanged.
+    let (ok, stdout, stderr) = curl(&[
+        "-sS",
+        "--fail",
+        "--http1.1",
+        "-w",
+        "\n%{http_version}",
+        &format!("{base}/api/hosts"),
+    ]);
+    assert!(ok && stdout.ends_with("\n1.1"), "{stdout}{stderr}");
+}
+
+#[test]
+fn http2_over_tls_by_alpn_serves_the_api_and_multiplexes_sse() {
+    let dir = temp_dir();
+    certificates(dir.path());
+    let (cert, key, ca) =
+        (dir.path().join("server.pem"), dir.path().join("server.key"), dir.path().join("ca.pem"));
+    let collector = Collector::spawn(
+        dir.path(),
+        &[
+            "--no-self-monitor",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let base = format!("https://localhost:{}", collector.http.port());
+    let ca = ca.to_str().unwrap();
+    let (ok, stdout, stderr) = curl(&[
+        "-sS",
+        "--fail",
+        "--http2",
+        "--cacert",
+        ca,
+        "-w",
+        "\n%{http_version}",
+        &format!("{base}/api/hosts"),
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.ends_with("\n2"), "{stdout}");
+    ten_sse_streams_on_one_connection(&["--http2", "--cacert", ca], &format!("{base}/events"));
+    // A client offering only HTTP/1.1 still gets it.
+    let (ok, stdout, stderr) = curl(&[
+        "-sS",
+        "--fail",
+        "--http1.1",
+        "--cacert",
+        ca,
+        "-w",
+        "\n%{http_version}",
+        &format!("{base}/api/hosts"),
+    ]);
+    assert!(ok && stdout.ends_with("\n1.1"), "{stdout}{stderr}");
+}

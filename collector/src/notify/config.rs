@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use agent::settings::{ConfigError, Secret};
+use agent::runtime::settings::{ConfigError, Secret};
 
 use crate::alerts::Severity;
 

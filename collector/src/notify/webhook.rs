@@ -25,7 +25,7 @@ impl Sender {
     /// Prepares the channel (loads the system's CA certificates, or `ca_file`'s, for `https://`).
     pub fn new(config: WebhookConfig) -> anyhow::Result<Self> {
         let tls = if config.url.https {
-            Some(agent::net::tls_connector(config.ca_file.as_deref())?)
+            Some(agent::runtime::tls_connector(config.ca_file.as_deref())?)
         } else {
             None
         };

@@ -470,8 +470,8 @@ impl Reader {
         &self,
         after: u64,
         limit: usize,
-    ) -> anyhow::Result<Vec<crate::events::LiveEvent>> {
-        use crate::events::LiveEvent;
+    ) -> anyhow::Result<Vec<crate::fanout::events::LiveEvent>> {
+        use crate::fanout::events::LiveEvent;
         // One snapshot for the plain rows, the blocks and the activity: a minute compacted
         // meanwhile is seen once (duplicates by id are dropped below anyway).
         let _snapshot = self.conn.unchecked_transaction()?;
@@ -563,8 +563,8 @@ impl Reader {
         &self,
         before: Option<u64>,
         limit: usize,
-        filter: &crate::events::Filter,
-    ) -> anyhow::Result<(Vec<crate::events::LiveEvent>, bool)> {
+        filter: &crate::fanout::events::Filter,
+    ) -> anyhow::Result<(Vec<crate::fanout::events::LiveEvent>, bool)> {
         use rusqlite::types::Value as Sql;
         let before = before.map_or(i64::MAX, |b| b.min(i64::MAX as u64) as i64);
         let mut sql =
@@ -586,7 +586,7 @@ impl Reader {
         sql.push_str(" ORDER BY eid DESC LIMIT ?");
         values.push(Sql::Integer(limit.saturating_add(1).min(i64::MAX as usize) as i64));
         let mut stmt = self.conn.prepare(&sql)?;
-        let mut events: Vec<crate::events::LiveEvent> = stmt
+        let mut events: Vec<crate::fanout::events::LiveEvent> = stmt
             .query_map(rusqlite::params_from_iter(values), activity_event)?
             .collect::<Result<_, _>>()?;
         let more = events.len() > limit;
@@ -596,16 +596,16 @@ impl Reader {
 }
 
 /// An activity row (`eid, ts_ms, kind, host, json`) as the live event it was.
-fn activity_event(row: &Row<'_>) -> rusqlite::Result<crate::events::LiveEvent> {
+fn activity_event(row: &Row<'_>) -> rusqlite::Result<crate::fanout::events::LiveEvent> {
     let fields = match serde_json::from_str::<Value>(&row.get::<_, String>(4)?) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
     };
     let activity = super::Activity {
         ts_ms: row.get::<_, i64>(1)?.max(0) as u64,
-        kind: crate::events::known_kind(&row.get::<_, String>(2)?),
+        kind: crate::fanout::events::known_kind(&row.get::<_, String>(2)?),
         host: row.get::<_, Option<String>>(3)?.map(std::sync::Arc::from),
         fields,
     };
-    Ok(crate::events::LiveEvent::activity(row.get::<_, i64>(0)? as u64, &activity))
+    Ok(crate::fanout::events::LiveEvent::activity(row.get::<_, i64>(0)? as u64, &activity))
 }

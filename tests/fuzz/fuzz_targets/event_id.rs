@@ -4,8 +4,8 @@
 
 #![no_main]
 
-use collector::events::parse_event_id;
-use collector::http::server::Request;
+use collector::fanout::events::parse_event_id;
+use collector::net::http::server::Request;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,9 +6,9 @@
 
 #![no_main]
 
-use collector::events::Filter;
-use collector::http::routes::{MAX_BUCKETS, parse_range, source};
-use collector::http::server::Request;
+use collector::fanout::events::Filter;
+use collector::api::routes::{MAX_BUCKETS, parse_range, source};
+use collector::net::http::server::Request;
 use libfuzzer_sys::fuzz_target;
 
 /// A fixed "now" (2027), so a run is reproducible.

@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use collector::http::server::{HttpLimits, ReadError, keep_alive, read_request};
+use collector::net::http::server::{HttpLimits, ReadError, keep_alive, read_request};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -14,11 +14,11 @@ use protocol::{
     AgentMessage, CollectorMessage, DecodeError, Hello, Refusal, RefusalReason, Welcome,
 };
 
-use agent::within;
+use agent::runtime::within;
 
 use crate::Ctx;
-use crate::auth::AgentCredential;
-use crate::hub::{self, CloseReason};
+use crate::fanout::hub::{self, CloseReason};
+use crate::ingest::auth::AgentCredential;
 use crate::storage::StoreError;
 use crate::untrusted::{escaped, has_control};
 
@@ -90,7 +90,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 StoreError::Busy(why) => Ending::refuse(RefusalReason::Unavailable, why),
                 StoreError::Refused(why) => Ending::refuse(RefusalReason::OverLimit, why),
             };
-            static LOG: crate::budget::RefusalLog = crate::budget::RefusalLog::new();
+            static LOG: crate::net::budget::RefusalLog = crate::net::budget::RefusalLog::new();
             LOG.log(|count| {
                 log::warn!(
                     "ingest: {addr}: host {} not registered: {} ({count} since the last line)",
@@ -154,7 +154,7 @@ async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
                     ));
                 }
                 Some(Ok(Message::Close(_))) => {
-                    crate::live::send_close_echo(socket).await;
+                    crate::fanout::live::send_close_echo(socket).await;
                     return Err(Ending::quiet("closed before the hello"));
                 }
                 Some(Ok(_)) | None => return Err(Ending::quiet("closed before the hello")),
@@ -253,7 +253,7 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
             Message::Binary(bytes) => bytes,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
             Message::Close(frame) => {
-                crate::live::send_close_echo(socket).await;
+                crate::fanout::live::send_close_echo(socket).await;
                 return Ending::quiet(frame.map_or_else(
                     || "agent closed".to_owned(),
                     |f| format!("agent closed: {}", f.reason),

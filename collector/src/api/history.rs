@@ -91,7 +91,7 @@ fn unknown(name: &str) -> String {
 /// Encodes a history answer.
 pub fn encode(
     host: &str,
-    range: crate::http::routes::Range,
+    range: crate::api::routes::Range,
     points: &Points,
     devices: &DeviceHistory,
     selection: &Selection,
@@ -364,7 +364,7 @@ mod tests {
             vec![DevicePoint { ts: 1000, samples: None, values: vec![[Some(-5.5), None, None]] }],
         );
         let point = crate::storage::Point { ts: 1000, ..Default::default() };
-        let range = crate::http::routes::Range { from: 0, to: 2000, step: None };
+        let range = crate::api::routes::Range { from: 0, to: 2000, step: None };
         let csv = encode("h", range, &Points::Raw(vec![point]), &devices, &Selection::all(), true);
         let csv = String::from_utf8(csv).unwrap();
         let header = csv.lines().next().unwrap();
@@ -385,7 +385,7 @@ mod tests {
     fn devices_are_keyed_by_kind_and_name_and_series_selects() {
         let point =
             crate::storage::Point { ts: 1000, cpu_percent: Some(1.5), ..Default::default() };
-        let range = crate::http::routes::Range { from: 0, to: 2000, step: None };
+        let range = crate::api::routes::Range { from: 0, to: 2000, step: None };
         let raw = Points::Raw(vec![point]);
         let body: Value =
             serde_json::from_slice(&encode("h", range, &raw, &devices(), &Selection::all(), false))

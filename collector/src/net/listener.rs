@@ -10,8 +10,8 @@ use std::time::Duration;
 use futures_lite::FutureExt;
 
 use crate::Ctx;
-use crate::budget::Admitted;
-use crate::tls::Stream;
+use crate::net::budget::Admitted;
+use crate::net::tls::Stream;
 
 /// Counts a connection while it lives.
 pub struct ActiveGuard(Arc<AtomicUsize>);
@@ -31,7 +31,7 @@ impl Drop for ActiveGuard {
 }
 
 /// Accepts connections until shutdown and runs `handle` for each in its own task, with its
-/// places in the connection budgets ([`crate::budget`]); a connection over a budget is closed
+/// places in the connection budgets ([`crate::net::budget`]); a connection over a budget is closed
 /// at once. `active` counts this listener's open connections, for the shutdown's wait.
 pub async fn accept_loop<H, F>(
     name: &'static str,
@@ -43,7 +43,7 @@ pub async fn accept_loop<H, F>(
     H: Fn(Stream, SocketAddr, Ctx, Admitted) -> F + Clone + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
-    let refused_accept = crate::budget::RefusalLog::default();
+    let refused_accept = crate::net::budget::RefusalLog::default();
     loop {
         let accept = async { Some(listener.accept().await) };
         let stop = async {
@@ -77,7 +77,9 @@ pub async fn accept_loop<H, F>(
         // Each connection ends on its own (limits, timeouts, close, shutdown); nothing joins it.
         crate::spawn(async move {
             let _guard = guard;
-            let tls = crate::tls::accept(stream, ctx.tls.as_ref(), ctx.limits.handshake_timeout);
+            // HTTP/2 is offered (ALPN) on the HTTP listener only; agents on --ws see no change.
+            let acceptor = if name == "http" { ctx.tls_http.as_ref() } else { ctx.tls.as_ref() };
+            let tls = crate::net::tls::accept(stream, acceptor, ctx.limits.handshake_timeout);
             // Boxed: the handshake's state is not kept for the connection's whole life.
             match Box::pin(admitted.unless_evicted(tls)).await {
                 Some(Ok(stream)) => handle(stream, addr, ctx, admitted).await,

@@ -4,9 +4,9 @@
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::http::routes::Reply;
-use crate::http::server::{Request, Response};
-use crate::hub;
+use crate::api::routes::Reply;
+use crate::fanout::hub;
+use crate::net::http::server::{Request, Response};
 use crate::storage::alerts::{Silence, SilenceChange};
 
 /// Past alert events one page holds by default, and at most.
@@ -22,7 +22,7 @@ const MAX_COMMENT_CHARS: usize = 500;
 /// event id) or `recent`, an object with `current` (firing now) and `recent` (alert events,
 /// newest first) and `next_before` for the next page.
 pub async fn alerts(request: &Request, ctx: &Ctx) -> Reply {
-    let Some(current) = hub::ask(&ctx.hub, |reply| hub::Event::Alerts { reply }).await else {
+    let Some(current) = hub::ask(&ctx.hub, |reply| hub::Query::Alerts { reply }).await else {
         return Response::error(503, "shutting down");
     };
     let paged = ["since", "until", "limit", "before", "recent"]

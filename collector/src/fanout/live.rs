@@ -11,9 +11,9 @@ use async_tungstenite::tungstenite::{self, Message};
 use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
 
 use crate::Ctx;
-use crate::events::LiveEvent;
-use crate::hub::SubscribeRequest;
-use crate::subscribe::{self, End, EventSink};
+use crate::fanout::events::LiveEvent;
+use crate::fanout::hub::SubscribeRequest;
+use crate::fanout::subscribe::{self, End, EventSink};
 
 struct WsSink<S> {
     sender: async_tungstenite::WebSocketSender<S>,
@@ -23,7 +23,7 @@ struct WsSink<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WsSink<S> {
     async fn send_message(&mut self, message: Message) -> Result<(), String> {
         let send = async { self.sender.send(message).await.map_err(|e| e.to_string()) };
-        agent::within(self.timeout, send)
+        agent::runtime::within(self.timeout, send)
             .await
             .unwrap_or_else(|| Err("subscriber did not read in time".to_owned()))
     }
@@ -102,7 +102,7 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         End::Gone(_) => answer.take(),
     };
     // The subscriber may be gone or silent already; then there is nobody to tell.
-    let _ = agent::within(Duration::from_secs(1), sink.sender.close(frame)).await;
+    let _ = agent::runtime::within(Duration::from_secs(1), sink.sender.close(frame)).await;
     log::debug!("live: {addr}: ended: {end:?}");
 }
 
@@ -116,5 +116,5 @@ where
 {
     // Whatever the read returns (the end of the stream, normally), the echo was written or the
     // peer is gone; waiting longer would help neither.
-    let _ = agent::within(Duration::from_secs(1), socket.next()).await;
+    let _ = agent::runtime::within(Duration::from_secs(1), socket.next()).await;
 }

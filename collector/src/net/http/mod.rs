@@ -1,17 +1,11 @@
-//! The HTTP side of the collector: the page, the JSON API and the SSE stream, on the `--http`
-//! address.
+//! The HTTP servers of the `--http` address: the page, the JSON API and the SSE stream.
 //!
-//! [`server`] reads requests and writes responses with explicit limits; [`routes`] maps a
-//! request to a response (exact path matching, one function per endpoint); [`sse`] streams live
-//! events when a route answers with a stream.
+//! [`server`] reads requests and writes responses with explicit limits; [`h2`] serves the same
+//! routes over HTTP/2; [`routes`] maps a request to a response (exact path matching, one
+//! function per endpoint); [`sse`] streams live events when a route answers with a stream.
 
-pub mod alerts;
-pub mod assets;
-pub mod history;
-pub mod metrics;
-pub mod routes;
+pub mod h2;
 pub mod server;
-pub mod sse;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,16 +14,25 @@ use std::sync::atomic::AtomicUsize;
 use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 
 use crate::Ctx;
-use crate::budget::Admitted;
+use crate::api::routes;
+use crate::fanout::sse;
+use crate::net::budget::Admitted;
 use server::{Body, ReadError, Response};
 
 /// Accepts HTTP connections until shutdown; each connection runs in its own task.
 pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<AtomicUsize>) {
-    crate::listener::accept_loop("http", listener, ctx, active, serve_connection).await;
+    let handle = |stream: crate::net::tls::Stream, addr, ctx, admitted| async move {
+        if h2::negotiated(&stream) {
+            h2::serve(stream, addr, ctx, admitted).await;
+        } else {
+            serve_connection(stream, addr, ctx, admitted).await;
+        }
+    };
+    crate::net::listener::accept_loop("http", listener, ctx, active, handle).await;
 }
 
 /// Serves requests on one connection until it closes, breaks a limit or turns into a stream.
-pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut stream: S,
     addr: SocketAddr,
     ctx: Ctx,
@@ -40,6 +43,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
     // A new connection gets the head deadline to start its first request; only a kept-alive
     // one that already served a request may wait the idle timeout.
     let mut wait = limits.head_timeout;
+    let mut first = true;
     loop {
         // A connection that has sent no request yet may be closed to make room for a newer one.
         let read = async {
@@ -54,6 +58,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         let Some(Some(read)) = read.or(stop).await else { return };
         let read = match read {
             Ok(head) => {
+                first = false;
                 admitted.authenticated();
                 wait = limits.idle_timeout;
                 if head.wants_continue(&buffer)
@@ -70,6 +75,13 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
         let request = match read {
             Ok(request) => request,
             Err(ReadError::Closed) => return,
+            Err(ReadError::Refuse(..)) if first && buffer.starts_with(h2::PREFACE) => {
+                // Cleartext HTTP/2 with prior knowledge: the preface is read again by hyper.
+                let stream =
+                    crate::ingest::upgrade::Prefixed::new(std::mem::take(&mut buffer), stream);
+                Box::pin(h2::serve(stream, addr, ctx, admitted)).await;
+                return;
+            }
             Err(ReadError::Refuse(status, message)) => {
                 log::debug!("http: {addr}: {status} {message}");
                 let response: Response<()> = Response::error(status, message);
@@ -78,11 +90,14 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
         };
-        if crate::ws::wants_upgrade(&request) {
+        if crate::ingest::upgrade::wants_upgrade(&request) {
             // `/ingest` and `/live` on this port too; bytes read past the head go along.
-            let stream = crate::ws::Prefixed::new(std::mem::take(&mut buffer), stream);
+            let stream = crate::ingest::upgrade::Prefixed::new(std::mem::take(&mut buffer), stream);
             // Boxed: an HTTP connection's task is not charged for the WebSocket's state.
-            Box::pin(crate::ws::serve_http_upgrade(stream, request, addr, ctx, admitted)).await;
+            Box::pin(crate::ingest::upgrade::serve_http_upgrade(
+                stream, request, addr, ctx, admitted,
+            ))
+            .await;
             return;
         }
         let keep_alive = server::keep_alive(&request);

@@ -12,10 +12,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use smol::net::TcpStream;
 
 /// A client connection, plain or TLS.
-pub type Stream = agent::net::MaybeTls<futures_rustls::server::TlsStream<TcpStream>>;
+pub type Stream = agent::runtime::MaybeTls<futures_rustls::server::TlsStream<TcpStream>>;
 
 /// Loads the certificate chain and key into an acceptor.
-pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+/// `alpn` lists the protocols offered in the handshake (`h2` only on the `--http` listener).
+pub fn acceptor(cert: &Path, key: &Path, alpn: &[&[u8]]) -> anyhow::Result<TlsAcceptor> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("cannot read the TLS certificate {}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -23,10 +24,11 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     anyhow::ensure!(!chain.is_empty(), "no certificate in {}", cert.display());
     let key = PrivateKeyDer::from_pem_file(key)
         .with_context(|| format!("cannot read the TLS key {}", key.display()))?;
-    let config = rustls::ServerConfig::builder()
+    let mut config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("the TLS certificate and key do not fit together")?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -40,7 +42,7 @@ pub async fn accept(
         return Ok(Stream::Plain(tcp));
     };
     let handshake = async { acceptor.accept(tcp).await.map(|tls| Stream::Tls(Box::new(tls))) };
-    agent::within(timeout, handshake).await.unwrap_or_else(|| {
+    agent::runtime::within(timeout, handshake).await.unwrap_or_else(|| {
         Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))
     })
 }

@@ -1,6 +1,6 @@
 //! The WebSocket listener (`--ws`): accepts connections, performs the upgrade with a time limit,
 //! authenticates at the upgrade (HTTP 401 before any WebSocket exists), and routes by exact path:
-//! agents to [`crate::ingest`] at `/ingest`, browsers to [`crate::live`] at `/live`.
+//! agents to [`crate::ingest::connection`] at `/ingest`, browsers to [`crate::fanout::live`] at `/live`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,11 +15,11 @@ use std::task::{Context, Poll};
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::Ctx;
-use crate::auth::{AgentCheck, AgentCredential};
-use crate::budget::{Admitted, Slot};
-use crate::events::Filter;
-use crate::hub::SubscribeRequest;
-use crate::subscribe::{LiveStream, SubscriberSlot};
+use crate::fanout::events::Filter;
+use crate::fanout::hub::SubscribeRequest;
+use crate::fanout::subscribe::{LiveStream, SubscriberSlot};
+use crate::ingest::auth::{AgentCheck, AgentCredential};
+use crate::net::budget::{Admitted, Slot};
 
 /// Where an upgrade request goes.
 enum Route {
@@ -127,7 +127,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
 /// Accepts WebSocket connections until shutdown.
 pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<AtomicUsize>) {
-    crate::listener::accept_loop("ws", listener, ctx, active, handle).await;
+    crate::net::listener::accept_loop("ws", listener, ctx, active, handle).await;
 }
 
 // The upgrade callback's error type is tungstenite's `ErrorResponse`, an HTTP response.
@@ -140,7 +140,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     // tungstenite closes a request that is no upgrade without a word; such a client (a
     // browser or curl pointed at this port) gets a 426 that says where to go instead.
-    let head = agent::within(ctx.limits.handshake_timeout, upgrade_head(stream));
+    let head = agent::runtime::within(ctx.limits.handshake_timeout, upgrade_head(stream));
     let stream = match Box::pin(admitted.unless_evicted(head)).await {
         None => {
             log::debug!("ws: {addr}: closed before its request, to make room for a newer one");
@@ -156,7 +156,7 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
                  Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 );
-                let write = crate::http::server::write_all(
+                let write = crate::net::http::server::write_all(
                     &mut stream,
                     response.as_bytes(),
                     ctx.limits.http.write_timeout,
@@ -186,7 +186,8 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
         async_tungstenite::accept_hdr_async_with_config(stream, callback, Some(protocol_config()));
     // Each phase is boxed, so a connection's task holds only the phase it is in: an idle agent's
     // connection is not also charged for the upgrade's state (the task was 6.9 KiB unboxed).
-    let handshake = admitted.unless_evicted(agent::within(ctx.limits.handshake_timeout, handshake));
+    let handshake =
+        admitted.unless_evicted(agent::runtime::within(ctx.limits.handshake_timeout, handshake));
     let socket = match Box::pin(handshake).await.flatten() {
         Some(Ok(socket)) => socket,
         None => {
@@ -211,12 +212,12 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     match route {
         Some(Route::Ingest(credential, slot)) => {
-            Box::pin(crate::ingest::serve(socket, addr, credential, ctx)).await;
+            Box::pin(crate::ingest::connection::serve(socket, addr, credential, ctx)).await;
             // The place among the agents is given back when the connection ends.
             drop(slot);
         }
         Some(Route::Live(LiveStream { request, slot })) => {
-            Box::pin(crate::live::serve(socket, ctx.clone(), request)).await;
+            Box::pin(crate::fanout::live::serve(socket, ctx.clone(), request)).await;
             // The place under the subscriber limit is given back only when the stream ends.
             drop(slot);
         }
@@ -226,7 +227,7 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// WebSocket limits: the protocol's maximum message and frame sizes, not tungstenite's 64 MiB.
 fn protocol_config() -> WebSocketConfig {
-    agent::net::websocket_config()
+    agent::runtime::websocket_config()
 }
 
 fn reject(status: StatusCode, message: &str) -> ErrorResponse {
@@ -244,7 +245,7 @@ fn reject(status: StatusCode, message: &str) -> ErrorResponse {
 /// Logs an agent refused for its token: the first at once, then at most one line every ten
 /// seconds with a count, so guessing tokens cannot flood the log.
 fn refused_token(addr: SocketAddr, why: &str) {
-    static LOG: crate::budget::RefusalLog = crate::budget::RefusalLog::new();
+    static LOG: crate::net::budget::RefusalLog = crate::net::budget::RefusalLog::new();
     LOG.log(|count| {
         log::warn!(
             "ws: {addr}: agent refused at the upgrade: {why} ({count} refused since the last line)"
@@ -309,7 +310,7 @@ fn decide(
             let pairs: Vec<(String, String)> =
                 form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
             let since = pairs.iter().find(|(k, _)| k == "since").map(|(_, v)| v.as_str());
-            let since = match crate::events::parse_event_id(since) {
+            let since = match crate::fanout::events::parse_event_id(since) {
                 Ok(since) => since,
                 Err(_) => {
                     return (
@@ -332,7 +333,7 @@ fn decide(
 
 /// Whether an HTTP request is for a WebSocket endpoint: `/ingest` and `/live` are served on the
 /// `--http` address exactly as on `--ws`.
-pub fn wants_upgrade(request: &crate::http::server::Request) -> bool {
+pub fn wants_upgrade(request: &crate::net::http::server::Request) -> bool {
     matches!(request.path.as_str(), "/ingest" | "/live")
 }
 
@@ -347,7 +348,7 @@ fn has_token(value: &str, token: &str) -> bool {
 /// and text as on `--ws`, and the connection closes.
 pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
-    request: crate::http::server::Request,
+    request: crate::net::http::server::Request,
     addr: SocketAddr,
     ctx: Ctx,
     mut admitted: Admitted,
@@ -355,7 +356,7 @@ pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
     let refused = |status: u16, message: &str, extra: Vec<(String, String)>| {
         let mut head = format!(
             "HTTP/1.1 {status} {}\r\nContent-Type: text/plain; charset=utf-8\r\n",
-            crate::http::server::reason(status)
+            crate::net::http::server::reason(status)
         );
         for (name, value) in extra {
             head.push_str(&format!("{name}: {value}\r\n"));
@@ -418,7 +419,8 @@ pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         Ok(route) => route,
         Err(head) => {
             // The client may be gone already; the connection closes either way.
-            let _ = crate::http::server::write_all(&mut stream, head.as_bytes(), timeout).await;
+            let _ =
+                crate::net::http::server::write_all(&mut stream, head.as_bytes(), timeout).await;
             return;
         }
     };
@@ -429,7 +431,9 @@ pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n\r\n"
     );
-    if let Err(err) = crate::http::server::write_all(&mut stream, head.as_bytes(), timeout).await {
+    if let Err(err) =
+        crate::net::http::server::write_all(&mut stream, head.as_bytes(), timeout).await
+    {
         log::debug!("http: {addr}: writing the upgrade failed: {err}");
         return;
     }

@@ -14,16 +14,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use protocol::{Hello, Sample};
-use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::alerts::{Active, Alerts, Change, Subject};
-use crate::auth::{AgentAuth, AgentCredential};
-use crate::events::{Filter, LiveEvent};
+use crate::alerts::{Alerts, Change, Subject};
+use crate::fanout::events::{Filter, LiveEvent};
+use crate::ingest::auth::{AgentAuth, AgentCredential};
 use crate::notify::{Notification, Notifier};
 use crate::storage::alerts::Silence;
 use crate::storage::{Activity, HostRecord, Point, Storage, Stored};
 use crate::untrusted::escaped;
+
+mod query;
+
+pub use query::Query;
 
 /// Most events a subscriber may have queued.
 pub const SUBSCRIBER_QUEUE_EVENTS: usize = 4096;
@@ -82,28 +85,6 @@ pub enum Event {
         /// Its id.
         id: u64,
     },
-    /// Snapshot of every host.
-    Hosts {
-        /// Where to send it.
-        reply: async_channel::Sender<Vec<HostView>>,
-    },
-    /// One host, if known.
-    Host {
-        /// Its id.
-        id: String,
-        /// Where to send it.
-        reply: async_channel::Sender<Option<HostView>>,
-    },
-    /// The collector's counters.
-    Stats {
-        /// Where to send them.
-        reply: async_channel::Sender<StatsView>,
-    },
-    /// Connected agents and subscribers.
-    Clients {
-        /// Where to send them.
-        reply: async_channel::Sender<ClientsView>,
-    },
     /// The per-host agent tokens were re-read: close connections whose token went away.
     TokensReloaded {
         /// The tokens now in force.
@@ -124,23 +105,6 @@ pub enum Event {
     Silenced(Silence),
     /// A silence was deleted.
     Unsilenced(u64),
-    /// Alerts firing now.
-    Alerts {
-        /// Where to send them.
-        reply: async_channel::Sender<Vec<Active>>,
-    },
-    /// Snapshot for `/metrics`.
-    Metrics {
-        /// Where to send it.
-        reply: async_channel::Sender<MetricsView>,
-    },
-    /// One host's snapshot for `/metrics?host=ID`; `None` for an unknown host.
-    HostMetrics {
-        /// The host id.
-        id: String,
-        /// Where to send it.
-        reply: async_channel::Sender<Option<HostMetrics>>,
-    },
     /// Forget an offline host that is being removed (`DELETE /api/hosts/{id}`).
     RemoveHost {
         /// The host id.
@@ -150,6 +114,8 @@ pub enum Event {
     },
     /// The storage could not commit a removal: know the host again.
     RestoreHost(RemovedHost),
+    /// A question about the hub's state, answered on its reply channel.
+    Query(Query),
     /// Once a second: status changes and rates.
     Tick,
     /// Close every agent and subscriber and stop.
@@ -188,170 +154,6 @@ pub struct Subscription {
     /// The requested id is newer than any event this collector ever stored (it comes from
     /// another database): the subscriber should reload its data; it streams from now.
     pub resync: bool,
-}
-
-/// A host as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct HostView {
-    /// Stable host id.
-    pub id: String,
-    /// Host name.
-    pub hostname: String,
-    /// `online`, `stale` or `offline`.
-    pub status: &'static str,
-    /// Time of the newest stored sample (unix ms).
-    pub last_seen: Option<u64>,
-    /// When the current connection started (unix ms).
-    pub connected_since: Option<u64>,
-    /// Operating system.
-    pub os: String,
-    /// Kernel release.
-    pub kernel: String,
-    /// CPU architecture.
-    pub arch: String,
-    /// CPU model.
-    pub cpu_model: String,
-    /// Logical CPUs.
-    pub cpu_cores: u16,
-    /// Installed memory.
-    pub memory_total_bytes: u64,
-    /// Agent release.
-    pub agent_version: String,
-    /// Sampling interval.
-    pub interval_ms: u32,
-    /// Samples the agent's spool dropped during outages.
-    pub dropped_samples: u64,
-    /// Whether this is the collector's own host.
-    #[serde(rename = "self")]
-    pub is_self: bool,
-    /// Newest values.
-    pub latest: Option<Arc<Point>>,
-    /// Each mounted filesystem in the newest sample, as `df` shows it.
-    pub filesystems: Vec<FilesystemView>,
-}
-
-/// One mounted filesystem as the API shows it: `df`'s figures.
-#[derive(Debug, Clone, Serialize)]
-pub struct FilesystemView {
-    /// Where it is mounted.
-    pub mount_point: String,
-    /// The mounted device (empty from agents of protocol version 1).
-    pub device: String,
-    /// Filesystem type (empty from agents of protocol version 1).
-    pub fs_type: String,
-    /// Size.
-    pub total_bytes: u64,
-    /// Used: size minus free blocks (`df`'s Used).
-    pub used_bytes: u64,
-    /// Free blocks, root's reserve included; `None` from agents of protocol version 1.
-    pub free_bytes: Option<u64>,
-    /// Available to unprivileged users (`df`'s Avail).
-    pub avail_bytes: u64,
-    /// used / (used + avail) in percent (`df`'s Use%, which rounds it up).
-    pub used_percent: Option<f64>,
-}
-
-impl FilesystemView {
-    fn of(filesystem: &protocol::Filesystem) -> Self {
-        let total = filesystem.total_bytes;
-        let avail = filesystem.available_bytes.min(total);
-        // An agent of protocol version 1 sent no free blocks: what users cannot have is used.
-        let free = filesystem.free_bytes.map(|f| f.min(total));
-        let used = total.saturating_sub(free.unwrap_or(avail));
-        Self {
-            mount_point: filesystem.mount_point.clone(),
-            device: filesystem.device.clone(),
-            fs_type: filesystem.fs_type.clone(),
-            total_bytes: total,
-            used_bytes: used,
-            free_bytes: free,
-            avail_bytes: avail,
-            used_percent: crate::storage::derive::used_percent(used, avail)
-                .map(|p| (p * 100.0).round() / 100.0),
-        }
-    }
-}
-
-/// The collector's counters as the API shows them.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatsView {
-    /// Agents connected now (the collector's own monitoring included).
-    pub agents_connected: usize,
-    /// Live subscribers now.
-    pub subscribers: usize,
-    /// Samples stored since the collector started.
-    pub samples_total: u64,
-    /// Samples stored per second, over the last ten seconds.
-    pub samples_per_second: f64,
-    /// Known hosts.
-    pub hosts: usize,
-    /// Subscribers dropped for being too slow, since start.
-    pub subscribers_lagged_total: u64,
-    /// Seconds since the collector started.
-    pub uptime_seconds: u64,
-    /// Alerts firing now.
-    pub alerts_firing: usize,
-}
-
-/// What `/metrics` exports: every host's newest sample and the collector's counters.
-#[derive(Debug, Clone)]
-pub struct MetricsView {
-    /// One entry per known host.
-    pub hosts: Vec<HostMetrics>,
-    /// The collector's counters.
-    pub stats: StatsView,
-}
-
-/// One host for `/metrics`.
-#[derive(Debug, Clone)]
-pub struct HostMetrics {
-    /// Stable host id.
-    pub id: String,
-    /// Host name.
-    pub hostname: String,
-    /// `online`, `stale` or `offline`.
-    pub status: &'static str,
-    /// Time of the newest sample (unix ms).
-    pub last_seen_ms: Option<u64>,
-    /// Boot time (unix seconds).
-    pub boot_time_seconds: u64,
-    /// Kernel release (`uname -r`).
-    pub kernel: String,
-    /// Kernel build (`uname -v`); empty from agents of protocol version 1.
-    pub kernel_build: String,
-    /// CPU architecture (`uname -m`).
-    pub arch: String,
-    /// Samples the agent dropped.
-    pub dropped_samples: u64,
-    /// The newest sample as sent (cumulative counters).
-    pub sample: Option<Arc<Sample>>,
-    /// The newest derived values.
-    pub point: Option<Arc<Point>>,
-}
-
-/// Connected clients as the API shows them.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClientsView {
-    /// Connected agents.
-    pub agents: Vec<ClientView>,
-    /// Live subscribers.
-    pub subscribers: Vec<ClientView>,
-}
-
-/// One connected client.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClientView {
-    /// Peer address.
-    pub addr: String,
-    /// Connected since (unix ms).
-    pub since: u64,
-    /// Host id, for agents.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    /// `websocket`, `sse` or `in-process`.
-    pub transport: &'static str,
-    /// Events sent (subscribers) or samples stored (agents).
-    pub count: u64,
 }
 
 /// A host the hub forgot for its removal, kept by the remover until the storage committed it.
@@ -425,7 +227,7 @@ pub struct Hub {
     this_second: u64,
     lagged_total: u64,
     pending_activity: VecDeque<Activity>,
-    watchdog: agent::systemd::Watchdog,
+    watchdog: agent::runtime::systemd::Watchdog,
     /// The newest event id stored before this start, for subscribers resuming after it.
     newest_at_start: u64,
     alerts: Alerts,
@@ -506,7 +308,7 @@ impl Hub {
             this_second: 0,
             lagged_total: 0,
             pending_activity: VecDeque::new(),
-            watchdog: agent::systemd::Watchdog::from_env(),
+            watchdog: agent::runtime::systemd::Watchdog::from_env(),
             newest_at_start,
             alerts,
             silences: setup.silences,
@@ -570,21 +372,6 @@ impl Hub {
             Event::Unsubscribe { id } => {
                 self.subscribers.remove(&id);
             }
-            Event::Hosts { reply } => {
-                // The asker may have timed out; it no longer needs the answer.
-                let _ = reply.try_send(self.host_views());
-            }
-            Event::Host { id, reply } => {
-                let view = self.hosts.get(&id).map(|host| self.view(&id, host));
-                // The asker may have timed out; it no longer needs the answer.
-                let _ = reply.try_send(view);
-            }
-            Event::Stats { reply } => {
-                let _ = reply.try_send(self.stats());
-            }
-            Event::Clients { reply } => {
-                let _ = reply.try_send(self.clients());
-            }
             Event::TokensReloaded { current, previous } => {
                 self.tokens_reloaded(&current, &previous)
             }
@@ -603,17 +390,6 @@ impl Hub {
                 self.silences.push(silence);
             }
             Event::Unsilenced(id) => self.silences.retain(|s| s.id != id),
-            Event::Alerts { reply } => {
-                let active = self.alerts.active(|host, rule| self.silenced(host, rule));
-                // The asker may have timed out; it no longer needs the answer.
-                let _ = reply.try_send(active);
-            }
-            Event::Metrics { reply } => {
-                let _ = reply.try_send(self.metrics_view());
-            }
-            Event::HostMetrics { id, reply } => {
-                let _ = reply.try_send(self.hosts.get(&id).map(|host| host_metrics(&id, host)));
-            }
             Event::RemoveHost { id, reply } => {
                 let removed = self.remove_host(id);
                 if let Err(Ok(removed)) = reply.try_send(removed).map_err(|e| e.into_inner()) {
@@ -622,6 +398,7 @@ impl Hub {
                 }
             }
             Event::RestoreHost(removed) => self.restore_host(removed),
+            Event::Query(query) => self.answer(query),
             Event::Tick => self.tick(),
             Event::Shutdown => {}
         }
@@ -995,87 +772,6 @@ impl Hub {
         }
     }
 
-    fn host_views(&self) -> Vec<HostView> {
-        let mut views: Vec<HostView> =
-            self.hosts.iter().map(|(id, host)| self.view(id, host)).collect();
-        views.sort_by(|a, b| a.hostname.cmp(&b.hostname).then_with(|| a.id.cmp(&b.id)));
-        views
-    }
-
-    fn view(&self, id: &str, host: &Host) -> HostView {
-        HostView {
-            id: id.to_owned(),
-            hostname: host.hello.hostname.clone(),
-            status: host.status,
-            last_seen: host.last_seen_ms,
-            connected_since: host.connected_since_ms,
-            os: host.hello.os.clone(),
-            kernel: host.hello.kernel.clone(),
-            arch: host.hello.arch.clone(),
-            cpu_model: host.hello.cpu_model.clone(),
-            cpu_cores: host.hello.cpu_cores,
-            memory_total_bytes: host.hello.memory_total_bytes,
-            agent_version: host.hello.agent_version.clone(),
-            interval_ms: host.hello.interval_ms,
-            dropped_samples: host.dropped_total,
-            is_self: self.self_host.as_deref() == Some(id),
-            latest: host.latest.clone(),
-            filesystems: host
-                .latest_sample
-                .iter()
-                .flat_map(|sample| &sample.filesystems)
-                .map(FilesystemView::of)
-                .collect(),
-        }
-    }
-
-    fn stats(&self) -> StatsView {
-        let seconds = self.per_second.len().max(1) as f64;
-        StatsView {
-            agents_connected: self.agents.len(),
-            subscribers: self.subscribers.len(),
-            samples_total: self.samples_total,
-            samples_per_second: self.per_second.iter().sum::<u64>() as f64 / seconds,
-            hosts: self.hosts.len(),
-            subscribers_lagged_total: self.lagged_total,
-            uptime_seconds: self.started.elapsed().as_secs(),
-            alerts_firing: self.alerts.firing(),
-        }
-    }
-
-    fn metrics_view(&self) -> MetricsView {
-        let mut hosts: Vec<HostMetrics> =
-            self.hosts.iter().map(|(id, host)| host_metrics(id, host)).collect();
-        hosts.sort_by(|a, b| a.id.cmp(&b.id));
-        MetricsView { hosts, stats: self.stats() }
-    }
-
-    fn clients(&self) -> ClientsView {
-        let agents = self
-            .agents
-            .values()
-            .map(|a| ClientView {
-                addr: a.addr.clone(),
-                since: a.since_ms,
-                host: Some(a.host_id.clone()),
-                transport: if a.addr == crate::selfmon::ADDR { "in-process" } else { "websocket" },
-                count: self.hosts.get(&a.host_id).map_or(0, |h| h.samples),
-            })
-            .collect();
-        let subscribers = self
-            .subscribers
-            .values()
-            .map(|s| ClientView {
-                addr: s.addr.clone(),
-                since: s.since_ms,
-                host: None,
-                transport: s.transport,
-                count: s.sent,
-            })
-            .collect();
-        ClientsView { agents, subscribers }
-    }
-
     fn shutdown(&mut self) {
         for agent in self.agents.values() {
             // Connections that already ended need no close.
@@ -1090,27 +786,11 @@ impl Hub {
 }
 
 /// Asks the hub a question and waits for the answer.
-pub async fn ask<T>(
+pub async fn ask<T, E: Into<Event>>(
     hub: &async_channel::Sender<Event>,
-    make: impl FnOnce(async_channel::Sender<T>) -> Event,
+    make: impl FnOnce(async_channel::Sender<T>) -> E,
 ) -> Option<T> {
     let (reply, answer) = async_channel::bounded(1);
-    hub.send(make(reply)).await.ok()?;
+    hub.send(make(reply).into()).await.ok()?;
     answer.recv().await.ok()
-}
-/// One host as `/metrics` exports it.
-fn host_metrics(id: &str, host: &Host) -> HostMetrics {
-    HostMetrics {
-        id: id.to_owned(),
-        hostname: host.hello.hostname.clone(),
-        status: host.status,
-        last_seen_ms: host.last_seen_ms,
-        boot_time_seconds: host.hello.boot_time_seconds,
-        kernel: host.hello.kernel.clone(),
-        kernel_build: host.hello.kernel_build.clone(),
-        arch: host.hello.arch.clone(),
-        dropped_samples: host.dropped_total,
-        sample: host.latest_sample.clone(),
-        point: host.latest.clone(),
-    }
 }

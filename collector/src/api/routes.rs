@@ -4,15 +4,15 @@
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::events::Filter;
-use crate::http::assets;
-use crate::http::history::{Points, Selection};
-use crate::http::server::{Request, Response};
-use crate::hub::{self, SubscribeRequest};
+use crate::api::assets;
+use crate::api::history::{Points, Selection};
+use crate::fanout::events::Filter;
+use crate::fanout::hub::{self, SubscribeRequest};
+use crate::fanout::subscribe::{LiveStream, SubscriberSlot};
+use crate::net::http::server::{Request, Response};
 use crate::storage::query::Rollup;
 #[cfg(test)]
 use crate::storage::query::{Bucket, METRICS};
-use crate::subscribe::{LiveStream, SubscriberSlot};
 
 /// A response whose stream, if any, is an SSE subscription.
 pub type Reply = Response<LiveStream>;
@@ -72,7 +72,7 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
         "/api/hosts" if read => hosts(ctx).await,
         "/api/stats" if read => stats(ctx).await,
         "/api/clients" if read => clients(ctx).await,
-        "/api/alerts" if read => crate::http::alerts::alerts(request, ctx).await,
+        "/api/alerts" if read => crate::api::alerts::alerts(request, ctx).await,
         "/api/activity" if read => activity(request, ctx).await,
         "/api/series" if read => Response::json(200, &crate::catalog::describe()),
         "/metrics" if read => match request.query_param("host") {
@@ -92,8 +92,8 @@ pub async fn handle(request: &Request, ctx: &Ctx) -> Reply {
         | "/metrics"
         | "/api/prometheus/targets" => not_allowed("GET, HEAD"),
         "/events" => not_allowed("GET"),
-        _ if crate::http::alerts::is_silences(path) => {
-            crate::http::alerts::silences(request, ctx).await
+        _ if crate::api::alerts::is_silences(path) => {
+            crate::api::alerts::silences(request, ctx).await
         }
         _ if path.starts_with("/metrics/hosts/") => match metrics_host_route(path) {
             Some(_) if !read => not_allowed("GET, HEAD"),
@@ -162,13 +162,13 @@ fn login(request: &Request, ctx: &Ctx) -> Reply {
             let secure = if secure_origin(request, ctx) { "; Secure" } else { "" };
             let cookie = format!(
                 "{}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-                crate::auth::SESSION_COOKIE,
-                crate::auth::SESSION_SECONDS,
+                crate::api::access::SESSION_COOKIE,
+                crate::api::access::SESSION_SECONDS,
             );
             redirect("./", Some(cookie))
         }
         _ => {
-            static LOG: crate::budget::RefusalLog = crate::budget::RefusalLog::new();
+            static LOG: crate::net::budget::RefusalLog = crate::net::budget::RefusalLog::new();
             LOG.log(|count| {
                 log::warn!("http: {}: failed login ({count} since the last line)", request.remote)
             });
@@ -194,7 +194,7 @@ fn logout(request: &Request, ctx: &Ctx) -> Reply {
     let secure = if secure_origin(request, ctx) { "; Secure" } else { "" };
     let cookie = format!(
         "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0{secure}",
-        crate::auth::SESSION_COOKIE
+        crate::api::access::SESSION_COOKIE
     );
     redirect("./", Some(cookie))
 }
@@ -226,12 +226,12 @@ async fn readyz(ctx: &Ctx) -> Reply {
     }
     let probe = async {
         ctx.storage.ping().await.map_err(|e| format!("storage: {e}"))?;
-        hub::ask(&ctx.hub, |reply| hub::Event::Stats { reply })
+        hub::ask(&ctx.hub, |reply| hub::Query::Stats { reply })
             .await
             .ok_or("hub: shutting down")?;
         Ok::<(), String>(())
     };
-    let probe = agent::within(std::time::Duration::from_secs(2), probe).await;
+    let probe = agent::runtime::within(std::time::Duration::from_secs(2), probe).await;
     let probe = probe.unwrap_or_else(|| Err("storage or hub did not answer within 2 s".to_owned()));
     // A write that failed while the probe waited explains the failure better than the probe.
     let health = ctx.storage.health().view();
@@ -419,7 +419,7 @@ pub struct ActivityQuery {
 
 /// Reads `before`, `limit`, `types` and `host` of `GET /api/activity`.
 pub fn parse_activity_query(request: &Request) -> Result<ActivityQuery, String> {
-    let before = crate::events::parse_event_id(request.query_param("before").as_deref())
+    let before = crate::fanout::events::parse_event_id(request.query_param("before").as_deref())
         .map_err(|_| "before must be an event id (a whole number)".to_owned())?;
     let (default, max) = ACTIVITY_LIMIT;
     let limit = match request.query_param("limit") {
@@ -443,10 +443,10 @@ pub const MAX_BROADCAST_CHARS: usize = 500;
 
 /// `GET /metrics`: Prometheus text exposition.
 async fn metrics(ctx: &Ctx) -> Reply {
-    let Some(view) = hub::ask(&ctx.hub, |reply| hub::Event::Metrics { reply }).await else {
+    let Some(view) = hub::ask(&ctx.hub, |reply| hub::Query::Metrics { reply }).await else {
         return Response::error(503, "shutting down");
     };
-    let figures = crate::http::metrics::CollectorFigures {
+    let figures = crate::api::metrics::CollectorFigures {
         database_bytes: Some(crate::storage::query::database_bytes(ctx.storage.path())),
         ingest_bytes_total: ctx.metrics.ingest_bytes_total(),
         subscribers: ctx.subscribers.load(std::sync::atomic::Ordering::Relaxed),
@@ -454,17 +454,17 @@ async fn metrics(ctx: &Ctx) -> Reply {
         writer: ctx.storage.timings().view(),
         notify: ctx.notify_stats.clone(),
     };
-    let body = crate::http::metrics::render(&view, &figures);
+    let body = crate::api::metrics::render(&view, &figures);
     Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
 }
 
 /// `GET /metrics?host=ID` and `/metrics/hosts/ID`: one host's series, node_exporter style, for
 /// Prometheus's multi-target exporter pattern.
 async fn host_metrics(ctx: &Ctx, id: String) -> Reply {
-    let asked = hub::ask(&ctx.hub, |reply| hub::Event::HostMetrics { id: id.clone(), reply });
+    let asked = hub::ask(&ctx.hub, |reply| hub::Query::HostMetrics { id: id.clone(), reply });
     match asked.await {
         Some(Some(host)) => {
-            let body = crate::http::metrics::render_host(&host);
+            let body = crate::api::metrics::render_host(&host);
             Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
         }
         Some(None) => Response::error(404, format!("unknown host {id:?}")),
@@ -476,7 +476,7 @@ async fn host_metrics(ctx: &Ctx, id: String) -> Reply {
 /// format, one target group per host whose target is the host id (to become `?host=ID` by
 /// relabelling, as with the blackbox exporter), with its name and status as meta labels.
 async fn prometheus_targets(ctx: &Ctx) -> Reply {
-    let Some(hosts) = hub::ask(&ctx.hub, |reply| hub::Event::Hosts { reply }).await else {
+    let Some(hosts) = hub::ask(&ctx.hub, |reply| hub::Query::Hosts { reply }).await else {
         return Response::error(503, "shutting down");
     };
     let groups: Vec<Value> = hosts
@@ -539,7 +539,7 @@ const COMPRESS_FROM: usize = 512;
 /// (they carry `Content-Encoding` and are left alone), and a stream is not compressed: SSE
 /// events must reach the browser as they happen.
 pub fn compress(request: &Request, mut response: Reply) -> Reply {
-    use crate::http::server::Body;
+    use crate::net::http::server::Body;
     let compressible = response.headers.iter().any(|(name, value)| {
         name.eq_ignore_ascii_case("content-type")
             && ["application/json", "text/csv", "text/plain; version=0.0.4"]
@@ -605,14 +605,14 @@ fn host_route(path: &str) -> Option<(String, HostRoute)> {
 }
 
 async fn hosts(ctx: &Ctx) -> Reply {
-    match hub::ask(&ctx.hub, |reply| hub::Event::Hosts { reply }).await {
+    match hub::ask(&ctx.hub, |reply| hub::Query::Hosts { reply }).await {
         Some(hosts) => Response::json(200, &hosts),
         None => Response::error(503, "shutting down"),
     }
 }
 
 async fn host(ctx: &Ctx, id: String) -> Reply {
-    match hub::ask(&ctx.hub, |reply| hub::Event::Host { id: id.clone(), reply }).await {
+    match hub::ask(&ctx.hub, |reply| hub::Query::Host { id: id.clone(), reply }).await {
         Some(Some(host)) => Response::json(200, &host),
         Some(None) => Response::error(404, format!("unknown host {id:?}")),
         None => Response::error(503, "shutting down"),
@@ -620,7 +620,7 @@ async fn host(ctx: &Ctx, id: String) -> Reply {
 }
 
 async fn stats(ctx: &Ctx) -> Reply {
-    let Some(stats) = hub::ask(&ctx.hub, |reply| hub::Event::Stats { reply }).await else {
+    let Some(stats) = hub::ask(&ctx.hub, |reply| hub::Query::Stats { reply }).await else {
         return Response::error(503, "shutting down");
     };
     let db_size = crate::storage::query::database_bytes(ctx.storage.path());
@@ -636,7 +636,7 @@ async fn stats(ctx: &Ctx) -> Reply {
 }
 
 async fn clients(ctx: &Ctx) -> Reply {
-    match hub::ask(&ctx.hub, |reply| hub::Event::Clients { reply }).await {
+    match hub::ask(&ctx.hub, |reply| hub::Query::Clients { reply }).await {
         Some(clients) => Response::json(200, &clients),
         None => Response::error(503, "shutting down"),
     }
@@ -779,7 +779,7 @@ async fn history(request: &Request, ctx: &Ctx, id: String) -> Reply {
                 }
             };
             let body =
-                crate::http::history::encode(&host_id, range, &points, &devices, &selection, csv);
+                crate::api::history::encode(&host_id, range, &points, &devices, &selection, csv);
             Ok(Some(Ok(body)))
         })
         .await;
@@ -803,7 +803,7 @@ async fn history(request: &Request, ctx: &Ctx, id: String) -> Reply {
 #[cfg(test)]
 fn encode_history(host: &str, range: Range, points: &Points, csv: bool) -> Vec<u8> {
     let devices = crate::storage::rows::DeviceHistory::new();
-    crate::http::history::encode(host, range, points, &devices, &Selection::all(), csv)
+    crate::api::history::encode(host, range, points, &devices, &Selection::all(), csv)
 }
 
 /// A host id made safe for a file name.
@@ -835,7 +835,7 @@ fn events(request: &Request, ctx: &Ctx) -> Reply {
     };
     let since = request.header("last-event-id").map(str::to_owned);
     let since = since.or_else(|| request.query_param("since"));
-    let since = match crate::events::parse_event_id(since.as_deref()) {
+    let since = match crate::fanout::events::parse_event_id(since.as_deref()) {
         Ok(since) => since,
         Err(message) => return Response::error(400, message),
     };
@@ -853,7 +853,7 @@ fn events(request: &Request, ctx: &Ctx) -> Reply {
             // Reverse proxies must not buffer the stream.
             ("X-Accel-Buffering", "no".into()),
         ],
-        body: crate::http::server::Body::Stream(LiveStream { request: subscribe, slot }),
+        body: crate::net::http::server::Body::Stream(LiveStream { request: subscribe, slot }),
     }
 }
 

@@ -13,8 +13,8 @@ use std::time::Duration;
 use futures_lite::FutureExt;
 
 use crate::Ctx;
-use crate::events::LiveEvent;
-use crate::hub::{self, SubscribeRequest};
+use crate::fanout::events::LiveEvent;
+use crate::fanout::hub::{self, SubscribeRequest};
 
 /// How often an idle subscriber gets a heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -156,7 +156,7 @@ pub async fn pump(
 async fn catch_up(
     ctx: &Ctx,
     after: u64,
-    filter: &crate::events::Filter,
+    filter: &crate::fanout::events::Filter,
     sink: &mut impl EventSink,
     last: &mut u64,
 ) -> Result<(), End> {

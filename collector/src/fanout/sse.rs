@@ -4,9 +4,9 @@
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::Ctx;
-use crate::events::LiveEvent;
-use crate::http::server;
-use crate::subscribe::{self, End, EventSink, LiveStream};
+use crate::fanout::events::LiveEvent;
+use crate::fanout::subscribe::{self, End, EventSink, LiveStream};
+use crate::net::http::server;
 
 /// How long a browser waits before reconnecting, in milliseconds (sent as `retry:`).
 pub const RETRY_MS: u64 = 2000;

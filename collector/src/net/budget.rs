@@ -7,7 +7,7 @@
 //! Budgets (README "Limits"): open sockets ≤ the descriptor limit − [`FD_RESERVE`];
 //! unauthenticated (no request head or upgrade yet) ≤ `--max-pending-connections` and a quarter
 //! of that; agents ≤ `--max-connections`; HTTP connections ≤ a quarter of it too; live
-//! viewers ≤ `--max-subscribers` (counted by [`crate::subscribe::SubscriberSlot`]).
+//! viewers ≤ `--max-subscribers` (counted by [`crate::fanout::subscribe::SubscriberSlot`]).
 //!
 //! A full unauthenticated budget makes room by closing its oldest connection rather than by
 //! refusing the newest: a flood of sockets that never finish their handshake then only ever

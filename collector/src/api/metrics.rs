@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 
 use protocol::{CPU_TICKS_PER_SECOND, CpuTimes, Sample};
 
+use crate::api::views::{HostMetrics, MetricsView, StatsView};
 use crate::catalog::prometheus;
-use crate::hub::{HostMetrics, MetricsView, StatsView};
 
 /// Every status a host can have; `hostwatch_host_status` has one series per status.
 const STATUSES: [&str; 3] = ["online", "stale", "offline"];
@@ -578,7 +578,7 @@ mod tests {
     use protocol::{DiskIo, Filesystem, LoadAverage, Memory, NetworkInterface, Swap, Temperature};
 
     use super::*;
-    use crate::hub::HostMetrics;
+    use crate::api::views::HostMetrics;
     use crate::storage::Point;
 
     fn core(user: u64, idle: u64) -> CpuTimes {
