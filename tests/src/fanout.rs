@@ -37,10 +37,13 @@ pub const SATURATION_P99_MS: u32 = 100;
 /// The workload's sizes.
 #[derive(Clone, Debug)]
 pub struct Sizes {
+    /// Publishers.
     pub agents: usize,
+    /// Readers of every event.
     pub viewers: usize,
     /// Most rate steps (the first at `first_hz`, each next one double).
     pub steps: usize,
+    /// Length of each step's sending window.
     pub step_seconds: f64,
     /// Events per second per agent in the first step.
     pub first_hz: f64,
@@ -90,6 +93,7 @@ pub enum Broadcaster {
 }
 
 impl Broadcaster {
+    /// The name printed in tables.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Hostwatch(_) => "hostwatch (SSE)",
@@ -114,24 +118,31 @@ pub struct Step {
     pub seconds: f64,
     /// The broadcaster's CPU over the step and its drain.
     pub cpu_seconds: f64,
+    /// Sample `ts` to arrival at a viewer, over every delivery of the step.
     pub p50_ms: u32,
+    /// As `p50_ms`.
     pub p99_ms: u32,
+    /// As `p50_ms`.
     pub max_ms: u32,
 }
 
 impl Step {
+    /// Every event reached every viewer.
     pub fn complete(&self) -> bool {
         self.sent > 0 && self.delivered == self.sent * self.viewers as u64
     }
 
+    /// Complete, with p99 within [`SATURATION_P99_MS`].
     pub fn held(&self) -> bool {
         self.complete() && self.p99_ms <= SATURATION_P99_MS
     }
 
+    /// Deliveries over the sending window.
     pub fn deliveries_per_second(&self) -> f64 {
         self.delivered as f64 / self.seconds
     }
 
+    /// Deliveries per second of the broadcaster's CPU.
     pub fn deliveries_per_cpu_second(&self) -> f64 {
         self.delivered as f64 / self.cpu_seconds.max(1e-9)
     }
@@ -140,7 +151,9 @@ impl Step {
 /// Every step run against one broadcaster.
 #[derive(Clone, Debug)]
 pub struct Report {
+    /// The broadcaster's name.
     pub name: &'static str,
+    /// The steps run, the last one the first that did not hold (if any).
     pub steps: Vec<Step>,
 }
 
@@ -156,6 +169,7 @@ impl Report {
         self.steps.iter().take_while(|s| s.held()).last().map(|s| s.rate)
     }
 
+    /// The saturation rate, as printed.
     pub fn saturation_text(&self) -> String {
         match (self.saturation_rate(), self.held_rate()) {
             (Some(at), Some(held)) => format!("{at:.0}/s (held {held:.0}/s)"),
