@@ -22,7 +22,7 @@
 //!    collector's resident memory per connection.
 //! 4. `fanout`: 1,000 SSE subscribers while ten agents send 100, then 1,000 samples per second;
 //!    samples delivered to each subscriber and latency from a sample's timestamp to its arrival.
-//! 4b. `fanout-ref`: issue 12's fan-out comparison (`tests/src/fanout.rs`): 100 agents at 1 Hz
+//!    Then `fanout-ref`: issue 12's fan-out comparison (`tests/src/fanout.rs`): 100 agents at 1 Hz
 //!    to 1,000 viewers, then the rate doubled every 5 s until p99 passes 100 ms, against
 //!    hostwatch (SSE) and the reference broadcasters of `bench/ref-broadcaster/` (Node's `ws`,
 //!    Python's `websockets`; `npm ci` there first) in the same run: deliveries per second and per

@@ -481,12 +481,10 @@ fn run_one(
     smol::block_on(async {
         for task in leftover {
             // Viewers and agents end when `stop` closes; a stuck one is abandoned after 5 s.
-            let _ = async { Some(task.await) }
-                .or(async {
-                    Timer::after(Duration::from_secs(5)).await;
-                    None
-                })
-                .await;
+            task.or(async {
+                Timer::after(Duration::from_secs(5)).await;
+            })
+            .await;
         }
     });
     let errors = shared.errors.lock().expect("errors lock").clone();
