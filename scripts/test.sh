@@ -53,6 +53,8 @@ fi
 (cd tests/browser && npm ci --no-audit --no-fund --silent)
 # npm's eventsource, the standard SSE client the reverse-proxy test runs through nginx.
 (cd tests/interop && npm ci --no-audit --no-fund --silent)
+# Node's ws, the reference broadcaster of the fan-out comparison (tests/tests/fanout_ref.rs).
+(cd bench/ref-broadcaster && npm ci --no-audit --no-fund --silent)
 
 cargo build --workspace --bins --quiet
 export HOSTWATCH_SLOW_TESTS=1

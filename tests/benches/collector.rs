@@ -3,7 +3,7 @@
 //! benchmark it measures and never asserts: a missed target is a figure, not a failure.
 //!
 //! ```sh
-//! cargo bench -p tests --bench collector                      # every phase, about 10 minutes
+//! cargo bench -p tests --bench collector                      # every phase, about 13 minutes
 //! cargo bench -p tests --bench collector -- ingest history    # only the phases named
 //! ```
 //!
@@ -22,6 +22,11 @@
 //!    collector's resident memory per connection.
 //! 4. `fanout`: 1,000 SSE subscribers while ten agents send 100, then 1,000 samples per second;
 //!    samples delivered to each subscriber and latency from a sample's timestamp to its arrival.
+//!    Then `fanout-ref`: issue 12's fan-out comparison (`tests/src/fanout.rs`): 100 agents at 1 Hz
+//!    to 1,000 viewers, then the rate doubled every 5 s until p99 passes 100 ms, against
+//!    hostwatch (SSE) and the reference broadcasters of `bench/ref-broadcaster/` (Node's `ws`,
+//!    Python's `websockets`; `npm ci` there first) in the same run: deliveries per second and per
+//!    CPU-second of the broadcaster process, p50/p99/max and the saturation rate of each.
 //! 5. `scale`: 2,000, 5,000, then 10,000 agents at 1 Hz and one SSE subscriber; latency from a
 //!    sample's timestamp to its arrival at the subscriber. Each point runs three times, each
 //!    with a fresh collector, and every run's p50/p99/max, ack p99 and the writer's slow
@@ -46,7 +51,8 @@
 //! `SCALE_AGENTS` [2000,5000,10000], `SCALE_SECONDS` [20], `SCALE_REPEATS` [3],
 //! `SOAK_AGENTS` [10000], `SOAK_MINUTES` [10], `HISTORY_REPEATS` [20],
 //! `STORAGE_HOURS` [24] (the quick check in CI-sized runs: `HOSTWATCH_BENCH_STORAGE_HOURS=1`),
-//! `PAGE_HOSTS` [1000], `PAGE_SECONDS` [60].
+//! `PAGE_HOSTS` [1000], `PAGE_SECONDS` [60]; and for `fanout-ref`, `HOSTWATCH_BENCH_REF_AGENTS`
+//! [100], `_VIEWERS` [1000], `_STEPS` [8], `_STEP_SECONDS` [5], `_FIRST_HZ` [1].
 //! `HOSTWATCH_BENCH_COLLECTOR=PATH` runs that collector binary instead of building one (a build
 //! with symbols, for `perf`).
 //!
@@ -88,8 +94,18 @@ const CONNECTING_AT_ONCE: usize = 64;
 /// Longest time to open all connections of a phase.
 const CONNECT_BUDGET: Duration = Duration::from_secs(180);
 
-const PHASES: [&str; 9] =
-    ["ingest", "raw", "idle", "fanout", "scale", "history", "storage", "page", "soak10k"];
+const PHASES: [&str; 10] = [
+    "ingest",
+    "raw",
+    "idle",
+    "fanout",
+    "fanout-ref",
+    "scale",
+    "history",
+    "storage",
+    "page",
+    "soak10k",
+];
 /// Phases run only when named: the 10-minute hold would double the default run.
 const ON_REQUEST: [&str; 1] = ["soak10k"];
 
@@ -129,6 +145,9 @@ fn main() -> ExitCode {
     }
     if wanted("fanout") {
         table.phase("fanout", || fan_out(&runtime, &binary));
+    }
+    if wanted("fanout-ref") {
+        table.phase("fanout-ref", || fan_out_against_references(&binary));
     }
     if wanted("scale") {
         table.phase("scale", || latency_at_scale(&runtime, &binary));
@@ -921,6 +940,56 @@ async fn steady_agent(
     }
     agent.close().await;
     steady
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 4b: fan-out against the reference broadcasters
+
+/// `tests::fanout`'s comparison at full size (or `HOSTWATCH_BENCH_REF_*`): hostwatch, Node's
+/// `ws` and Python's `websockets` in the same run, one after the other.
+fn fan_out_against_references(binary: &Path) -> anyhow::Result<Vec<Row>> {
+    use tests::fanout::{Broadcaster, Sizes, compare, print_table};
+    let sizes = Sizes::from_env(Sizes::full())?;
+    let broadcasters = [
+        Broadcaster::Hostwatch(binary.to_owned()),
+        Broadcaster::NodeWs,
+        Broadcaster::PythonWebsockets,
+    ];
+    let reports = compare(&sizes, &broadcasters);
+    println!();
+    print_table(&reports);
+    let mut rows = Vec::new();
+    for (name, report) in reports {
+        let report = report.with_context(|| name.clone())?;
+        let Some(first) = report.steps.first() else { continue };
+        // Deliveries per CPU-second at the highest rate that held (the first step if none did).
+        let best = report.steps.iter().take_while(|s| s.held()).last().unwrap_or(first);
+        rows.push(Row::new(
+            &format!("fan-out vs references: {name} at {:.0}/s (ms)", first.rate),
+            format!(
+                "p50 {} / p99 {} / max {}; {:.0} deliveries/s, {:.0} per CPU-s",
+                first.p50_ms,
+                first.p99_ms,
+                first.max_ms,
+                first.deliveries_per_second(),
+                first.deliveries_per_cpu_second()
+            ),
+            "-",
+            None,
+        ));
+        rows.push(Row::new(
+            &format!("fan-out vs references: {name} saturation rate"),
+            format!(
+                "{}; {:.0} deliveries per CPU-s at {:.0}/s",
+                report.saturation_text(),
+                best.deliveries_per_cpu_second(),
+                best.rate
+            ),
+            "-",
+            None,
+        ));
+    }
+    Ok(rows)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ use serde_json::Value;
 
 pub use async_tungstenite::tungstenite;
 
+pub mod fanout;
+
 /// The workspace's target directory for this test build (`target/debug`).
 fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
