@@ -203,6 +203,13 @@ impl Collector {
         Self::spawn_on(dir, "127.0.0.1:0", "127.0.0.1:0", extra)
     }
 
+    /// Starts a collector without self-monitoring that serves TLS on both listeners with the
+    /// certificate `cert` and its key `key` (made by [`certificates`] or by a test).
+    pub fn spawn_tls(dir: &Path, cert: &Path, key: &Path) -> Self {
+        let (cert, key) = (cert.to_str().expect("cert path"), key.to_str().expect("key path"));
+        Self::spawn(dir, &["--no-self-monitor", "--tls-cert", cert, "--tls-key", key])
+    }
+
     /// Starts a collector on the given addresses (to restart one on its old ports).
     pub fn spawn_on(dir: &Path, http: &str, ws: &str, extra: &[&str]) -> Self {
         let db = dir.join("hostwatch.db");

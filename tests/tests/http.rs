@@ -219,16 +219,7 @@ fn an_agent_reaches_the_http_port_over_tls() {
     certificates(dir.path());
     let (cert, key, ca) =
         (dir.path().join("server.pem"), dir.path().join("server.key"), dir.path().join("ca.pem"));
-    let collector = Collector::spawn(
-        dir.path(),
-        &[
-            "--no-self-monitor",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let collector = Collector::spawn_tls(dir.path(), &cert, &key);
     // wss:// on the one HTTPS port, as the printed command line says.
     let url = format!("wss://localhost:{}/ingest", collector.http.port());
     let printed = format!("--collector wss://{}/ingest", collector.http);
@@ -325,16 +316,7 @@ fn http2_over_tls_by_alpn_serves_the_api_and_multiplexes_sse() {
     certificates(dir.path());
     let (cert, key, ca) =
         (dir.path().join("server.pem"), dir.path().join("server.key"), dir.path().join("ca.pem"));
-    let collector = Collector::spawn(
-        dir.path(),
-        &[
-            "--no-self-monitor",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let collector = Collector::spawn_tls(dir.path(), &cert, &key);
     let base = format!("https://localhost:{}", collector.http.port());
     let ca = ca.to_str().unwrap();
     let (ok, stdout, stderr) = curl(&[

@@ -154,16 +154,7 @@ fn an_agent_trusts_a_self_signed_openssl_req_x509_certificate_given_as_ca_file()
     assert!(constraints.contains("CA:TRUE"), "{constraints}");
     let cert = dir.path().join("collector.pem");
     let key = dir.path().join("collector.key");
-    let collector = Collector::spawn(
-        dir.path(),
-        &[
-            "--no-self-monitor",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let collector = Collector::spawn_tls(dir.path(), &cert, &key);
     let port = collector.ws.port();
     let ca_file = ["--ca-file", cert.to_str().unwrap()];
     let _agent = Agent::spawn(

@@ -14,16 +14,7 @@ fn agents_and_browsers_reach_the_collector_over_tls() {
     certificates(dir.path());
     let cert = dir.path().join("server.pem");
     let key = dir.path().join("server.key");
-    let collector = Collector::spawn(
-        dir.path(),
-        &[
-            "--no-self-monitor",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
-    );
+    let collector = Collector::spawn_tls(dir.path(), &cert, &key);
     assert!(collector.log.shows("https://") && collector.log.shows("wss://"));
     let url = format!("wss://localhost:{}/ingest", collector.ws.port());
     let ca = dir.path().join("ca.pem");
