@@ -6,8 +6,8 @@
 
 #![no_main]
 
-use collector::fanout::events::Filter;
 use collector::api::routes::{MAX_BUCKETS, parse_range, source};
+use collector::fanout::events::Filter;
 use collector::net::http::server::Request;
 use libfuzzer_sys::fuzz_target;
 
