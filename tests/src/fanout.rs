@@ -252,6 +252,30 @@ impl Shared {
         (self.from_ms.load(Ordering::Relaxed)..self.to_ms.load(Ordering::Relaxed)).contains(&ts)
     }
 
+    /// Waits until `count` reaches `want`, an error is reported or `deadline` passes.
+    fn wait_connected(
+        &self,
+        count: &AtomicUsize,
+        want: usize,
+        deadline: Instant,
+        what: &str,
+    ) -> anyhow::Result<()> {
+        while count.load(Ordering::Relaxed) < want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            if !self.errors.lock().expect("errors lock").is_empty() {
+                break;
+            }
+        }
+        let got = count.load(Ordering::Relaxed);
+        if got < want {
+            bail!(
+                "{got} of {want} {what} connected: {:?}",
+                self.errors.lock().expect("errors lock")
+            );
+        }
+        Ok(())
+    }
+
     fn error(&self, err: String) {
         let mut errors = self.errors.lock().expect("errors lock");
         if errors.len() < 20 {
@@ -410,21 +434,7 @@ fn run_one(
         }));
     }
     let deadline = Instant::now() + Duration::from_secs(60);
-    while shared.viewers.load(Ordering::Relaxed) < sizes.viewers && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        if !shared.errors.lock().expect("errors lock").is_empty() {
-            break;
-        }
-    }
-    let viewers = shared.viewers.load(Ordering::Relaxed);
-    if viewers < sizes.viewers {
-        bail!(
-            "{} of {} viewers connected: {:?}",
-            viewers,
-            sizes.viewers,
-            shared.errors.lock().expect("errors lock")
-        );
-    }
+    shared.wait_connected(&shared.viewers, sizes.viewers, deadline, "viewers")?;
     let agents_ready = Arc::new(AtomicUsize::new(0));
     for i in 0..sizes.agents {
         let (shared, stopped, ready) = (shared.clone(), stopped.clone(), agents_ready.clone());
@@ -437,21 +447,7 @@ fn run_one(
             }
         }));
     }
-    while agents_ready.load(Ordering::Relaxed) < sizes.agents && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-        if !shared.errors.lock().expect("errors lock").is_empty() {
-            break;
-        }
-    }
-    let ready = agents_ready.load(Ordering::Relaxed);
-    if ready < sizes.agents {
-        bail!(
-            "{} of {} agents connected: {:?}",
-            ready,
-            sizes.agents,
-            shared.errors.lock().expect("errors lock")
-        );
-    }
+    shared.wait_connected(&agents_ready, sizes.agents, deadline, "agents")?;
 
     let mut steps = Vec::new();
     let mut hz = sizes.first_hz;
