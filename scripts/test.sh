@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs hostwatch's whole test suite on a fresh Debian machine with Rust and Node.js: installs what
-# the tests need when missing (Debian's chromium for the page test, Debian's prometheus and nginx
-# and Python's websockets for the interop tests, playwright-core and eventsource from npm),
+# the tests need (Debian's chromium for the page test, Debian's prometheus, nginx and redis-server
+# for the interop and scale-out tests, Python's websockets, playwright-core and eventsource from npm),
 # builds, then runs every test, slow ones included (HOSTWATCH_SLOW_TESTS=1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,11 @@ fi
 if [ ! -x /usr/sbin/nginx ]; then
   echo "test.sh: installing Debian's nginx for the reverse-proxy test (the README's config)"
   apt_install --no-install-recommends nginx
+fi
+# Debian's redis-server is the shared engine the scale-out tests start on a port of their own.
+if [ ! -x /usr/bin/redis-server ]; then
+  echo "test.sh: installing Debian's redis-server for the scale-out tests"
+  apt_install --no-install-recommends redis-server
 fi
 # The TLS test makes its certificates with openssl and talks https with curl; the install test
 # checks the unit with systemd-analyze.
