@@ -94,3 +94,81 @@ fn three_collectors_share_every_host_and_survive_a_kill() {
     assert!(stats["redis"]["consumed_total"].as_u64() > Some(0), "stats: {stats}");
     drop(redis);
 }
+
+/// Redis killed for 30 s and restarted: both collectors keep storing their own agents' samples
+/// and say Redis is gone (still ready), then publish their backlog and converge.
+#[test]
+fn collectors_work_alone_while_redis_is_away_and_converge_when_it_returns() {
+    if !slow_tests_enabled("collectors_work_alone_while_redis_is_away_and_converge_when_it_returns")
+    {
+        return;
+    }
+    let redis_dir = temp_dir();
+    // With its append-only file, as a deployment runs it: a restart keeps the stream.
+    let mut redis = RedisServer::start_with(redis_dir.path(), true);
+    let token = "scaleout-redis-token";
+    let url = redis.url();
+    let args = ["--no-self-monitor", "--agent-token", token, "--redis", &url];
+    let dirs: Vec<_> = (0..2).map(|_| temp_dir()).collect();
+    let collectors: Vec<Collector> =
+        dirs.iter().map(|d| Collector::spawn(d.path(), &args)).collect();
+    let hosts: Vec<String> = (0..4).map(|i| format!("away-{i}")).collect();
+    let agents: Vec<Agent> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let spool = dirs[i % 2].path().join(format!("spool-{i}"));
+            Agent::spawn(
+                &collectors[i % 2].ingest_url(),
+                token,
+                host,
+                &spool,
+                &["--interval", "250ms"],
+            )
+        })
+        .collect();
+    wait_for(15 * SECOND, "every host replicated", || {
+        let a = stored_seqs(&collectors[0].db, &hosts);
+        let b = stored_seqs(&collectors[1].db, &hosts);
+        a.iter().chain(&b).all(|s| s.len() >= 3).then_some(())
+    });
+
+    redis.kill();
+    for collector in &collectors {
+        wait_for(10 * SECOND, "redis_up false in /readyz", || {
+            let (status, ready) = collector.get_json("/readyz");
+            (status == 200 && ready["ready"] == true && ready["redis_up"] == false).then_some(())
+        });
+        assert!(collector.log.contains("redis: lost"), "the loss is logged");
+        let metrics = http(collector.http, "GET", "/metrics", &[], b"");
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        assert!(text.contains("hostwatch_collector_redis_up 0"), "metrics: {text}");
+    }
+    let before: Vec<usize> =
+        (0..4).map(|i| stored_samples(&collectors[i % 2].db, &hosts[i]).len()).collect();
+    std::thread::sleep(30 * SECOND);
+    for i in 0..4 {
+        let now = stored_samples(&collectors[i % 2].db, &hosts[i]).len();
+        assert!(now > before[i] + 50, "host {}: {} then {now} stored alone", hosts[i], before[i]);
+    }
+
+    redis.restart();
+    for collector in &collectors {
+        wait_for(15 * SECOND, "redis_up true again", || {
+            let (_, stats) = collector.get_json("/api/stats");
+            (stats["redis_up"] == true).then_some(())
+        });
+    }
+    drop(agents);
+    let converged = wait_for(20 * SECOND, "both collectors converging", || {
+        let a = stored_seqs(&collectors[0].db, &hosts);
+        let b = stored_seqs(&collectors[1].db, &hosts);
+        (a == b).then_some(a)
+    });
+    for (host, seqs) in hosts.iter().zip(&converged) {
+        if let Some(why) = not_exactly_once(seqs) {
+            panic!("host {host}: {why}");
+        }
+    }
+    assert!(collectors.iter().all(|c| c.log.contains("again")), "the return is logged");
+}

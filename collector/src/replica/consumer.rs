@@ -12,7 +12,7 @@ use std::time::Duration;
 use protocol::{Batch, Hello};
 use redis::Value;
 
-use super::{Shared, StreamPos, connect, entry, retry_delay};
+use super::{Shared, StreamPos, connect, entry, log_loss, log_return, retry_delay};
 use crate::fanout::hub;
 use crate::storage::{Source, Storage, StoreError, replica as tables};
 use crate::untrusted::escaped;
@@ -41,22 +41,27 @@ pub(super) async fn run(
         let mut connection = match connect(&shared.client, response).await {
             Ok(connection) => connection,
             Err(err) => {
-                // The publisher logs the loss of the server; this only counts.
-                shared.status.lost(false, err.to_string());
+                if shared.status.lost(false, err.to_string()) {
+                    log_loss(&shared.settings, &err.to_string());
+                }
                 smol::Timer::after(retry_delay(attempt)).await;
                 attempt = attempt.saturating_add(1);
                 continue;
             }
         };
         attempt = 0;
-        shared.status.connected(false);
+        if let Some(since) = shared.status.connected(false) {
+            log_return(&shared.settings, since);
+        }
         let ended = consume(&shared, &storage, &hub, &mut connection, &mut known).await;
         let err = match ended {
             Ok(never) => match never {},
             Err(err) => err,
         };
         log::debug!("redis: the consumer stopped reading: {err:#}");
-        shared.status.lost(false, format!("{err:#}"));
+        if shared.status.lost(false, format!("{err:#}")) {
+            log_loss(&shared.settings, &format!("{err:#}"));
+        }
         if hub.is_closed() {
             return;
         }

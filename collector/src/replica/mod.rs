@@ -219,6 +219,25 @@ impl Replica {
     }
 }
 
+/// Logs the loss of the link to Redis (once per loss, by the side that notices first).
+fn log_loss(settings: &Settings, err: &str) {
+    log::warn!(
+        "redis: lost {}: {err}; working alone until it is back (acks follow the local commit, \
+         the outbox keeps what the other collectors have not got)",
+        settings.display_addr()
+    );
+}
+
+/// Logs the link's return (once, by the side that completes it), after it was down since
+/// `since_ms`.
+fn log_return(settings: &Settings, since_ms: u64) {
+    log::info!(
+        "redis: connected to {} again after {} s; publishing the outbox and catching up",
+        settings.display_addr(),
+        crate::now_ms().saturating_sub(since_ms) / 1000
+    );
+}
+
 /// Connects to Redis with the given response timeout.
 async fn connect(
     client: &redis::Client,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_lite::FutureExt;
 
-use super::{Shared, connect, retry_delay};
+use super::{Shared, connect, log_loss, log_return, retry_delay};
 use crate::storage::Storage;
 use crate::storage::replica::Outbox;
 
@@ -44,10 +44,7 @@ pub(super) async fn run(
             Ok(connection) => connection,
             Err(err) => {
                 if shared.status.lost(true, err.to_string()) || attempt == 0 {
-                    log::warn!(
-                        "redis: cannot reach {addr}: {err}; working alone (acks follow the local \
-                         commit, the outbox keeps what the others have not got)"
-                    );
+                    log_loss(&shared.settings, &err.to_string());
                 }
                 // Nobody's ack waits for a publisher that cannot publish.
                 drain(&waiting, &mut Vec::new());
@@ -56,13 +53,12 @@ pub(super) async fn run(
                 continue;
             }
         };
-        if attempt > 0 {
-            log::info!("redis: connected to {addr} again; publishing the outbox, catching up");
-        } else {
-            log::info!("redis: connected to {addr}");
-        }
         *shared.connection.lock().unwrap_or_else(|e| e.into_inner()) = Some(connection.clone());
-        shared.status.connected(true);
+        match shared.status.connected(true) {
+            Some(since) => log_return(&shared.settings, since),
+            None if attempt == 0 => log::info!("redis: connected to {addr}"),
+            None => {}
+        }
         let ended =
             publish(&shared, &storage, &outbox, &mut connection, &waiting, &mut cursor).await;
         let err = match ended {
@@ -70,11 +66,9 @@ pub(super) async fn run(
             Err(err) => err,
         };
         *shared.connection.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        shared.status.lost(true, format!("{err:#}"));
-        log::warn!(
-            "redis: lost {addr}: {err:#}; working alone until it is back (acks follow the local \
-             commit, the outbox keeps the backlog)"
-        );
+        if shared.status.lost(true, format!("{err:#}")) {
+            log_loss(&shared.settings, &format!("{err:#}"));
+        }
         attempt = 1;
     }
 }

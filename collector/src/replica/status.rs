@@ -57,21 +57,26 @@ impl Status {
         self.consumer_up.load(Relaxed)
     }
 
-    /// Records that one side connected.
-    pub(super) fn connected(&self, publisher: bool) {
+    /// Records that one side connected; returns since when (unix ms) the link had been down
+    /// when this completes it, so its return is logged once, by whichever side comes last.
+    pub(super) fn connected(&self, publisher: bool) -> Option<u64> {
         let flag = if publisher { &self.publisher_up } else { &self.consumer_up };
         flag.store(true, Relaxed);
-        if self.publisher_up() && self.consumer_up() {
-            self.down_since_ms.store(0, Relaxed);
-            *self.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if !(self.publisher_up() && self.consumer_up()) {
+            return None;
         }
+        *self.error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        let since = self.down_since_ms.swap(0, Relaxed);
+        (since != 0).then_some(since)
     }
 
     /// Records that one side lost its connection (or failed to connect) with `error`; returns
-    /// whether the link was up until now (so the loss is logged once).
+    /// whether the link was whole until now, so the loss is logged once, by whichever side
+    /// notices first.
     pub(super) fn lost(&self, publisher: bool, error: String) -> bool {
         let flag = if publisher { &self.publisher_up } else { &self.consumer_up };
-        let was_up = flag.swap(false, Relaxed);
+        let was_up = self.publisher_up() && self.consumer_up();
+        flag.store(false, Relaxed);
         if was_up {
             self.losses_total.fetch_add(1, Relaxed);
         }
