@@ -102,6 +102,18 @@ pub const KEYS: &[Key] = &[
         "[[notify.webhook]] [notify.email]",
         "notification channels: webhooks (json, slack, discord, ntfy) and email over SMTP (README)",
     ),
+    Key::value(
+        "redis",
+        "URL",
+        "replicate with the other collectors on this Redis (redis://HOST:PORT/): every collector \
+         shows every host [default: off]",
+    ),
+    Key::value("redis_stream", "KEY", "the Redis stream key [default: hostwatch:stream]"),
+    Key::value(
+        "redis_max_len",
+        "N",
+        "keep about this many entries (stored batches) in the stream, MAXLEN ~ [default: 100000]",
+    ),
     Key::switch("no_self_monitor", "do not monitor the collector's own host"),
     Key::value(
         "self_interval",
@@ -186,6 +198,8 @@ pub struct Config {
     pub alerts: Vec<crate::alerts::Rule>,
     /// Notification channels.
     pub notify: crate::notify::NotifyConfig,
+    /// Replication over Redis (`--redis`), if on.
+    pub redis: Option<crate::replica::Settings>,
     /// Whether to monitor the collector's own host.
     pub self_monitor: bool,
     /// Self-monitoring interval.
@@ -315,6 +329,7 @@ impl Config {
             },
             alerts: alert_rules(&settings)?,
             notify: crate::notify::config::parse(settings.tables.get("notify"))?,
+            redis: redis_settings(&settings, positive)?,
             self_monitor: !settings.switch("no_self_monitor")?,
             self_interval: settings
                 .typed("self_interval", |v| {
@@ -388,6 +403,34 @@ fn alert_rules(settings: &Settings) -> Result<Vec<crate::alerts::Rule>, ConfigEr
         _ => {}
     }
     Ok(rules)
+}
+
+/// `--redis`, with its stream key and bound; the key and bound alone are an error.
+fn redis_settings(
+    settings: &Settings,
+    positive: impl Fn(&str) -> Result<usize, String>,
+) -> Result<Option<crate::replica::Settings>, ConfigError> {
+    let url = settings.typed("redis", crate::replica::parse_url)?;
+    let stream = settings.typed("redis_stream", |v| {
+        if v.is_empty() || v.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            Err(format!("{v:?} is not a stream key (no spaces or control characters)"))
+        } else {
+            Ok(v.to_owned())
+        }
+    })?;
+    let max_len = settings.typed("redis_max_len", positive)?;
+    let Some(url) = url else {
+        if stream.is_some() || max_len.is_some() {
+            let key = if stream.is_some() { "redis_stream" } else { "redis_max_len" };
+            return Err(ConfigError::new(key, "needs --redis"));
+        }
+        return Ok(None);
+    };
+    Ok(Some(crate::replica::Settings {
+        url,
+        stream: stream.unwrap_or_else(|| crate::replica::DEFAULT_STREAM.into()),
+        max_len: max_len.unwrap_or(crate::replica::DEFAULT_MAX_LEN),
+    }))
 }
 
 /// Picks the agent token: inline or from a file, whichever comes from the stronger layer. A
@@ -570,5 +613,14 @@ mod tests {
             "ws"
         );
         assert_eq!(load(&["--frobnicate"]).unwrap_err().key, "--frobnicate");
+        assert_eq!(load(&["--redis", "http://r:6379"]).unwrap_err().key, "redis");
+        assert_eq!(load(&["--redis-max-len", "10"]).unwrap_err().key, "redis_max_len");
+        assert_eq!(
+            load(&["--redis", "redis://r/", "--redis-max-len", "0"]).unwrap_err().key,
+            "redis_max_len"
+        );
+        assert!(load(&[]).unwrap().redis.is_none());
+        let redis = load(&["--redis", "redis://127.0.0.1:6379/"]).unwrap().redis.unwrap();
+        assert_eq!((redis.stream.as_str(), redis.max_len), ("hostwatch:stream", 100_000));
     }
 }

@@ -10,6 +10,8 @@
 //! - the **self-monitor** thread samples this host ([`selfmon`]);
 //! - each notification channel's sender: a task per webhook, a thread per email channel
 //!   ([`notify`]);
+//! - with `--redis`, a **publisher** and a **consumer** task replicate with the other
+//!   collectors ([`replica`]);
 //! - a **signal** thread turns SIGTERM/SIGINT into a graceful shutdown.
 
 pub mod alerts;
@@ -20,6 +22,7 @@ pub mod fanout;
 pub mod ingest;
 pub mod net;
 pub mod notify;
+pub mod replica;
 pub mod selfmon;
 pub mod storage;
 pub mod untrusted;
@@ -195,6 +198,8 @@ pub struct Ctx {
     pub shutdown: async_channel::Receiver<()>,
     /// The notification channels' counters, for `/metrics`.
     pub notify_stats: Arc<Vec<Arc<notify::ChannelStats>>>,
+    /// Replication with the other collectors (`--redis`), if on.
+    pub replica: Option<replica::Replica>,
     connections: Arc<AtomicU64>,
 }
 
@@ -246,6 +251,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         notify::Resume { cursors, events, newest_eid: storage.next_event_id().saturating_sub(1) };
     let notifier = notify::Notifier::start(&config.notify, &storage, &resume)?;
     let readers = Readers::open(&config.db, 4, config.policy.retention_raw)?;
+    let replica = match &config.redis {
+        Some(settings) => {
+            Some(replica::Replica::start(settings.clone(), &storage, hub_tx.clone())?)
+        }
+        None => None,
+    };
 
     let http_listener = bind(config.http, "--http")?;
     let ws_listener = bind(config.ws, "--ws")?;
@@ -305,6 +316,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         budget: Arc::new(budget),
         shutdown: shutdown_rx,
         notify_stats: Arc::new(notifier.stats()),
+        replica,
         connections: Arc::new(AtomicU64::new(1)),
     };
     start_executor()?;

@@ -1238,3 +1238,86 @@ pub fn certificates(dir: &Path) {
         ],
     );
 }
+
+/// A `redis-server` (Debian's, 7.x) on a loopback port chosen for it, for the scale-out tests.
+pub struct RedisServer {
+    /// The process, `None` while killed.
+    pub child: Option<Child>,
+    /// Its port.
+    pub port: u16,
+    dir: PathBuf,
+    persistent: bool,
+}
+
+impl RedisServer {
+    /// Starts one in `dir` without persistence (`--save '' --appendonly no`).
+    pub fn start(dir: &Path) -> Self {
+        Self::start_with(dir, false)
+    }
+
+    /// Starts one in `dir`; `persistent` keeps the data in an append-only file fsynced on every
+    /// write, so a restart after `kill -9` finds the stream as it was.
+    pub fn start_with(dir: &Path, persistent: bool) -> Self {
+        // Redis cannot listen on port 0: take a free port from the kernel and release it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = Self { child: None, port, dir: dir.to_owned(), persistent };
+        server.restart();
+        server
+    }
+
+    /// The URL collectors take with `--redis`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts it (again) on its port; waits until it accepts connections.
+    pub fn restart(&mut self) {
+        let appendonly = if self.persistent { "yes" } else { "no" };
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", appendonly, "--appendfsync", "always", "--dir"])
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning redis-server (Debian's redis-server package)");
+        self.child = Some(child);
+        wait_for(Duration::from_secs(10), "redis-server accepting connections", || {
+            TcpStream::connect(("127.0.0.1", self.port)).ok().map(|_| ())
+        });
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `(seq)` of every stored sample of each host in `hosts` on the database `db`.
+pub fn stored_seqs(db: &Path, hosts: &[String]) -> Vec<Vec<u64>> {
+    hosts.iter().map(|h| stored_samples(db, h).into_iter().map(|(seq, _)| seq).collect()).collect()
+}
+
+/// Why `seqs` is not every sequence number from its first to its last exactly once, if it is not.
+pub fn not_exactly_once(seqs: &[u64]) -> Option<String> {
+    let first = *seqs.first()?;
+    let last = *seqs.last()?;
+    if seqs.windows(2).any(|w| w[0] == w[1]) {
+        return Some("a sequence number stored twice".into());
+    }
+    let missing: Vec<u64> = (first..=last).filter(|s| seqs.binary_search(s).is_err()).collect();
+    (!missing.is_empty()).then(|| format!("missing {missing:?}"))
+}

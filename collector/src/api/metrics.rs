@@ -36,6 +36,8 @@ pub struct CollectorFigures {
     pub writer: crate::storage::timing::WriterTimingsView,
     /// Each notification channel's counters.
     pub notify: std::sync::Arc<Vec<std::sync::Arc<crate::notify::ChannelStats>>>,
+    /// Replication's status (`--redis`), if on.
+    pub redis: Option<crate::replica::status::StatusView>,
 }
 
 /// Renders the exposition: every host's series, then the collector's own.
@@ -312,6 +314,48 @@ fn collector_series(out: &mut Exposition, stats: &StatsView, figures: &Collector
          duration; nothing is stored while one runs.",
         &writer.maintenance_seconds,
     );
+    if let Some(redis) = &figures.redis {
+        out.gauge(
+            "hostwatch_collector_redis_up",
+            "1 while the collector replicates through Redis, 0 while it works alone.",
+        )
+        .sample(&[], u64::from(redis.up));
+        out.gauge(
+            "hostwatch_collector_redis_lag_seconds",
+            "How far the consumer is behind the stream's newest entry.",
+        )
+        .sample(&[], redis.lag_ms as f64 / 1000.0);
+        let counters: [(&str, &str, u64); 5] = [
+            (
+                "hostwatch_collector_redis_published_total",
+                "Stream entries (stored batches) this collector published since it started.",
+                redis.published_total,
+            ),
+            (
+                "hostwatch_collector_redis_consumed_total",
+                "Other collectors' stream entries stored here since start.",
+                redis.consumed_total,
+            ),
+            (
+                "hostwatch_collector_redis_skipped_total",
+                "Stream entries not stored here (undecodable, or refused by the storage).",
+                redis.skipped_total,
+            ),
+            (
+                "hostwatch_collector_redis_gaps_total",
+                "Times the stream had been trimmed past this collector's position.",
+                redis.gaps_total,
+            ),
+            (
+                "hostwatch_collector_redis_losses_total",
+                "Times the connection to Redis was lost since start.",
+                redis.losses_total,
+            ),
+        ];
+        for (name, help, value) in counters {
+            out.counter(name, help).sample(&[], value);
+        }
+    }
     if let Some(bytes) = figures.database_bytes {
         out.gauge("hostwatch_collector_database_bytes", "Size of the SQLite database on disk.")
             .sample(&[], bytes);
@@ -705,6 +749,7 @@ mod tests {
             },
             writer: writer_timings(),
             notify: Default::default(),
+            redis: None,
         }
     }
 

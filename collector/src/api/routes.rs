@@ -240,7 +240,23 @@ async fn readyz(ctx: &Ctx) -> Reply {
         (probe, _) => probe,
     };
     match probe {
-        Ok(()) => Response::json(200, &json!({ "ready": true })),
+        Ok(()) => match &ctx.replica {
+            // Still ready without Redis: ingest, storage and this collector's own fan-out go on.
+            Some(replica) => {
+                let status = replica.status();
+                let note = if status.up {
+                    "replicating with the other collectors"
+                } else {
+                    "Redis unreachable: working alone (ingest, storage and live streams go on); \
+                     catching up when it returns"
+                };
+                Response::json(
+                    200,
+                    &json!({ "ready": true, "redis_up": status.up, "redis": status, "redis_note": note }),
+                )
+            }
+            None => Response::json(200, &json!({ "ready": true })),
+        },
         Err(reason) => Response::json(503, &json!({ "ready": false, "reason": reason })),
     }
 }
@@ -453,6 +469,7 @@ async fn metrics(ctx: &Ctx) -> Reply {
         storage: ctx.storage.health().view(),
         writer: ctx.storage.timings().view(),
         notify: ctx.notify_stats.clone(),
+        redis: ctx.replica.as_ref().map(|r| r.status()),
     };
     let body = crate::api::metrics::render(&view, &figures);
     Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", body.into_bytes())
@@ -632,6 +649,11 @@ async fn stats(ctx: &Ctx) -> Reply {
     body["storage_error"] = json!(health.reason);
     body["storage_failing_since"] = json!(health.failing_since_ms);
     body["version"] = json!(env!("CARGO_PKG_VERSION"));
+    if let Some(replica) = &ctx.replica {
+        let status = replica.status();
+        body["redis_up"] = json!(status.up);
+        body["redis"] = json!(status);
+    }
     Response::json(200, &body)
 }
 

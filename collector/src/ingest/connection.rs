@@ -3,6 +3,7 @@
 //! replaced by a newer connection of its host, or the collector shuts down.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_tungstenite::WebSocketStream;
@@ -91,6 +92,11 @@ async fn serve_here<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let limited = credential == AgentCredential::Shared;
+    if let Some(replica) = &ctx.replica {
+        // The resume point must count what other collectors stored of this host (its agent
+        // may come from one that just died): the consumer first reaches the stream's end.
+        replica.catch_up().await;
+    }
     let registration = match ctx.storage.register(hello.clone(), limited).await {
         Ok(registration) => registration,
         Err(err) => {
@@ -115,6 +121,9 @@ async fn serve_here<S: AsyncRead + AsyncWrite + Unpin>(
     let conn = ctx.next_connection();
     let host_id = hello.host_id.clone();
     let version = hello.protocol_version;
+    // With replication on, each stored batch goes to the outbox with this hello.
+    let source =
+        crate::storage::Source::Local(ctx.replica.as_ref().map(|_| Arc::new(hello.clone())));
     let interval = Duration::from_millis(u64::from(hello.interval_ms.max(100)));
     let (close_tx, close_rx) = async_channel::bounded(1);
     let connected = hub::Event::AgentConnected {
@@ -137,7 +146,8 @@ async fn serve_here<S: AsyncRead + AsyncWrite + Unpin>(
     });
     let ending = match send(&mut socket, &welcome, &ctx).await {
         Ok(()) => {
-            let connection = Connection { host_key: registration.host_key, version, interval };
+            let connection =
+                Connection { host_key: registration.host_key, version, interval, source };
             receive_batches(&mut socket, &ctx, &connection, &close_rx).await
         }
         Err(err) => Ending::quiet(format!("cannot send the welcome: {err}")),
@@ -219,6 +229,8 @@ struct Connection {
     version: u16,
     /// Its sampling interval.
     interval: Duration,
+    /// Where its batches come from, for the storage (and the replication outbox).
+    source: crate::storage::Source,
 }
 
 async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
@@ -287,8 +299,13 @@ async fn receive_batches<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(ending) = implausible_time(&batch) {
             return ending;
         }
-        match ctx.storage.store(connection.host_key, batch).await {
+        match ctx.storage.store_from(connection.host_key, batch, connection.source.clone()).await {
             Ok(result) => {
+                if let (Some(replica), Some(id)) = (&ctx.replica, result.outbox_id) {
+                    // The ack promises the sample to every collector: it waits for the stream
+                    // while Redis is up (the outbox covers a Redis outage).
+                    replica.published(id).await;
+                }
                 if let Some(seq) = result.acked_seq {
                     let ack = CollectorMessage::Ack(protocol::Ack { seq });
                     if let Err(err) = send(socket, &ack, ctx).await {

@@ -19,6 +19,7 @@ pub mod health;
 pub mod maintenance;
 pub mod query;
 pub mod removal;
+pub mod replica;
 pub mod rows;
 pub mod schema;
 pub mod timing;
@@ -57,6 +58,8 @@ pub enum Command {
         host_key: i64,
         /// The samples.
         batch: Batch,
+        /// Who sent them, which decides whether they go to the replication outbox.
+        source: Source,
         /// Where to send the answer, after the commit.
         reply: async_channel::Sender<Result<StoreResult, StoreError>>,
     },
@@ -86,6 +89,18 @@ pub enum Command {
         /// Whether the host was stored, after the commit.
         reply: async_channel::Sender<Result<bool, StoreError>>,
     },
+    /// The replication outbox's entries up to this id are in the stream: delete them.
+    ReplicaPublished {
+        /// The newest published entry's id.
+        up_to: i64,
+    },
+    /// Keep a replication setting (this collector's id, the stream position consumed).
+    ReplicaState {
+        /// Its name.
+        key: &'static str,
+        /// Its value.
+        value: String,
+    },
     /// Answer once everything queued before it is committed (readiness checks).
     Ping(async_channel::Sender<()>),
     /// Finish the current transaction and stop.
@@ -114,6 +129,17 @@ impl std::fmt::Display for StoreError {
     }
 }
 
+/// Who sent a batch to store.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// An agent of this collector. With replication on, its hello: what is newly stored goes to
+    /// the replication outbox (with the hello, so every entry stands on its own), in the same
+    /// transaction.
+    Local(Option<Arc<Hello>>),
+    /// Another collector, through the stream: stored like any batch, never published again.
+    Replica,
+}
+
 /// Where a registered host stands.
 #[derive(Debug, Clone, Copy)]
 pub struct Registration {
@@ -128,6 +154,8 @@ pub struct Registration {
 pub struct StoreResult {
     /// Everything of the host up to here is durably stored.
     pub acked_seq: Option<u64>,
+    /// The replication outbox entry holding what this batch newly stored, if one was written.
+    pub outbox_id: Option<i64>,
 }
 
 /// Something that happened, for the activity feed: kept in the database and published live.
@@ -158,6 +186,9 @@ pub enum Stored {
         sample: Arc<Sample>,
         /// The host's agent-side dropped count as of this sample.
         dropped_total: u64,
+        /// It came from another collector through the stream (its agent is not connected
+        /// here).
+        replicated: bool,
     },
     /// A newly stored activity event.
     Activity {
@@ -340,9 +371,45 @@ impl Storage {
 
     /// Stores a batch; resolves after the commit.
     pub async fn store(&self, host_key: i64, batch: Batch) -> Result<StoreResult, StoreError> {
-        let (reply, answer) = async_channel::bounded(1);
-        self.send(Command::Store { host_key, batch, reply }).await?;
+        self.store_from(host_key, batch, Source::Local(None)).await
+    }
+
+    /// Stores a batch from `source`; resolves after the commit.
+    pub async fn store_from(
+        &self,
+        host_key: i64,
+        batch: Batch,
+        source: Source,
+    ) -> Result<StoreResult, StoreError> {
+        let answer = self.queue_store(host_key, batch, source).await?;
         answer.recv().await.map_err(|_| stopped())?
+    }
+
+    /// Queues a batch and returns where its answer comes after the commit, without waiting for
+    /// it: a replica stores a run of entries with one wait, and the writer folds them into one
+    /// transaction.
+    pub async fn queue_store(
+        &self,
+        host_key: i64,
+        batch: Batch,
+        source: Source,
+    ) -> Result<async_channel::Receiver<Result<StoreResult, StoreError>>, StoreError> {
+        let (reply, answer) = async_channel::bounded(1);
+        self.send(Command::Store { host_key, batch, source, reply }).await?;
+        Ok(answer)
+    }
+
+    /// Deletes the replication outbox's entries up to `up_to`, which are in the stream now.
+    pub async fn replica_published(&self, up_to: i64) {
+        // A stopped writer (shutdown) deletes nothing; the next start publishes them again,
+        // and replicas skip what they stored already.
+        let _ = self.send(Command::ReplicaPublished { up_to }).await;
+    }
+
+    /// Keeps a replication setting.
+    pub async fn set_replica_state(&self, key: &'static str, value: String) {
+        // As above: at shutdown the newest position is lost, and replicas re-read a little.
+        let _ = self.send(Command::ReplicaState { key, value }).await;
     }
 
     /// Stores a batch from a plain thread (self-monitoring); blocks until the commit.
@@ -761,9 +828,16 @@ impl Writer {
                     outcome.store_replies.push((reply, Err(StoreError::Busy(why.into()))));
                     None
                 }
-                Command::Store { host_key, batch, reply } => {
-                    let result =
-                        store(&tx, &mut self.hosts, &mut self.next_eid, host_key, batch, outcome);
+                Command::Store { host_key, batch, source, reply } => {
+                    let result = store(
+                        &tx,
+                        &mut self.hosts,
+                        &mut self.next_eid,
+                        host_key,
+                        batch,
+                        &source,
+                        outcome,
+                    );
                     let (answer, err) = split(result);
                     outcome.store_replies.push((reply, answer));
                     err
@@ -804,6 +878,12 @@ impl Writer {
                         .err()
                         .map(|e| anyhow::Error::from(e).context("recording a delivery"))
                 }
+                Command::ReplicaPublished { up_to } => replica::published(&tx, up_to)
+                    .err()
+                    .map(|e| anyhow::Error::from(e).context("deleting published outbox entries")),
+                Command::ReplicaState { key, value } => replica::set_state(&tx, key, &value)
+                    .err()
+                    .map(|e| anyhow::Error::from(e).context("keeping the replication state")),
                 Command::Ping(reply) => {
                     outcome.pings.push(reply);
                     None
@@ -875,6 +955,8 @@ fn collect_reply(command: Command, outcome: &mut Outcome) {
         Command::RemoveHost { reply, .. } => outcome.remove_replies.push((reply, Err(stopped()))),
         Command::Activity(_)
         | Command::NotifyDelivered { .. }
+        | Command::ReplicaPublished { .. }
+        | Command::ReplicaState { .. }
         | Command::Ping(_)
         | Command::Stop => {}
     }
@@ -1087,6 +1169,7 @@ fn store(
     next_eid: &mut u64,
     host_key: i64,
     batch: Batch,
+    source: &Source,
     outcome: &mut Outcome,
 ) -> anyhow::Result<Result<StoreResult, String>> {
     if let std::collections::hash_map::Entry::Vacant(slot) = hosts.entry(host_key) {
@@ -1134,6 +1217,11 @@ fn store(
     }
     let mut insert = tx.prepare_cached(INSERT_SAMPLE)?;
     let mut newest: Option<Arc<Sample>> = None;
+    let publish = match source {
+        Source::Local(hello) => hello.as_ref(),
+        Source::Replica => None,
+    };
+    let mut fresh: Vec<Arc<Sample>> = Vec::new();
     for sample in batch.samples {
         if host.last_seq.is_some_and(|last| sample.seq <= last) {
             continue; // Already stored: a replay after a lost ack.
@@ -1156,7 +1244,11 @@ fn store(
             point: Arc::new(point),
             sample: sample.clone(),
             dropped_total: batch_dropped,
+            replicated: matches!(source, Source::Replica),
         });
+        if publish.is_some() {
+            fresh.push(sample.clone());
+        }
         newest = Some(sample);
     }
     if let Some(sample) = newest {
@@ -1171,5 +1263,13 @@ fn store(
         tx.prepare_cached("UPDATE hosts SET dropped_total = ?1 WHERE id = ?2")?
             .execute(params![host.dropped_total as i64, host_key])?;
     }
-    Ok(Ok(StoreResult { acked_seq: host.last_seq }))
+    let outbox_id = match publish {
+        Some(hello) if !fresh.is_empty() => {
+            let entry = crate::replica::entry::encode(hello, batch_dropped, &fresh)
+                .context("encoding a replication entry")?;
+            Some(replica::insert(tx, &entry)?)
+        }
+        _ => None,
+    };
+    Ok(Ok(StoreResult { acked_seq: host.last_seq, outbox_id }))
 }

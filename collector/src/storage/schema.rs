@@ -214,6 +214,19 @@ const MIGRATIONS: &[&str] = &[
         delivered_eid INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX activity_kind_eid ON activity(kind, eid);",
+    // 5: replication over Redis (`--redis`). The outbox holds, in the transaction that stored
+    // them, the entries still to be published to the stream (a `kill -9` before the XADD loses
+    // none); `replica_state` keeps this collector's id and the stream position it consumed up to.
+    // AUTOINCREMENT: ids never come back once the published entries are deleted, so the
+    // publisher's cursor (the newest id in the stream) never hides a new entry.
+    "CREATE TABLE replica_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        entry BLOB NOT NULL
+    );
+    CREATE TABLE replica_state (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The DDL of schema version 1, as a release before storage v2 created it (the collector

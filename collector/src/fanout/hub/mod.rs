@@ -73,6 +73,12 @@ pub enum Event {
     },
     /// The storage committed these.
     Stored(Vec<Stored>),
+    /// Replication registered a host that another collector's agent reports (`--redis`):
+    /// listed here, online while its samples keep coming.
+    Replicated {
+        /// The agent's hello, as its collector published it.
+        hello: Hello,
+    },
     /// A browser subscribes to live events.
     Subscribe {
         /// What it wants.
@@ -188,6 +194,8 @@ struct Host {
     latest: Option<Arc<Point>>,
     latest_sample: Option<Arc<Sample>>,
     samples: u64,
+    /// When a sample of it last came from another collector (its agent is connected there).
+    replicated_at: Option<Instant>,
 }
 
 struct Agent {
@@ -288,6 +296,7 @@ impl Hub {
                     latest: record.latest.map(Arc::new),
                     latest_sample: record.latest_sample,
                     samples: 0,
+                    replicated_at: None,
                     hello: record.hello,
                 };
                 (host.hello.host_id.clone(), host)
@@ -364,6 +373,7 @@ impl Hub {
                 self.agent_disconnected(conn, host_id, reason)
             }
             Event::Stored(stored) => self.stored(stored),
+            Event::Replicated { hello } => self.replicated(hello),
             Event::Subscribe { request, reply } => {
                 let subscription = self.subscribe(request);
                 // A subscriber that left before its answer simply never starts.
@@ -427,6 +437,7 @@ impl Hub {
             latest: None,
             latest_sample: None,
             samples: 0,
+            replicated_at: None,
         });
         if let Some(old) = host.conn.and_then(|old| self.agents.remove(&old)) {
             log::warn!(
@@ -459,6 +470,42 @@ impl Hub {
         fields.insert("addr".into(), Value::from(addr));
         self.record("agent_connected", Some(&host_id), fields);
         self.set_status(&host_id, "online");
+    }
+
+    /// Knows a host served by another collector; its hello stands unless its agent is connected
+    /// here (then this collector's own hello is the newer word).
+    fn replicated(&mut self, hello: Hello) {
+        let host_id = hello.host_id.clone();
+        match self.hosts.get_mut(&host_id) {
+            Some(host) if host.conn.is_some() => {}
+            Some(host) => {
+                host.name = Arc::from(hello.hostname.as_str());
+                host.hello = hello;
+            }
+            None => {
+                log::info!(
+                    "host {} ({}) replicated from another collector",
+                    escaped(&hello.hostname),
+                    escaped(&host_id)
+                );
+                let host = Host {
+                    name: Arc::from(hello.hostname.as_str()),
+                    hello,
+                    status: "offline",
+                    last_seen_ms: None,
+                    last_sample_at: None,
+                    connected_at: None,
+                    connected_since_ms: None,
+                    conn: None,
+                    dropped_total: 0,
+                    latest: None,
+                    latest_sample: None,
+                    samples: 0,
+                    replicated_at: None,
+                };
+                self.hosts.insert(host_id, host);
+            }
+        }
     }
 
     fn agent_disconnected(&mut self, conn: u64, host_id: String, reason: String) {
@@ -613,12 +660,16 @@ impl Hub {
     fn stored(&mut self, stored: Vec<Stored>) {
         for item in stored {
             let event = match item {
-                Stored::Sample { eid, host_id, point, sample, dropped_total } => {
+                Stored::Sample { eid, host_id, point, sample, dropped_total, replicated } => {
                     self.samples_total += 1;
                     self.this_second += 1;
                     let Some(host) = self.hosts.get_mut(host_id.as_ref()) else {
                         continue;
                     };
+                    let remote = replicated && host.conn.is_none();
+                    if remote {
+                        host.replicated_at = Some(Instant::now());
+                    }
                     host.samples += 1;
                     host.dropped_total = host.dropped_total.max(dropped_total);
                     host.last_seen_ms = Some(host.last_seen_ms.unwrap_or(0).max(point.ts));
@@ -638,12 +689,16 @@ impl Hub {
                         interval_ms: u64::from(host.hello.interval_ms.max(100)),
                     };
                     let changes = self.alerts.on_point(subject, &point, &devices);
-                    let event = LiveEvent::sample(eid, host_id, host.name.clone(), point.clone());
+                    let event =
+                        LiveEvent::sample(eid, host_id.clone(), host.name.clone(), point.clone());
                     if newest {
                         host.latest = Some(point);
                         host.latest_sample = Some(sample);
                     }
                     self.record_alerts(changes);
+                    if remote {
+                        self.set_status(&host_id, "online");
+                    }
                     event
                 }
                 Stored::Activity { eid, activity } => {
@@ -756,11 +811,19 @@ impl Hub {
         self.record_alerts(changes);
         let now = Instant::now();
         let mut changes = Vec::new();
-        for (id, host) in &self.hosts {
+        for (id, host) in &mut self.hosts {
+            let patience = Duration::from_millis(u64::from(host.hello.interval_ms.max(1000)) * 3);
+            // A host another collector serves is online while its samples come, offline after.
+            if let (None, Some(at)) = (host.conn, host.replicated_at) {
+                if now.duration_since(at) > patience {
+                    host.replicated_at = None;
+                    changes.push((id.clone(), "offline"));
+                }
+                continue;
+            }
             let Some(connected_at) = host.connected_at else {
                 continue;
             };
-            let patience = Duration::from_millis(u64::from(host.hello.interval_ms.max(1000)) * 3);
             let heard = host.last_sample_at.map_or(connected_at, |t| t.max(connected_at));
             let status = if now.duration_since(heard) > patience { "stale" } else { "online" };
             if status != host.status {

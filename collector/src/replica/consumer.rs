@@ -1,0 +1,239 @@
+//! The consumer task: reads the stream from the position kept in the database (XREAD BLOCK),
+//! skips this collector's own entries, and stores the others' through the normal storage path,
+//! idempotent by (host, seq); the hub then fans them out like local samples. A stream trimmed
+//! past this collector's position (it was away longer than the stream keeps) is logged and
+//! counted as a gap: those samples are missing here, and their origin's history API has them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use protocol::{Batch, Hello};
+use redis::Value;
+
+use super::{Shared, StreamPos, connect, entry, log_loss, log_return, retry_delay};
+use crate::fanout::hub;
+use crate::storage::{Source, Storage, StoreError, replica as tables};
+use crate::untrusted::escaped;
+
+/// Entries read per XREAD.
+const COUNT: usize = 512;
+/// How long one XREAD blocks for new entries, in ms.
+const BLOCK_MS: u64 = 1000;
+
+/// A host registered here from the stream, and the hello it was registered with.
+struct Known {
+    hello: Hello,
+    host_key: i64,
+}
+
+/// Consumes until the process ends: connects (with backoff), reads, reconnects on loss.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    storage: Storage,
+    hub: async_channel::Sender<hub::Event>,
+) {
+    let mut known: HashMap<String, Known> = HashMap::new();
+    let mut attempt = 0u32;
+    loop {
+        let response = Duration::from_millis(BLOCK_MS) + Duration::from_secs(5);
+        let mut connection = match connect(&shared.client, response).await {
+            Ok(connection) => connection,
+            Err(err) => {
+                if shared.status.lost(false, err.to_string()) {
+                    log_loss(&shared.settings, &err.to_string());
+                }
+                smol::Timer::after(retry_delay(attempt)).await;
+                attempt = attempt.saturating_add(1);
+                continue;
+            }
+        };
+        attempt = 0;
+        if let Some(since) = shared.status.connected(false) {
+            log_return(&shared.settings, since);
+        }
+        let ended = consume(&shared, &storage, &hub, &mut connection, &mut known).await;
+        let err = match ended {
+            Ok(never) => match never {},
+            Err(err) => err,
+        };
+        log::debug!("redis: the consumer stopped reading: {err:#}");
+        if shared.status.lost(false, format!("{err:#}")) {
+            log_loss(&shared.settings, &format!("{err:#}"));
+        }
+        if hub.is_closed() {
+            return;
+        }
+        smol::Timer::after(retry_delay(0)).await;
+    }
+}
+
+/// Reads and stores on `connection` until it fails.
+async fn consume(
+    shared: &Shared,
+    storage: &Storage,
+    hub: &async_channel::Sender<hub::Event>,
+    connection: &mut redis::aio::MultiplexedConnection,
+    known: &mut HashMap<String, Known>,
+) -> anyhow::Result<std::convert::Infallible> {
+    let stream = shared.settings.stream.as_str();
+    let mut cursor = *shared.consumed.lock().unwrap_or_else(|e| e.into_inner());
+    check_gap(shared, connection, cursor).await?;
+    loop {
+        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(COUNT)
+            .arg("BLOCK")
+            .arg(BLOCK_MS)
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(cursor.to_string())
+            .query_async(connection)
+            .await?;
+        let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
+        let mut answers = Vec::new();
+        let mut newest = cursor;
+        let mut read = 0usize;
+        for item in entries {
+            read += 1;
+            let Some(pos) = StreamPos::parse(&item.id) else {
+                anyhow::bail!("the stream returned an entry id {:?}", item.id);
+            };
+            newest = newest.max(pos);
+            if text(item.map.get("origin")).as_deref() == Some(shared.collector_id.as_str()) {
+                continue;
+            }
+            let decoded = match (text(item.map.get("v")).as_deref(), item.map.get("data")) {
+                (Some(entry::LAYOUT), Some(Value::BulkString(data))) => entry::decode(data),
+                (v, _) => {
+                    Err(format!("an entry of layout {v:?} without data this collector reads"))
+                }
+            };
+            let entry = match decoded {
+                Ok(entry) => entry,
+                Err(why) => {
+                    shared.status.skipped_total.fetch_add(1, Relaxed);
+                    log::warn!("redis: skipping stream entry {}: {}", item.id, escaped(&why));
+                    continue;
+                }
+            };
+            let Some(host_key) = register(storage, hub, known, &entry.hello).await? else {
+                shared.status.skipped_total.fetch_add(1, Relaxed);
+                continue;
+            };
+            let batch = Batch { dropped_total: entry.dropped_total, samples: entry.samples };
+            let answer = storage
+                .queue_store(host_key, batch, Source::Replica)
+                .await
+                .map_err(|e| anyhow::anyhow!("storage: {e}"))?;
+            answers.push((entry.hello.host_id, answer));
+        }
+        for (host_id, answer) in answers {
+            match answer.recv().await {
+                Ok(Ok(_)) => {
+                    shared.status.consumed_total.fetch_add(1, Relaxed);
+                }
+                Ok(Err(StoreError::Refused(why) | StoreError::Busy(why))) => {
+                    shared.status.skipped_total.fetch_add(1, Relaxed);
+                    log::warn!(
+                        "redis: a batch of host {} from the stream was refused: {}",
+                        escaped(&host_id),
+                        escaped(&why)
+                    );
+                }
+                // Read again from the same position once the storage commits again.
+                Ok(Err(StoreError::Unavailable(why))) => anyhow::bail!("storage: {why}"),
+                Err(_) => anyhow::bail!("storage stopped"),
+            }
+        }
+        shared.status.lag_ms.store(
+            if read == COUNT { crate::now_ms().saturating_sub(newest.ms) } else { 0 },
+            Relaxed,
+        );
+        if newest > cursor {
+            cursor = newest;
+            *shared.consumed.lock().unwrap_or_else(|e| e.into_inner()) = cursor;
+            storage.set_replica_state(tables::CONSUMED, cursor.to_string()).await;
+        }
+    }
+}
+
+/// The host's key here, registering it (and telling the hub of it) the first time or when its
+/// hello changed; `None` when the storage refuses it.
+async fn register(
+    storage: &Storage,
+    hub: &async_channel::Sender<hub::Event>,
+    known: &mut HashMap<String, Known>,
+    hello: &Hello,
+) -> anyhow::Result<Option<i64>> {
+    if let Some(host) = known.get(&hello.host_id).filter(|k| k.hello == *hello) {
+        return Ok(Some(host.host_key));
+    }
+    // Not counted against the shared token's host limits: its origin admitted it.
+    match storage.register(hello.clone(), false).await {
+        Ok(registration) => {
+            let host_key = registration.host_key;
+            known.insert(hello.host_id.clone(), Known { hello: hello.clone(), host_key });
+            // Before its samples: the hub lists the host and fans them out.
+            hub.send(hub::Event::Replicated { hello: hello.clone() })
+                .await
+                .map_err(|_| anyhow::anyhow!("the hub stopped"))?;
+            Ok(Some(host_key))
+        }
+        Err(StoreError::Unavailable(why)) => anyhow::bail!("storage: {why}"),
+        Err(StoreError::Refused(why) | StoreError::Busy(why)) => {
+            log::warn!(
+                "redis: host {} from the stream not registered: {}",
+                escaped(&hello.host_id),
+                escaped(&why)
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// Says (once per connection) whether the stream was trimmed past `cursor`: Redis 7 keeps the
+/// newest trimmed id (`max-deleted-entry-id`), and this collector never deletes entries.
+async fn check_gap(
+    shared: &Shared,
+    connection: &mut redis::aio::MultiplexedConnection,
+    cursor: StreamPos,
+) -> anyhow::Result<()> {
+    if cursor == StreamPos::default() {
+        return Ok(()); // A first start reads whatever the stream keeps.
+    }
+    let info: redis::RedisResult<HashMap<String, Value>> = redis::cmd("XINFO")
+        .arg("STREAM")
+        .arg(&shared.settings.stream)
+        .query_async(connection)
+        .await;
+    let info = match info {
+        Ok(info) => info,
+        // No such stream yet (a fresh Redis): nothing was trimmed, nothing to say.
+        Err(err) if err.code() == Some("ERR") => {
+            return Ok(());
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let deleted = text(info.get("max-deleted-entry-id")).and_then(|id| StreamPos::parse(&id));
+    if let Some(deleted) = deleted.filter(|d| *d > cursor) {
+        shared.status.gaps_total.fetch_add(1, Relaxed);
+        log::warn!(
+            "redis: the stream was trimmed past this collector's position: entries after {cursor} \
+             up to {deleted} are gone (it keeps about {} entries, --redis-max-len), so other \
+             collectors' samples of that time are missing here; their history API has them",
+            shared.settings.max_len
+        );
+    }
+    Ok(())
+}
+
+/// A stream field as text.
+fn text(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,174 @@
+//! Several collectors on one Redis (`--redis`): three collectors and thirty real agents spread
+//! across them. Every collector lists every host and streams every host's samples live; after a
+//! `kill -9` of one collector its agents move to the others, and every sequence number of every
+//! host ends up stored exactly once on every surviving collector.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use tests::*;
+
+const SECOND: Duration = Duration::from_secs(1);
+const AGENTS: usize = 30;
+
+#[test]
+fn three_collectors_share_every_host_and_survive_a_kill() {
+    let redis_dir = temp_dir();
+    let redis = RedisServer::start(redis_dir.path());
+    let token = "scaleout-shared-token";
+    let url = redis.url();
+    let args = ["--no-self-monitor", "--agent-token", token, "--redis", &url];
+    let dirs: Vec<_> = (0..3).map(|_| temp_dir()).collect();
+    let mut collectors: Vec<Collector> =
+        dirs.iter().map(|d| Collector::spawn(d.path(), &args)).collect();
+    let urls: Vec<String> = collectors.iter().map(Collector::ingest_url).collect();
+    let mut sse = SseClient::connect(collectors[2].http, "/events", &[]);
+
+    // Agent i starts on collector i % 3 and knows the other two as well.
+    let hosts: Vec<String> = (0..AGENTS).map(|i| format!("scale-{i:02}")).collect();
+    let agents: Vec<Agent> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let list: Vec<&str> = (0..3).map(|k| urls[(i + k) % 3].as_str()).collect();
+            let spool = dirs[i % 3].path().join(format!("spool-{i}"));
+            Agent::spawn(&list.join(","), token, host, &spool, &["--interval", "250ms"])
+        })
+        .collect();
+
+    // An SSE client on C sees live samples of all thirty hosts, ten of them stored on C.
+    let mut seen = HashSet::new();
+    sse.until(30 * SECOND, |e| {
+        if e.event == "sample" {
+            seen.insert(e.data["host"].as_str().unwrap_or_default().to_owned());
+        }
+        seen.len() == AGENTS
+    });
+    for collector in &collectors {
+        wait_for(10 * SECOND, "every host listed on every collector", || {
+            let (status, listed) = collector.get_json("/api/hosts");
+            assert_eq!(status, 200);
+            let ids: HashSet<&str> =
+                listed.as_array()?.iter().filter_map(|h| h["id"].as_str()).collect();
+            hosts.iter().all(|h| ids.contains(h.as_str())).then_some(())
+        });
+        let (_, ready) = collector.get_json("/readyz");
+        assert_eq!(
+            (ready["ready"].as_bool(), ready["redis_up"].as_bool()),
+            (Some(true), Some(true))
+        );
+    }
+
+    // kill -9 of A: its agents are back on B or C within 15 s.
+    collectors[0].child.kill().expect("kill -9 collector A");
+    collectors[0].child.wait().expect("reap A");
+    let on_a: Vec<(usize, u64)> = (0..AGENTS)
+        .step_by(3)
+        .map(|i| (i, stored_samples(&collectors[0].db, &hosts[i]).last().map_or(0, |s| s.0)))
+        .collect();
+    wait_for(15 * SECOND, "A's agents storing on B or C", || {
+        on_a.iter()
+            .all(|(i, last)| {
+                [&collectors[1], &collectors[2]].iter().any(|c| {
+                    stored_samples(&c.db, &hosts[*i]).last().is_some_and(|s| s.0 > last + 2)
+                })
+            })
+            .then_some(())
+    });
+
+    // Once the agents stop, B and C hold every host's samples, each exactly once, and the same.
+    drop(agents);
+    let survivors = [&collectors[1], &collectors[2]];
+    let converged = wait_for(15 * SECOND, "B and C converging", || {
+        let b = stored_seqs(&survivors[0].db, &hosts);
+        let c = stored_seqs(&survivors[1].db, &hosts);
+        (b == c).then_some(b)
+    });
+    for (host, seqs) in hosts.iter().zip(&converged) {
+        assert!(seqs.len() > 4, "host {host}: only {} samples", seqs.len());
+        if let Some(why) = not_exactly_once(seqs) {
+            panic!("host {host} on B and C: {why}");
+        }
+    }
+    let (_, stats) = survivors[1].get_json("/api/stats");
+    assert!(stats["redis"]["consumed_total"].as_u64() > Some(0), "stats: {stats}");
+    drop(redis);
+}
+
+/// Redis killed for 30 s and restarted: both collectors keep storing their own agents' samples
+/// and say Redis is gone (still ready), then publish their backlog and converge.
+#[test]
+fn collectors_work_alone_while_redis_is_away_and_converge_when_it_returns() {
+    if !slow_tests_enabled("collectors_work_alone_while_redis_is_away_and_converge_when_it_returns")
+    {
+        return;
+    }
+    let redis_dir = temp_dir();
+    // With its append-only file, as a deployment runs it: a restart keeps the stream.
+    let mut redis = RedisServer::start_with(redis_dir.path(), true);
+    let token = "scaleout-redis-token";
+    let url = redis.url();
+    let args = ["--no-self-monitor", "--agent-token", token, "--redis", &url];
+    let dirs: Vec<_> = (0..2).map(|_| temp_dir()).collect();
+    let collectors: Vec<Collector> =
+        dirs.iter().map(|d| Collector::spawn(d.path(), &args)).collect();
+    let hosts: Vec<String> = (0..4).map(|i| format!("away-{i}")).collect();
+    let agents: Vec<Agent> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let spool = dirs[i % 2].path().join(format!("spool-{i}"));
+            Agent::spawn(
+                &collectors[i % 2].ingest_url(),
+                token,
+                host,
+                &spool,
+                &["--interval", "250ms"],
+            )
+        })
+        .collect();
+    wait_for(15 * SECOND, "every host replicated", || {
+        let a = stored_seqs(&collectors[0].db, &hosts);
+        let b = stored_seqs(&collectors[1].db, &hosts);
+        a.iter().chain(&b).all(|s| s.len() >= 3).then_some(())
+    });
+
+    redis.kill();
+    for collector in &collectors {
+        wait_for(10 * SECOND, "redis_up false in /readyz", || {
+            let (status, ready) = collector.get_json("/readyz");
+            (status == 200 && ready["ready"] == true && ready["redis_up"] == false).then_some(())
+        });
+        assert!(collector.log.contains("redis: lost"), "the loss is logged");
+        let metrics = http(collector.http, "GET", "/metrics", &[], b"");
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        assert!(text.contains("hostwatch_collector_redis_up 0"), "metrics: {text}");
+    }
+    let before: Vec<usize> =
+        (0..4).map(|i| stored_samples(&collectors[i % 2].db, &hosts[i]).len()).collect();
+    std::thread::sleep(30 * SECOND);
+    for i in 0..4 {
+        let now = stored_samples(&collectors[i % 2].db, &hosts[i]).len();
+        assert!(now > before[i] + 50, "host {}: {} then {now} stored alone", hosts[i], before[i]);
+    }
+
+    redis.restart();
+    for collector in &collectors {
+        wait_for(15 * SECOND, "redis_up true again", || {
+            let (_, stats) = collector.get_json("/api/stats");
+            (stats["redis_up"] == true).then_some(())
+        });
+    }
+    drop(agents);
+    let converged = wait_for(20 * SECOND, "both collectors converging", || {
+        let a = stored_seqs(&collectors[0].db, &hosts);
+        let b = stored_seqs(&collectors[1].db, &hosts);
+        (a == b).then_some(a)
+    });
+    for (host, seqs) in hosts.iter().zip(&converged) {
+        if let Some(why) = not_exactly_once(seqs) {
+            panic!("host {host}: {why}");
+        }
+    }
+    assert!(collectors.iter().all(|c| c.log.contains("again")), "the return is logged");
+}
