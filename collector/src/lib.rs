@@ -12,6 +12,7 @@
 //!   ([`notify`]);
 //! - a **signal** thread turns SIGTERM/SIGINT into a graceful shutdown.
 
+pub mod activity;
 pub mod alerts;
 pub mod api;
 pub mod catalog;
