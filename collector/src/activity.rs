@@ -66,7 +66,7 @@ pub enum Activity {
     Other(Map<String, Value>),
 }
 
-/// Event types recorded in the activity log, in [`Activity`]'s order.
+/// Event types recorded in the activity log: every typed variant's [`Activity::kind`].
 pub const KINDS: &[&str] =
     &["agent_connected", "agent_disconnected", "status", "notification", "alert", "host_removed"];
 
@@ -146,6 +146,8 @@ impl Record {
     /// The JSON object subscribers and the activity log show for event `id`: its fields with
     /// `ts`, `id`, `type` and `host`.
     pub fn json(&self, id: u64) -> String {
+        // serde_json's map (without `preserve_order`) keeps keys sorted, which is the order
+        // the field maps before this enum wrote; the tests pin the bytes.
         let mut object = self.activity.fields();
         object.insert("ts".into(), Value::from(self.ts_ms));
         object.insert("id".into(), Value::from(id));
@@ -160,7 +162,7 @@ impl Record {
 /// An alert change. Built by the hub from an [`crate::alerts::Change`], or when the collector
 /// starts without the rule of an alert still firing.
 ///
-/// Its JSON is [`AlertFields`]: one flat object whose device field is named after the rule
+/// Its JSON is `AlertFields`: one flat object whose device field is named after the rule
 /// key that selected the device, a name that is data, which a derive cannot express.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "AlertFields", into = "AlertFields")]
@@ -274,7 +276,7 @@ pub enum AlertCause {
 /// selector fields at most one is present, equal to `device`; the rule's fields come with a
 /// judged change and `reason` with a removed rule's. [`Alert`]'s `TryFrom` holds rows to that.
 #[derive(Serialize, Deserialize)]
-pub struct AlertFields {
+struct AlertFields {
     rule: String,
     state: AlertState,
     value: f64,
