@@ -14,6 +14,7 @@
 //!   collectors ([`replica`]);
 //! - a **signal** thread turns SIGTERM/SIGINT into a graceful shutdown.
 
+pub mod activity;
 pub mod alerts;
 pub mod api;
 pub mod catalog;
