@@ -211,7 +211,15 @@ async function main() {
     h.log(`playback moved ${((p1.pb.t - p0.pb.t) / 1000).toFixed(1)} s in ${((p1.now - p0.now) / 1000).toFixed(1)} s (${rate.toFixed(1)}×)`);
     if (!(rate > 4 && rate < 16)) throw new Error(`playback at 10× moved at ${rate.toFixed(1)}×`);
     if (Math.abs(p1.scrubber - p1.pb.t) > 2000) throw new Error(`the scrubber says ${p1.scrubber}, playback ${p1.pb.t}`);
-    if (Math.abs(p1.xmax - p1.pb.t) > 2000 + 10 * 200) throw new Error('the charts do not follow the playback time');
+    // The charts redraw on the page's own tick, which a loaded machine may delay by a frame or
+    // two: the charts must catch up with the playback time within a few samples, not at once.
+    const follows = async () => {
+      const c = await ev(() => ({ t: window.hostwatch.playback().t, xmax: window.hostwatch.detailChart('cpu').scales.x.max }));
+      return Math.abs(c.xmax - c.t) <= 2000 + 10 * 200;
+    };
+    if (!(Math.abs(p1.xmax - p1.pb.t) <= 2000 + 10 * 200) && !(await waitUntil('the charts at the playback time', 3000, follows).catch(() => false))) {
+      throw new Error('the charts do not follow the playback time');
+    }
     await page.keyboard.press('Space');
     const paused = await ev(() => window.hostwatch.playback());
     await sleep(600);
