@@ -10,6 +10,8 @@
 //! - the **self-monitor** thread samples this host ([`selfmon`]);
 //! - each notification channel's sender: a task per webhook, a thread per email channel
 //!   ([`notify`]);
+//! - with `--redis`, a **publisher** and a **consumer** task replicate with the other
+//!   collectors ([`replica`]);
 //! - a **signal** thread turns SIGTERM/SIGINT into a graceful shutdown.
 
 pub mod alerts;

@@ -66,17 +66,22 @@ pub async fn stream<S: AsyncWrite + Unpin>(
         }
     };
     let end = subscribe::pump(ctx, request, &mut sink, client_gone).await;
-    let last_words = match &end {
+    if let Some(event) = last_words(&end) {
+        // The client may be the reason we stop; telling it why is best effort.
+        let _ = sink.send(&[&event]).await;
+    }
+    log::debug!("sse: {addr}: stream ended: {end:?}");
+}
+
+/// The event that tells an SSE client why the collector ended its stream (over HTTP/1.1 and
+/// HTTP/2 alike); none when the client left.
+pub fn last_words(end: &End) -> Option<LiveEvent> {
+    match end {
         End::Lagged { last_id } => Some(LiveEvent::notice(
             "lagged",
             &format!("too slow: events were dropped; reconnect with Last-Event-ID {last_id}"),
         )),
         End::ShuttingDown => Some(LiveEvent::notice("shutdown", "the collector is shutting down")),
         End::Gone(_) => None,
-    };
-    if let Some(event) = last_words {
-        // The client may be the reason we stop; telling it why is best effort.
-        let _ = sink.send(&[&event]).await;
     }
-    log::debug!("sse: {addr}: stream ended: {end:?}");
 }

@@ -1,8 +1,8 @@
 //! HTTP/2 on hyper: negotiated by ALPN (`h2`) over TLS on the `--http` listener, or spoken in
 //! cleartext with prior knowledge (the connection preface instead of an HTTP/1.1 request line).
 //! One connection carries many streams, so a browser's tabs share it and no tab's SSE waits for
-//! one of HTTP/1.1's six connections per host. Requests go to the same [`routes`](crate::api::routes)
-//! as HTTP/1.1; an SSE answer is a body fed by a channel.
+//! one of HTTP/1.1's six connections per host. Requests are answered by the same
+//! [`respond`](crate::net::http::respond) as HTTP/1.1; an SSE answer is a body fed by a channel.
 //!
 //! Limits: the header list size ([`HttpLimits::max_head_bytes`]), the body size (413), at most
 //! [`MAX_STREAMS`] concurrent streams, keep-alive pings that close a dead peer, the write
@@ -17,10 +17,9 @@ use http_body_util::{BodyExt, Full, Limited, StreamBody, combinators::BoxBody};
 use hyper::body::{Bytes, Frame, Incoming};
 
 use crate::Ctx;
-use crate::api::routes;
 use crate::fanout::events::LiveEvent;
 use crate::fanout::sse;
-use crate::fanout::subscribe::{self, End, EventSink, LiveStream};
+use crate::fanout::subscribe::{self, EventSink, LiveStream};
 use crate::net::budget::Admitted;
 use crate::net::http::server::{Body, HttpLimits, Request};
 
@@ -143,8 +142,7 @@ async fn answer(request: hyper::Request<Incoming>, remote: SocketAddr, ctx: Ctx)
         remote,
     };
     let head_only = request.method == "HEAD";
-    let mut response = routes::compress(&request, routes::handle(&request, &ctx).await);
-    response.headers.extend(routes::common_headers());
+    let response = crate::net::http::respond(&request, &ctx).await;
     let body = match response.body {
         Body::Bytes(_) if head_only => bytes_body(Bytes::new()),
         Body::Bytes(bytes) => bytes_body(bytes.into_owned()),
@@ -215,17 +213,8 @@ fn sse_body(ctx: Ctx, live: LiveStream) -> BoxBody<Bytes, Infallible> {
             "the client closed the stream".to_owned()
         };
         let end = subscribe::pump(&ctx, request, &mut sink, client_gone).await;
-        let last_words = match &end {
-            End::Lagged { last_id } => Some(LiveEvent::notice(
-                "lagged",
-                &format!("too slow: events were dropped; reconnect with Last-Event-ID {last_id}"),
-            )),
-            End::ShuttingDown => {
-                Some(LiveEvent::notice("shutdown", "the collector is shutting down"))
-            }
-            End::Gone(_) => None,
-        };
-        if let Some(event) = last_words {
+        if let Some(event) = sse::last_words(&end) {
+            // The client may be the reason we stop; telling it why is best effort.
             let _ = sink.send(&[&event]).await;
         }
         log::debug!("sse (http2): {addr}: stream ended: {end:?}");

@@ -17,7 +17,7 @@ use crate::Ctx;
 use crate::api::routes;
 use crate::fanout::sse;
 use crate::net::budget::Admitted;
-use server::{Body, ReadError, Response};
+use server::{Body, ReadError, Request, Response};
 
 /// Accepts HTTP connections until shutdown; each connection runs in its own task.
 pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<AtomicUsize>) {
@@ -29,6 +29,14 @@ pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<Atomi
         }
     };
     crate::net::listener::accept_loop("http", listener, ctx, active, handle).await;
+}
+
+/// Answers a request the same way over HTTP/1.1 and HTTP/2: the route's response, gzip when
+/// the client takes it, and the headers every response carries.
+pub async fn respond(request: &Request, ctx: &Ctx) -> routes::Reply {
+    let mut response = routes::compress(request, routes::handle(request, ctx).await);
+    response.headers.extend(routes::common_headers());
+    response
 }
 
 /// Serves requests on one connection until it closes, breaks a limit or turns into a stream.
@@ -102,8 +110,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static
         }
         let keep_alive = server::keep_alive(&request);
         let head_only = request.method == "HEAD";
-        let mut response = routes::compress(&request, routes::handle(&request, &ctx).await);
-        response.headers.extend(routes::common_headers());
+        let response = respond(&request, &ctx).await;
         let streaming = matches!(response.body, Body::Stream(_));
         if let Err(err) = server::write_response(
             &mut stream,
