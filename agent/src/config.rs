@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::settings::{ConfigError, Key, Settings, parse_duration};
+use crate::runtime::read_secret;
+use crate::runtime::settings::{ConfigError, Key, Settings, parse_duration};
 
 /// Environment variables are this prefix plus the key in upper case, such as `HOSTWATCH_TOKEN`.
 pub const ENV_PREFIX: &str = "HOSTWATCH_";
@@ -243,7 +244,7 @@ impl Config {
              Options (flags win over environment variables, which win over --config):\n{}\n\
              Exit status: 0 after a clean stop (SIGTERM, SIGINT), 1 on a runtime failure, 2 on bad configuration.\n",
             env!("CARGO_PKG_VERSION"),
-            crate::settings::help_text(KEYS, ENV_PREFIX)
+            crate::runtime::settings::help_text(KEYS, ENV_PREFIX)
         )
     }
 
@@ -335,40 +336,6 @@ fn parse_log_level(value: &str) -> Result<String, String> {
 /// two in the same layer are ambiguous and refused.
 pub fn read_token(settings: &Settings) -> Result<Option<String>, ConfigError> {
     read_secret(settings, "token", "token_file")
-}
-
-/// Reads a secret given inline as `key` or in a file as `file_key`.
-pub fn read_secret(
-    settings: &Settings,
-    key: &str,
-    file_key: &str,
-) -> Result<Option<String>, ConfigError> {
-    let use_file = match (settings.source(key), settings.source(file_key)) {
-        (None, None) => return Ok(None),
-        (Some(_), None) => false,
-        (None, Some(_)) => true,
-        (Some(inline), Some(file)) if inline.rank() == file.rank() => {
-            return Err(ConfigError::new(
-                file_key,
-                format!("give either {key} or {file_key}, not both (from {file})"),
-            ));
-        }
-        (Some(inline), Some(file)) => file.rank() < inline.rank(),
-    };
-    if !use_file {
-        return settings.typed(key, |v| {
-            let secret = v.trim();
-            if secret.is_empty() { Err("is empty".to_owned()) } else { Ok(secret.to_owned()) }
-        });
-    }
-    settings.typed(file_key, |path| {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
-        let secret = text.trim();
-        if secret.is_empty() {
-            return Err(format!("{path} is empty"));
-        }
-        Ok(secret.to_owned())
-    })
 }
 
 #[cfg(test)]

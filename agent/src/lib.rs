@@ -11,42 +11,25 @@ pub mod install;
 pub mod net;
 pub mod runtime;
 pub mod sampler;
-pub mod settings;
 pub mod spool;
 pub mod transport;
 
 pub use runtime::{logging, systemd};
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::runtime::now_ms;
 use crate::transport::{Input, Timing, Transport};
-
-/// Runs `future` for at most `limit`: `None` if it did not finish in time (it is then dropped).
-/// Every wait on a peer goes through this, so none of them can hang forever.
-pub async fn within<T>(limit: Duration, future: impl std::future::Future<Output = T>) -> Option<T> {
-    use futures_lite::FutureExt;
-    let finished = async { Some(future.await) };
-    let expired = async {
-        smol::Timer::after(limit).await;
-        None
-    };
-    finished.or(expired).await
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Runs the agent until SIGTERM or SIGINT: samples, spools and pushes.
 pub fn run(config: Config) -> anyhow::Result<()> {
     anyhow::ensure!(!config.collectors.is_empty(), "no collector URL");
     let token = config.token.clone().context("no token")?;
     let tls = if config.collectors.iter().any(|c| c.starts_with("wss://")) {
-        Some(net::tls_connector(config.ca_file.as_deref())?)
+        Some(runtime::tls_connector(config.ca_file.as_deref())?)
     } else {
         None
     };

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         }
         Command::Once => {
             let mut sampler = agent::sampler::Sampler::new();
-            let sample = sampler.sample(0, agent::now_ms());
+            let sample = sampler.sample(0, agent::runtime::now_ms());
             // Serializing plain data to a string cannot fail.
             println!("{}", serde_json::to_string_pretty(&sample).expect("sample as JSON"));
             return ExitCode::SUCCESS;

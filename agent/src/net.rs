@@ -1,70 +1,18 @@
 //! Opening an ingest connection: TCP, optional TLS (rustls, certificates verified), the WebSocket
 //! upgrade with the token, and the hello/welcome exchange. Knows nothing of sysinfo.
 
-use std::path::Path;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use anyhow::Context as _;
 use async_tungstenite::WebSocketStream;
 use async_tungstenite::tungstenite::{self, Message, client::IntoClientRequest, http};
-use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
-use protocol::{AgentMessage, CollectorMessage, Hello, Limits, RefusalReason, Welcome};
+use futures_lite::StreamExt;
+use protocol::{AgentMessage, CollectorMessage, Hello, RefusalReason, Welcome};
 use smol::net::TcpStream;
 
-/// A TCP stream, plain or wrapped in TLS. `T` is the TLS stream type: a client stream here, a
-/// server stream in the collector.
-pub enum MaybeTls<T> {
-    /// No TLS (`ws://`, `http://`).
-    Plain(TcpStream),
-    /// TLS (`wss://`, `https://`).
-    Tls(Box<T>),
-}
+use crate::runtime::MaybeTls;
 
 /// A byte stream to the collector.
 pub type Stream = MaybeTls<futures_rustls::client::TlsStream<TcpStream>>;
-
-impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_close(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_close(cx),
-        }
-    }
-}
 
 /// A WebSocket to the collector.
 pub type Socket = WebSocketStream<Stream>;
@@ -121,138 +69,9 @@ pub struct Target {
     pub timeout: Duration,
 }
 
-/// WebSocket limits for ingest: the protocol's, not tungstenite's 64 MiB defaults.
-pub fn websocket_config() -> tungstenite::protocol::WebSocketConfig {
-    tungstenite::protocol::WebSocketConfig::default()
-        .max_message_size(Some(Limits::MAX_MESSAGE_BYTES))
-        .max_frame_size(Some(Limits::MAX_FRAME_BYTES))
-        .max_write_buffer_size(4 * Limits::MAX_MESSAGE_BYTES)
-        .read_buffer_size(2 * 1024)
-        .write_buffer_size(0)
-}
-
-/// Builds the TLS connector for `wss://`: the system's trusted roots, or only the certificates
-/// in `ca_file` when given (CAs, or the collector's own self-signed certificate).
-pub fn tls_connector(ca_file: Option<&Path>) -> anyhow::Result<futures_rustls::TlsConnector> {
-    use rustls_pki_types::{CertificateDer, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    let mut listed = Vec::new();
-    match ca_file {
-        Some(path) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .with_context(|| format!("cannot read CA certificates from {}", path.display()))?
-                .collect::<Result<_, _>>()
-                .with_context(|| format!("bad PEM in {}", path.display()))?;
-            anyhow::ensure!(!certs.is_empty(), "no certificates in {}", path.display());
-            for cert in &certs {
-                roots
-                    .add(cert.clone())
-                    .with_context(|| format!("bad CA certificate in {}", path.display()))?;
-            }
-            listed = certs;
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            for err in &found.errors {
-                log::warn!("system CA certificates: {err}");
-            }
-            let (added, _ignored) = roots.add_parsable_certificates(found.certs);
-            anyhow::ensure!(added > 0, "no usable system CA certificates; give --ca-file");
-        }
-    }
-    let webpki = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
-        .build()
-        .context("cannot build the certificate verifier")?;
-    let verifier = Arc::new(TrustedCertificates { listed, webpki });
-    let config = rustls::ClientConfig::builder()
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    Ok(futures_rustls::TlsConnector::from(Arc::new(config)))
-}
-
-/// Certificate verification as rustls does it (webpki: chain to a trusted root, validity,
-/// name), plus one case curl, Python and Node accept and webpki refuses: a self-signed
-/// certificate made with `openssl req -x509`, which marks itself `CA:TRUE`, presented by the
-/// collector and listed itself in `--ca-file`. webpki refuses any CA certificate as a server's
-/// (`CaUsedAsEndEntity`); this one the operator chose to trust byte for byte, so it is accepted
-/// when webpki's only objection is that, and its name still has to match the URL's host.
-/// webpki checks validity dates before that objection, so an expired one is still refused.
-#[derive(Debug)]
-struct TrustedCertificates {
-    /// The certificates of `--ca-file`, exactly as listed (empty with the system's roots).
-    listed: Vec<rustls_pki_types::CertificateDer<'static>>,
-    webpki: Arc<rustls::client::WebPkiServerVerifier>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for TrustedCertificates {
-    fn verify_server_cert(
-        &self,
-        end_entity: &rustls_pki_types::CertificateDer<'_>,
-        intermediates: &[rustls_pki_types::CertificateDer<'_>],
-        server_name: &rustls_pki_types::ServerName<'_>,
-        ocsp_response: &[u8],
-        now: rustls_pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        let verdict = self.webpki.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        );
-        match verdict {
-            Err(err)
-                if is_ca_used_as_end_entity(&err)
-                    && self.listed.iter().any(|c| c.as_ref() == end_entity.as_ref()) =>
-            {
-                let cert = rustls::server::ParsedCertificate::try_from(end_entity)?;
-                rustls::client::verify_server_name(&cert, server_name)?;
-                Ok(rustls::client::danger::ServerCertVerified::assertion())
-            }
-            verdict => verdict,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls_pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// Whether webpki refused a certificate only because it is a CA's (`CaUsedAsEndEntity`).
-fn is_ca_used_as_end_entity(err: &rustls::Error) -> bool {
-    match err {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => {
-            matches!(
-                other.0.downcast_ref::<webpki::Error>(),
-                Some(webpki::Error::CaUsedAsEndEntity)
-            )
-        }
-        _ => false,
-    }
-}
-
 /// Opens a connection, sends the hello and waits for the welcome, all within `target.timeout`.
 pub async fn open(target: &Target, hello: &Hello) -> Result<(Socket, Welcome), ConnectError> {
-    crate::within(target.timeout, open_inner(target, hello)).await.unwrap_or_else(|| {
+    crate::runtime::within(target.timeout, open_inner(target, hello)).await.unwrap_or_else(|| {
         Err(ConnectError::Transient(format!("no welcome within {:?}", target.timeout)))
     })
 }
@@ -298,10 +117,13 @@ async fn open_inner(target: &Target, hello: &Hello) -> Result<(Socket, Welcome),
         MaybeTls::Plain(tcp)
     };
 
-    let (mut socket, _response) =
-        async_tungstenite::client_async_with_config(request, stream, Some(websocket_config()))
-            .await
-            .map_err(upgrade_error)?;
+    let (mut socket, _response) = async_tungstenite::client_async_with_config(
+        request,
+        stream,
+        Some(crate::runtime::websocket_config()),
+    )
+    .await
+    .map_err(upgrade_error)?;
     let hello_bytes = protocol::encode_agent_message(&AgentMessage::Hello(hello.clone()));
     socket
         .send(Message::binary(hello_bytes))

@@ -519,7 +519,7 @@ impl Transport {
 async fn close(conn: &mut Connection, code: CloseCode, reason: &str) {
     let frame = CloseFrame { code, reason: reason.to_owned().into() };
     // The peer may already be gone, or gone silent; either way there is nothing more to do.
-    let _ = crate::within(Duration::from_secs(1), conn.sender.close(Some(frame))).await;
+    let _ = crate::runtime::within(Duration::from_secs(1), conn.sender.close(Some(frame))).await;
 }
 
 /// Sorts what the read half returned into what the state machine cares about.

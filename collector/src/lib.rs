@@ -14,6 +14,7 @@
 //!   collectors ([`replica`]);
 //! - a **signal** thread turns SIGTERM/SIGINT into a graceful shutdown.
 
+pub mod activity;
 pub mod alerts;
 pub mod api;
 pub mod catalog;
@@ -44,21 +45,40 @@ use crate::net::http::server::HttpLimits;
 use crate::net::{budget, http, tls};
 use crate::storage::{Readers, Storage};
 
-/// The collector's executor. smol's global one runs a single thread unless an environment
-/// variable says otherwise; every connection, the hub and the SSE writers would then share one
-/// core. [`start_executor`] runs this one on a thread per core.
+/// The collector's executor for everything but ingest: the page, the API, SSE and `/live`
+/// writers. smol's global executor runs a single thread unless an environment variable says
+/// otherwise; [`start_executor`] runs this one on a thread per core.
 static EXECUTOR: smol::Executor<'static> = smol::Executor::new();
 
-/// Spawns a task on the collector's executor.
+/// The executor of agents' connections and the hub, on threads of their own: a woken agent
+/// read waits behind the other agents, never behind a thousand SSE writers queued on
+/// [`EXECUTOR`], so acks keep their latency during fan-out (the storage writer, which waits on
+/// the hub's queue, has its own thread too). The kernel shares the cores between the two sets
+/// of threads; the fan-out threads run at a lower priority ([`FANOUT_NICE`]).
+static INGEST: smol::Executor<'static> = smol::Executor::new();
+
+/// How much nicer than the rest of the collector the fan-out threads are: enough that a core
+/// busy with SSE writes yields to an agent's batch at once, not so much that viewers starve
+/// on a host that is busy with other work (each step of niceness is about 1.25× less weight).
+const FANOUT_NICE: i32 = 5;
+
+/// Spawns a task on the collector's executor (page, API, fan-out).
 pub fn spawn<T: Send + 'static>(
     future: impl std::future::Future<Output = T> + Send + 'static,
 ) -> smol::Task<T> {
     EXECUTOR.spawn(future)
 }
 
-/// Starts the executor's threads, one per core (the storage writer has its own thread too),
-/// once per process: the executor is a static, so a second collector in the same process (a
-/// test) shares them.
+/// Spawns a task on the ingest executor (agents' connections and the hub).
+pub fn spawn_ingest<T: Send + 'static>(
+    future: impl std::future::Future<Output = T> + Send + 'static,
+) -> smol::Task<T> {
+    INGEST.spawn(future)
+}
+
+/// Starts both executors' threads, one per core each (the storage writer has its own thread
+/// too), once per process: the executors are statics, so a second collector in the same
+/// process (a test) shares them.
 fn start_executor() -> anyhow::Result<()> {
     static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -66,14 +86,31 @@ fn start_executor() -> anyhow::Result<()> {
     }
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
     for index in 0..threads {
-        // Detached: the threads serve the static executor for the life of the process, and
+        // Detached: the threads serve the static executors for the life of the process, and
         // the collector ends by exiting, not by joining them.
         std::thread::Builder::new()
+            .name(format!("ingest-{index}"))
+            .spawn(|| smol::block_on(INGEST.run(std::future::pending::<()>())))
+            .context("starting the ingest executor")?;
+        std::thread::Builder::new()
             .name(format!("executor-{index}"))
-            .spawn(|| smol::block_on(EXECUTOR.run(std::future::pending::<()>())))
+            .spawn(|| {
+                lower_priority(FANOUT_NICE);
+                smol::block_on(EXECUTOR.run(std::future::pending::<()>()))
+            })
             .context("starting the executor")?;
     }
     Ok(())
+}
+
+/// Makes the calling thread `nice` steps nicer (on Linux, niceness belongs to each thread).
+/// A failure costs only the priority, so it is logged and ignored.
+fn lower_priority(nice: i32) {
+    let thread = rustix::thread::gettid();
+    let current = rustix::process::getpriority_process(Some(thread)).unwrap_or(0);
+    if let Err(err) = rustix::process::setpriority_process(Some(thread), current + nice) {
+        log::debug!("cannot lower the fan-out threads' priority: {err}");
+    }
 }
 
 /// Limits of the collector's listeners.
@@ -290,9 +327,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let http_active = Arc::new(AtomicUsize::new(0));
 
     smol::block_on(async {
-        let hub_task = spawn(hub.run(hub_rx));
+        let hub_task = spawn_ingest(hub.run(hub_rx));
         let ticker = spawn(tick(hub_tx.clone()));
-        let ws_task = spawn(upgrade::serve(ws_listener, ctx.clone(), ws_active.clone()));
+        let ws_task = spawn_ingest(upgrade::serve(ws_listener, ctx.clone(), ws_active.clone()));
         let http_task = spawn(http::serve(http_listener, ctx.clone(), http_active.clone()));
         let self_monitor = match &self_host {
             Some(id) => Some(selfmon::spawn(

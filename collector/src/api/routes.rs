@@ -339,14 +339,10 @@ async fn remove_host(request: &Request, ctx: &Ctx, id: String) -> Reply {
         }
         None => return Response::error(503, "shutting down"),
     };
-    let mut fields = serde_json::Map::new();
-    fields.insert("hostname".into(), Value::from(removed.hostname()));
-    let activity = crate::storage::Activity {
-        ts_ms: crate::now_ms(),
-        kind: "host_removed",
-        host: Some(id.as_str().into()),
-        fields,
-    };
+    let activity = crate::activity::Record::now(
+        Some(&id),
+        crate::activity::Activity::HostRemoved { hostname: removed.hostname() },
+    );
     match ctx.storage.remove_host(id.clone(), activity).await {
         Ok(_) => {
             removed.done();

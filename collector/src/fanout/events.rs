@@ -1,17 +1,17 @@
 //! Live events: the JSON objects subscribers receive, over SSE and WebSocket alike.
 //!
-//! An event keeps what it announces (a sample's point, an activity's fields) and is serialized
-//! at most once, the first time a subscriber needs it, then shared between subscribers: with
-//! nobody watching, ingest pays nothing for JSON. Event ids are the database ids of what they
+//! An event keeps what it announces (a sample's point, an [`crate::activity::Record`]) and is
+//! serialized at most once, the first time a subscriber needs it, then shared between
+//! subscribers: with nobody watching, ingest pays nothing for JSON. Event ids are the database ids of what they
 //! announce (a sample's row, an activity row), so they only grow and a subscriber can resume
 //! from the database after any disconnect.
 
 use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
-use serde_json::{Map, Value};
 
-use crate::storage::{Activity, Point};
+use crate::activity::Record;
+use crate::storage::Point;
 
 /// A sample event's JSON without its names and per-core values, with every metric present:
 /// the base of the size estimate that bounds the ring and the subscriber queues before anyone
@@ -37,7 +37,8 @@ pub struct LiveEvent {
 #[derive(Debug)]
 enum Body {
     Sample { hostname: Arc<str>, point: Arc<Point> },
-    Fields { ts_ms: Option<u64>, fields: Map<String, Value> },
+    Activity(Record),
+    Notice { message: String },
 }
 
 /// A sample event as JSON: the point's fields next to the event's own.
@@ -82,16 +83,14 @@ impl LiveEvent {
     }
 
     /// An activity event (connects, disconnects, status changes, notifications…).
-    pub fn activity(id: u64, activity: &Activity) -> Self {
-        let body = Body::Fields { ts_ms: Some(activity.ts_ms), fields: activity.fields.clone() };
-        Self::new(id, activity.kind, activity.host.clone(), body)
+    pub fn activity(id: u64, record: &Record) -> Self {
+        let (kind, host) = (record.activity.kind(), record.host.clone());
+        Self::new(id, kind, host, Body::Activity(record.clone()))
     }
 
     /// A notice that is not stored and has no id (`lagged`, `shutdown`, `resync`).
     pub fn notice(kind: &'static str, message: &str) -> Self {
-        let mut fields = Map::new();
-        fields.insert("message".into(), Value::from(message));
-        Self::new(0, kind, None, Body::Fields { ts_ms: None, fields })
+        Self::new(0, kind, None, Body::Notice { message: message.to_owned() })
     }
 
     fn new(id: u64, kind: &'static str, host: Option<Arc<str>>, body: Body) -> Self {
@@ -105,7 +104,7 @@ impl LiveEvent {
                     + SAMPLE_CORE_BYTES * point.cpu_cores_percent.len()
             }
             // Activities and notices are rare: their JSON is built now.
-            Body::Fields { .. } => event.json().len(),
+            Body::Activity(_) | Body::Notice { .. } => event.json().len(),
         };
         event
     }
@@ -123,33 +122,14 @@ impl LiveEvent {
                 // Serializing our own plain data cannot fail.
                 serde_json::to_string(&json).expect("JSON encoding of a sample event")
             }
-            Body::Fields { ts_ms, fields } => {
-                let mut object = fields.clone();
-                if let Some(ts) = ts_ms {
-                    object.insert("ts".into(), Value::from(*ts));
-                }
-                // A notice (id 0) has no id in its JSON either, as in its SSE frame: a client
-                // that keeps the last id it saw must not be moved back to 0 by it.
-                if self.id != 0 {
-                    object.insert("id".into(), Value::from(self.id));
-                }
-                object.insert("type".into(), Value::from(self.kind));
-                if let Some(host) = &self.host {
-                    object.insert("host".into(), Value::from(host.as_ref()));
-                }
-                Value::Object(object).to_string()
+            Body::Activity(record) => record.json(self.id),
+            // A notice (id 0) has no id in its JSON, as in its SSE frame: a client that keeps
+            // the last id it saw must not be moved back to 0 by it.
+            Body::Notice { message } => {
+                serde_json::json!({ "message": message, "type": self.kind }).to_string()
             }
         }
     }
-}
-
-/// Event types recorded in the activity log.
-pub const ACTIVITY_KINDS: &[&str] =
-    &["agent_connected", "agent_disconnected", "status", "notification", "alert", "host_removed"];
-
-/// The static name of a stored activity type (`activity` for one this build does not know).
-pub fn known_kind(kind: &str) -> &'static str {
-    ACTIVITY_KINDS.iter().copied().find(|k| *k == kind).unwrap_or("activity")
 }
 
 /// Which events a subscriber wants.
@@ -202,6 +182,7 @@ pub fn parse_event_id(value: Option<&str>) -> Result<Option<u64>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn event_ids_are_plain_numbers_or_blank() {

@@ -49,8 +49,18 @@ impl Ending {
     }
 }
 
-/// Serves one agent until its connection ends.
-pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+/// Serves one agent until its connection ends, on the ingest executor ([`crate::spawn_ingest`]),
+/// wherever its upgrade was read.
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    socket: WebSocketStream<S>,
+    addr: SocketAddr,
+    credential: AgentCredential,
+    ctx: Ctx,
+) {
+    crate::spawn_ingest(serve_here(socket, addr, credential, ctx)).await
+}
+
+async fn serve_here<S: AsyncRead + AsyncWrite + Unpin>(
     mut socket: WebSocketStream<S>,
     addr: SocketAddr,
     credential: AgentCredential,

@@ -132,7 +132,7 @@ pub async fn serve(listener: smol::net::TcpListener, ctx: Ctx, active: Arc<Atomi
 
 // The upgrade callback's error type is tungstenite's `ErrorResponse`, an HTTP response.
 #[allow(clippy::result_large_err)]
-async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
+async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stream: S,
     addr: SocketAddr,
     ctx: Ctx,
@@ -203,8 +203,9 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin>(
     run(socket, route, addr, ctx).await;
 }
 
-/// Serves an upgraded connection on its route, on either listener.
-async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+/// Serves an upgraded connection on its route, on either listener: an agent on the ingest
+/// executor, a `/live` viewer on the fan-out one.
+async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     socket: async_tungstenite::WebSocketStream<S>,
     route: Option<Route>,
     addr: SocketAddr,
@@ -217,7 +218,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(
             drop(slot);
         }
         Some(Route::Live(LiveStream { request, slot })) => {
-            Box::pin(crate::fanout::live::serve(socket, ctx.clone(), request)).await;
+            // Fan-out work, on the fan-out executor wherever the upgrade was read.
+            crate::spawn(crate::fanout::live::serve(socket, ctx.clone(), request)).await;
             // The place under the subscriber limit is given back only when the stream ends.
             drop(slot);
         }
@@ -346,7 +348,7 @@ fn has_token(value: &str, token: &str) -> bool {
 /// already read (`stream` replays what came after it), with the `--ws` listener's checks:
 /// token, origin, budgets, limits; then serves the route. A refused upgrade gets the same status
 /// and text as on `--ws`, and the connection closes.
-pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut stream: S,
     request: crate::net::http::server::Request,
     addr: SocketAddr,

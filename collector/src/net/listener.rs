@@ -75,7 +75,10 @@ pub async fn accept_loop<H, F>(
         let guard = ActiveGuard::new(active.clone());
         let (ctx, handle) = (ctx.clone(), handle.clone());
         // Each connection ends on its own (limits, timeouts, close, shutdown); nothing joins it.
-        crate::spawn(async move {
+        // The --ws port serves agents (and `/live`), so it runs on the ingest executor; an agent
+        // upgraded on the HTTP port moves there itself ([`crate::ingest::connection::serve`]).
+        let spawn = if name == "ws" { crate::spawn_ingest } else { crate::spawn };
+        spawn(async move {
             let _guard = guard;
             // HTTP/2 is offered (ALPN) on the HTTP listener only; agents on --ws see no change.
             let acceptor = if name == "http" { ctx.tls_http.as_ref() } else { ctx.tls.as_ref() };

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::activity::{Activity, Alert, AlertCause};
 use crate::alerts::Severity;
 pub use config::{ChannelConfig, NotifyConfig};
 
@@ -103,29 +104,30 @@ impl Notification {
     }
 
     /// The notification for a stored `alert` event, unless a silence held it back.
-    pub fn from_event(
-        eid: u64,
-        ts_ms: u64,
-        host: &str,
-        fields: &serde_json::Map<String, serde_json::Value>,
-    ) -> Option<Self> {
-        use serde_json::Value;
-        let field = |name: &str| fields.get(name);
-        let text = |name: &str| field(name).and_then(Value::as_str).unwrap_or_default().to_owned();
-        if field("silenced").and_then(Value::as_bool).unwrap_or(false) {
+    pub fn from_alert(eid: u64, ts_ms: u64, host: &str, alert: &Alert) -> Option<Self> {
+        if alert.silenced {
             return None;
         }
+        let (hostname, severity, summary, threshold) = match &alert.cause {
+            AlertCause::Judged { hostname, severity, summary, threshold, .. } => {
+                (hostname.clone(), *severity, summary.clone(), *threshold)
+            }
+            // The collector resolves these silenced; should one not be, it still goes out.
+            AlertCause::RuleRemoved { .. } => {
+                (String::new(), Severity::Warning, String::new(), None)
+            }
+        };
         Some(Self {
-            state: text("state"),
-            rule: text("rule"),
+            state: alert.state.name().to_owned(),
+            rule: alert.rule.clone(),
             host: host.to_owned(),
-            hostname: text("hostname"),
-            device: field("device").and_then(Value::as_str).map(String::from),
-            severity: Severity::parse(&text("severity")).unwrap_or(Severity::Warning),
-            summary: text("summary"),
-            value: field("value").and_then(Value::as_f64).unwrap_or(0.0),
-            threshold: field("threshold").and_then(Value::as_f64),
-            since_ms: field("since").and_then(Value::as_u64).unwrap_or(0),
+            hostname,
+            device: alert.device.as_ref().map(|d| d.name.clone()),
+            severity,
+            summary,
+            value: alert.value,
+            threshold,
+            since_ms: alert.since_ms,
             ts_ms,
             event_id: eid,
         })
@@ -207,8 +209,13 @@ impl Notifier {
                         .events
                         .iter()
                         .filter(|e| e.id > *cursor)
-                        .filter_map(|e| {
-                            Notification::from_event(e.id, e.ts_ms, e.host.as_deref()?, &e.fields)
+                        .filter_map(|e| match &e.activity {
+                            Activity::Alert(alert) => {
+                                Notification::from_alert(e.id, e.ts_ms, e.host.as_deref()?, alert)
+                            }
+                            // Only rows older than delivery cursors are not typed alerts (an
+                            // alert without severity predates notifications): none is due.
+                            _ => None,
                         })
                         .filter(|n| n.severity >= channel.min_severity())
                         .take(QUEUE);

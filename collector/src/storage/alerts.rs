@@ -5,9 +5,9 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
-use serde_json::Value;
+use serde::ser::SerializeMap;
 
-use super::Activity;
+use crate::activity::{Activity, AlertCause, AlertState, Record};
 use crate::alerts::{Persisted, glob};
 
 /// A silence: alerts of a host and/or a rule send no notifications until a time (their state
@@ -50,32 +50,33 @@ pub enum SilenceChange {
 
 /// Keeps `alert_state` in step with an `alert` activity event: a firing alert is written, a
 /// resolved one deleted.
-pub fn on_activity(tx: &Transaction<'_>, activity: &Activity) -> rusqlite::Result<()> {
-    if activity.kind != "alert" {
+pub fn on_activity(tx: &Transaction<'_>, record: &Record) -> rusqlite::Result<()> {
+    let Activity::Alert(alert) = &record.activity else {
         return Ok(());
-    }
-    let field = |name: &str| activity.fields.get(name);
-    let text = |name: &str| field(name).and_then(Value::as_str).unwrap_or_default().to_owned();
-    let rule = text("rule");
-    let device = text("device");
-    let host = activity.host.as_deref().unwrap_or_default();
-    if field("state").and_then(Value::as_str) == Some("firing") {
+    };
+    let device = alert.device.as_ref().map_or("", |d| d.name.as_str());
+    let host = record.host.as_deref().unwrap_or_default();
+    if alert.state == AlertState::Firing {
+        let summary = match &alert.cause {
+            AlertCause::Judged { summary, .. } => summary.as_str(),
+            AlertCause::RuleRemoved { .. } => "",
+        };
         tx.prepare_cached(
             "INSERT OR REPLACE INTO alert_state (rule, host, device, since_ms, fired_ms, value, summary)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
-            rule,
+            alert.rule,
             host,
             device,
-            field("since").and_then(Value::as_u64).unwrap_or(0) as i64,
-            field("fired_ms").and_then(Value::as_u64).unwrap_or(activity.ts_ms) as i64,
-            field("value").and_then(Value::as_f64).unwrap_or(0.0),
-            text("summary"),
+            alert.since_ms as i64,
+            record.ts_ms as i64,
+            alert.value,
+            summary,
         ])?;
     } else {
         tx.prepare_cached("DELETE FROM alert_state WHERE rule = ?1 AND host = ?2 AND device = ?3")?
-            .execute(params![rule, host, device])?;
+            .execute(params![alert.rule, host, device])?;
     }
     Ok(())
 }
@@ -166,8 +167,9 @@ pub fn load_firing(conn: &Connection) -> rusqlite::Result<Vec<Persisted>> {
     .collect()
 }
 
-/// One past alert event, as `GET /api/alerts` lists it.
-#[derive(Debug, Clone, Serialize)]
+/// One past alert event, as `GET /api/alerts` lists it: `id`, `ts_ms` and `host`, then the
+/// alert's fields (rule, state, value, since, severity, summary, device…) without its `type`.
+#[derive(Debug, Clone)]
 pub struct AlertEvent {
     /// Its event id (also its live event id).
     pub id: u64,
@@ -175,9 +177,22 @@ pub struct AlertEvent {
     pub ts_ms: u64,
     /// The host.
     pub host: Option<String>,
-    /// The event's fields: rule, state, value, since, severity, summary, device…
-    #[serde(flatten)]
-    pub fields: serde_json::Map<String, Value>,
+    /// The event: [`Activity::Alert`], or [`Activity::Other`] for a row of an earlier version.
+    pub activity: Activity,
+}
+
+impl Serialize for AlertEvent {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = self.activity.fields();
+        let mut map = serializer.serialize_map(Some(3 + fields.len()))?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("ts_ms", &self.ts_ms)?;
+        map.serialize_entry("host", &self.host)?;
+        for (key, value) in &fields {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 /// Alert events with `since_ms <= ts_ms < until_ms` and an id below `before` (the previous
@@ -214,7 +229,7 @@ fn alert_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<AlertEvent> {
         id: row.get::<_, i64>(0)? as u64,
         ts_ms: row.get::<_, i64>(1)?.max(0) as u64,
         host: row.get(2)?,
-        fields: serde_json::from_str(&json).unwrap_or_default(),
+        activity: Activity::from_row("alert", &json),
     })
 }
 
@@ -273,23 +288,69 @@ mod tests {
         conn
     }
 
-    fn alert(state: &str, ts_ms: u64) -> Activity {
-        let fields = serde_json::json!({
-            "rule": "r", "state": state, "device": "/var", "since": 5, "value": 95.0, "summary": "s",
-        });
-        Activity {
-            ts_ms,
-            kind: "alert",
-            host: Some("h".into()),
-            fields: fields.as_object().unwrap().clone(),
-        }
+    fn alert(state: AlertState, ts_ms: u64) -> Record {
+        let alert = crate::activity::Alert {
+            rule: "r".into(),
+            state,
+            value: 95.0,
+            since_ms: 5,
+            device: Some(crate::activity::AlertDevice {
+                name: "/var".into(),
+                selector: Some(crate::activity::Selector::Mount),
+            }),
+            silenced: false,
+            cause: AlertCause::Judged {
+                hostname: "web".into(),
+                severity: crate::alerts::Severity::Warning,
+                summary: "s".into(),
+                metric: "fs_used_percent".into(),
+                threshold: Some(90.0),
+            },
+        };
+        Record { ts_ms, host: Some("h".into()), activity: Activity::Alert(Box::new(alert)) }
+    }
+
+    #[test]
+    fn rows_of_earlier_versions_show_as_the_field_maps_showed_them() {
+        let conn = database("old-rows");
+        // An alert from before severities, a kind this build does not know, a status row.
+        conn.execute_batch(
+            r#"INSERT INTO activity (eid, ts_ms, kind, host, json) VALUES
+               (1, 5, 'alert', 'h', '{"hostname":"web","rule":"cpu","since":1,"state":"firing","value":97.0}'),
+               (2, 6, 'agent_refused', 'h', '{"reason":"x"}'),
+               (3, 7, 'status', 'h', '{"hostname":"web","status":"offline"}');"#,
+        )
+        .unwrap();
+        let page = recent(&conn, 0, u64::MAX, None, 10).unwrap();
+        assert_eq!(
+            serde_json::json!(page).to_string(),
+            r#"[{"host":"h","hostname":"web","id":1,"rule":"cpu","since":1,"state":"firing","ts_ms":5,"value":97.0}]"#
+        );
+        let path = std::env::temp_dir()
+            .join(format!("hw-alerts-{}-old-rows", std::process::id()))
+            .join("t.db");
+        let reader =
+            crate::storage::query::Reader::open(&path, std::time::Duration::from_secs(3600))
+                .unwrap();
+        let filter = crate::fanout::events::Filter::default();
+        let (events, more) = reader.activity_before(None, 10, &filter).unwrap();
+        let shown: Vec<&str> = events.iter().map(|e| e.json()).collect();
+        assert_eq!(
+            shown,
+            [
+                r#"{"host":"h","hostname":"web","id":3,"status":"offline","ts":7,"type":"status"}"#,
+                r#"{"host":"h","id":2,"reason":"x","ts":6,"type":"activity"}"#,
+                r#"{"host":"h","hostname":"web","id":1,"rule":"cpu","since":1,"state":"firing","ts":5,"type":"alert","value":97.0}"#,
+            ]
+        );
+        assert!(!more);
     }
 
     #[test]
     fn firing_alerts_are_kept_until_they_resolve() {
         let mut conn = database("state");
         let tx = conn.transaction().unwrap();
-        on_activity(&tx, &alert("firing", 10)).unwrap();
+        on_activity(&tx, &alert(AlertState::Firing, 10)).unwrap();
         tx.commit().unwrap();
         let firing = load_firing(&conn).unwrap();
         assert_eq!(firing.len(), 1);
@@ -298,7 +359,7 @@ mod tests {
             ("/var", 5, 10)
         );
         let tx = conn.transaction().unwrap();
-        on_activity(&tx, &alert("resolved", 20)).unwrap();
+        on_activity(&tx, &alert(AlertState::Resolved, 20)).unwrap();
         tx.commit().unwrap();
         assert!(load_firing(&conn).unwrap().is_empty());
     }

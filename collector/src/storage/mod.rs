@@ -35,6 +35,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub use derive::Point;
 
+use crate::activity::Record;
+
 /// Most commands folded into one transaction.
 const MAX_COMMANDS_PER_TRANSACTION: usize = 1024;
 
@@ -64,7 +66,7 @@ pub enum Command {
         reply: async_channel::Sender<Result<StoreResult, StoreError>>,
     },
     /// Record an activity event (agent connected, alert, broadcast…) and publish it.
-    Activity(Activity),
+    Activity(Record),
     /// Add or delete a silence; answered after the commit.
     Silence {
         /// What to change.
@@ -85,7 +87,7 @@ pub enum Command {
         /// The host id.
         host_id: String,
         /// The `host_removed` event.
-        activity: Activity,
+        activity: Record,
         /// Whether the host was stored, after the commit.
         reply: async_channel::Sender<Result<bool, StoreError>>,
     },
@@ -158,19 +160,6 @@ pub struct StoreResult {
     pub outbox_id: Option<i64>,
 }
 
-/// Something that happened, for the activity feed: kept in the database and published live.
-#[derive(Debug, Clone)]
-pub struct Activity {
-    /// When it happened (unix ms).
-    pub ts_ms: u64,
-    /// Event type, such as `agent_connected`.
-    pub kind: &'static str,
-    /// The host concerned, if any.
-    pub host: Option<Arc<str>>,
-    /// Further fields of the event.
-    pub fields: serde_json::Map<String, serde_json::Value>,
-}
-
 /// What the writer hands to the hub after each commit.
 #[derive(Debug, Clone)]
 pub enum Stored {
@@ -195,7 +184,7 @@ pub enum Stored {
         /// Its live event id.
         eid: u64,
         /// The event.
-        activity: Activity,
+        activity: Record,
     },
 }
 
@@ -427,7 +416,7 @@ impl Storage {
 
     /// Queues an activity event without waiting; it is published after its commit. Gives the
     /// event back when the queue is full.
-    pub fn try_activity(&self, activity: Activity) -> Result<(), Activity> {
+    pub fn try_activity(&self, activity: Record) -> Result<(), Record> {
         match self.tx.try_send(Command::Activity(activity)) {
             Ok(()) => Ok(()),
             Err(async_channel::TrySendError::Full(Command::Activity(a))) => Err(a),
@@ -439,11 +428,7 @@ impl Storage {
     /// Removes a host (renamed to a tombstone at once, its rows deleted in small steps by
     /// maintenance) and records `activity`; resolves after the commit with whether the host
     /// was stored.
-    pub async fn remove_host(
-        &self,
-        host_id: String,
-        activity: Activity,
-    ) -> Result<bool, StoreError> {
+    pub async fn remove_host(&self, host_id: String, activity: Record) -> Result<bool, StoreError> {
         let (reply, answer) = async_channel::bounded(1);
         self.send(Command::RemoveHost { host_id, activity, reply }).await?;
         answer.recv().await.map_err(|_| stopped())?
@@ -918,11 +903,11 @@ fn split<T>(
 fn record_activity(
     tx: &rusqlite::Transaction<'_>,
     next_eid: &mut u64,
-    activity: Activity,
+    activity: Record,
     outcome: &mut Outcome,
 ) -> Option<anyhow::Error> {
     let eid = *next_eid;
-    let json = serde_json::Value::Object(activity.fields.clone()).to_string();
+    let json = serde_json::Value::Object(activity.activity.fields()).to_string();
     let result = tx
         .prepare_cached(
             "INSERT INTO activity (eid, ts_ms, kind, host, json) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -931,7 +916,7 @@ fn record_activity(
             stmt.execute(params![
                 eid as i64,
                 activity.ts_ms as i64,
-                activity.kind,
+                activity.activity.kind(),
                 activity.host.as_deref(),
                 json
             ])

@@ -6,7 +6,6 @@ use std::path::Path;
 use anyhow::Context;
 use protocol::Hello;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row};
-use serde_json::{Map, Value};
 
 use std::collections::BTreeMap;
 
@@ -597,15 +596,13 @@ impl Reader {
 
 /// An activity row (`eid, ts_ms, kind, host, json`) as the live event it was.
 fn activity_event(row: &Row<'_>) -> rusqlite::Result<crate::fanout::events::LiveEvent> {
-    let fields = match serde_json::from_str::<Value>(&row.get::<_, String>(4)?) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
-    let activity = super::Activity {
+    let record = crate::activity::Record {
         ts_ms: row.get::<_, i64>(1)?.max(0) as u64,
-        kind: crate::fanout::events::known_kind(&row.get::<_, String>(2)?),
         host: row.get::<_, Option<String>>(3)?.map(std::sync::Arc::from),
-        fields,
+        activity: crate::activity::Activity::from_row(
+            &row.get::<_, String>(2)?,
+            &row.get::<_, String>(4)?,
+        ),
     };
-    Ok(crate::fanout::events::LiveEvent::activity(row.get::<_, i64>(0)? as u64, &activity))
+    Ok(crate::fanout::events::LiveEvent::activity(row.get::<_, i64>(0)? as u64, &record))
 }

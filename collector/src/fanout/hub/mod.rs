@@ -14,14 +14,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use protocol::{Hello, Sample};
-use serde_json::{Map, Value};
 
+use crate::activity::{Activity, Alert, AlertCause, AlertDevice, AlertState, Record, Selector};
 use crate::alerts::{Alerts, Change, Subject};
 use crate::fanout::events::{Filter, LiveEvent};
 use crate::ingest::auth::{AgentAuth, AgentCredential};
 use crate::notify::{Notification, Notifier};
 use crate::storage::alerts::Silence;
-use crate::storage::{Activity, HostRecord, Point, Storage, Stored};
+use crate::storage::{HostRecord, Point, Storage, Stored};
 use crate::untrusted::escaped;
 
 mod query;
@@ -234,7 +234,7 @@ pub struct Hub {
     per_second: VecDeque<u64>,
     this_second: u64,
     lagged_total: u64,
-    pending_activity: VecDeque<Activity>,
+    pending_activity: VecDeque<Record>,
     watchdog: agent::runtime::systemd::Watchdog,
     /// The newest event id stored before this start, for subscribers resuming after it.
     newest_at_start: u64,
@@ -330,17 +330,17 @@ impl Hub {
                 orphan.rule,
                 escaped(&orphan.host)
             );
-            let mut fields = Map::new();
-            fields.insert("rule".into(), Value::from(orphan.rule));
-            fields.insert("state".into(), Value::from("resolved"));
-            fields.insert("value".into(), Value::from(orphan.value));
-            fields.insert("since".into(), Value::from(orphan.since_ms));
-            if !orphan.device.is_empty() {
-                fields.insert("device".into(), Value::from(orphan.device));
-            }
-            fields.insert("reason".into(), Value::from("rule removed"));
-            fields.insert("silenced".into(), Value::from(true));
-            hub.record("alert", Some(&orphan.host), fields);
+            let alert = Alert {
+                rule: orphan.rule,
+                state: AlertState::Resolved,
+                value: orphan.value,
+                since_ms: orphan.since_ms,
+                device: (!orphan.device.is_empty())
+                    .then_some(AlertDevice { name: orphan.device, selector: None }),
+                silenced: true,
+                cause: AlertCause::RuleRemoved { reason: "rule removed".into() },
+            };
+            hub.record(Some(&orphan.host), Activity::Alert(Box::new(alert)));
         }
         hub
     }
@@ -386,10 +386,7 @@ impl Hub {
                 self.tokens_reloaded(&current, &previous)
             }
             Event::Broadcast { message, from } => {
-                let mut fields = Map::new();
-                fields.insert("message".into(), Value::from(message));
-                fields.insert("from".into(), Value::from(from));
-                self.record("notification", None, fields);
+                self.record(None, Activity::Notification { message, from });
             }
             Event::ReloadRules(rules) => {
                 let changes = self.alerts.set_rules(rules, crate::now_ms());
@@ -465,10 +462,7 @@ impl Hub {
                 close,
             },
         );
-        let mut fields = Map::new();
-        fields.insert("hostname".into(), Value::from(hostname));
-        fields.insert("addr".into(), Value::from(addr));
-        self.record("agent_connected", Some(&host_id), fields);
+        self.record(Some(&host_id), Activity::AgentConnected { hostname, addr });
         self.set_status(&host_id, "online");
     }
 
@@ -528,10 +522,7 @@ impl Hub {
             escaped(&host_id),
             escaped(&reason)
         );
-        let mut fields = Map::new();
-        fields.insert("hostname".into(), Value::from(hostname));
-        fields.insert("reason".into(), Value::from(reason));
-        self.record("agent_disconnected", Some(&host_id), fields);
+        self.record(Some(&host_id), Activity::AgentDisconnected { hostname, reason });
         self.set_status(&host_id, "offline");
     }
 
@@ -564,10 +555,11 @@ impl Hub {
         for change in changes {
             let hostname =
                 self.hosts.get(&change.host).map(|h| h.hello.hostname.clone()).unwrap_or_default();
-            let state = if change.firing { "firing" } else { "resolved" };
+            let state = if change.firing { AlertState::Firing } else { AlertState::Resolved };
             let silenced = self.silenced(&change.host, &change.rule);
             log::info!(
-                "alert {state}: {} on {} ({}){}, value {}{}",
+                "alert {}: {} on {} ({}){}, value {}{}",
+                state.name(),
                 change.rule,
                 escaped(&hostname),
                 escaped(&change.host),
@@ -575,35 +567,33 @@ impl Hub {
                 change.value,
                 if silenced { " (silenced: no notification)" } else { "" }
             );
-            let mut fields = Map::new();
-            fields.insert("hostname".into(), Value::from(hostname));
-            fields.insert("rule".into(), Value::from(change.rule));
-            fields.insert("state".into(), Value::from(state));
-            fields.insert("value".into(), Value::from(change.value));
-            fields.insert("since".into(), Value::from(change.since_ms));
-            fields.insert("severity".into(), Value::from(change.severity.name()));
-            fields.insert("summary".into(), Value::from(change.summary));
-            fields.insert("metric".into(), Value::from(change.metric));
-            if let Some(threshold) = change.threshold {
-                fields.insert("threshold".into(), Value::from(threshold));
-            }
-            if let Some(device) = change.device {
-                if let Some(selector) = change.selector {
-                    fields.insert(selector.into(), Value::from(device.clone()));
-                }
-                fields.insert("device".into(), Value::from(device));
-            }
-            fields.insert("silenced".into(), Value::from(silenced));
-            self.record("alert", Some(&change.host), fields);
+            let device = change.device.map(|name| AlertDevice {
+                name,
+                selector: change.selector.and_then(Selector::from_key),
+            });
+            let alert = Alert {
+                rule: change.rule,
+                state,
+                value: change.value,
+                since_ms: change.since_ms,
+                device,
+                silenced,
+                cause: AlertCause::Judged {
+                    hostname,
+                    severity: change.severity,
+                    summary: change.summary,
+                    metric: change.metric,
+                    threshold: change.threshold,
+                },
+            };
+            self.record(Some(&change.host), Activity::Alert(Box::new(alert)));
         }
     }
 
     /// Hands a committed alert event to the notification channels, unless it was silenced.
-    fn notify(&mut self, eid: u64, activity: &crate::storage::Activity) {
-        let host = activity.host.as_deref().unwrap_or_default();
-        if let Some(notification) =
-            Notification::from_event(eid, activity.ts_ms, host, &activity.fields)
-        {
+    fn notify(&mut self, eid: u64, record: &Record, alert: &Alert) {
+        let host = record.host.as_deref().unwrap_or_default();
+        if let Some(notification) = Notification::from_alert(eid, record.ts_ms, host, alert) {
             self.notifier.dispatch(notification);
         }
     }
@@ -629,21 +619,21 @@ impl Hub {
             return;
         }
         host.status = status;
-        let mut fields = Map::new();
-        fields.insert("hostname".into(), Value::from(host.hello.hostname.clone()));
-        fields.insert("status".into(), Value::from(status));
-        self.record("status", Some(host_id), fields);
+        let hostname = host.hello.hostname.clone();
+        self.record(Some(host_id), Activity::Status { hostname, status: status.into() });
     }
 
     /// Queues an activity event for storage; it comes back through [`Event::Stored`] once
     /// committed and is published then.
-    fn record(&mut self, kind: &'static str, host: Option<&str>, fields: Map<String, Value>) {
-        let activity = Activity { ts_ms: crate::now_ms(), kind, host: host.map(Arc::from), fields };
+    fn record(&mut self, host: Option<&str>, activity: Activity) {
         if self.pending_activity.len() >= PENDING_ACTIVITY {
-            log::warn!("activity feed: storage is far behind, dropping a {kind} event");
+            log::warn!(
+                "activity feed: storage is far behind, dropping a {} event",
+                activity.kind()
+            );
             return;
         }
-        self.pending_activity.push_back(activity);
+        self.pending_activity.push_back(Record::now(host, activity));
     }
 
     /// Hands queued activity to storage without waiting: the storage thread itself waits on the
@@ -702,8 +692,8 @@ impl Hub {
                     event
                 }
                 Stored::Activity { eid, activity } => {
-                    if activity.kind == "alert" {
-                        self.notify(eid, &activity);
+                    if let Activity::Alert(alert) = &activity.activity {
+                        self.notify(eid, &activity, alert);
                     }
                     LiveEvent::activity(eid, &activity)
                 }

@@ -376,6 +376,40 @@ pub fn help_text(keys: &[Key], env_prefix: &str) -> String {
     out
 }
 
+/// Reads a secret given inline as `key` or in a file as `file_key`.
+pub fn read_secret(
+    settings: &Settings,
+    key: &str,
+    file_key: &str,
+) -> Result<Option<String>, ConfigError> {
+    let use_file = match (settings.source(key), settings.source(file_key)) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => false,
+        (None, Some(_)) => true,
+        (Some(inline), Some(file)) if inline.rank() == file.rank() => {
+            return Err(ConfigError::new(
+                file_key,
+                format!("give either {key} or {file_key}, not both (from {file})"),
+            ));
+        }
+        (Some(inline), Some(file)) => file.rank() < inline.rank(),
+    };
+    if !use_file {
+        return settings.typed(key, |v| {
+            let secret = v.trim();
+            if secret.is_empty() { Err("is empty".to_owned()) } else { Ok(secret.to_owned()) }
+        });
+    }
+    settings.typed(file_key, |path| {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            return Err(format!("{path} is empty"));
+        }
+        Ok(secret.to_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
