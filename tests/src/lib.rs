@@ -15,6 +15,7 @@ use serde_json::Value;
 pub use async_tungstenite::tungstenite;
 
 pub mod fanout;
+pub mod nginx;
 
 /// The workspace's target directory for this test build (`target/debug`).
 fn bin_dir() -> PathBuf {
