@@ -41,7 +41,10 @@
 //! 8. `page`: 1,000 agents at 1 Hz, the overview open in Debian's chromium (playwright-core,
 //!    `tests/browser/page.bench.mjs`) for 60 s: frames per second and frame intervals, the
 //!    longest main-thread task, and the page's JS heap at the start and the end.
-//! 9. `soak10k`, only when named (it takes about 11 minutes): 10,000 agents at 1 Hz held for
+//! 9. `replication`: the same total load on one collector, then on three collectors sharing
+//!    one Redis (`--redis`): acknowledged samples per second, CPU per collector and Redis, ack
+//!    times, and the first collector's samples' arrival on its own SSE and on the third's.
+//! 10. `soak10k`, only when named (it takes about 11 minutes): 10,000 agents at 1 Hz held for
 //!    10 minutes, so the first rollups, compactions, checkpoints and retention steps happen
 //!    inside the window; latency, ack p99 and the writer's histograms for each minute.
 //!
@@ -51,7 +54,8 @@
 //! `SCALE_AGENTS` [2000,5000,10000], `SCALE_SECONDS` [20], `SCALE_REPEATS` [3],
 //! `SOAK_AGENTS` [10000], `SOAK_MINUTES` [10], `HISTORY_REPEATS` [20],
 //! `STORAGE_HOURS` [24] (the quick check in CI-sized runs: `HOSTWATCH_BENCH_STORAGE_HOURS=1`),
-//! `PAGE_HOSTS` [1000], `PAGE_SECONDS` [60]; and for `fanout-ref`, `HOSTWATCH_BENCH_REF_AGENTS`
+//! `PAGE_HOSTS` [1000], `PAGE_SECONDS` [60], `REPLICATION_AGENTS` [300], `REPLICATION_RATE` [3000],
+//! `REPLICATION_SECONDS` [20]; and for `fanout-ref`, `HOSTWATCH_BENCH_REF_AGENTS`
 //! [100], `_VIEWERS` [1000], `_STEPS` [8], `_STEP_SECONDS` [5], `_FIRST_HZ` [1].
 //! `HOSTWATCH_BENCH_COLLECTOR=PATH` runs that collector binary instead of building one (a build
 //! with symbols, for `perf`).
@@ -94,7 +98,7 @@ const CONNECTING_AT_ONCE: usize = 64;
 /// Longest time to open all connections of a phase.
 const CONNECT_BUDGET: Duration = Duration::from_secs(180);
 
-const PHASES: [&str; 10] = [
+const PHASES: [&str; 11] = [
     "ingest",
     "raw",
     "idle",
@@ -104,6 +108,7 @@ const PHASES: [&str; 10] = [
     "history",
     "storage",
     "page",
+    "replication",
     "soak10k",
 ];
 /// Phases run only when named: the 10-minute hold would double the default run.
@@ -160,6 +165,9 @@ fn main() -> ExitCode {
     }
     if wanted("page") {
         table.phase("page", || page_overview(&runtime, &binary));
+    }
+    if wanted("replication") {
+        table.phase("replication", || replication(&runtime, &binary));
     }
     if wanted("soak10k") {
         table.phase("soak10k", || soak(&runtime, &binary));
@@ -682,10 +690,21 @@ async fn subscribe(
     audience: Arc<Audience>,
     resume: bool,
 ) -> Seen {
+    subscribe_to(http, "types=sample".into(), stopped, audience, resume).await
+}
+
+/// [`subscribe`] to `/events?{query}`.
+async fn subscribe_to(
+    http: SocketAddr,
+    query: String,
+    stopped: Receiver<()>,
+    audience: Arc<Audience>,
+    resume: bool,
+) -> Seen {
     let mut seen = Seen::default();
     let mut last_id = None;
     loop {
-        let (stream, buffer) = match within(ANSWER_TIMEOUT, open_sse(http, last_id)).await {
+        let (stream, buffer) = match within(ANSWER_TIMEOUT, open_sse(http, &query, last_id)).await {
             Some(Ok(opened)) => opened,
             Some(Err(err)) => {
                 seen.error = Some(err);
@@ -768,11 +787,15 @@ async fn read_events(
 
 /// Opens `GET /events?types=sample` (resuming after `last_id`, if any) and returns the stream
 /// after the response head, with any bytes of the body already read.
-async fn open_sse(http: SocketAddr, last_id: Option<u64>) -> Result<(TcpStream, Vec<u8>), String> {
+async fn open_sse(
+    http: SocketAddr,
+    query: &str,
+    last_id: Option<u64>,
+) -> Result<(TcpStream, Vec<u8>), String> {
     let mut stream = TcpStream::connect(http).await.map_err(|e| format!("connect: {e}"))?;
     let resume = last_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
     let request = format!(
-        "GET /events?types=sample HTTP/1.1\r\nHost: {http}\r\nAccept: text/event-stream\r\n{resume}\r\n"
+        "GET /events?{query} HTTP/1.1\r\nHost: {http}\r\nAccept: text/event-stream\r\n{resume}\r\n"
     );
     stream.write_all(request.as_bytes()).await.map_err(|e| format!("request: {e}"))?;
     let mut buffer = Vec::new();
@@ -2043,6 +2066,203 @@ fn page_overview(runtime: &Runtime, binary: &Path) -> anyhow::Result<Vec<Row>> {
             None,
         ),
     ])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phase 9: the cost of replication over Redis
+
+/// The same total load (`REPLICATION_AGENTS` agents sending `REPLICATION_RATE` samples a second
+/// together for `REPLICATION_SECONDS`) on one collector, then spread over three collectors on
+/// one Redis (Debian's redis-server): acknowledged samples per second, CPU per collector and
+/// Redis, ack times, and how late the first collector's samples reach the third collector's
+/// SSE subscriber beside their arrival at the first's own.
+fn replication(runtime: &Runtime, binary: &Path) -> anyhow::Result<Vec<Row>> {
+    let agents = knob("REPLICATION_AGENTS", 300);
+    let rate = knob("REPLICATION_RATE", 3000) as u64;
+    let seconds = knob("REPLICATION_SECONDS", 20) as u64;
+    ensure!(agents >= 3, "HOSTWATCH_BENCH_REPLICATION_AGENTS must be at least 3");
+    println!("replication: {agents} agents sending {rate} samples/s together for {seconds}s");
+    let one = replication_run(runtime, binary, None, agents, rate, seconds)?;
+    let dir = tempfile::Builder::new().prefix("hostwatch-bench-redis-").tempdir()?;
+    let redis = tests::RedisServer::start(dir.path());
+    let three = replication_run(runtime, binary, Some(&redis), agents, rate, seconds)?;
+    drop(redis);
+    let cpu = |run: &ReplicationRun| {
+        run.cpu.iter().map(|c| format!("{c:.0}")).collect::<Vec<_>>().join(" / ")
+    };
+    Ok(vec![
+        Row::new(
+            "replication: acked samples/s, 1 collector | 3 on Redis",
+            format!("{:.0} | {:.0}", one.acked_per_second, three.acked_per_second),
+            "same",
+            Some(three.acked_per_second >= one.acked_per_second * 0.95),
+        ),
+        Row::new(
+            "replication: CPU % per collector, 1 | 3 (A / B / C)",
+            format!("{} | {} (Redis {:.0})", cpu(&one), cpu(&three), three.redis_cpu),
+            "-",
+            None,
+        ),
+        Row::new(
+            "replication: send -> ack (ms), 1 | 3",
+            format!("{} | {}", one.ack.short(), three.ack.short()),
+            "-",
+            None,
+        ),
+        Row::new("replication: A's samples on A (ms)", three.local.short(), "-", None),
+        Row::new("replication: A's samples on C (ms)", three.replicated.short(), "-", None),
+        Row::new(
+            "replication: every sample stored on every collector",
+            if three.complete { "yes" } else { "no" },
+            "yes",
+            Some(three.complete),
+        ),
+    ])
+}
+
+/// What one replication run measured.
+struct ReplicationRun {
+    acked_per_second: f64,
+    /// CPU of each collector over the window, % of one core.
+    cpu: Vec<f64>,
+    redis_cpu: f64,
+    ack: Percentiles,
+    /// Sample `ts` to arrival at the first collector's subscriber, for the first's hosts.
+    local: Percentiles,
+    /// The same samples' arrival at the last collector's subscriber.
+    replicated: Percentiles,
+    /// Every collector stored as many samples as were acknowledged anywhere.
+    complete: bool,
+}
+
+/// One run: one collector without Redis, or three on `redis`, the agents spread evenly.
+fn replication_run(
+    runtime: &Runtime,
+    binary: &Path,
+    redis: Option<&tests::RedisServer>,
+    agents: usize,
+    rate: u64,
+    seconds: u64,
+) -> anyhow::Result<ReplicationRun> {
+    let url = redis.map(tests::RedisServer::url);
+    let collectors = match &url {
+        None => vec![CollectorProcess::start(binary, &[])?],
+        Some(url) => (0..3)
+            .map(|_| CollectorProcess::start(binary, &["--redis", url]))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    println!(
+        "  {} collector(s){}",
+        collectors.len(),
+        if redis.is_some() { " on Redis" } else { "" }
+    );
+    let share = agents / collectors.len();
+    let first_hosts: Vec<String> = (0..share).map(|i| format!("bench-rep-0-{i}")).collect();
+    let (stop, stopped) = smol::channel::bounded::<()>(1);
+    let audiences: Vec<Arc<Audience>> = (0..2).map(|_| Arc::new(Audience::default())).collect();
+    let query = format!("types=sample&host={}", first_hosts.join(","));
+    let watched = [collectors.first(), collectors.last()];
+    let readers: Vec<_> = watched
+        .iter()
+        .zip(&audiences)
+        .filter_map(|(c, audience)| Some((c.as_ref()?.http, audience.clone())))
+        .map(|(http, audience)| {
+            audience.to_ms.store(u64::MAX, Ordering::Relaxed);
+            runtime.spawn(subscribe_to(http, query.clone(), stopped.clone(), audience, false))
+        })
+        .collect();
+    let mut senders = Vec::new();
+    for (index, collector) in collectors.iter().enumerate() {
+        let prefix = format!("bench-rep-{index}");
+        let (connected, failures) = connect_all(runtime, collector, &prefix, share, 1000);
+        ensure!(failures.is_empty(), "{prefix}: {}", failures.join("; "));
+        senders.extend(connected);
+    }
+    std::thread::sleep(WARM_UP);
+    let count = senders.len();
+    let period = Duration::from_secs_f64(count as f64 / rate as f64);
+    let (agents_stop, agents_stopped) = smol::channel::bounded::<()>(1);
+    let hz = clock_ticks_per_second();
+    let ticks: Vec<u64> =
+        collectors.iter().map(|c| process_ticks(&format!("/proc/{}/stat", c.pid()))).collect();
+    let redis_stat = redis.and_then(|r| r.child.as_ref()).map(|c| format!("/proc/{}/stat", c.id()));
+    let redis_ticks = redis_stat.as_deref().map_or(0, process_ticks);
+    let started = Instant::now();
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(i, agent)| {
+            let offset = period.mul_f64(i as f64 / count as f64);
+            let recording = Arc::new(AtomicBool::new(true));
+            runtime.spawn(steady_agent(agent, period, offset, agents_stopped.clone(), recording))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(seconds));
+    drop(agents_stop);
+    let elapsed = started.elapsed().as_secs_f64();
+    let percent =
+        |before: u64, stat: &str| (process_ticks(stat) - before) as f64 / hz / elapsed * 100.0;
+    let cpu: Vec<f64> = collectors
+        .iter()
+        .zip(&ticks)
+        .map(|(c, &before)| percent(before, &format!("/proc/{}/stat", c.pid())))
+        .collect();
+    let redis_cpu = redis_stat.as_deref().map_or(0.0, |stat| percent(redis_ticks, stat));
+    let sent: Vec<Steady> = smol::block_on(join_all(tasks));
+    let acked: u64 = sent.iter().map(|s| s.acked).sum();
+    let mut acks: Vec<u32> = sent.iter().flat_map(|s| s.ack_ms.iter().copied()).collect();
+    let ack = Percentiles::of(&mut acks);
+    // Replicas converge within moments; wait until every collector stored what was
+    // acknowledged anywhere, or nothing moved for 5 s (at most 60 s).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = (Vec::new(), Instant::now());
+    let stored = loop {
+        let stored: Vec<u64> =
+            collectors.iter().map(|c| c.stored_samples()).collect::<anyhow::Result<_>>()?;
+        if stored.iter().all(|&n| n >= acked) || Instant::now() > deadline {
+            break stored;
+        }
+        if stored != last.0 {
+            last = (stored, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(5) {
+            break stored;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    drop(stop);
+    let mut seen: Vec<Seen> = smol::block_on(join_all(readers));
+    let mut latency = |index: usize| {
+        seen.get_mut(index)
+            .map_or_else(Percentiles::default, |s| Percentiles::of(&mut s.latencies_ms))
+    };
+    let (local, replicated) = (latency(0), latency(1));
+    let errors: Vec<String> = seen.iter().filter_map(|s| s.error.clone()).collect();
+    let mut warnings = Vec::new();
+    for collector in collectors {
+        warnings.extend(collector.stop());
+    }
+    println!(
+        "    {acked} samples acked ({:.0}/s), stored per collector: {stored:?}",
+        acked as f64 / elapsed
+    );
+    println!("    CPU % per collector: {cpu:.0?}; Redis {redis_cpu:.0} %");
+    println!("    send -> ack: {ack}");
+    println!("    first collector's samples on the first collector: {local}");
+    if redis.is_some() {
+        println!("    first collector's samples on the third collector: {replicated}");
+    }
+    report_problems(&errors, &warnings);
+    ensure!(acked > 0, "no sample was acknowledged");
+    Ok(ReplicationRun {
+        acked_per_second: acked as f64 / elapsed,
+        cpu,
+        redis_cpu,
+        ack,
+        local,
+        replicated,
+        complete: stored.iter().all(|&n| n >= acked),
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
