@@ -97,6 +97,8 @@ struct Shared {
     client: redis::Client,
     /// This collector's id, in every entry it publishes.
     collector_id: String,
+    /// Its short form in live event ids ([`crate::fanout::events::event_tag`]).
+    event_tag: String,
     status: status::Status,
     /// The publisher's connection while it works, for catch-up queries.
     connection: Mutex<Option<redis::aio::MultiplexedConnection>>,
@@ -145,6 +147,7 @@ impl Replica {
         let shared = Arc::new(Shared {
             settings,
             client,
+            event_tag: crate::fanout::events::event_tag(&collector_id),
             collector_id,
             status: status::Status::default(),
             connection: Mutex::new(None),
@@ -157,6 +160,11 @@ impl Replica {
         crate::spawn(publisher::run(shared.clone(), storage.clone(), outbox, waiting)).detach();
         crate::spawn(consumer::run(shared.clone(), storage.clone(), hub)).detach();
         Ok(Self { shared, waiters })
+    }
+
+    /// The tag this collector's live event ids carry.
+    pub fn event_tag(&self) -> &str {
+        &self.shared.event_tag
     }
 
     /// The replication status.

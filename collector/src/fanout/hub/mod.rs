@@ -135,6 +135,8 @@ pub struct SubscribeRequest {
     pub filter: Filter,
     /// Resume after this event id.
     pub since: Option<u64>,
+    /// The resume id named another collector (`--redis`): resync, as for an id past the newest.
+    pub since_elsewhere: bool,
     /// `sse` or `websocket`.
     pub transport: &'static str,
     /// Peer address.
@@ -157,8 +159,9 @@ pub struct Subscription {
     pub lagged: Arc<AtomicBool>,
     /// Set when the hub stopped because the collector is shutting down.
     pub shutting_down: Arc<AtomicBool>,
-    /// The requested id is newer than any event this collector ever stored (it comes from
-    /// another database): the subscriber should reload its data; it streams from now.
+    /// The requested id is newer than any event this collector ever stored, or names another
+    /// collector (it comes from another database): the subscriber should reload its data; it
+    /// streams from now.
     pub resync: bool,
 }
 
@@ -748,7 +751,7 @@ impl Hub {
         let lagged = Arc::new(AtomicBool::new(false));
         let shutting_down = Arc::new(AtomicBool::new(false));
         let newest = self.ring.back().map_or(self.newest_at_start, |e| e.id);
-        let resync = request.since.is_some_and(|since| since > newest);
+        let resync = request.since_elsewhere || request.since.is_some_and(|since| since > newest);
         let (backlog, from_database_after) = match request.since.filter(|_| !resync) {
             None => (Vec::new(), None),
             Some(since) => match self.ring.front() {
