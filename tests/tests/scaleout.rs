@@ -257,3 +257,36 @@ fn a_viewer_moved_to_another_collector_is_told_to_resync() {
     assert_eq!(event["collector"].as_str(), Some(tag));
     drop(redis);
 }
+
+/// A host connected to two collectors at once (a flapping network, or two agents with one host
+/// id) is served by the newest connection: B's welcome claims the host in the stream, and A
+/// closes its older connection with the same refusal as a local replacement; B's stays.
+#[test]
+fn a_host_connected_to_two_collectors_is_served_by_the_newest() {
+    let redis_dir = temp_dir();
+    let redis = RedisServer::start(redis_dir.path());
+    let token = "scaleout-claim-token";
+    let url = redis.url();
+    let args = ["--no-self-monitor", "--agent-token", token, "--redis", &url];
+    let dirs: Vec<_> = (0..2).map(|_| temp_dir()).collect();
+    let collectors: Vec<Collector> =
+        dirs.iter().map(|d| Collector::spawn(d.path(), &args)).collect();
+    let (a, b) = (&collectors[0], &collectors[1]);
+    let mut on_a = ProbeAgent::connect(a.ws, token, "twin").expect("welcomed by A");
+    assert_eq!(on_a.store(vec![probe_sample(1, now_ms())]), 1);
+    let mut on_b = ProbeAgent::connect(b.ws, token, "twin").expect("welcomed by B");
+    match on_a.receive() {
+        Some(protocol::CollectorMessage::Refused(refusal)) => {
+            assert_eq!(refusal.reason, protocol::RefusalReason::Replaced);
+        }
+        other => panic!("expected A's connection to be replaced, got {other:?}"),
+    }
+    assert!(on_a.receive().is_none(), "A closed the connection");
+    wait_for(5 * SECOND, "A logging the replacement", || {
+        a.log.contains("closing the connection from").then_some(())
+    });
+    assert_eq!(on_b.store(vec![probe_sample(2, now_ms())]), 2);
+    assert_eq!(on_b.store(vec![probe_sample(3, now_ms())]), 3);
+    assert!(!b.log.contains("closing the connection from"), "B kept its connection");
+    drop(redis);
+}
