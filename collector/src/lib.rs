@@ -205,6 +205,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The tag of this collector's live event ids: with `--redis` only, so a viewer moved to
+    /// another collector is told to resync rather than resumed from another numbering.
+    pub fn event_tag(&self) -> Option<&str> {
+        self.replica.as_ref().map(|r| r.event_tag())
+    }
+
     /// A fresh connection id.
     pub fn next_connection(&self) -> u64 {
         self.connections.fetch_add(1, Ordering::Relaxed)

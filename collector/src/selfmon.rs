@@ -56,6 +56,7 @@ pub fn spawn(
             credential: crate::ingest::auth::AgentCredential::InProcess,
             addr: ADDR.to_owned(),
             close: close_tx,
+            claim: None,
         };
         if hub.send_blocking(connected).is_err() {
             return;

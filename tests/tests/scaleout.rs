@@ -172,3 +172,121 @@ fn collectors_work_alone_while_redis_is_away_and_converge_when_it_returns() {
     }
     assert!(collectors.iter().all(|c| c.log.contains("again")), "the return is logged");
 }
+
+/// Reads live text messages from `/live` until one that is not a ping, as JSON.
+fn live_json(live: &mut WsClient) -> serde_json::Value {
+    loop {
+        match live.read().expect("/live message") {
+            tungstenite::Message::Text(text) => {
+                return serde_json::from_str(text.as_str()).expect("JSON event");
+            }
+            tungstenite::Message::Close(frame) => panic!("/live closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// A viewer moved from collector A to B by a load balancer brings A's `Last-Event-ID`: B's
+/// numbering is its own database's, so B answers `resync` first, never a silent skip or repeat;
+/// back on A the same id resumes with exactly the events that followed it.
+#[test]
+fn a_viewer_moved_to_another_collector_is_told_to_resync() {
+    let redis_dir = temp_dir();
+    let redis = RedisServer::start(redis_dir.path());
+    let token = "scaleout-ids-token";
+    let url = redis.url();
+    let args = ["--no-self-monitor", "--agent-token", token, "--redis", &url];
+    let dirs: Vec<_> = (0..2).map(|_| temp_dir()).collect();
+    let collectors: Vec<Collector> =
+        dirs.iter().map(|d| Collector::spawn(d.path(), &args)).collect();
+    let _agents: Vec<Agent> = (0..2)
+        .map(|i| {
+            let spool = dirs[i].path().join("spool");
+            let host = format!("moved-{i}");
+            Agent::spawn(
+                &collectors[i].ingest_url(),
+                token,
+                &host,
+                &spool,
+                &["--interval", "250ms"],
+            )
+        })
+        .collect();
+    let (a, b) = (&collectors[0], &collectors[1]);
+
+    // On A: ids are `{number}.{tag}`, the JSON keeps the numeric id and names the collector.
+    let mut sse = SseClient::connect(a.http, "/events", &[]);
+    let mut seen = Vec::new();
+    while seen.len() < 8 {
+        let event = sse.until(20 * SECOND, |e| e.id.is_some());
+        seen.push(event);
+    }
+    drop(sse);
+    let ids: Vec<String> = seen.iter().map(|e| e.id.clone().unwrap()).collect();
+    let (number, tag) = ids[2].split_once('.').expect("a tagged id");
+    assert!(!tag.is_empty() && tag.chars().all(|c| c.is_ascii_alphanumeric()), "{}", ids[2]);
+    for event in &seen {
+        let id = event.id.as_deref().unwrap();
+        assert_eq!(event.data["id"].as_u64().map(|n| format!("{n}.{tag}")).as_deref(), Some(id));
+        assert_eq!(event.data["collector"].as_str(), Some(tag), "{:?}", event.data);
+    }
+
+    // On B with A's id: `resync` first (B's own numbering would skip or repeat silently).
+    let mut moved = SseClient::connect(b.http, "/events", &[("Last-Event-ID", &ids[2])]);
+    let first = moved.next_event().expect("an event on B");
+    assert_eq!((first.event.as_str(), first.id.as_deref()), ("resync", None), "{first:?}");
+    let next = moved.until(20 * SECOND, |e| e.id.is_some());
+    let b_tag = next.id.as_deref().and_then(|id| id.split_once('.')).map(|(_, t)| t.to_owned());
+    assert!(b_tag.as_deref().is_some_and(|t| t != tag), "B's ids name B: {next:?}");
+    drop(moved);
+    let mut live = ws_connect(b.ws, &format!("/live?since={}", ids[2]), &[]).expect("/live");
+    assert_eq!(live_json(&mut live)["type"], "resync");
+    drop(live);
+
+    // Back on A with its own id: exactly the events that followed it, in order.
+    let mut back = SseClient::connect(a.http, "/events", &[("Last-Event-ID", &ids[2])]);
+    for expected in &ids[3..] {
+        let event = back.until(20 * SECOND, |e| e.id.is_some() || e.event == "resync");
+        assert_eq!(event.id.as_ref(), Some(expected), "resumed on A: {event:?}");
+    }
+    drop(back);
+    // A plain number is taken as this collector's own (clients that keep only the JSON's id).
+    let mut live = ws_connect(a.ws, &format!("/live?since={number}"), &[]).expect("/live");
+    let event = live_json(&mut live);
+    assert_eq!(event["id"].as_u64().map(|n| format!("{n}.{tag}")), Some(ids[3].clone()));
+    assert_eq!(event["collector"].as_str(), Some(tag));
+    drop(redis);
+}
+
+/// A host connected to two collectors at once (a flapping network, or two agents with one host
+/// id) is served by the newest connection: B's welcome claims the host in the stream, and A
+/// closes its older connection with the same refusal as a local replacement; B's stays.
+#[test]
+fn a_host_connected_to_two_collectors_is_served_by_the_newest() {
+    let redis_dir = temp_dir();
+    let redis = RedisServer::start(redis_dir.path());
+    let token = "scaleout-claim-token";
+    let url = redis.url();
+    let args = ["--no-self-monitor", "--agent-token", token, "--redis", &url];
+    let dirs: Vec<_> = (0..2).map(|_| temp_dir()).collect();
+    let collectors: Vec<Collector> =
+        dirs.iter().map(|d| Collector::spawn(d.path(), &args)).collect();
+    let (a, b) = (&collectors[0], &collectors[1]);
+    let mut on_a = ProbeAgent::connect(a.ws, token, "twin").expect("welcomed by A");
+    assert_eq!(on_a.store(vec![probe_sample(1, now_ms())]), 1);
+    let mut on_b = ProbeAgent::connect(b.ws, token, "twin").expect("welcomed by B");
+    match on_a.receive() {
+        Some(protocol::CollectorMessage::Refused(refusal)) => {
+            assert_eq!(refusal.reason, protocol::RefusalReason::Replaced);
+        }
+        other => panic!("expected A's connection to be replaced, got {other:?}"),
+    }
+    assert!(on_a.receive().is_none(), "A closed the connection");
+    wait_for(5 * SECOND, "A logging the replacement", || {
+        a.log.contains("closing the connection from").then_some(())
+    });
+    assert_eq!(on_b.store(vec![probe_sample(2, now_ms())]), 2);
+    assert_eq!(on_b.store(vec![probe_sample(3, now_ms())]), 3);
+    assert!(!b.log.contains("closing the connection from"), "B kept its connection");
+    drop(redis);
+}

@@ -853,13 +853,14 @@ fn events(request: &Request, ctx: &Ctx) -> Reply {
     };
     let since = request.header("last-event-id").map(str::to_owned);
     let since = since.or_else(|| request.query_param("since"));
-    let since = match crate::fanout::events::parse_event_id(since.as_deref()) {
+    let since = match crate::fanout::events::parse_resume(since.as_deref(), ctx.event_tag()) {
         Ok(since) => since,
         Err(message) => return Response::error(400, message),
     };
     let subscribe = SubscribeRequest {
         filter: Filter::from_query(&request.query_pairs()),
-        since,
+        since: since.after(),
+        since_elsewhere: since == crate::fanout::events::Resume::Elsewhere,
         transport: "sse",
         addr: request.remote.to_string(),
     };

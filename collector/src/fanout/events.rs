@@ -69,12 +69,38 @@ impl LiveEvent {
     /// The event as a Server-Sent Events frame, appended to `out`. Notices (id 0) carry no
     /// `id:` line, so they do not move the browser's `Last-Event-ID`.
     pub fn write_sse_frame(&self, out: &mut String) {
+        self.write_sse_frame_tagged(out, None);
+    }
+
+    /// The SSE frame with `--redis`: the `id:` line names this collector (`{id}.{tag}`, see
+    /// [`format_event_id`]) and the JSON gains a `collector` field, so a viewer the load
+    /// balancer moves to another collector is told to resync instead of resuming from
+    /// another database's numbering. `None` writes what [`Self::write_sse_frame`] writes.
+    pub fn write_sse_frame_tagged(&self, out: &mut String, tag: Option<&str>) {
         use std::fmt::Write;
         if self.id != 0 {
             // Writing to a String cannot fail.
-            let _ = writeln!(out, "id: {}", self.id);
+            let _ = writeln!(out, "id: {}", format_event_id(self.id, tag));
         }
-        let _ = write!(out, "event: {}\ndata: {}\n\n", self.kind, self.json());
+        let _ = write!(out, "event: {}\ndata: ", self.kind);
+        self.write_json_tagged(out, tag);
+        out.push_str("\n\n");
+    }
+
+    /// The JSON appended to `out`, with a `"collector": tag` field first when `tag` is given
+    /// and the event has an id; the shared JSON stays as it is (the id stays a number).
+    pub fn write_json_tagged(&self, out: &mut String, tag: Option<&str>) {
+        let json = self.json();
+        match (tag, json.strip_prefix('{')) {
+            (Some(tag), Some(rest)) if self.id != 0 => {
+                // Tags are ASCII letters and digits only (`event_tag`): nothing to escape.
+                out.push_str("{\"collector\":\"");
+                out.push_str(tag);
+                out.push_str(if rest.starts_with('}') { "\"" } else { "\"," });
+                out.push_str(rest);
+            }
+            _ => out.push_str(json),
+        }
     }
 
     /// A sample event.
@@ -179,6 +205,69 @@ pub fn parse_event_id(value: Option<&str>) -> Result<Option<u64>, String> {
     }
 }
 
+/// Most characters of a collector's tag in event ids.
+const TAG_MAX: usize = 16;
+
+/// The tag this collector puts in its event ids with `--redis`: the first 8 letters and digits
+/// of its replica id (made once, kept in the database), so it is stable across restarts.
+pub fn event_tag(collector_id: &str) -> String {
+    let tag: String = collector_id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    if tag.is_empty() { "0".into() } else { tag }
+}
+
+/// An event id as written in SSE `id:` lines and resume hints: the number, then `.tag` with
+/// `--redis`.
+pub fn format_event_id(id: u64, tag: Option<&str>) -> String {
+    match tag {
+        Some(tag) => format!("{id}.{tag}"),
+        None => id.to_string(),
+    }
+}
+
+/// Where a subscriber resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// From now: no id given.
+    Now,
+    /// After this collector's event id.
+    After(u64),
+    /// The id names another collector (`--redis`): its numbering is not this database's, so
+    /// the subscriber gets `resync`, as for an id newer than any stored here.
+    Elsewhere,
+}
+
+impl Resume {
+    /// The id to resume after, if any.
+    pub fn after(self) -> Option<u64> {
+        match self {
+            Self::After(id) => Some(id),
+            Self::Now | Self::Elsewhere => None,
+        }
+    }
+}
+
+/// A resume point from `Last-Event-ID` or `?since=`. Without a tag (no `--redis`) exactly
+/// [`parse_event_id`]. With this collector's `tag`, `{id}.{tag}` resumes here, `{id}.{other}`
+/// is [`Resume::Elsewhere`], and a plain number is taken as this collector's (clients that
+/// keep only the JSON's numeric `id` keep working against one collector; behind a load
+/// balancer they must send the tagged form).
+pub fn parse_resume(value: Option<&str>, tag: Option<&str>) -> Result<Resume, String> {
+    let tagged = tag.zip(value.and_then(|v| v.trim().split_once('.')));
+    let Some((ours, (number, theirs))) = tagged else {
+        return Ok(parse_event_id(value)?.map_or(Resume::Now, Resume::After));
+    };
+    let bad = || format!("bad event id {:?}", value.unwrap_or_default());
+    let id = parse_event_id(Some(number)).map_err(|_| bad())?.ok_or_else(bad)?;
+    if number.trim() != number
+        || theirs.is_empty()
+        || theirs.len() > TAG_MAX
+        || !theirs.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return Err(bad());
+    }
+    Ok(if theirs == ours { Resume::After(id) } else { Resume::Elsewhere })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +282,38 @@ mod tests {
         for bad in ["-1", "1e3", "0x10", "18446744073709551616", "1 2", "\u{0}", "١"] {
             assert!(parse_event_id(Some(bad)).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tagged_ids_resume_here_or_resync_elsewhere() {
+        let tag = Some("ab12cd34");
+        assert_eq!(parse_resume(Some("42.ab12cd34"), tag), Ok(Resume::After(42)));
+        assert_eq!(parse_resume(Some(" 42.ab12cd34 "), tag), Ok(Resume::After(42)));
+        assert_eq!(parse_resume(Some("42.ffff0000"), tag), Ok(Resume::Elsewhere));
+        assert_eq!(parse_resume(Some("42"), tag), Ok(Resume::After(42)), "plain is local");
+        assert_eq!(parse_resume(Some(""), tag), Ok(Resume::Now));
+        assert_eq!(parse_resume(None, tag), Ok(Resume::Now));
+        for bad in ["42.", ".ab12cd34", "x.ab12cd34", "42.a-b", "42 .ab12cd34", "4.2.ab"] {
+            assert!(parse_resume(Some(bad), tag).is_err(), "{bad}");
+        }
+        // Without --redis nothing changes: a tagged id is a bad id, as before.
+        assert!(parse_resume(Some("42.ab12cd34"), None).is_err());
+        assert_eq!(parse_resume(Some("42"), None), Ok(Resume::After(42)));
+        assert_eq!(event_tag("0123456789abcdef"), "01234567");
+        assert_eq!(format_event_id(7, Some("01234567")), "7.01234567");
+        assert_eq!(format_event_id(7, None), "7");
+
+        let point = Arc::new(Point { ts: 5, ..Default::default() });
+        let event = LiveEvent::sample(9, Arc::from("h1"), Arc::from("web"), point);
+        let mut frame = String::new();
+        event.write_sse_frame_tagged(&mut frame, tag);
+        assert!(frame.starts_with("id: 9.ab12cd34\nevent: sample\ndata: {"), "{frame}");
+        let data = frame.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+        let value: Value = serde_json::from_str(data).unwrap();
+        assert_eq!((value["id"].as_u64(), value["collector"].as_str()), (Some(9), tag));
+        let mut notice = String::new();
+        LiveEvent::notice("resync", "m").write_sse_frame_tagged(&mut notice, tag);
+        assert!(!notice.contains("collector") && !notice.contains("id:"), "{notice}");
     }
 
     #[test]

@@ -11,13 +11,15 @@ use async_tungstenite::tungstenite::{self, Message};
 use futures_lite::{AsyncRead, AsyncWrite, StreamExt};
 
 use crate::Ctx;
-use crate::fanout::events::LiveEvent;
+use crate::fanout::events::{LiveEvent, format_event_id};
 use crate::fanout::hub::SubscribeRequest;
 use crate::fanout::subscribe::{self, End, EventSink};
 
 struct WsSink<S> {
     sender: async_tungstenite::WebSocketSender<S>,
     timeout: Duration,
+    /// This collector's event id tag (`--redis`), in each event's `collector` field.
+    tag: Option<String>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsSink<S> {
@@ -32,7 +34,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsSink<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> EventSink for WsSink<S> {
     async fn send(&mut self, events: &[&LiveEvent]) -> Result<(), String> {
         for event in events {
-            self.send_message(Message::text(event.json().to_owned())).await?;
+            let mut text = String::with_capacity(event.json().len() + 32);
+            event.write_json_tagged(&mut text, self.tag.as_deref());
+            self.send_message(Message::text(text)).await?;
         }
         Ok(())
     }
@@ -55,7 +59,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let addr = request.addr.clone();
     let (sender, mut receiver) = socket.split();
-    let mut sink = WsSink { sender, timeout: ctx.limits.subscriber_stall_timeout };
+    let timeout = ctx.limits.subscriber_stall_timeout;
+    let mut sink = WsSink { sender, timeout, tag: ctx.event_tag().map(str::to_owned) };
     // The close frame the client's own messages call for, set once by `client_gone` (a
     // `OnceLock`, not a `Cell`, so the connection's future stays `Send`).
     let mut answer: OnceLock<CloseFrame> = OnceLock::new();
@@ -92,7 +97,11 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     let frame = match &end {
         End::Lagged { last_id } => Some(CloseFrame {
             code: CloseCode::Policy,
-            reason: format!("lagged: too slow; reconnect with since={last_id}").into(),
+            reason: format!(
+                "lagged: too slow; reconnect with since={}",
+                format_event_id(*last_id, ctx.event_tag())
+            )
+            .into(),
         }),
         End::ShuttingDown => {
             Some(CloseFrame { code: CloseCode::Away, reason: "collector shutting down".into() })

@@ -4,7 +4,7 @@
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite};
 
 use crate::Ctx;
-use crate::fanout::events::LiveEvent;
+use crate::fanout::events::{LiveEvent, format_event_id};
 use crate::fanout::subscribe::{self, End, EventSink, LiveStream};
 use crate::net::http::server;
 
@@ -14,13 +14,15 @@ pub const RETRY_MS: u64 = 2000;
 struct SseSink<'a, S> {
     stream: &'a mut S,
     timeout: std::time::Duration,
+    /// This collector's event id tag (`--redis`).
+    tag: Option<&'a str>,
 }
 
 impl<S: AsyncWrite + Unpin> EventSink for SseSink<'_, S> {
     async fn send(&mut self, events: &[&LiveEvent]) -> Result<(), String> {
         let mut frames = String::with_capacity(events.len() * 800);
         for event in events {
-            event.write_sse_frame(&mut frames);
+            event.write_sse_frame_tagged(&mut frames, self.tag);
         }
         server::write_all(self.stream, frames.as_bytes(), self.timeout)
             .await
@@ -53,7 +55,7 @@ pub async fn stream<S: AsyncWrite + Unpin>(
     {
         return;
     }
-    let mut sink = SseSink { stream, timeout };
+    let mut sink = SseSink { stream, timeout, tag: ctx.event_tag() };
     let client_gone = async {
         let mut buffer = [0u8; 512];
         loop {
@@ -66,7 +68,7 @@ pub async fn stream<S: AsyncWrite + Unpin>(
         }
     };
     let end = subscribe::pump(ctx, request, &mut sink, client_gone).await;
-    if let Some(event) = last_words(&end) {
+    if let Some(event) = last_words(&end, ctx.event_tag()) {
         // The client may be the reason we stop; telling it why is best effort.
         let _ = sink.send(&[&event]).await;
     }
@@ -75,11 +77,14 @@ pub async fn stream<S: AsyncWrite + Unpin>(
 
 /// The event that tells an SSE client why the collector ended its stream (over HTTP/1.1 and
 /// HTTP/2 alike); none when the client left.
-pub fn last_words(end: &End) -> Option<LiveEvent> {
+pub fn last_words(end: &End, tag: Option<&str>) -> Option<LiveEvent> {
     match end {
         End::Lagged { last_id } => Some(LiveEvent::notice(
             "lagged",
-            &format!("too slow: events were dropped; reconnect with Last-Event-ID {last_id}"),
+            &format!(
+                "too slow: events were dropped; reconnect with Last-Event-ID {}",
+                format_event_id(*last_id, tag)
+            ),
         )),
         End::ShuttingDown => Some(LiveEvent::notice("shutdown", "the collector is shutting down")),
         End::Gone(_) => None,

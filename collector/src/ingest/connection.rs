@@ -126,12 +126,19 @@ async fn serve_here<S: AsyncRead + AsyncWrite + Unpin>(
         crate::storage::Source::Local(ctx.replica.as_ref().map(|_| Arc::new(hello.clone())));
     let interval = Duration::from_millis(u64::from(hello.interval_ms.max(100)));
     let (close_tx, close_rx) = async_channel::bounded(1);
+    // Before the hub hears of it: another collector's claim read from then on is ordered
+    // against this one.
+    let claim = match &ctx.replica {
+        Some(replica) => replica.claim(&hello).await,
+        None => None,
+    };
     let connected = hub::Event::AgentConnected {
         conn,
         hello,
         credential,
         addr: addr.to_string(),
         close: close_tx,
+        claim,
     };
     if ctx.hub.send(connected).await.is_err() {
         finish(&mut socket, Ending::refuse(RefusalReason::ShuttingDown, "collector shutting down"))

@@ -312,7 +312,7 @@ fn decide(
             let pairs: Vec<(String, String)> =
                 form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
             let since = pairs.iter().find(|(k, _)| k == "since").map(|(_, v)| v.as_str());
-            let since = match crate::fanout::events::parse_event_id(since) {
+            let since = match crate::fanout::events::parse_resume(since, ctx.event_tag()) {
                 Ok(since) => since,
                 Err(_) => {
                     return (
@@ -323,7 +323,8 @@ fn decide(
             };
             let request = SubscribeRequest {
                 filter: Filter::from_query(&pairs),
-                since,
+                since: since.after(),
+                since_elsewhere: since == crate::fanout::events::Resume::Elsewhere,
                 transport: "websocket",
                 addr: addr.to_string(),
             };

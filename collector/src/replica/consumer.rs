@@ -101,7 +101,25 @@ async fn consume(
                 anyhow::bail!("the stream returned an entry id {:?}", item.id);
             };
             newest = newest.max(pos);
-            if text(item.map.get("origin")).as_deref() == Some(shared.collector_id.as_str()) {
+            let origin = text(item.map.get("origin"));
+            if origin.as_deref() == Some(shared.collector_id.as_str()) {
+                continue;
+            }
+            if text(item.map.get("v")).as_deref() == Some(entry::CLAIM) {
+                let host = text(item.map.get("host")).filter(|h| !crate::untrusted::has_control(h));
+                let instance = text(item.map.get("instance")).and_then(|i| i.parse().ok());
+                match (host, instance) {
+                    (Some(host_id), Some(instance_id)) => {
+                        let collector = origin.unwrap_or_default();
+                        let claim =
+                            hub::Event::ClaimedElsewhere { host_id, instance_id, collector, pos };
+                        hub.send(claim).await.map_err(|_| anyhow::anyhow!("the hub stopped"))?;
+                    }
+                    _ => {
+                        shared.status.skipped_total.fetch_add(1, Relaxed);
+                        log::warn!("redis: skipping claim {}: no host or instance", item.id);
+                    }
+                }
                 continue;
             }
             let decoded = match (text(item.map.get("v")).as_deref(), item.map.get("data")) {

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 /// The layout of [`Entry`], written in each stream entry's `v` field.
 pub const LAYOUT: &str = "1";
 
+/// The layout of a claim: no data, but `host` and `instance` fields, written when a collector
+/// welcomes an agent ([`super::Replica::claim`]).
+pub const CLAIM: &str = "claim";
+
 /// Most bytes of an entry's data a consumer decodes: a batch is at most one protocol message
 /// (1 MiB) plus its hello.
 pub const MAX_ENTRY_BYTES: usize = 2 << 20;

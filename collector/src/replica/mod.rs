@@ -13,6 +13,8 @@
 //! - [`consumer`]: XREAD BLOCK from the stream position kept in the database, skipping this
 //!   collector's own entries; stored samples reach the hub like any, so every collector's page,
 //!   API, `/metrics` and live streams show every host.
+//! - [`Replica::claim`]: each welcome announces the host in the stream; a collector with an
+//!   older connection of that host closes it as replaced, so a host is served once.
 //! - [`status`]: `redis_up` and the counters for `/readyz`, `/api/stats` and `/metrics`.
 
 pub mod consumer;
@@ -24,6 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use protocol::Hello;
 
 use crate::fanout::hub;
 use crate::storage::{Storage, replica as tables};
@@ -35,6 +38,8 @@ pub const DEFAULT_MAX_LEN: usize = 100_000;
 
 /// How long an agent's ack waits for its batch's XADD before it is sent anyway.
 const ACK_WAIT: Duration = Duration::from_secs(5);
+/// How long a welcome waits for its claim's XADD.
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// How long a hello waits for the consumer to reach the stream's end before the welcome.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(3);
 
@@ -97,6 +102,8 @@ struct Shared {
     client: redis::Client,
     /// This collector's id, in every entry it publishes.
     collector_id: String,
+    /// Its short form in live event ids ([`crate::fanout::events::event_tag`]).
+    event_tag: String,
     status: status::Status,
     /// The publisher's connection while it works, for catch-up queries.
     connection: Mutex<Option<redis::aio::MultiplexedConnection>>,
@@ -145,6 +152,7 @@ impl Replica {
         let shared = Arc::new(Shared {
             settings,
             client,
+            event_tag: crate::fanout::events::event_tag(&collector_id),
             collector_id,
             status: status::Status::default(),
             connection: Mutex::new(None),
@@ -157,6 +165,11 @@ impl Replica {
         crate::spawn(publisher::run(shared.clone(), storage.clone(), outbox, waiting)).detach();
         crate::spawn(consumer::run(shared.clone(), storage.clone(), hub)).detach();
         Ok(Self { shared, waiters })
+    }
+
+    /// The tag this collector's live event ids carry.
+    pub fn event_tag(&self) -> &str {
+        &self.shared.event_tag
     }
 
     /// The replication status.
@@ -176,6 +189,40 @@ impl Replica {
         }
         // An error means the publisher let the waiter go (Redis lost): ack anyway.
         let _ = agent::runtime::within(ACK_WAIT, wait.recv()).await;
+    }
+
+    /// At a welcome: announces in the stream that this collector now serves `hello`'s host
+    /// (an entry of layout [`entry::CLAIM`]), so a collector that still has a connection of
+    /// that host closes it, as a newer connection replaces an older one on one collector.
+    /// Returns the claim's stream position, which orders it against other collectors' claims;
+    /// `None` while Redis is away (then the others' claims, read later, win).
+    pub async fn claim(&self, hello: &Hello) -> Option<StreamPos> {
+        let connection = self.shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut connection = connection?;
+        let settings = &self.shared.settings;
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(&settings.stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(settings.max_len)
+            .arg("*")
+            .arg("v")
+            .arg(entry::CLAIM)
+            .arg("origin")
+            .arg(&self.shared.collector_id)
+            .arg("host")
+            .arg(&hello.host_id)
+            .arg("instance")
+            .arg(hello.instance_id);
+        let added = xadd.query_async::<String>(&mut connection);
+        match agent::runtime::within(CLAIM_WAIT, added).await {
+            Some(Ok(id)) => StreamPos::parse(&id),
+            Some(Err(err)) => {
+                log::debug!("redis: claim of a host not published: {err}");
+                None
+            }
+            None => None,
+        }
     }
 
     /// Before a welcome: waits (at most 3 s) until the consumer has stored everything the

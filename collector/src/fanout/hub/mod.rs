@@ -20,6 +20,7 @@ use crate::alerts::{Alerts, Change, Subject};
 use crate::fanout::events::{Filter, LiveEvent};
 use crate::ingest::auth::{AgentAuth, AgentCredential};
 use crate::notify::{Notification, Notifier};
+use crate::replica::StreamPos;
 use crate::storage::alerts::Silence;
 use crate::storage::{HostRecord, Point, Storage, Stored};
 use crate::untrusted::escaped;
@@ -61,6 +62,21 @@ pub enum Event {
         addr: String,
         /// Closes the connection when sent a reason.
         close: async_channel::Sender<CloseReason>,
+        /// Where this collector's claim of the host is in the Redis stream (`--redis`).
+        claim: Option<StreamPos>,
+    },
+    /// Another collector welcomed an agent of this host (its claim in the Redis stream): a
+    /// connection of it here older than that claim is closed as replaced, so a host connected
+    /// to two collectors at once is served by the newest connection only.
+    ClaimedElsewhere {
+        /// The host.
+        host_id: String,
+        /// The claiming agent's instance id, for the log.
+        instance_id: u64,
+        /// The claiming collector's id, for the log.
+        collector: String,
+        /// The claim's stream position.
+        pos: StreamPos,
     },
     /// An agent's connection ended.
     AgentDisconnected {
@@ -135,6 +151,8 @@ pub struct SubscribeRequest {
     pub filter: Filter,
     /// Resume after this event id.
     pub since: Option<u64>,
+    /// The resume id named another collector (`--redis`): resync, as for an id past the newest.
+    pub since_elsewhere: bool,
     /// `sse` or `websocket`.
     pub transport: &'static str,
     /// Peer address.
@@ -157,8 +175,9 @@ pub struct Subscription {
     pub lagged: Arc<AtomicBool>,
     /// Set when the hub stopped because the collector is shutting down.
     pub shutting_down: Arc<AtomicBool>,
-    /// The requested id is newer than any event this collector ever stored (it comes from
-    /// another database): the subscriber should reload its data; it streams from now.
+    /// The requested id is newer than any event this collector ever stored, or names another
+    /// collector (it comes from another database): the subscriber should reload its data; it
+    /// streams from now.
     pub resync: bool,
 }
 
@@ -204,6 +223,8 @@ struct Agent {
     since_ms: u64,
     credential: AgentCredential,
     close: async_channel::Sender<CloseReason>,
+    /// Its claim's stream position (`--redis`), if published.
+    claim: Option<StreamPos>,
 }
 
 struct Subscriber {
@@ -366,8 +387,11 @@ impl Hub {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::AgentConnected { conn, hello, credential, addr, close } => {
-                self.agent_connected(conn, hello, credential, addr, close)
+            Event::AgentConnected { conn, hello, credential, addr, close, claim } => {
+                self.agent_connected(conn, hello, credential, addr, close, claim)
+            }
+            Event::ClaimedElsewhere { host_id, instance_id, collector, pos } => {
+                self.claimed_elsewhere(&host_id, instance_id, &collector, pos)
             }
             Event::AgentDisconnected { conn, host_id, reason } => {
                 self.agent_disconnected(conn, host_id, reason)
@@ -418,6 +442,7 @@ impl Hub {
         credential: AgentCredential,
         addr: String,
         close: async_channel::Sender<CloseReason>,
+        claim: Option<StreamPos>,
     ) {
         let host_id = hello.host_id.clone();
         let now_ms = crate::now_ms();
@@ -460,10 +485,42 @@ impl Hub {
                 since_ms: now_ms,
                 credential,
                 close,
+                claim,
             },
         );
         self.record(Some(&host_id), Activity::AgentConnected { hostname, addr });
         self.set_status(&host_id, "online");
+    }
+
+    /// Closes this collector's connection of `host_id` if another collector's claim of it is
+    /// newer (newest wins, as between two connections here); the disconnect then comes through
+    /// the connection's own ending. A connection whose claim was never published (Redis away at
+    /// its welcome) yields to any claim read afterwards.
+    fn claimed_elsewhere(
+        &mut self,
+        host_id: &str,
+        instance_id: u64,
+        collector: &str,
+        pos: StreamPos,
+    ) {
+        let Some(conn) = self.hosts.get(host_id).and_then(|h| h.conn) else {
+            return;
+        };
+        let Some(agent) = self.agents.get(&conn) else {
+            return;
+        };
+        if agent.claim.is_some_and(|ours| ours >= pos) {
+            return; // An older claim, read late: this connection is the newer one.
+        }
+        log::warn!(
+            "host {}: collector {} welcomed it (instance {instance_id}) after this one did; \
+             closing the connection from {} as replaced",
+            escaped(host_id),
+            escaped(collector),
+            agent.addr
+        );
+        // The connection may already be closing on its own.
+        let _ = agent.close.try_send(CloseReason::Replaced);
     }
 
     /// Knows a host served by another collector; its hello stands unless its agent is connected
@@ -748,7 +805,7 @@ impl Hub {
         let lagged = Arc::new(AtomicBool::new(false));
         let shutting_down = Arc::new(AtomicBool::new(false));
         let newest = self.ring.back().map_or(self.newest_at_start, |e| e.id);
-        let resync = request.since.is_some_and(|since| since > newest);
+        let resync = request.since_elsewhere || request.since.is_some_and(|since| since > newest);
         let (backlog, from_database_after) = match request.since.filter(|_| !resync) {
             None => (Vec::new(), None),
             Some(since) => match self.ring.front() {

@@ -170,6 +170,8 @@ const SSE_QUEUE: usize = 16;
 struct ChannelSink {
     tx: async_channel::Sender<Bytes>,
     timeout: Duration,
+    /// This collector's event id tag (`--redis`).
+    tag: Option<String>,
 }
 
 impl ChannelSink {
@@ -186,7 +188,7 @@ impl EventSink for ChannelSink {
     async fn send(&mut self, events: &[&LiveEvent]) -> Result<(), String> {
         let mut frames = String::with_capacity(events.len() * 800);
         for event in events {
-            event.write_sse_frame(&mut frames);
+            event.write_sse_frame_tagged(&mut frames, self.tag.as_deref());
         }
         self.push(frames.into_bytes()).await
     }
@@ -203,7 +205,8 @@ fn sse_body(ctx: Ctx, live: LiveStream) -> BoxBody<Bytes, Infallible> {
     crate::spawn(async move {
         let LiveStream { request, slot: _slot } = live;
         let addr = request.addr.clone();
-        let mut sink = ChannelSink { tx, timeout: ctx.limits.subscriber_stall_timeout };
+        let timeout = ctx.limits.subscriber_stall_timeout;
+        let mut sink = ChannelSink { tx, timeout, tag: ctx.event_tag().map(str::to_owned) };
         if sink.push(format!("retry: {}\n\n", sse::RETRY_MS).into_bytes()).await.is_err() {
             return;
         }
@@ -213,7 +216,7 @@ fn sse_body(ctx: Ctx, live: LiveStream) -> BoxBody<Bytes, Infallible> {
             "the client closed the stream".to_owned()
         };
         let end = subscribe::pump(&ctx, request, &mut sink, client_gone).await;
-        if let Some(event) = sse::last_words(&end) {
+        if let Some(event) = sse::last_words(&end, ctx.event_tag()) {
             // The client may be the reason we stop; telling it why is best effort.
             let _ = sink.send(&[&event]).await;
         }
