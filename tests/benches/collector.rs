@@ -45,8 +45,8 @@
 //!    one Redis (`--redis`): acknowledged samples per second, CPU per collector and Redis, ack
 //!    times, and the first collector's samples' arrival on its own SSE and on the third's.
 //! 10. `soak10k`, only when named (it takes about 11 minutes): 10,000 agents at 1 Hz held for
-//!    10 minutes, so the first rollups, compactions, checkpoints and retention steps happen
-//!    inside the window; latency, ack p99 and the writer's histograms for each minute.
+//!     10 minutes, so the first rollups, compactions, checkpoints and retention steps happen
+//!     inside the window; latency, ack p99 and the writer's histograms for each minute.
 //!
 //! Sizes can be changed with `HOSTWATCH_BENCH_*` environment variables (defaults in brackets):
 //! `INGEST_CONNECTIONS` [100], `INGEST_WINDOW` [2], `INGEST_SECONDS` [20], `IDLE_CONNECTIONS`

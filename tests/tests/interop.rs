@@ -392,16 +392,12 @@ fn fs_used_percent_of_root_is_dfs_use_percent() {
     assert!((theirs - ours).abs() <= 1.0, "df over {mounts:?}: {theirs}%, the point {ours}%");
 }
 
-/// The README's nginx configuration, made to listen on `port` without TLS and to proxy to
-/// `collector`, inside the few lines a whole nginx.conf needs, with every path in `prefix`.
-fn nginx_config(prefix: &Path, port: u16, collector: &Collector) -> String {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .expect("README.md");
-    let start = readme.find("```nginx\n").expect("the README's nginx block") + "```nginx\n".len();
-    let server = &readme[start..start + readme[start..].find("```").expect("end of the block")];
+/// The README's first nginx block, made to listen on `port` without TLS and to proxy to
+/// `collector`.
+fn nginx_server(port: u16, collector: &Collector) -> String {
+    let server = tests::nginx::readme_block("server {");
     assert!(server.contains("listen 443 ssl;"), "the README's block changed shape:\n{server}");
-    let server: String = server
+    server
         .lines()
         .filter(|l| !l.trim_start().starts_with("ssl_certificate"))
         .map(|l| {
@@ -410,24 +406,7 @@ fn nginx_config(prefix: &Path, port: u16, collector: &Collector) -> String {
                 .replace("127.0.0.1:8701", &collector.ws.to_string())
                 + "\n"
         })
-        .collect();
-    let p = prefix.display();
-    format!(
-        "daemon off;
-worker_processes 1;
-pid {p}/nginx.pid;
-error_log {p}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {p}/body;
-    proxy_temp_path {p}/proxy;
-    fastcgi_temp_path {p}/fastcgi;
-    uwsgi_temp_path {p}/uwsgi;
-    scgi_temp_path {p}/scgi;
-{server}}}
-"
-    )
+        .collect()
 }
 
 /// What the EventSource client printed, line by line, as it prints it.
@@ -442,36 +421,15 @@ impl Printed {
 
 #[test]
 fn eventsource_through_the_readme_nginx_config_survives_a_collector_restart_without_a_gap() {
-    const NGINX: &str = "/usr/sbin/nginx";
-    assert!(
-        Path::new(NGINX).exists(),
-        "{NGINX} is missing: run scripts/test.sh, which installs Debian's nginx package"
-    );
     let eventsource = interop_file("node_modules/eventsource");
     assert!(eventsource.exists(), "npm eventsource is missing: run scripts/test.sh (npm ci)");
     let dir = temp_dir();
     let options = ["--self-interval", "200ms"];
     let mut collector = Collector::spawn(dir.path(), &options);
-    let prefix = dir.path().join("nginx");
-    std::fs::create_dir(&prefix).expect("nginx prefix");
     let port = free_port();
-    let conf = prefix.join("nginx.conf");
-    std::fs::write(&conf, nginx_config(&prefix, port, &collector)).expect("nginx.conf");
-    let _nginx = Killed(
-        Command::new(NGINX)
-            .arg("-p")
-            .arg(&prefix)
-            .arg("-e")
-            .arg(prefix.join("error.log"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting nginx"),
-    );
     let proxy: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    wait_for(10 * SECOND, "nginx to listen", || TcpStream::connect(proxy).ok());
+    let server = nginx_server(port, &collector);
+    let _nginx = tests::nginx::Nginx::start(&dir.path().join("nginx"), proxy, &server);
 
     let mut node = Killed(
         Command::new("node")
