@@ -217,6 +217,27 @@ struct Host {
     replicated_at: Option<Instant>,
 }
 
+impl Host {
+    /// A host as first heard of: offline, nothing seen yet.
+    fn new(hello: Hello) -> Self {
+        Self {
+            name: Arc::from(hello.hostname.as_str()),
+            hello,
+            status: "offline",
+            last_seen_ms: None,
+            last_sample_at: None,
+            connected_at: None,
+            connected_since_ms: None,
+            conn: None,
+            dropped_total: 0,
+            latest: None,
+            latest_sample: None,
+            samples: 0,
+            replicated_at: None,
+        }
+    }
+}
+
 struct Agent {
     host_id: String,
     addr: String,
@@ -306,19 +327,11 @@ impl Hub {
             .into_iter()
             .map(|record| {
                 let host = Host {
-                    name: Arc::from(record.hello.hostname.as_str()),
-                    status: "offline",
                     last_seen_ms: record.last_seen_ms,
-                    last_sample_at: None,
-                    connected_at: None,
-                    connected_since_ms: None,
-                    conn: None,
                     dropped_total: record.dropped_total,
                     latest: record.latest.map(Arc::new),
                     latest_sample: record.latest_sample,
-                    samples: 0,
-                    replicated_at: None,
-                    hello: record.hello,
+                    ..Host::new(record.hello)
                 };
                 (host.hello.host_id.clone(), host)
             })
@@ -446,21 +459,7 @@ impl Hub {
     ) {
         let host_id = hello.host_id.clone();
         let now_ms = crate::now_ms();
-        let host = self.hosts.entry(host_id.clone()).or_insert_with(|| Host {
-            name: Arc::from(hello.hostname.as_str()),
-            hello: hello.clone(),
-            status: "offline",
-            last_seen_ms: None,
-            last_sample_at: None,
-            connected_at: None,
-            connected_since_ms: None,
-            conn: None,
-            dropped_total: 0,
-            latest: None,
-            latest_sample: None,
-            samples: 0,
-            replicated_at: None,
-        });
+        let host = self.hosts.entry(host_id.clone()).or_insert_with(|| Host::new(hello.clone()));
         if let Some(old) = host.conn.and_then(|old| self.agents.remove(&old)) {
             log::warn!(
                 "host {}: connection from {addr} replaces the one from {} (two agents with the same host id?)",
@@ -539,22 +538,7 @@ impl Hub {
                     escaped(&hello.hostname),
                     escaped(&host_id)
                 );
-                let host = Host {
-                    name: Arc::from(hello.hostname.as_str()),
-                    hello,
-                    status: "offline",
-                    last_seen_ms: None,
-                    last_sample_at: None,
-                    connected_at: None,
-                    connected_since_ms: None,
-                    conn: None,
-                    dropped_total: 0,
-                    latest: None,
-                    latest_sample: None,
-                    samples: 0,
-                    replicated_at: None,
-                };
-                self.hosts.insert(host_id, host);
+                self.hosts.insert(host_id, Host::new(hello));
             }
         }
     }
