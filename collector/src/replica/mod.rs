@@ -161,9 +161,11 @@ impl Replica {
         let (waiters, waiting) = async_channel::bounded(publisher::WAITERS);
         let outbox = tables::Outbox::open(path)?;
         // Both tasks serve for the life of the process: the collector ends by exiting, and
-        // whatever they had not done is in the outbox and the stream for the next start.
-        crate::spawn(publisher::run(shared.clone(), storage.clone(), outbox, waiting)).detach();
-        crate::spawn(consumer::run(shared.clone(), storage.clone(), hub)).detach();
+        // whatever they had not done is in the outbox and the stream for the next start. On the
+        // ingest executor: acks wait for the publisher, and must not wait behind SSE writes.
+        crate::spawn_ingest(publisher::run(shared.clone(), storage.clone(), outbox, waiting))
+            .detach();
+        crate::spawn_ingest(consumer::run(shared.clone(), storage.clone(), hub)).detach();
         Ok(Self { shared, waiters })
     }
 
