@@ -49,8 +49,8 @@ impl Ending {
     }
 }
 
-/// Serves one agent until its connection ends, on the ingest executor ([`crate::spawn_ingest`]),
-/// wherever its upgrade was read.
+/// Serves one agent until its connection ends, in a task of its own on the ingest executor
+/// ([`crate::spawn_ingest`]): for an upgrade read on another executor (the `--http` port's).
 pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     socket: WebSocketStream<S>,
     addr: SocketAddr,
@@ -60,7 +60,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     crate::spawn_ingest(serve_here(socket, addr, credential, ctx)).await
 }
 
-async fn serve_here<S: AsyncRead + AsyncWrite + Unpin>(
+/// Serves one agent until its connection ends, in the calling task: for a task on the ingest
+/// executor already (the `--ws` port's).
+pub async fn serve_here<S: AsyncRead + AsyncWrite + Unpin>(
     mut socket: WebSocketStream<S>,
     addr: SocketAddr,
     credential: AgentCredential,

@@ -200,31 +200,65 @@ async fn handle<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         }
     };
     admitted.authenticated();
-    run(socket, route, addr, ctx).await;
+    if let Some(routed) = routed(socket, route, addr, ctx, Executor::Ingest) {
+        routed.work.await;
+    }
 }
 
-/// Serves an upgraded connection on its route, on either listener: an agent on the ingest
-/// executor, a `/live` viewer on the fan-out one.
-async fn run<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+/// The executor a connection's task runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Executor {
+    /// The ingest executor: the `--ws` listener's connections.
+    Ingest,
+    /// The fan-out executor: the `--http` listener's connections.
+    Fanout,
+}
+
+/// An upgraded connection's work on its route, boxed, and its place in a budget, given back
+/// when the work ends (with it).
+struct Routed {
+    work: Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    /// Among the agents (`--max-connections`).
+    _agent: Option<Slot>,
+    /// Under `--max-subscribers`.
+    _viewer: Option<SubscriberSlot>,
+}
+
+/// The work of an upgraded connection on its route, on either listener: an agent on the ingest
+/// executor, a `/live` viewer on the fan-out one. A connection already on the right executor
+/// is served in its own task; only one on the other executor gets a task there, awaited by
+/// this one. Built here, not in an `async fn` awaited by the connection's task: the socket
+/// goes straight into the boxed work, so the task does not also keep room for it (an idle
+/// agent on `--ws` paid 1.3 KiB for a second task and that room).
+fn routed<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     socket: async_tungstenite::WebSocketStream<S>,
     route: Option<Route>,
     addr: SocketAddr,
     ctx: Ctx,
-) {
-    match route {
-        Some(Route::Ingest(credential, slot)) => {
-            Box::pin(crate::ingest::connection::serve(socket, addr, credential, ctx)).await;
-            // The place among the agents is given back when the connection ends.
-            drop(slot);
-        }
-        Some(Route::Live(LiveStream { request, slot })) => {
-            // Fan-out work, on the fan-out executor wherever the upgrade was read.
-            crate::spawn(crate::fanout::live::serve(socket, ctx.clone(), request)).await;
-            // The place under the subscriber limit is given back only when the stream ends.
-            drop(slot);
-        }
-        None => {}
-    }
+    on: Executor,
+) -> Option<Routed> {
+    use crate::ingest::connection;
+    Some(match route? {
+        Route::Ingest(credential, slot) => Routed {
+            work: match on {
+                Executor::Ingest => Box::pin(connection::serve_here(socket, addr, credential, ctx)),
+                Executor::Fanout => Box::pin(connection::serve(socket, addr, credential, ctx)),
+            },
+            _agent: Some(slot),
+            _viewer: None,
+        },
+        Route::Live(LiveStream { request, slot }) => Routed {
+            work: match on {
+                Executor::Fanout => Box::pin(crate::fanout::live::serve(socket, ctx, request)),
+                // Fan-out work, on the fan-out executor wherever the upgrade was read.
+                Executor::Ingest => {
+                    Box::pin(crate::spawn(crate::fanout::live::serve(socket, ctx, request)))
+                }
+            },
+            _agent: None,
+            _viewer: Some(slot),
+        },
+    })
 }
 
 /// WebSocket limits: the protocol's maximum message and frame sizes, not tungstenite's 64 MiB.
@@ -449,5 +483,7 @@ pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin + Send + 'stat
         Some(protocol_config()),
     )
     .await;
-    Box::pin(run(socket, route, addr, ctx)).await;
+    if let Some(routed) = routed(socket, route, addr, ctx, Executor::Fanout) {
+        routed.work.await;
+    }
 }
