@@ -62,109 +62,122 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 
 /// Serves one agent until its connection ends, in the calling task: for a task on the ingest
 /// executor already (the `--ws` port's).
-pub async fn serve_here<S: AsyncRead + AsyncWrite + Unpin>(
+///
+/// A plain `fn` returning an `async move` block, not an `async fn`: an `async fn` keeps its
+/// arguments twice in its future (as passed, and moved into its body's locals), and this
+/// future lives as long as the agent; the block uses what it captured in place.
+pub fn serve_here<S: AsyncRead + AsyncWrite + Unpin>(
     mut socket: WebSocketStream<S>,
     addr: SocketAddr,
     credential: AgentCredential,
     ctx: Ctx,
-) {
-    let hello = match read_hello(&mut socket, &ctx).await {
-        Ok(hello) => match &credential {
-            AgentCredential::Host(owner) if *owner != hello.host_id => {
-                let message = format!("this token belongs to host {owner}, not {}", hello.host_id);
-                log::warn!("ingest: {addr}: refused: {}", escaped(&message));
-                finish(&mut socket, Ending::refuse(RefusalReason::BadToken, message)).await;
-                return;
-            }
-            AgentCredential::Shared if ctx.agent_auth().has_own_token(&hello.host_id) => {
-                let message = format!(
-                    "host {} has its own token in the tokens file; the shared token cannot claim it",
-                    hello.host_id
-                );
-                log::warn!("ingest: {addr}: refused: {}", escaped(&message));
-                finish(&mut socket, Ending::refuse(RefusalReason::BadToken, message)).await;
-                return;
-            }
-            _ => hello,
-        },
-        Err(ending) => {
-            log::warn!("ingest: {addr}: refused before the welcome: {}", escaped(&ending.reason));
-            finish(&mut socket, ending).await;
-            return;
-        }
-    };
-    let limited = credential == AgentCredential::Shared;
-    if let Some(replica) = &ctx.replica {
-        // The resume point must count what other collectors stored of this host (its agent
-        // may come from one that just died): the consumer first reaches the stream's end.
-        replica.catch_up().await;
-    }
-    let registration = match ctx.storage.register(hello.clone(), limited).await {
-        Ok(registration) => registration,
-        Err(err) => {
-            let ending = match err {
-                // The storage logs its failures itself, once per run of them.
-                StoreError::Unavailable(_) => unavailable(),
-                StoreError::Busy(why) => Ending::refuse(RefusalReason::Unavailable, why),
-                StoreError::Refused(why) => Ending::refuse(RefusalReason::OverLimit, why),
-            };
-            static LOG: crate::net::budget::RefusalLog = crate::net::budget::RefusalLog::new();
-            LOG.log(|count| {
+) -> impl std::future::Future<Output = ()> {
+    async move {
+        let hello = match read_hello(&mut socket, &ctx).await {
+            Ok(hello) => match &credential {
+                AgentCredential::Host(owner) if *owner != hello.host_id => {
+                    let message =
+                        format!("this token belongs to host {owner}, not {}", hello.host_id);
+                    log::warn!("ingest: {addr}: refused: {}", escaped(&message));
+                    finish(&mut socket, Ending::refuse(RefusalReason::BadToken, message)).await;
+                    return;
+                }
+                AgentCredential::Shared if ctx.agent_auth().has_own_token(&hello.host_id) => {
+                    let message = format!(
+                        "host {} has its own token in the tokens file; the shared token cannot claim it",
+                        hello.host_id
+                    );
+                    log::warn!("ingest: {addr}: refused: {}", escaped(&message));
+                    finish(&mut socket, Ending::refuse(RefusalReason::BadToken, message)).await;
+                    return;
+                }
+                _ => hello,
+            },
+            Err(ending) => {
                 log::warn!(
-                    "ingest: {addr}: host {} not registered: {} ({count} since the last line)",
-                    escaped(&hello.host_id),
+                    "ingest: {addr}: refused before the welcome: {}",
                     escaped(&ending.reason)
-                )
-            });
-            finish(&mut socket, ending).await;
+                );
+                finish(&mut socket, ending).await;
+                return;
+            }
+        };
+        let limited = credential == AgentCredential::Shared;
+        if let Some(replica) = &ctx.replica {
+            // The resume point must count what other collectors stored of this host (its agent
+            // may come from one that just died): the consumer first reaches the stream's end.
+            replica.catch_up().await;
+        }
+        let registration = match ctx.storage.register(hello.clone(), limited).await {
+            Ok(registration) => registration,
+            Err(err) => {
+                let ending = match err {
+                    // The storage logs its failures itself, once per run of them.
+                    StoreError::Unavailable(_) => unavailable(),
+                    StoreError::Busy(why) => Ending::refuse(RefusalReason::Unavailable, why),
+                    StoreError::Refused(why) => Ending::refuse(RefusalReason::OverLimit, why),
+                };
+                static LOG: crate::net::budget::RefusalLog = crate::net::budget::RefusalLog::new();
+                LOG.log(|count| {
+                    log::warn!(
+                        "ingest: {addr}: host {} not registered: {} ({count} since the last line)",
+                        escaped(&hello.host_id),
+                        escaped(&ending.reason)
+                    )
+                });
+                finish(&mut socket, ending).await;
+                return;
+            }
+        };
+        let conn = ctx.next_connection();
+        let host_id = hello.host_id.clone();
+        let version = hello.protocol_version;
+        // With replication on, each stored batch goes to the outbox with this hello.
+        let source =
+            crate::storage::Source::Local(ctx.replica.as_ref().map(|_| Arc::new(hello.clone())));
+        let interval = Duration::from_millis(u64::from(hello.interval_ms.max(100)));
+        let (close_tx, close_rx) = async_channel::bounded(1);
+        // Before the hub hears of it: another collector's claim read from then on is ordered
+        // against this one.
+        let claim = match &ctx.replica {
+            Some(replica) => replica.claim(&hello).await,
+            None => None,
+        };
+        let connected = hub::Event::AgentConnected {
+            conn,
+            hello,
+            credential,
+            addr: addr.to_string(),
+            close: close_tx,
+            claim,
+        };
+        if ctx.hub.send(connected).await.is_err() {
+            finish(
+                &mut socket,
+                Ending::refuse(RefusalReason::ShuttingDown, "collector shutting down"),
+            )
+            .await;
             return;
         }
-    };
-    let conn = ctx.next_connection();
-    let host_id = hello.host_id.clone();
-    let version = hello.protocol_version;
-    // With replication on, each stored batch goes to the outbox with this hello.
-    let source =
-        crate::storage::Source::Local(ctx.replica.as_ref().map(|_| Arc::new(hello.clone())));
-    let interval = Duration::from_millis(u64::from(hello.interval_ms.max(100)));
-    let (close_tx, close_rx) = async_channel::bounded(1);
-    // Before the hub hears of it: another collector's claim read from then on is ordered
-    // against this one.
-    let claim = match &ctx.replica {
-        Some(replica) => replica.claim(&hello).await,
-        None => None,
-    };
-    let connected = hub::Event::AgentConnected {
-        conn,
-        hello,
-        credential,
-        addr: addr.to_string(),
-        close: close_tx,
-        claim,
-    };
-    if ctx.hub.send(connected).await.is_err() {
-        finish(&mut socket, Ending::refuse(RefusalReason::ShuttingDown, "collector shutting down"))
-            .await;
-        return;
+        // The collector speaks the agent's version back: every version it accepts shares the
+        // collector's messages, and the agent's batches are decoded in the agent's layout.
+        let welcome = CollectorMessage::Welcome(Welcome {
+            protocol_version: version,
+            last_seq: registration.last_seq,
+        });
+        let ending = match send(&mut socket, &welcome, &ctx).await {
+            Ok(()) => {
+                let connection =
+                    Connection { host_key: registration.host_key, version, interval, source };
+                receive_batches(&mut socket, &ctx, &connection, &close_rx).await
+            }
+            Err(err) => Ending::quiet(format!("cannot send the welcome: {err}")),
+        };
+        let reason = ending.reason.clone();
+        finish(&mut socket, ending).await;
+        // At shutdown the hub may be gone already; then nobody needs to hear of this.
+        let _ = ctx.hub.send(hub::Event::AgentDisconnected { conn, host_id, reason }).await;
     }
-    // The collector speaks the agent's version back: every version it accepts shares the
-    // collector's messages, and the agent's batches are decoded in the agent's layout.
-    let welcome = CollectorMessage::Welcome(Welcome {
-        protocol_version: version,
-        last_seq: registration.last_seq,
-    });
-    let ending = match send(&mut socket, &welcome, &ctx).await {
-        Ok(()) => {
-            let connection =
-                Connection { host_key: registration.host_key, version, interval, source };
-            receive_batches(&mut socket, &ctx, &connection, &close_rx).await
-        }
-        Err(err) => Ending::quiet(format!("cannot send the welcome: {err}")),
-    };
-    let reason = ending.reason.clone();
-    finish(&mut socket, ending).await;
-    // At shutdown the hub may be gone already; then nobody needs to hear of this.
-    let _ = ctx.hub.send(hub::Event::AgentDisconnected { conn, host_id, reason }).await;
 }
 
 async fn read_hello<S: AsyncRead + AsyncWrite + Unpin>(
