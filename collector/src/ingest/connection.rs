@@ -66,6 +66,8 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
 /// A plain `fn` returning an `async move` block, not an `async fn`: an `async fn` keeps its
 /// arguments twice in its future (as passed, and moved into its body's locals), and this
 /// future lives as long as the agent; the block uses what it captured in place.
+// Not an `async fn` on purpose (see above): clippy cannot tell the two layouts apart.
+#[allow(clippy::manual_async_fn)]
 pub fn serve_here<S: AsyncRead + AsyncWrite + Unpin>(
     mut socket: WebSocketStream<S>,
     addr: SocketAddr,
