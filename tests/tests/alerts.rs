@@ -759,3 +759,49 @@ fn notify_test_sends_on_every_channel_and_says_which_failed() {
     let mail = wait_for(WAIT, "the email over STARTTLS", || tls.messages().pop());
     assert!(mail.contains("hostwatch test notification"), "{mail}");
 }
+
+#[test]
+fn with_redis_only_the_collector_serving_a_host_sends_its_notifications() {
+    let dir = temp_dir();
+    let redis = RedisServer::start(dir.path());
+    let hook = Hook::start(200);
+    let config = write_config(
+        dir.path(),
+        "collector.toml",
+        &format!(
+            "[[alert]]\nname = \"busy\"\nmetric = \"cpu_percent\"\nop = \">\"\nthreshold = -1\n\
+             for = \"2s\"\nsummary = \"{{host}} busy\"\n{}",
+            webhook_table("hook", &hook.url())
+        ),
+    );
+    let token = "alerts-redis-token";
+    let url = redis.url();
+    let config = config.to_str().unwrap();
+    let args = ["--no-self-monitor", "--agent-token", token, "--config", config, "--redis", &url];
+    let dirs: Vec<_> = (0..2).map(|_| temp_dir()).collect();
+    let collectors: Vec<Collector> =
+        dirs.iter().map(|d| Collector::spawn(d.path(), &args)).collect();
+    let (a, b) = (&collectors[0], &collectors[1]);
+    let spool = dirs[0].path().join("spool");
+    let _agent = Agent::spawn(&a.ingest_url(), token, "shared-host", &spool, &[]);
+
+    // Both collectors judge the host from its samples and record the alert; B, which only
+    // gets its samples through the stream, leaves the notification to A.
+    let firing = |collector: &Collector| {
+        recent(collector, "shared-host")
+            .into_iter()
+            .find(|e| e["rule"] == "busy" && e["state"] == "firing")
+    };
+    let on_b = wait_for(WAIT, "the alert recorded on B", || firing(b));
+    assert_eq!(on_b["notified_elsewhere"], true, "{on_b}");
+    let on_a = wait_for(WAIT, "the alert recorded on A", || firing(a));
+    assert!(on_a.get("notified_elsewhere").is_none(), "{on_a}");
+    wait_for(WAIT, "A's delivery", || {
+        (hook.count("busy", "shared-host", "firing") == 1).then_some(())
+    });
+    let sent =
+        |c: &Collector| metric(c, "hostwatch_collector_notify_sent_total{channel=\"hook\"} ");
+    assert_eq!((sent(a), sent(b)), (1.0, 0.0));
+    assert!(b.log.contains("another collector serves the host and notifies"), "B says why");
+    assert_eq!(hook.count("busy", "shared-host", "firing"), 1, "one notification in all");
+}

@@ -105,7 +105,7 @@ impl Notification {
 
     /// The notification for a stored `alert` event, unless a silence held it back.
     pub fn from_alert(eid: u64, ts_ms: u64, host: &str, alert: &Alert) -> Option<Self> {
-        if alert.silenced {
+        if alert.silenced || alert.notified_elsewhere {
             return None;
         }
         let (hostname, severity, summary, threshold) = match &alert.cause {

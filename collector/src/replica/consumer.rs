@@ -1,6 +1,7 @@
 //! The consumer task: reads the stream from the position kept in the database (XREAD BLOCK),
-//! skips this collector's own entries, and stores the others' through the normal storage path,
-//! idempotent by (host, seq); the hub then fans them out like local samples. A stream trimmed
+//! skips this collector's own entries, and stores the others' through the storage writer
+//! ([`Storage::queue_store_replica`]: each sample once, by host, sequence number and time, also
+//! below the host's resume point); the hub then fans them out like local samples. A stream trimmed
 //! past this collector's position (it was away longer than the stream keeps) is logged and
 //! counted as a gap: those samples are missing here, and their origin's history API has them.
 
@@ -14,19 +15,14 @@ use redis::Value;
 
 use super::{Shared, StreamPos, connect, entry, log_loss, log_return, retry_delay};
 use crate::fanout::hub;
-use crate::storage::{Source, Storage, StoreError, replica as tables};
+use crate::storage::{Storage, StoreError, replica as tables};
 use crate::untrusted::escaped;
 
-/// Entries read per XREAD.
-const COUNT: usize = 512;
+/// Entries read per XREAD: a reply is held whole, so at most this many times
+/// [`entry::MAX_ENTRY_BYTES`] (an entry is one batch, a few KiB for a typical agent).
+const COUNT: usize = 128;
 /// How long one XREAD blocks for new entries, in ms.
 const BLOCK_MS: u64 = 1000;
-
-/// A host registered here from the stream, and the hello it was registered with.
-struct Known {
-    hello: Hello,
-    host_key: i64,
-}
 
 /// Consumes until the process ends: connects (with backoff), reads, reconnects on loss.
 pub(super) async fn run(
@@ -34,7 +30,7 @@ pub(super) async fn run(
     storage: Storage,
     hub: async_channel::Sender<hub::Event>,
 ) {
-    let mut known: HashMap<String, Known> = HashMap::new();
+    let mut known: HashMap<String, Hello> = HashMap::new();
     let mut attempt = 0u32;
     loop {
         let response = Duration::from_millis(BLOCK_MS) + Duration::from_secs(5);
@@ -75,7 +71,7 @@ async fn consume(
     storage: &Storage,
     hub: &async_channel::Sender<hub::Event>,
     connection: &mut redis::aio::MultiplexedConnection,
-    known: &mut HashMap<String, Known>,
+    known: &mut HashMap<String, Hello>,
 ) -> anyhow::Result<std::convert::Infallible> {
     let stream = shared.settings.stream.as_str();
     let mut cursor = *shared.consumed.lock().unwrap_or_else(|e| e.into_inner());
@@ -136,16 +132,17 @@ async fn consume(
                     continue;
                 }
             };
-            let Some(host_key) = register(storage, hub, known, &entry.hello).await? else {
-                shared.status.skipped_total.fetch_add(1, Relaxed);
-                continue;
-            };
+            let host_id = entry.hello.host_id.clone();
+            let changed = known.get(&host_id) != Some(&entry.hello);
+            if changed {
+                known.insert(host_id.clone(), entry.hello.clone());
+            }
             let batch = Batch { dropped_total: entry.dropped_total, samples: entry.samples };
             let answer = storage
-                .queue_store(host_key, batch, Source::Replica)
+                .queue_store_replica(Arc::new(entry.hello), changed, batch)
                 .await
                 .map_err(|e| anyhow::anyhow!("storage: {e}"))?;
-            answers.push((entry.hello.host_id, answer));
+            answers.push((host_id, answer));
         }
         for (host_id, answer) in answers {
             match answer.recv().await {
@@ -153,6 +150,8 @@ async fn consume(
                     shared.status.consumed_total.fetch_add(1, Relaxed);
                 }
                 Ok(Err(StoreError::Refused(why) | StoreError::Busy(why))) => {
+                    // Its next entry tells the storage (and the hub) of the host again.
+                    known.remove(&host_id);
                     shared.status.skipped_total.fetch_add(1, Relaxed);
                     log::warn!(
                         "redis: a batch of host {} from the stream was refused: {}",
@@ -173,40 +172,6 @@ async fn consume(
             cursor = newest;
             *shared.consumed.lock().unwrap_or_else(|e| e.into_inner()) = cursor;
             storage.set_replica_state(tables::CONSUMED, cursor.to_string()).await;
-        }
-    }
-}
-
-/// The host's key here, registering it (and telling the hub of it) the first time or when its
-/// hello changed; `None` when the storage refuses it.
-async fn register(
-    storage: &Storage,
-    hub: &async_channel::Sender<hub::Event>,
-    known: &mut HashMap<String, Known>,
-    hello: &Hello,
-) -> anyhow::Result<Option<i64>> {
-    if let Some(host) = known.get(&hello.host_id).filter(|k| k.hello == *hello) {
-        return Ok(Some(host.host_key));
-    }
-    // Not counted against the shared token's host limits: its origin admitted it.
-    match storage.register(hello.clone(), false).await {
-        Ok(registration) => {
-            let host_key = registration.host_key;
-            known.insert(hello.host_id.clone(), Known { hello: hello.clone(), host_key });
-            // Before its samples: the hub lists the host and fans them out.
-            hub.send(hub::Event::Replicated { hello: hello.clone() })
-                .await
-                .map_err(|_| anyhow::anyhow!("the hub stopped"))?;
-            Ok(Some(host_key))
-        }
-        Err(StoreError::Unavailable(why)) => anyhow::bail!("storage: {why}"),
-        Err(StoreError::Refused(why) | StoreError::Busy(why)) => {
-            log::warn!(
-                "redis: host {} from the stream not registered: {}",
-                escaped(&hello.host_id),
-                escaped(&why)
-            );
-            Ok(None)
         }
     }
 }

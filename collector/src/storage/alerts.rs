@@ -299,6 +299,7 @@ mod tests {
                 selector: Some(crate::activity::Selector::Mount),
             }),
             silenced: false,
+            notified_elsewhere: false,
             cause: AlertCause::Judged {
                 hostname: "web".into(),
                 severity: crate::alerts::Severity::Warning,

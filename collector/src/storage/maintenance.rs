@@ -168,6 +168,11 @@ impl Maintenance {
         }
     }
 
+    /// The time before which raw samples are pruned (`--retention-raw`).
+    pub fn raw_cutoff(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.policy.retention_raw.as_millis() as u64)
+    }
+
     /// Whether a host's rows are being deleted.
     pub fn is_removing(&self, host: i64) -> bool {
         self.removals.contains(&host)

@@ -89,12 +89,6 @@ pub enum Event {
     },
     /// The storage committed these.
     Stored(Vec<Stored>),
-    /// Replication registered a host that another collector's agent reports (`--redis`):
-    /// listed here, online while its samples keep coming.
-    Replicated {
-        /// The agent's hello, as its collector published it.
-        hello: Hello,
-    },
     /// A browser subscribes to live events.
     Subscribe {
         /// What it wants.
@@ -215,6 +209,15 @@ struct Host {
     samples: u64,
     /// When a sample of it last came from another collector (its agent is connected there).
     replicated_at: Option<Instant>,
+    /// The newest other collector's claim of it read from the stream (`--redis`): a connection
+    /// here whose own claim is older when the hub hears of it (the claims crossed during its
+    /// welcome) is closed as replaced at once.
+    claimed_elsewhere: Option<StreamPos>,
+    /// Whether this collector notifies the host's alerts: it serves the host's agent, or did
+    /// last, as far as it knows (`--redis`). False once another collector is seen serving it
+    /// (its samples come through the stream while no agent of it is connected here, or a newer
+    /// claim), true again when its agent connects here. Without `--redis`, always true.
+    served_here: bool,
 }
 
 impl Host {
@@ -234,6 +237,8 @@ impl Host {
             latest_sample: None,
             samples: 0,
             replicated_at: None,
+            claimed_elsewhere: None,
+            served_here: true,
         }
     }
 }
@@ -372,6 +377,7 @@ impl Hub {
                 device: (!orphan.device.is_empty())
                     .then_some(AlertDevice { name: orphan.device, selector: None }),
                 silenced: true,
+                notified_elsewhere: false,
                 cause: AlertCause::RuleRemoved { reason: "rule removed".into() },
             };
             hub.record(Some(&orphan.host), Activity::Alert(Box::new(alert)));
@@ -410,7 +416,6 @@ impl Hub {
                 self.agent_disconnected(conn, host_id, reason)
             }
             Event::Stored(stored) => self.stored(stored),
-            Event::Replicated { hello } => self.replicated(hello),
             Event::Subscribe { request, reply } => {
                 let subscription = self.subscribe(request);
                 // A subscriber that left before its answer simply never starts.
@@ -472,6 +477,7 @@ impl Hub {
         host.name = Arc::from(hello.hostname.as_str());
         host.hello = hello;
         host.conn = Some(conn);
+        host.served_here = true;
         host.connected_at = Some(Instant::now());
         host.connected_since_ms = Some(now_ms);
         let hostname = host.hello.hostname.clone();
@@ -487,8 +493,21 @@ impl Hub {
                 claim,
             },
         );
-        self.record(Some(&host_id), Activity::AgentConnected { hostname, addr });
+        // Another collector's newer claim, read while this connection was being welcomed.
+        let crossed = claim.zip(host.claimed_elsewhere).filter(|(ours, theirs)| theirs > ours);
+        self.record(Some(&host_id), Activity::AgentConnected { hostname, addr: addr.clone() });
         self.set_status(&host_id, "online");
+        if let Some((_, theirs)) = crossed {
+            log::warn!(
+                "host {}: another collector claimed it at {theirs}, after this one's claim; \
+                 closing the connection from {addr} as replaced",
+                escaped(&host_id)
+            );
+            if let Some(agent) = self.agents.get(&conn) {
+                // The connection may already be closing on its own.
+                let _ = agent.close.try_send(CloseReason::Replaced);
+            }
+        }
     }
 
     /// Closes this collector's connection of `host_id` if another collector's claim of it is
@@ -502,7 +521,12 @@ impl Hub {
         collector: &str,
         pos: StreamPos,
     ) {
-        let Some(conn) = self.hosts.get(host_id).and_then(|h| h.conn) else {
+        let Some(host) = self.hosts.get_mut(host_id) else {
+            return;
+        };
+        host.claimed_elsewhere = host.claimed_elsewhere.max(Some(pos));
+        let Some(conn) = host.conn else {
+            host.served_here = false;
             return;
         };
         let Some(agent) = self.agents.get(&conn) else {
@@ -538,7 +562,8 @@ impl Hub {
                     escaped(&hello.hostname),
                     escaped(&host_id)
                 );
-                self.hosts.insert(host_id, Host::new(hello));
+                // Served by its collector, which notifies its alerts.
+                self.hosts.insert(host_id, Host { served_here: false, ..Host::new(hello) });
             }
         }
     }
@@ -594,8 +619,9 @@ impl Hub {
     /// Publishes alert changes as `alert` activity events.
     fn record_alerts(&mut self, changes: Vec<Change>) {
         for change in changes {
-            let hostname =
-                self.hosts.get(&change.host).map(|h| h.hello.hostname.clone()).unwrap_or_default();
+            let host = self.hosts.get(&change.host);
+            let hostname = host.map(|h| h.hello.hostname.clone()).unwrap_or_default();
+            let notified_elsewhere = host.is_some_and(|h| !h.served_here);
             let state = if change.firing { AlertState::Firing } else { AlertState::Resolved };
             let silenced = self.silenced(&change.host, &change.rule);
             log::info!(
@@ -606,7 +632,11 @@ impl Hub {
                 escaped(&change.host),
                 change.device.as_deref().map(|d| format!(" {}", escaped(d))).unwrap_or_default(),
                 change.value,
-                if silenced { " (silenced: no notification)" } else { "" }
+                match (silenced, notified_elsewhere) {
+                    (true, _) => " (silenced: no notification)",
+                    (false, true) => " (another collector serves the host and notifies)",
+                    (false, false) => "",
+                }
             );
             let device = change.device.map(|name| AlertDevice {
                 name,
@@ -619,6 +649,7 @@ impl Hub {
                 since_ms: change.since_ms,
                 device,
                 silenced,
+                notified_elsewhere,
                 cause: AlertCause::Judged {
                     hostname,
                     severity: change.severity,
@@ -691,6 +722,12 @@ impl Hub {
     fn stored(&mut self, stored: Vec<Stored>) {
         for item in stored {
             let event = match item {
+                // Replication stored a host that another collector's agent reports
+                // (`--redis`): listed here, online while its samples keep coming.
+                Stored::Host { hello } => {
+                    self.replicated(*hello);
+                    continue;
+                }
                 Stored::Sample { eid, host_id, point, sample, dropped_total, replicated } => {
                     self.samples_total += 1;
                     self.this_second += 1;
@@ -700,6 +737,7 @@ impl Hub {
                     let remote = replicated && host.conn.is_none();
                     if remote {
                         host.replicated_at = Some(Instant::now());
+                        host.served_here = false;
                     }
                     host.samples += 1;
                     host.dropped_total = host.dropped_total.max(dropped_total);
