@@ -179,10 +179,12 @@ impl Replica {
         self.shared.status.view()
     }
 
-    /// Waits (at most 5 s) until outbox entry `id` is in the stream, unless Redis is down:
-    /// then the local commit alone backs the ack, and the outbox publishes it later.
+    /// Waits (at most 5 s) until outbox entry `id` is in the stream, unless Redis is down or
+    /// the publisher is working through a backlog (more than one pipeline of entries, after an
+    /// outage or a restart): then the local commit alone backs the ack, and the outbox
+    /// publishes it later.
     pub async fn published(&self, id: i64) {
-        if !self.shared.status.publisher_up() {
+        if !self.shared.status.publisher_up() || self.shared.status.backlog() {
             return;
         }
         let (done, wait) = async_channel::bounded(1);

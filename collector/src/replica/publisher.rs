@@ -73,10 +73,14 @@ pub(super) async fn run(
     }
 }
 
-/// Moves every waiting connection into `waiters`.
+/// Moves waiting connections into `waiters`, at most [`WAITERS`] in all: the others stay in
+/// the channel, which, full, sends further acks after the local commit alone.
 fn drain(waiting: &async_channel::Receiver<Waiter>, waiters: &mut Vec<Waiter>) {
-    while let Ok(waiter) = waiting.try_recv() {
-        waiters.push(waiter);
+    while waiters.len() < WAITERS {
+        match waiting.try_recv() {
+            Ok(waiter) => waiters.push(waiter),
+            Err(_) => break,
+        }
     }
 }
 
@@ -93,6 +97,9 @@ async fn publish(
     loop {
         drain(waiting, &mut waiters);
         let rows = read(outbox, *cursor).await?;
+        // A full chunk: more is waiting (a backlog after an outage or a restart), and new acks
+        // go with the local commit until it is published, instead of waiting behind it.
+        shared.status.set_backlog(rows.len() == CHUNK);
         if rows.is_empty() {
             // Every committed entry is in the stream, so every waiter's is.
             waiters.clear();

@@ -12,6 +12,8 @@ use serde::Serialize;
 pub struct Status {
     publisher_up: AtomicBool,
     consumer_up: AtomicBool,
+    /// The publisher has more than one pipeline of the outbox to publish.
+    backlog: AtomicBool,
     /// When the link was lost (unix ms), 0 while up or never connected.
     down_since_ms: AtomicU64,
     pub(super) published_total: AtomicU64,
@@ -50,6 +52,16 @@ impl Status {
     /// Whether the publisher can publish now (acks then wait for the stream).
     pub fn publisher_up(&self) -> bool {
         self.publisher_up.load(Relaxed)
+    }
+
+    /// Whether the publisher is working through a backlog (acks do not wait for it then).
+    pub fn backlog(&self) -> bool {
+        self.backlog.load(Relaxed)
+    }
+
+    /// Records whether the publisher's last read of the outbox left more to publish.
+    pub(super) fn set_backlog(&self, backlog: bool) {
+        self.backlog.store(backlog, Relaxed);
     }
 
     /// Whether the consumer reads the stream now.
