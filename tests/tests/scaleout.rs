@@ -392,5 +392,15 @@ fn a_backlog_published_late_fills_its_hole_and_moves_no_agent_state() {
         let seqs = stored_seqs(&b.db, &["remote".to_owned()]);
         (seqs[0] == [4, 5, 6] && b.host("remote").is_some()).then_some(())
     });
+
+    // An operator's broadcast on A reaches B's viewers and activity feed too.
+    let mut viewer = SseClient::connect(b.http, "/events?types=notification", &[]);
+    let body = br#"{"message": "maintenance at noon"}"#;
+    let sent = http(a.http, "POST", "/api/broadcast", &[("Authorization", &auth)], body);
+    assert_eq!(sent.status, 202);
+    assert_eq!(sent.json()["replicated"], true, "{}", String::from_utf8_lossy(&sent.body));
+    let event = viewer.until(10 * SECOND, |e| e.event == "notification");
+    assert_eq!(event.data["message"], "maintenance at noon", "{:?}", event.data);
+    assert!(event.data["from"].as_str().unwrap().contains("through collector"), "{:?}", event.data);
     drop(redis);
 }

@@ -118,6 +118,29 @@ async fn consume(
                 }
                 continue;
             }
+            if text(item.map.get("v")).as_deref() == Some(entry::BROADCAST) {
+                let message = text(item.map.get("message")).filter(|m| {
+                    !m.trim().is_empty()
+                        && !crate::untrusted::has_control(m)
+                        && m.chars().count() <= crate::api::routes::MAX_BROADCAST_CHARS
+                });
+                let from = text(item.map.get("from"))
+                    .filter(|f| f.len() <= 255 && !crate::untrusted::has_control(f));
+                match (message, from) {
+                    (Some(message), Some(from)) => {
+                        let origin = origin.unwrap_or_default();
+                        let tag = crate::fanout::events::event_tag(&origin);
+                        let from = format!("{from} (through collector {tag})");
+                        let event = hub::Event::Broadcast { message, from };
+                        hub.send(event).await.map_err(|_| anyhow::anyhow!("the hub stopped"))?;
+                    }
+                    _ => {
+                        shared.status.skipped_total.fetch_add(1, Relaxed);
+                        log::warn!("redis: skipping broadcast {}: no message or sender", item.id);
+                    }
+                }
+                continue;
+            }
             let decoded = match (text(item.map.get("v")).as_deref(), item.map.get("data")) {
                 (Some(entry::LAYOUT), Some(Value::BulkString(data))) => entry::decode(data),
                 (v, _) => {

@@ -16,6 +16,11 @@ pub const LAYOUT: &str = "1";
 /// welcomes an agent ([`super::Replica::claim`]).
 pub const CLAIM: &str = "claim";
 
+/// The layout of a broadcast: no data, but `message` and `from` fields, written when an
+/// operator broadcasts on one collector ([`super::Replica::broadcast`]), so every collector's
+/// viewers get it.
+pub const BROADCAST: &str = "broadcast";
+
 /// Most bytes of an entry's data a consumer decodes: a batch is at most one protocol message
 /// (1 MiB) plus its hello.
 pub const MAX_ENTRY_BYTES: usize = 2 << 20;

@@ -229,6 +229,44 @@ impl Replica {
         }
     }
 
+    /// After `POST /api/broadcast`: adds the message to the stream (an entry of layout
+    /// [`entry::BROADCAST`]), so the other collectors hand it to their viewers and activity
+    /// feeds too. Returns whether it is in the stream; `false` while Redis is away (then only
+    /// this collector's viewers get it).
+    pub async fn broadcast(&self, message: &str, from: &str) -> bool {
+        let connection = self.shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(mut connection) = connection else {
+            return false;
+        };
+        let settings = &self.shared.settings;
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(&settings.stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(settings.max_len)
+            .arg("*")
+            .arg("v")
+            .arg(entry::BROADCAST)
+            .arg("origin")
+            .arg(&self.shared.collector_id)
+            .arg("message")
+            .arg(message)
+            .arg("from")
+            .arg(from);
+        let added = xadd.query_async::<String>(&mut connection);
+        match agent::runtime::within(CLAIM_WAIT, added).await {
+            Some(Ok(_)) => true,
+            Some(Err(err)) => {
+                log::warn!("redis: a broadcast was not published to the other collectors: {err}");
+                false
+            }
+            None => {
+                log::warn!("redis: a broadcast was not published to the other collectors in time");
+                false
+            }
+        }
+    }
+
     /// Before a welcome: waits (at most 3 s) until the consumer has stored everything the
     /// stream held when asked, so the resume point counts what other collectors stored of this
     /// host. Returns whether it got there.
