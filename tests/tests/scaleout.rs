@@ -402,5 +402,28 @@ fn a_backlog_published_late_fills_its_hole_and_moves_no_agent_state() {
     let event = viewer.until(10 * SECOND, |e| e.event == "notification");
     assert_eq!(event.data["message"], "maintenance at noon", "{:?}", event.data);
     assert!(event.data["from"].as_str().unwrap().contains("through collector"), "{:?}", event.data);
+
+    // A silence made on B holds on A too (A serves the host and sends its notifications), and
+    // deleting it on A deletes it on B.
+    let body = br#"{"host": "remote", "duration": "1h", "comment": "disk swap"}"#;
+    let made = http(b.http, "POST", "/api/silences", &[("Authorization", &auth)], body);
+    assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.body));
+    let copy = wait_for(10 * SECOND, "the silence on A", || {
+        let (_, silences) = a.get_json("/api/silences");
+        silences.as_array()?.iter().find(|s| s["host"] == "remote").cloned()
+    });
+    assert_eq!(
+        (copy["comment"].as_str(), copy["active"].as_bool()),
+        (Some("disk swap"), Some(true))
+    );
+    assert!(
+        copy["origin"].as_str().is_some_and(|o| o.ends_with(&format!(":{}", made.json()["id"])))
+    );
+    let path = format!("/api/silences/{}", copy["id"]);
+    assert_eq!(http(a.http, "DELETE", &path, &[("Authorization", &auth)], b"").status, 200);
+    wait_for(10 * SECOND, "the silence gone from B", || {
+        let (_, silences) = b.get_json("/api/silences");
+        silences.as_array()?.is_empty().then_some(())
+    });
     drop(redis);
 }

@@ -15,6 +15,7 @@ use redis::Value;
 
 use super::{Shared, StreamPos, connect, entry, log_loss, log_return, retry_delay};
 use crate::fanout::hub;
+use crate::storage::alerts::{Silence, SilenceChange};
 use crate::storage::{Storage, StoreError, replica as tables};
 use crate::untrusted::escaped;
 
@@ -118,6 +119,16 @@ async fn consume(
                 }
                 continue;
             }
+            if text(item.map.get("v")).as_deref() == Some(entry::SILENCE) {
+                match silence_change(&item.map, &shared.event_tag) {
+                    Ok(change) => apply_silence(storage, hub, change).await?,
+                    Err(why) => {
+                        shared.status.skipped_total.fetch_add(1, Relaxed);
+                        log::warn!("redis: skipping silence entry {}: {why}", item.id);
+                    }
+                }
+                continue;
+            }
             if text(item.map.get("v")).as_deref() == Some(entry::BROADCAST) {
                 let message = text(item.map.get("message")).filter(|m| {
                     !m.trim().is_empty()
@@ -197,6 +208,86 @@ async fn consume(
             storage.set_replica_state(tables::CONSUMED, cursor.to_string()).await;
         }
     }
+}
+
+/// The change a silence entry asks for, checked as the API checks a silence.
+fn silence_change(fields: &HashMap<String, Value>, our_tag: &str) -> Result<SilenceChange, String> {
+    let field = |name: &str| -> Result<String, String> {
+        let value = text(fields.get(name)).ok_or_else(|| format!("no {name}"))?;
+        if crate::untrusted::has_control(&value) || value.chars().count() > 500 {
+            return Err(format!("{name} is not a silence's"));
+        }
+        Ok(value)
+    };
+    let reference = field("ref")?;
+    let Some((tag, id)) = reference.split_once(':') else {
+        return Err(format!("reference {reference:?} is not TAG:ID"));
+    };
+    let op = field("op")?;
+    if op == "delete" {
+        // One of ours (deleted on another collector) by its id; another's by its reference.
+        return Ok(match (tag == our_tag, id.parse::<u64>()) {
+            (true, Ok(id)) => SilenceChange::Delete(id),
+            _ => SilenceChange::DeleteOrigin(reference),
+        });
+    }
+    if op != "add" {
+        return Err(format!("unknown op {op:?}"));
+    }
+    if tag == our_tag {
+        return Err("a silence of this collector's own".into()); // Never from another origin.
+    }
+    let glob = |name: &str| field(name).map(|g| Some(g).filter(|g| !g.trim().is_empty()));
+    let number = |name: &str| -> Result<u64, String> {
+        field(name)?.parse().map_err(|_| format!("{name} is not a number"))
+    };
+    let silence = Silence {
+        id: 0,
+        host: glob("host")?,
+        rule: glob("rule")?,
+        until_ms: number("until_ms")?,
+        created_ms: number("created_ms")?,
+        comment: field("comment")?,
+        created_by: field("created_by")?,
+        origin: Some(reference),
+    };
+    if silence.host.is_none() && silence.rule.is_none() {
+        return Err("a silence of every host and rule".into());
+    }
+    Ok(SilenceChange::Add(silence))
+}
+
+/// Stores a silence change from the stream and tells the hub, as the API does.
+async fn apply_silence(
+    storage: &Storage,
+    hub: &async_channel::Sender<hub::Event>,
+    change: SilenceChange,
+) -> anyhow::Result<()> {
+    let adding = matches!(change, SilenceChange::Add(_));
+    let changed = match storage.change_silences(change).await {
+        Ok(changed) => changed,
+        Err(StoreError::Unavailable(why)) => anyhow::bail!("storage: {why}"),
+        Err(err) => {
+            log::warn!("redis: a silence from the stream was not stored: {err}");
+            return Ok(());
+        }
+    };
+    let Some(silence) = changed else {
+        return Ok(()); // Added already, or deleted already.
+    };
+    log::info!(
+        "silence {} {} from the stream ({}): host {} rule {}",
+        silence.id,
+        if adding { "added" } else { "deleted" },
+        silence.origin.as_deref().unwrap_or("made here"),
+        escaped(silence.host.as_deref().unwrap_or("*")),
+        escaped(silence.rule.as_deref().unwrap_or("*"))
+    );
+    let event = match adding {
+        true => hub::Event::Silenced(silence),
+        false => hub::Event::Unsilenced(silence.id),
+    };
+    hub.send(event).await.map_err(|_| anyhow::anyhow!("the hub stopped"))
 }
 
 /// Says (once per connection) whether the stream was trimmed past `cursor`: Redis 7 keeps the

@@ -21,6 +21,11 @@ pub const CLAIM: &str = "claim";
 /// viewers get it.
 pub const BROADCAST: &str = "broadcast";
 
+/// The layout of a silence's addition or deletion: no data, but `op` (`add` or `delete`),
+/// `ref` (`TAG:ID` of the collector that made it) and, to add, the silence's fields
+/// ([`super::Replica::silence_added`]).
+pub const SILENCE: &str = "silence";
+
 /// Most bytes of an entry's data a consumer decodes: a batch is at most one protocol message
 /// (1 MiB) plus its hello.
 pub const MAX_ENTRY_BYTES: usize = 2 << 20;

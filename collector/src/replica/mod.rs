@@ -29,6 +29,7 @@ use anyhow::Context;
 use protocol::Hello;
 
 use crate::fanout::hub;
+use crate::storage::alerts::Silence;
 use crate::storage::{Storage, replica as tables};
 
 /// The default stream key.
@@ -234,8 +235,46 @@ impl Replica {
     /// feeds too. Returns whether it is in the stream; `false` while Redis is away (then only
     /// this collector's viewers get it).
     pub async fn broadcast(&self, message: &str, from: &str) -> bool {
+        let fields = [("message", message.to_owned()), ("from", from.to_owned())];
+        self.announce(entry::BROADCAST, &fields, "a broadcast").await
+    }
+
+    /// After a silence was added here: adds it to the stream (layout [`entry::SILENCE`]), so
+    /// every collector holds back the notifications it covers (the one serving a host sends
+    /// them). Returns whether it is in the stream.
+    pub async fn silence_added(&self, silence: &Silence) -> bool {
+        let fields = [
+            ("op", "add".to_owned()),
+            ("ref", self.silence_ref(silence)),
+            ("host", silence.host.clone().unwrap_or_default()),
+            ("rule", silence.rule.clone().unwrap_or_default()),
+            ("until_ms", silence.until_ms.to_string()),
+            ("created_ms", silence.created_ms.to_string()),
+            ("comment", silence.comment.clone()),
+            ("created_by", silence.created_by.clone()),
+        ];
+        self.announce(entry::SILENCE, &fields, "a silence").await
+    }
+
+    /// After a silence was deleted here: has every collector delete its copy.
+    pub async fn silence_deleted(&self, silence: &Silence) -> bool {
+        let fields = [("op", "delete".to_owned()), ("ref", self.silence_ref(silence))];
+        self.announce(entry::SILENCE, &fields, "a silence's deletion").await
+    }
+
+    /// A silence's reference across collectors: `TAG:ID` of the collector that made it.
+    fn silence_ref(&self, silence: &Silence) -> String {
+        silence
+            .origin
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.shared.event_tag, silence.id))
+    }
+
+    /// XADDs an entry of `layout` with `fields` on the publisher's connection, within 2 s.
+    async fn announce(&self, layout: &str, fields: &[(&str, String)], what: &str) -> bool {
         let connection = self.shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(mut connection) = connection else {
+            log::warn!("redis: {what} stays on this collector: Redis is away");
             return false;
         };
         let settings = &self.shared.settings;
@@ -246,22 +285,21 @@ impl Replica {
             .arg(settings.max_len)
             .arg("*")
             .arg("v")
-            .arg(entry::BROADCAST)
+            .arg(layout)
             .arg("origin")
-            .arg(&self.shared.collector_id)
-            .arg("message")
-            .arg(message)
-            .arg("from")
-            .arg(from);
+            .arg(&self.shared.collector_id);
+        for (name, value) in fields {
+            xadd.arg(*name).arg(value);
+        }
         let added = xadd.query_async::<String>(&mut connection);
         match agent::runtime::within(CLAIM_WAIT, added).await {
             Some(Ok(_)) => true,
             Some(Err(err)) => {
-                log::warn!("redis: a broadcast was not published to the other collectors: {err}");
+                log::warn!("redis: {what} was not published to the other collectors: {err}");
                 false
             }
             None => {
-                log::warn!("redis: a broadcast was not published to the other collectors in time");
+                log::warn!("redis: {what} was not published to the other collectors in time");
                 false
             }
         }

@@ -227,6 +227,10 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 6: silences made on another collector (`--redis`) keep their origin's reference
+    // (`TAG:ID`), so a deletion anywhere finds them, and a replayed entry adds nothing twice.
+    "ALTER TABLE silences ADD COLUMN origin TEXT;
+    CREATE UNIQUE INDEX silences_origin ON silences(origin) WHERE origin IS NOT NULL;",
 ];
 
 /// The DDL of schema version 1, as a release before storage v2 created it (the collector
