@@ -199,6 +199,9 @@ pub enum Stored {
         /// It came from another collector through the stream (its agent is not connected
         /// here).
         replicated: bool,
+        /// Stored below the host's resume point: a hole an outage left, filled from the stream
+        /// late (history, not the present: alerts do not judge it).
+        late: bool,
     },
     /// A host first stored here from the stream, or whose agent's hello changed there: the
     /// hub lists it (before its samples, which follow in the same publication).
@@ -260,6 +263,10 @@ struct HostState {
     host_id: Arc<str>,
     /// The agent instance whose numbering `last_seq` is.
     instance_id: u64,
+    /// When a local agent last registered it (unix ms; 0: not since the writer loaded it): a
+    /// batch from the stream of another instance only takes the host over with samples newer
+    /// than that, so a backlog of the agent's previous state never displaces the live agent.
+    registered_ms: u64,
     last_seq: Option<u64>,
     /// Time of the newest stored sample, which bounds how far the next may jump.
     last_seen_ms: Option<u64>,
@@ -1066,6 +1073,7 @@ fn register(
         HostState {
             host_id: hello.host_id.as_str().into(),
             instance_id: hello.instance_id,
+            registered_ms: crate::now_ms(),
             last_seq,
             last_seen_ms: last_seen_ms.map(|t| t.max(0) as u64),
             dropped_total: dropped_total as u64,
@@ -1249,6 +1257,7 @@ fn host_state<'h>(
         slot.insert(HostState {
             host_id: host_id.into(),
             instance_id: instance as u64,
+            registered_ms: 0,
             last_seq: last_seq.map(|s| s as u64),
             last_seen_ms: last_seen_ms.map(|t| t.max(0) as u64),
             dropped_total: dropped_total as u64,
@@ -1263,8 +1272,8 @@ fn host_state<'h>(
 /// stored for `host`: another instance, with samples later than any stored. An older
 /// instance's batch (a backlog another collector published late) is not.
 fn newer_instance(host: &HostState, instance_id: u64, batch: &Batch) -> bool {
-    host.instance_id != instance_id
-        && batch.samples.first().is_some_and(|s| s.ts_ms > host.last_seen_ms.unwrap_or(0))
+    let newest_here = host.last_seen_ms.unwrap_or(0).max(host.registered_ms);
+    host.instance_id != instance_id && batch.samples.first().is_some_and(|s| s.ts_ms > newest_here)
 }
 
 /// Whether sample (`seq`, `ts_ms`) of a host is stored already, raw or in its minute's block.
@@ -1284,7 +1293,7 @@ fn already_stored(
     }
     let minute = ts_ms - ts_ms % 60_000;
     if block.as_ref().is_none_or(|(m, _)| *m != minute) {
-        let rows = rows::block_rows(tx, host_key, minute, minute + 1)?;
+        let rows = rows::block_rows(tx, host_key, minute, minute + 60_000)?;
         *block = Some((minute, rows.iter().map(|r| (r.seq, r.ts)).collect()));
     }
     Ok(block.as_ref().is_some_and(|(_, rows)| rows.contains(&(seq, ts_ms))))
@@ -1370,6 +1379,9 @@ fn store(
         Source::Local(_) => None,
         Source::Replica { instance_id } => Some(*instance_id),
     };
+    if replica.is_some() && batch.samples.iter().any(|s| s.seq > MAX_SEQ) {
+        return Ok(Err(format!("a sequence number past {MAX_SEQ}")));
+    }
     if replica.is_none()
         && let Some(why) =
             refused_sequence(&batch.samples, host.last_seq, host.last_seen_ms, crate::now_ms())
@@ -1442,6 +1454,7 @@ fn store(
             sample: sample.clone(),
             dropped_total: batch_dropped,
             replicated: replica.is_some(),
+            late: !ahead,
         });
         if publish.is_some() {
             fresh.push(sample.clone());
