@@ -179,9 +179,6 @@ pub struct Alert {
     pub device: Option<AlertDevice>,
     /// A silence held its notifications back.
     pub silenced: bool,
-    /// Another collector serves the host (`--redis`), and its notification is that
-    /// collector's to send: this one records the alert but does not notify.
-    pub notified_elsewhere: bool,
     /// Who decided it.
     pub cause: AlertCause,
 }
@@ -295,8 +292,6 @@ struct AlertFields {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     sensor: Option<String>,
     silenced: bool,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    notified_elsewhere: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hostname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -324,7 +319,6 @@ impl From<Alert> for AlertFields {
             disk: None,
             sensor: None,
             silenced: alert.silenced,
-            notified_elsewhere: alert.notified_elsewhere,
             hostname: None,
             severity: None,
             summary: None,
@@ -396,7 +390,6 @@ impl TryFrom<AlertFields> for Alert {
             since_ms: fields.since,
             device,
             silenced: fields.silenced,
-            notified_elsewhere: fields.notified_elsewhere,
             cause,
         })
     }
@@ -432,7 +425,6 @@ mod tests {
             since_ms: SINCE,
             device: Some(AlertDevice { name: "/var".into(), selector: Some(Selector::Mount) }),
             silenced: false,
-            notified_elsewhere: false,
             cause: AlertCause::Judged {
                 hostname: "web-1".into(),
                 severity: Severity::Warning,
@@ -514,7 +506,6 @@ mod tests {
                         since_ms: SINCE,
                         device: None,
                         silenced: true,
-                        notified_elsewhere: false,
                         cause: AlertCause::Judged {
                             hostname: "web-1".into(),
                             severity: Severity::Critical,
@@ -538,7 +529,6 @@ mod tests {
                         since_ms: SINCE,
                         device: Some(AlertDevice { name: "eth0".into(), selector: None }),
                         silenced: true,
-                        notified_elsewhere: false,
                         cause: AlertCause::RuleRemoved { reason: "rule removed".into() },
                     })),
                 ),

@@ -39,6 +39,11 @@ pub const DEFAULT_MAX_LEN: usize = 100_000;
 
 /// How long an agent's ack waits for its batch's XADD before it is sent anyway.
 const ACK_WAIT: Duration = Duration::from_secs(5);
+/// How far (in outbox entries) an ack's entry may be behind the published ones and still
+/// wait for the stream: four pipelines.
+const BACKLOG_ENTRIES: i64 = 4 * 256;
+/// How long a notification's claim is kept in Redis, in seconds.
+const NOTIFIED_KEEP_SECONDS: u64 = 2 * 86_400;
 /// How long a welcome waits for its claim's XADD.
 const CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// How long a hello waits for the consumer to reach the stream's end before the welcome.
@@ -181,11 +186,11 @@ impl Replica {
     }
 
     /// Waits (at most 5 s) until outbox entry `id` is in the stream, unless Redis is down or
-    /// the publisher is working through a backlog (more than one pipeline of entries, after an
-    /// outage or a restart): then the local commit alone backs the ack, and the outbox
-    /// publishes it later.
+    /// the entry is more than 1,024 entries behind what is published (a backlog after an outage
+    /// or a restart): then the local commit alone backs the ack, and the outbox publishes it
+    /// later.
     pub async fn published(&self, id: i64) {
-        if !self.shared.status.publisher_up() || self.shared.status.backlog() {
+        if !self.shared.status.publisher_up() || self.shared.status.behind(id, BACKLOG_ENTRIES) {
             return;
         }
         let (done, wait) = async_channel::bounded(1);
@@ -302,6 +307,41 @@ impl Replica {
                 log::warn!("redis: {what} was not published to the other collectors in time");
                 false
             }
+        }
+    }
+
+    /// Whether this collector is the first to send `notification` on `channel`: claims it in
+    /// Redis (`SET NX` of a key made of the channel, rule, host, device, state and the time
+    /// the condition began, which every collector derives from the same samples; kept two
+    /// days). `true` also while Redis is away or does not answer in 2 s.
+    pub async fn first_to_notify(
+        &self,
+        channel: &str,
+        notification: &crate::notify::Notification,
+    ) -> bool {
+        let connection = self.shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(mut connection) = connection else {
+            return true;
+        };
+        let key = format!(
+            "{}:notified:{channel}:{}:{}:{}:{}:{}",
+            self.shared.settings.stream,
+            notification.rule,
+            notification.host,
+            notification.device.as_deref().unwrap_or(""),
+            notification.state,
+            notification.since_ms
+        );
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(&self.shared.collector_id).arg("NX").arg("EX").arg(NOTIFIED_KEEP_SECONDS);
+        let claim = set.query_async::<Option<String>>(&mut connection);
+        match agent::runtime::within(CLAIM_WAIT, claim).await {
+            Some(Ok(set)) => set.is_some(),
+            Some(Err(err)) => {
+                log::debug!("redis: notification claim failed, sending anyway: {err}");
+                true
+            }
+            None => true,
         }
     }
 

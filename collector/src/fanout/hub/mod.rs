@@ -213,11 +213,6 @@ struct Host {
     /// here whose own claim is older when the hub hears of it (the claims crossed during its
     /// welcome) is closed as replaced at once.
     claimed_elsewhere: Option<StreamPos>,
-    /// Whether this collector notifies the host's alerts: it serves the host's agent, or did
-    /// last, as far as it knows (`--redis`). False once another collector is seen serving it
-    /// (its samples come through the stream while no agent of it is connected here, or a newer
-    /// claim), true again when its agent connects here. Without `--redis`, always true.
-    served_here: bool,
 }
 
 impl Host {
@@ -238,7 +233,6 @@ impl Host {
             samples: 0,
             replicated_at: None,
             claimed_elsewhere: None,
-            served_here: true,
         }
     }
 }
@@ -377,7 +371,6 @@ impl Hub {
                 device: (!orphan.device.is_empty())
                     .then_some(AlertDevice { name: orphan.device, selector: None }),
                 silenced: true,
-                notified_elsewhere: false,
                 cause: AlertCause::RuleRemoved { reason: "rule removed".into() },
             };
             hub.record(Some(&orphan.host), Activity::Alert(Box::new(alert)));
@@ -477,7 +470,6 @@ impl Hub {
         host.name = Arc::from(hello.hostname.as_str());
         host.hello = hello;
         host.conn = Some(conn);
-        host.served_here = true;
         host.connected_at = Some(Instant::now());
         host.connected_since_ms = Some(now_ms);
         let hostname = host.hello.hostname.clone();
@@ -526,7 +518,6 @@ impl Hub {
         };
         host.claimed_elsewhere = host.claimed_elsewhere.max(Some(pos));
         let Some(conn) = host.conn else {
-            host.served_here = false;
             return;
         };
         let Some(agent) = self.agents.get(&conn) else {
@@ -562,8 +553,7 @@ impl Hub {
                     escaped(&hello.hostname),
                     escaped(&host_id)
                 );
-                // Served by its collector, which notifies its alerts.
-                self.hosts.insert(host_id, Host { served_here: false, ..Host::new(hello) });
+                self.hosts.insert(host_id, Host::new(hello));
             }
         }
     }
@@ -619,9 +609,8 @@ impl Hub {
     /// Publishes alert changes as `alert` activity events.
     fn record_alerts(&mut self, changes: Vec<Change>) {
         for change in changes {
-            let host = self.hosts.get(&change.host);
-            let hostname = host.map(|h| h.hello.hostname.clone()).unwrap_or_default();
-            let notified_elsewhere = host.is_some_and(|h| !h.served_here);
+            let hostname =
+                self.hosts.get(&change.host).map(|h| h.hello.hostname.clone()).unwrap_or_default();
             let state = if change.firing { AlertState::Firing } else { AlertState::Resolved };
             let silenced = self.silenced(&change.host, &change.rule);
             log::info!(
@@ -632,11 +621,7 @@ impl Hub {
                 escaped(&change.host),
                 change.device.as_deref().map(|d| format!(" {}", escaped(d))).unwrap_or_default(),
                 change.value,
-                match (silenced, notified_elsewhere) {
-                    (true, _) => " (silenced: no notification)",
-                    (false, true) => " (another collector serves the host and notifies)",
-                    (false, false) => "",
-                }
+                if silenced { " (silenced: no notification)" } else { "" }
             );
             let device = change.device.map(|name| AlertDevice {
                 name,
@@ -649,7 +634,6 @@ impl Hub {
                 since_ms: change.since_ms,
                 device,
                 silenced,
-                notified_elsewhere,
                 cause: AlertCause::Judged {
                     hostname,
                     severity: change.severity,
@@ -728,21 +712,24 @@ impl Hub {
                     self.replicated(*hello);
                     continue;
                 }
-                Stored::Sample { eid, host_id, point, sample, dropped_total, replicated } => {
+                Stored::Sample { eid, host_id, point, sample, dropped_total, replicated, late } => {
                     self.samples_total += 1;
                     self.this_second += 1;
                     let Some(host) = self.hosts.get_mut(host_id.as_ref()) else {
                         continue;
                     };
-                    let remote = replicated && host.conn.is_none();
+                    // A hole filled from the stream is history: it says nothing of whether
+                    // the host reports now, and alerts judge the present only.
+                    let remote = replicated && !late && host.conn.is_none();
                     if remote {
                         host.replicated_at = Some(Instant::now());
-                        host.served_here = false;
                     }
                     host.samples += 1;
                     host.dropped_total = host.dropped_total.max(dropped_total);
                     host.last_seen_ms = Some(host.last_seen_ms.unwrap_or(0).max(point.ts));
-                    host.last_sample_at = Some(Instant::now());
+                    if !late {
+                        host.last_sample_at = Some(Instant::now());
+                    }
                     let newest = host.latest.as_ref().is_none_or(|l| l.ts <= point.ts);
                     // Per-device values only when a rule reads them, from the host's sample
                     // before this one (rates), as storage derived them.
@@ -757,7 +744,10 @@ impl Hub {
                         hostname: &host.hello.hostname,
                         interval_ms: u64::from(host.hello.interval_ms.max(100)),
                     };
-                    let changes = self.alerts.on_point(subject, &point, &devices);
+                    let changes = match late {
+                        true => Vec::new(),
+                        false => self.alerts.on_point(subject, &point, &devices),
+                    };
                     let event =
                         LiveEvent::sample(eid, host_id.clone(), host.name.clone(), point.clone());
                     if newest {
