@@ -193,8 +193,12 @@ async fn consume(
                         escaped(&why)
                     );
                 }
-                // Read again from the same position once the storage commits again.
-                Ok(Err(StoreError::Unavailable(why))) => anyhow::bail!("storage: {why}"),
+                // Read again from the same position once the storage commits again; the hellos
+                // of the failed transaction were not stored, so every host's is sent again.
+                Ok(Err(StoreError::Unavailable(why))) => {
+                    known.clear();
+                    anyhow::bail!("storage: {why}")
+                }
                 Err(_) => anyhow::bail!("storage stopped"),
             }
         }
@@ -253,6 +257,14 @@ fn silence_change(fields: &HashMap<String, Value>, our_tag: &str) -> Result<Sile
     };
     if silence.host.is_none() && silence.rule.is_none() {
         return Err("a silence of every host and rule".into());
+    }
+    // As the API bounds them: made now (a day of clock difference allowed), at most a year.
+    let now = crate::now_ms();
+    if silence.created_ms > now + 86_400_000
+        || silence.until_ms <= silence.created_ms
+        || silence.until_ms - silence.created_ms > 366 * 86_400_000
+    {
+        return Err("a silence's times out of bounds".into());
     }
     Ok(SilenceChange::Add(silence))
 }

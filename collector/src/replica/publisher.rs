@@ -97,9 +97,9 @@ async fn publish(
     loop {
         drain(waiting, &mut waiters);
         let rows = read(outbox, *cursor).await?;
-        // A full chunk: more is waiting (a backlog after an outage or a restart), and new acks
-        // go with the local commit until it is published, instead of waiting behind it.
-        shared.status.set_backlog(rows.len() == CHUNK);
+        // Acks of entries far behind the published ones (a backlog after an outage or a
+        // restart) go with the local commit instead of waiting behind it.
+        shared.status.set_published(if rows.is_empty() { i64::MAX } else { *cursor });
         if rows.is_empty() {
             // Every committed entry is in the stream, so every waiter's is.
             waiters.clear();
@@ -131,6 +131,7 @@ async fn publish(
         let _ids: Vec<String> = pipe.query_async(connection).await?;
         let newest = rows.last().map_or(*cursor, |(id, _)| *id);
         *cursor = newest;
+        shared.status.set_published(newest);
         shared
             .status
             .published_total

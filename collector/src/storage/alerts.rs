@@ -122,7 +122,8 @@ pub fn change_silences(
             }
             silence.id = tx.last_insert_rowid() as u64;
             // Expired silences are kept a day for the record, then go.
-            let day_ago = silence.created_ms.saturating_sub(86_400_000) as i64;
+            // By this collector's clock at most: a replicated silence's time is another's.
+            let day_ago = silence.created_ms.min(crate::now_ms()).saturating_sub(86_400_000) as i64;
             tx.prepare_cached("DELETE FROM silences WHERE until_ms < ?1")?.execute([day_ago])?;
             Ok(Some(silence))
         }
@@ -323,7 +324,6 @@ mod tests {
                 selector: Some(crate::activity::Selector::Mount),
             }),
             silenced: false,
-            notified_elsewhere: false,
             cause: AlertCause::Judged {
                 hostname: "web".into(),
                 severity: crate::alerts::Severity::Warning,
