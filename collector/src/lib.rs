@@ -256,7 +256,6 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .context("reading the notification cursors")?;
     let resume =
         notify::Resume { cursors, events, newest_eid: storage.next_event_id().saturating_sub(1) };
-    let notifier = notify::Notifier::start(&config.notify, &storage, &resume)?;
     let readers = Readers::open(&config.db, 4, config.policy.retention_raw)?;
     let replica = match &config.redis {
         Some(settings) => {
@@ -264,6 +263,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let notifier = notify::Notifier::start(&config.notify, &storage, &resume, replica.as_ref())?;
 
     let http_listener = bind(config.http, "--http")?;
     let ws_listener = bind(config.ws, "--ws")?;

@@ -759,3 +759,50 @@ fn notify_test_sends_on_every_channel_and_says_which_failed() {
     let mail = wait_for(WAIT, "the email over STARTTLS", || tls.messages().pop());
     assert!(mail.contains("hostwatch test notification"), "{mail}");
 }
+
+#[test]
+fn with_redis_every_collector_judges_a_host_and_one_sends_its_notification() {
+    let dir = temp_dir();
+    let redis = RedisServer::start(dir.path());
+    let hook = Hook::start(200);
+    let config = write_config(
+        dir.path(),
+        "collector.toml",
+        &format!(
+            "[[alert]]\nname = \"busy\"\nmetric = \"cpu_percent\"\nop = \">\"\nthreshold = -1\n\
+             for = \"2s\"\nsummary = \"{{host}} busy\"\n{}",
+            webhook_table("hook", &hook.url())
+        ),
+    );
+    let token = "alerts-redis-token";
+    let url = redis.url();
+    let config = config.to_str().unwrap();
+    let args = ["--no-self-monitor", "--agent-token", token, "--config", config, "--redis", &url];
+    let dirs: Vec<_> = (0..2).map(|_| temp_dir()).collect();
+    let collectors: Vec<Collector> =
+        dirs.iter().map(|d| Collector::spawn(d.path(), &args)).collect();
+    let spool = dirs[0].path().join("spool");
+    let _agent = Agent::spawn(&collectors[0].ingest_url(), token, "shared-host", &spool, &[]);
+
+    // Both collectors judge the host from the same samples (B gets them through the stream),
+    // record the alert and make the same notification; the first to claim it in Redis sends it.
+    for collector in &collectors {
+        wait_for(WAIT, "the alert recorded on each collector", || {
+            recent(collector, "shared-host")
+                .into_iter()
+                .find(|e| e["rule"] == "busy" && e["state"] == "firing")
+        });
+    }
+    let total = |name: &str| -> f64 {
+        let line = format!("hostwatch_collector_notify_{name}_total{{channel=\"hook\"}} ");
+        collectors.iter().map(|c| metric(c, &line)).sum()
+    };
+    wait_for(WAIT, "one sent and one left to the other collector", || {
+        (total("sent") == 1.0 && total("deduplicated") == 1.0).then_some(())
+    });
+    assert_eq!(hook.count("busy", "shared-host", "firing"), 1, "one notification in all");
+    assert!(
+        collectors.iter().any(|c| c.log.contains("was sent by another collector")),
+        "the other collector says why it did not send"
+    );
+}

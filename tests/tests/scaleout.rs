@@ -290,3 +290,140 @@ fn a_host_connected_to_two_collectors_is_served_by_the_newest() {
     assert!(!b.log.contains("closing the connection from"), "B kept its connection");
     drop(redis);
 }
+
+/// Samples of `seqs` at 1 s apart, the first at `start_ms`.
+fn probe_run(seqs: std::ops::RangeInclusive<u64>, start_ms: u64) -> Vec<protocol::Sample> {
+    let first = *seqs.start();
+    seqs.map(|seq| probe_sample(seq, start_ms + (seq - first) * 1000)).collect()
+}
+
+#[test]
+fn a_backlog_published_late_fills_its_hole_and_moves_no_agent_state() {
+    let redis_dir = temp_dir();
+    let mut redis = RedisServer::start_with(redis_dir.path(), true);
+    let token = "scaleout-backlog-token";
+    let url = redis.url();
+    let admin = "scaleout-admin";
+    let args =
+        ["--no-self-monitor", "--agent-token", token, "--admin-token", admin, "--redis", &url];
+    let dirs: Vec<_> = (0..2).map(|_| temp_dir()).collect();
+    let collectors: Vec<Collector> =
+        dirs.iter().map(|d| Collector::spawn(d.path(), &args)).collect();
+    let (a, b) = (&collectors[0], &collectors[1]);
+    let (mover, reinstalled) = ("mover".to_owned(), "reinstalled".to_owned());
+    let hosts = [mover.clone(), reinstalled.clone()];
+    let old = now_ms() - 120_000;
+
+    // Both hosts' first samples reach both collectors while Redis is up.
+    let mut mover_on_a = ProbeAgent::connect(a.ws, token, &mover).expect("welcomed by A");
+    assert_eq!(mover_on_a.store(probe_run(1..=5, old)), 5);
+    let mut old_instance = ProbeAgent::connect(a.ws, token, &reinstalled).expect("welcomed");
+    assert_eq!(old_instance.store(probe_run(1..=5, old)), 5);
+    wait_for(10 * SECOND, "B holding both hosts' first samples", || {
+        (stored_seqs(&b.db, &hosts) == [vec![1, 2, 3, 4, 5], vec![1, 2, 3, 4, 5]]).then_some(())
+    });
+
+    // Redis goes away; A stores (and acks) more of both on its own.
+    redis.kill();
+    for collector in &collectors {
+        wait_for(10 * SECOND, "redis_up false", || {
+            let (_, ready) = collector.get_json("/readyz");
+            (ready["redis_up"] == false).then_some(())
+        });
+    }
+    assert_eq!(mover_on_a.store(probe_run(6..=10, old + 5_000)), 10);
+    assert_eq!(old_instance.store(probe_run(6..=10, old + 5_000)), 10);
+    drop(mover_on_a);
+    drop(old_instance);
+
+    // The mover's agent moves to B, which knows it up to 5 and gets what came after A's acks;
+    // the other host's agent is reinstalled (a new instance, numbering afresh) and goes to B.
+    let mut mover_on_b = ProbeAgent::connect(b.ws, token, &mover).expect("welcomed by B");
+    assert_eq!(mover_on_b.welcome_last_seq, Some(5));
+    assert_eq!(mover_on_b.store(probe_run(11..=15, old + 10_000)), 15);
+    let mut new_instance =
+        ProbeAgent::connect_instance(b.ws, token, &reinstalled, 8).expect("welcomed by B");
+    assert_eq!(new_instance.welcome_last_seq, None);
+    let recent = now_ms() - 10_000;
+    assert_eq!(new_instance.store(probe_run(1..=3, recent)), 3);
+
+    // Redis returns: A's backlog (6 to 10 of both) reaches B below B's resume point.
+    redis.restart();
+    wait_for(20 * SECOND, "the mover converging on both", || {
+        let on_a = stored_seqs(&a.db, std::slice::from_ref(&mover));
+        let on_b = stored_seqs(&b.db, std::slice::from_ref(&mover));
+        (on_a == on_b && on_a[0].len() == 15).then_some(())
+    });
+    let mover_seqs = &stored_seqs(&b.db, std::slice::from_ref(&mover))[0];
+    assert_eq!(not_exactly_once(mover_seqs), None, "mover on B: {mover_seqs:?}");
+    wait_for(20 * SECOND, "the old instance's backlog on B", || {
+        let samples = stored_samples(&b.db, &reinstalled);
+        (samples.len() == 13).then_some(())
+    });
+    // The old instance's backlog moved nothing: the new instance's next sample is stored and
+    // acknowledged as its own, here and on A (which took the new instance from the stream).
+    assert_eq!(new_instance.store(probe_run(4..=4, recent + 3_000)), 4);
+    let want: Vec<(u64, u64)> = {
+        let mut want: Vec<_> = probe_run(1..=10, old).iter().map(|s| (s.seq, s.ts_ms)).collect();
+        want.extend(probe_run(1..=4, recent).iter().map(|s| (s.seq, s.ts_ms)));
+        want.sort_unstable();
+        want
+    };
+    for collector in &collectors {
+        wait_for(10 * SECOND, "both instances' samples, each once", || {
+            (stored_samples(&collector.db, &reinstalled) == want).then_some(())
+        });
+    }
+    drop(new_instance);
+    drop(mover_on_b);
+
+    // A host removed on B while its agent (on A) is silent comes back with its next batch.
+    let mut remote = ProbeAgent::connect(a.ws, token, "remote").expect("welcomed by A");
+    assert_eq!(remote.store(probe_run(1..=3, now_ms() - 3_000)), 3);
+    wait_for(15 * SECOND, "remote offline on B", || {
+        b.host("remote").filter(|h| h["status"] == "offline").map(|_| ())
+    });
+    let auth = format!("Bearer {admin}");
+    let removed = http(b.http, "DELETE", "/api/hosts/remote", &[("Authorization", &auth)], b"");
+    assert_eq!(removed.status, 202, "{}", String::from_utf8_lossy(&removed.body));
+    assert!(b.host("remote").is_none(), "removed from B");
+    assert_eq!(remote.store(probe_run(4..=6, now_ms())), 6);
+    wait_for(10 * SECOND, "remote back on B with its new samples", || {
+        let seqs = stored_seqs(&b.db, &["remote".to_owned()]);
+        (seqs[0] == [4, 5, 6] && b.host("remote").is_some()).then_some(())
+    });
+
+    // An operator's broadcast on A reaches B's viewers and activity feed too.
+    let mut viewer = SseClient::connect(b.http, "/events?types=notification", &[]);
+    let body = br#"{"message": "maintenance at noon"}"#;
+    let sent = http(a.http, "POST", "/api/broadcast", &[("Authorization", &auth)], body);
+    assert_eq!(sent.status, 202);
+    assert_eq!(sent.json()["replicated"], true, "{}", String::from_utf8_lossy(&sent.body));
+    let event = viewer.until(10 * SECOND, |e| e.event == "notification");
+    assert_eq!(event.data["message"], "maintenance at noon", "{:?}", event.data);
+    assert!(event.data["from"].as_str().unwrap().contains("through collector"), "{:?}", event.data);
+
+    // A silence made on B holds on A too (A serves the host and sends its notifications), and
+    // deleting it on A deletes it on B.
+    let body = br#"{"host": "remote", "duration": "1h", "comment": "disk swap"}"#;
+    let made = http(b.http, "POST", "/api/silences", &[("Authorization", &auth)], body);
+    assert_eq!(made.status, 201, "{}", String::from_utf8_lossy(&made.body));
+    let copy = wait_for(10 * SECOND, "the silence on A", || {
+        let (_, silences) = a.get_json("/api/silences");
+        silences.as_array()?.iter().find(|s| s["host"] == "remote").cloned()
+    });
+    assert_eq!(
+        (copy["comment"].as_str(), copy["active"].as_bool()),
+        (Some("disk swap"), Some(true))
+    );
+    assert!(
+        copy["origin"].as_str().is_some_and(|o| o.ends_with(&format!(":{}", made.json()["id"])))
+    );
+    let path = format!("/api/silences/{}", copy["id"]);
+    assert_eq!(http(a.http, "DELETE", &path, &[("Authorization", &auth)], b"").status, 200);
+    wait_for(10 * SECOND, "the silence gone from B", || {
+        let (_, silences) = b.get_json("/api/silences");
+        silences.as_array()?.is_empty().then_some(())
+    });
+    drop(redis);
+}

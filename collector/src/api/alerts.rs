@@ -179,6 +179,7 @@ fn parse_silence(body: &[u8], now: u64, by: String) -> Result<Silence, String> {
         created_ms: now,
         comment: text("comment")?.unwrap_or_default(),
         created_by: by,
+        origin: None,
     })
 }
 
@@ -198,7 +199,12 @@ async fn create(request: &Request, ctx: &Ctx) -> Reply {
                 crate::untrusted::escaped(silence.rule.as_deref().unwrap_or("*")),
                 silence.until_ms
             );
-            let body = shown(&silence, now);
+            let mut body = shown(&silence, now);
+            // With --redis every collector holds it, so whichever sends the notification
+            // holds it back.
+            if let Some(replica) = &ctx.replica {
+                body["replicated"] = json!(replica.silence_added(&silence).await);
+            }
             // At shutdown the hub is gone; the silence is stored for the next start.
             let _ = ctx.hub.send(hub::Event::Silenced(silence)).await;
             Response::json(201, &body)
@@ -215,9 +221,13 @@ async fn delete(id: &str, ctx: &Ctx) -> Reply {
     match ctx.storage.change_silences(SilenceChange::Delete(id)).await {
         Ok(Some(silence)) => {
             log::info!("silence {id} deleted");
+            let mut body = json!({ "deleted": shown(&silence, crate::now_ms()) });
+            if let Some(replica) = &ctx.replica {
+                body["replicated"] = json!(replica.silence_deleted(&silence).await);
+            }
             // As above: at shutdown nobody needs to hear of it.
             let _ = ctx.hub.send(hub::Event::Unsilenced(id)).await;
-            Response::json(200, &json!({ "deleted": shown(&silence, crate::now_ms()) }))
+            Response::json(200, &body)
         }
         Ok(None) => Response::error(404, format!("no silence {id}")),
         Err(err) => Response::error(503, format!("storage: {err}")),

@@ -363,7 +363,7 @@ fn collector_series(out: &mut Exposition, stats: &StatsView, figures: &Collector
     if !figures.notify.is_empty() {
         use std::sync::atomic::Ordering::Relaxed;
         type Read = fn(&crate::notify::ChannelStats) -> u64;
-        let counters: [(&str, &str, Read); 3] = [
+        let counters: [(&str, &str, Read); 4] = [
             (
                 "hostwatch_collector_notify_sent_total",
                 "Notifications delivered, by channel.",
@@ -378,6 +378,11 @@ fn collector_series(out: &mut Exposition, stats: &StatsView, figures: &Collector
                 "hostwatch_collector_notify_dropped_total",
                 "Notifications dropped (queue full, or retried for an hour in vain), by channel.",
                 |s| s.dropped_total.load(Relaxed),
+            ),
+            (
+                "hostwatch_collector_notify_deduplicated_total",
+                "Notifications another collector sent first (--redis), by channel.",
+                |s| s.deduplicated_total.load(Relaxed),
             ),
         ];
         for (name, help, read) in counters {

@@ -291,10 +291,18 @@ async fn broadcast(request: &Request, ctx: &Ctx) -> Reply {
         Err(err) => return Response::error(400, format!("body is not JSON: {err}")),
     };
     log::info!("broadcast from {}: {}", request.remote, crate::untrusted::escaped(&message));
-    let event = hub::Event::Broadcast { message, from: request.remote.to_string() };
-    match ctx.hub.send(event).await {
-        Ok(()) => Response::json(202, &json!({ "ok": true })),
-        Err(_) => Response::error(503, "shutting down"),
+    let from = request.remote.to_string();
+    let event = hub::Event::Broadcast { message: message.clone(), from: from.clone() };
+    if ctx.hub.send(event).await.is_err() {
+        return Response::error(503, "shutting down");
+    }
+    match &ctx.replica {
+        // With --redis the other collectors' viewers get it too, through the stream.
+        Some(replica) => {
+            let replicated = replica.broadcast(&message, &from).await;
+            Response::json(202, &json!({ "ok": true, "replicated": replicated }))
+        }
+        None => Response::json(202, &json!({ "ok": true })),
     }
 }
 

@@ -361,7 +361,7 @@ const MAX_CLOCK_AHEAD_MS: u64 = 24 * 3600 * 1000;
 /// retention never reaches and make every chart's time axis useless. The agent's clock is wrong.
 fn implausible_time(batch: &protocol::Batch) -> Option<Ending> {
     let now = crate::now_ms();
-    let sample = batch.samples.iter().find(|s| s.ts_ms > now + MAX_CLOCK_AHEAD_MS)?;
+    let sample = dated_ahead(&batch.samples, now)?;
     Some(Ending::refuse(
         RefusalReason::Malformed,
         format!(
@@ -370,6 +370,12 @@ fn implausible_time(batch: &protocol::Batch) -> Option<Ending> {
             (sample.ts_ms - now) / 1000
         ),
     ))
+}
+
+/// The first sample dated more than a day ahead of `now_ms`, if any (also checked on batches
+/// from the stream, `--redis`).
+pub(crate) fn dated_ahead(samples: &[protocol::Sample], now_ms: u64) -> Option<&protocol::Sample> {
+    samples.iter().find(|s| s.ts_ms > now_ms.saturating_add(MAX_CLOCK_AHEAD_MS))
 }
 
 fn decode_error(err: DecodeError) -> Ending {

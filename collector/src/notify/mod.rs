@@ -164,6 +164,8 @@ pub struct ChannelStats {
     pub failures_total: AtomicU64,
     /// Notifications dropped: queue full, or retried for [`RETRY_FOR`] in vain.
     pub dropped_total: AtomicU64,
+    /// Notifications not sent because another collector sent them first (`--redis`).
+    pub deduplicated_total: AtomicU64,
 }
 
 struct Channel {
@@ -197,6 +199,7 @@ impl Notifier {
         config: &NotifyConfig,
         storage: &crate::storage::Storage,
         resume: &Resume,
+        replica: Option<&crate::replica::Replica>,
     ) -> anyhow::Result<Self> {
         let mut channels = Vec::new();
         for channel in &config.channels {
@@ -239,15 +242,17 @@ impl Notifier {
                 ChannelConfig::Webhook(hook) => {
                     let sender = webhook::Sender::new(hook.clone())?;
                     // Detached: it serves its queue until the collector exits.
-                    crate::spawn(run_webhook(sender, rx, stats.clone(), storage.clone())).detach();
+                    let (stats, storage) = (stats.clone(), storage.clone());
+                    let once = replica.cloned();
+                    crate::spawn(run_webhook(sender, rx, stats, storage, once)).detach();
                 }
                 ChannelConfig::Email(mail) => {
                     let sender = email::Sender::new(mail.clone())?;
-                    let (stats, storage) = (stats.clone(), storage.clone());
+                    let (stats, storage, once) = (stats.clone(), storage.clone(), replica.cloned());
                     // Detached as well; it ends when its queue closes.
                     std::thread::Builder::new()
                         .name(format!("notify-{name}"))
-                        .spawn(move || run_email(sender, rx, stats, storage))?;
+                        .spawn(move || run_email(sender, rx, stats, storage, once))?;
                 }
             }
             channels.push(Channel {
@@ -371,9 +376,14 @@ async fn run_webhook(
     rx: async_channel::Receiver<Arc<Notification>>,
     stats: Arc<ChannelStats>,
     storage: crate::storage::Storage,
+    once: Option<crate::replica::Replica>,
 ) {
     let mut log = FailureLog::new();
     while let Ok(notification) = rx.recv().await {
+        if !first_to_send(once.as_ref(), &stats, &notification).await {
+            storage.notify_delivered(&stats.name, notification.event_id).await;
+            continue;
+        }
         let mut attempts = Attempts::new();
         loop {
             let result = sender.send(&notification).await;
@@ -391,9 +401,14 @@ fn run_email(
     rx: async_channel::Receiver<Arc<Notification>>,
     stats: Arc<ChannelStats>,
     storage: crate::storage::Storage,
+    once: Option<crate::replica::Replica>,
 ) {
     let mut log = FailureLog::new();
     while let Ok(notification) = rx.recv_blocking() {
+        if !smol::block_on(first_to_send(once.as_ref(), &stats, &notification)) {
+            smol::block_on(storage.notify_delivered(&stats.name, notification.event_id));
+            continue;
+        }
         let mut attempts = Attempts::new();
         loop {
             let result = sender.send(&notification);
@@ -404,6 +419,32 @@ fn run_email(
         }
         smol::block_on(storage.notify_delivered(&stats.name, notification.event_id));
     }
+}
+
+/// Whether this collector sends `notification` on the channel: always alone; with `--redis`,
+/// when it is the first collector to claim it in Redis (every collector judges every host's
+/// alerts from the same samples, so each makes the same notification). While Redis is away
+/// every collector sends: a duplicate rather than a page nobody gets.
+async fn first_to_send(
+    once: Option<&crate::replica::Replica>,
+    stats: &ChannelStats,
+    notification: &Notification,
+) -> bool {
+    let Some(replica) = once else {
+        return true;
+    };
+    if replica.first_to_notify(&stats.name, notification).await {
+        return true;
+    }
+    stats.deduplicated_total.fetch_add(1, Ordering::Relaxed);
+    log::info!(
+        "notify {}: the {} notification of {} on {} was sent by another collector",
+        stats.name,
+        notification.state,
+        notification.rule,
+        crate::untrusted::escaped(&notification.host)
+    );
+    false
 }
 
 /// The delivery attempts of one notification, shared by the webhook (async) and email (a

@@ -1,6 +1,7 @@
 //! The consumer task: reads the stream from the position kept in the database (XREAD BLOCK),
-//! skips this collector's own entries, and stores the others' through the normal storage path,
-//! idempotent by (host, seq); the hub then fans them out like local samples. A stream trimmed
+//! skips this collector's own entries, and stores the others' through the storage writer
+//! ([`Storage::queue_store_replica`]: each sample once, by host, sequence number and time, also
+//! below the host's resume point); the hub then fans them out like local samples. A stream trimmed
 //! past this collector's position (it was away longer than the stream keeps) is logged and
 //! counted as a gap: those samples are missing here, and their origin's history API has them.
 
@@ -14,19 +15,15 @@ use redis::Value;
 
 use super::{Shared, StreamPos, connect, entry, log_loss, log_return, retry_delay};
 use crate::fanout::hub;
-use crate::storage::{Source, Storage, StoreError, replica as tables};
+use crate::storage::alerts::{Silence, SilenceChange};
+use crate::storage::{Storage, StoreError, replica as tables};
 use crate::untrusted::escaped;
 
-/// Entries read per XREAD.
-const COUNT: usize = 512;
+/// Entries read per XREAD: a reply is held whole, so at most this many times
+/// [`entry::MAX_ENTRY_BYTES`] (an entry is one batch, a few KiB for a typical agent).
+const COUNT: usize = 128;
 /// How long one XREAD blocks for new entries, in ms.
 const BLOCK_MS: u64 = 1000;
-
-/// A host registered here from the stream, and the hello it was registered with.
-struct Known {
-    hello: Hello,
-    host_key: i64,
-}
 
 /// Consumes until the process ends: connects (with backoff), reads, reconnects on loss.
 pub(super) async fn run(
@@ -34,7 +31,7 @@ pub(super) async fn run(
     storage: Storage,
     hub: async_channel::Sender<hub::Event>,
 ) {
-    let mut known: HashMap<String, Known> = HashMap::new();
+    let mut known: HashMap<String, Hello> = HashMap::new();
     let mut attempt = 0u32;
     loop {
         let response = Duration::from_millis(BLOCK_MS) + Duration::from_secs(5);
@@ -75,7 +72,7 @@ async fn consume(
     storage: &Storage,
     hub: &async_channel::Sender<hub::Event>,
     connection: &mut redis::aio::MultiplexedConnection,
-    known: &mut HashMap<String, Known>,
+    known: &mut HashMap<String, Hello>,
 ) -> anyhow::Result<std::convert::Infallible> {
     let stream = shared.settings.stream.as_str();
     let mut cursor = *shared.consumed.lock().unwrap_or_else(|e| e.into_inner());
@@ -122,6 +119,39 @@ async fn consume(
                 }
                 continue;
             }
+            if text(item.map.get("v")).as_deref() == Some(entry::SILENCE) {
+                match silence_change(&item.map, &shared.event_tag) {
+                    Ok(change) => apply_silence(storage, hub, change).await?,
+                    Err(why) => {
+                        shared.status.skipped_total.fetch_add(1, Relaxed);
+                        log::warn!("redis: skipping silence entry {}: {why}", item.id);
+                    }
+                }
+                continue;
+            }
+            if text(item.map.get("v")).as_deref() == Some(entry::BROADCAST) {
+                let message = text(item.map.get("message")).filter(|m| {
+                    !m.trim().is_empty()
+                        && !crate::untrusted::has_control(m)
+                        && m.chars().count() <= crate::api::routes::MAX_BROADCAST_CHARS
+                });
+                let from = text(item.map.get("from"))
+                    .filter(|f| f.len() <= 255 && !crate::untrusted::has_control(f));
+                match (message, from) {
+                    (Some(message), Some(from)) => {
+                        let origin = origin.unwrap_or_default();
+                        let tag = crate::fanout::events::event_tag(&origin);
+                        let from = format!("{from} (through collector {tag})");
+                        let event = hub::Event::Broadcast { message, from };
+                        hub.send(event).await.map_err(|_| anyhow::anyhow!("the hub stopped"))?;
+                    }
+                    _ => {
+                        shared.status.skipped_total.fetch_add(1, Relaxed);
+                        log::warn!("redis: skipping broadcast {}: no message or sender", item.id);
+                    }
+                }
+                continue;
+            }
             let decoded = match (text(item.map.get("v")).as_deref(), item.map.get("data")) {
                 (Some(entry::LAYOUT), Some(Value::BulkString(data))) => entry::decode(data),
                 (v, _) => {
@@ -136,16 +166,17 @@ async fn consume(
                     continue;
                 }
             };
-            let Some(host_key) = register(storage, hub, known, &entry.hello).await? else {
-                shared.status.skipped_total.fetch_add(1, Relaxed);
-                continue;
-            };
+            let host_id = entry.hello.host_id.clone();
+            let changed = known.get(&host_id) != Some(&entry.hello);
+            if changed {
+                known.insert(host_id.clone(), entry.hello.clone());
+            }
             let batch = Batch { dropped_total: entry.dropped_total, samples: entry.samples };
             let answer = storage
-                .queue_store(host_key, batch, Source::Replica)
+                .queue_store_replica(Arc::new(entry.hello), changed, batch)
                 .await
                 .map_err(|e| anyhow::anyhow!("storage: {e}"))?;
-            answers.push((entry.hello.host_id, answer));
+            answers.push((host_id, answer));
         }
         for (host_id, answer) in answers {
             match answer.recv().await {
@@ -153,6 +184,8 @@ async fn consume(
                     shared.status.consumed_total.fetch_add(1, Relaxed);
                 }
                 Ok(Err(StoreError::Refused(why) | StoreError::Busy(why))) => {
+                    // Its next entry tells the storage (and the hub) of the host again.
+                    known.remove(&host_id);
                     shared.status.skipped_total.fetch_add(1, Relaxed);
                     log::warn!(
                         "redis: a batch of host {} from the stream was refused: {}",
@@ -160,8 +193,12 @@ async fn consume(
                         escaped(&why)
                     );
                 }
-                // Read again from the same position once the storage commits again.
-                Ok(Err(StoreError::Unavailable(why))) => anyhow::bail!("storage: {why}"),
+                // Read again from the same position once the storage commits again; the hellos
+                // of the failed transaction were not stored, so every host's is sent again.
+                Ok(Err(StoreError::Unavailable(why))) => {
+                    known.clear();
+                    anyhow::bail!("storage: {why}")
+                }
                 Err(_) => anyhow::bail!("storage stopped"),
             }
         }
@@ -177,38 +214,92 @@ async fn consume(
     }
 }
 
-/// The host's key here, registering it (and telling the hub of it) the first time or when its
-/// hello changed; `None` when the storage refuses it.
-async fn register(
+/// The change a silence entry asks for, checked as the API checks a silence.
+fn silence_change(fields: &HashMap<String, Value>, our_tag: &str) -> Result<SilenceChange, String> {
+    let field = |name: &str| -> Result<String, String> {
+        let value = text(fields.get(name)).ok_or_else(|| format!("no {name}"))?;
+        if crate::untrusted::has_control(&value) || value.chars().count() > 500 {
+            return Err(format!("{name} is not a silence's"));
+        }
+        Ok(value)
+    };
+    let reference = field("ref")?;
+    let Some((tag, id)) = reference.split_once(':') else {
+        return Err(format!("reference {reference:?} is not TAG:ID"));
+    };
+    let op = field("op")?;
+    if op == "delete" {
+        // One of ours (deleted on another collector) by its id; another's by its reference.
+        return Ok(match (tag == our_tag, id.parse::<u64>()) {
+            (true, Ok(id)) => SilenceChange::Delete(id),
+            _ => SilenceChange::DeleteOrigin(reference),
+        });
+    }
+    if op != "add" {
+        return Err(format!("unknown op {op:?}"));
+    }
+    if tag == our_tag {
+        return Err("a silence of this collector's own".into()); // Never from another origin.
+    }
+    let glob = |name: &str| field(name).map(|g| Some(g).filter(|g| !g.trim().is_empty()));
+    let number = |name: &str| -> Result<u64, String> {
+        field(name)?.parse().map_err(|_| format!("{name} is not a number"))
+    };
+    let silence = Silence {
+        id: 0,
+        host: glob("host")?,
+        rule: glob("rule")?,
+        until_ms: number("until_ms")?,
+        created_ms: number("created_ms")?,
+        comment: field("comment")?,
+        created_by: field("created_by")?,
+        origin: Some(reference),
+    };
+    if silence.host.is_none() && silence.rule.is_none() {
+        return Err("a silence of every host and rule".into());
+    }
+    // As the API bounds them: made now (a day of clock difference allowed), at most a year.
+    let now = crate::now_ms();
+    if silence.created_ms > now + 86_400_000
+        || silence.until_ms <= silence.created_ms
+        || silence.until_ms - silence.created_ms > 366 * 86_400_000
+    {
+        return Err("a silence's times out of bounds".into());
+    }
+    Ok(SilenceChange::Add(silence))
+}
+
+/// Stores a silence change from the stream and tells the hub, as the API does.
+async fn apply_silence(
     storage: &Storage,
     hub: &async_channel::Sender<hub::Event>,
-    known: &mut HashMap<String, Known>,
-    hello: &Hello,
-) -> anyhow::Result<Option<i64>> {
-    if let Some(host) = known.get(&hello.host_id).filter(|k| k.hello == *hello) {
-        return Ok(Some(host.host_key));
-    }
-    // Not counted against the shared token's host limits: its origin admitted it.
-    match storage.register(hello.clone(), false).await {
-        Ok(registration) => {
-            let host_key = registration.host_key;
-            known.insert(hello.host_id.clone(), Known { hello: hello.clone(), host_key });
-            // Before its samples: the hub lists the host and fans them out.
-            hub.send(hub::Event::Replicated { hello: hello.clone() })
-                .await
-                .map_err(|_| anyhow::anyhow!("the hub stopped"))?;
-            Ok(Some(host_key))
-        }
+    change: SilenceChange,
+) -> anyhow::Result<()> {
+    let adding = matches!(change, SilenceChange::Add(_));
+    let changed = match storage.change_silences(change).await {
+        Ok(changed) => changed,
         Err(StoreError::Unavailable(why)) => anyhow::bail!("storage: {why}"),
-        Err(StoreError::Refused(why) | StoreError::Busy(why)) => {
-            log::warn!(
-                "redis: host {} from the stream not registered: {}",
-                escaped(&hello.host_id),
-                escaped(&why)
-            );
-            Ok(None)
+        Err(err) => {
+            log::warn!("redis: a silence from the stream was not stored: {err}");
+            return Ok(());
         }
-    }
+    };
+    let Some(silence) = changed else {
+        return Ok(()); // Added already, or deleted already.
+    };
+    log::info!(
+        "silence {} {} from the stream ({}): host {} rule {}",
+        silence.id,
+        if adding { "added" } else { "deleted" },
+        silence.origin.as_deref().unwrap_or("made here"),
+        escaped(silence.host.as_deref().unwrap_or("*")),
+        escaped(silence.rule.as_deref().unwrap_or("*"))
+    );
+    let event = match adding {
+        true => hub::Event::Silenced(silence),
+        false => hub::Event::Unsilenced(silence.id),
+    };
+    hub.send(event).await.map_err(|_| anyhow::anyhow!("the hub stopped"))
 }
 
 /// Says (once per connection) whether the stream was trimmed past `cursor`: Redis 7 keeps the

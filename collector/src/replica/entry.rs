@@ -16,6 +16,16 @@ pub const LAYOUT: &str = "1";
 /// welcomes an agent ([`super::Replica::claim`]).
 pub const CLAIM: &str = "claim";
 
+/// The layout of a broadcast: no data, but `message` and `from` fields, written when an
+/// operator broadcasts on one collector ([`super::Replica::broadcast`]), so every collector's
+/// viewers get it.
+pub const BROADCAST: &str = "broadcast";
+
+/// The layout of a silence's addition or deletion: no data, but `op` (`add` or `delete`),
+/// `ref` (`TAG:ID` of the collector that made it) and, to add, the silence's fields
+/// ([`super::Replica::silence_added`]).
+pub const SILENCE: &str = "silence";
+
 /// Most bytes of an entry's data a consumer decodes: a batch is at most one protocol message
 /// (1 MiB) plus its hello.
 pub const MAX_ENTRY_BYTES: usize = 2 << 20;
@@ -53,15 +63,26 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, String> {
     if bytes.len() > MAX_ENTRY_BYTES {
         return Err(format!("{} bytes, over {MAX_ENTRY_BYTES}", bytes.len()));
     }
-    let entry: Entry = postcard::from_bytes(bytes).map_err(|e| e.to_string())?;
+    let (entry, rest): (Entry, _) = postcard::take_from_bytes(bytes).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!("{} trailing bytes", rest.len()));
+    }
     if entry.hello.host_id.trim().is_empty() || crate::untrusted::has_control(&entry.hello.host_id)
     {
         return Err("a host id that no agent may have".into());
     }
-    if entry.samples.windows(2).any(|w| w[0].seq >= w[1].seq) {
+    // The protocol's limits, as on an agent's own messages: a collector of another build (or
+    // anything else that writes to the stream) must not store more than an agent could send.
+    entry.hello.check_limits().map_err(|e| e.to_string())?;
+    let batch = protocol::Batch { dropped_total: entry.dropped_total, samples: entry.samples };
+    batch.check_limits().map_err(|e| e.to_string())?;
+    if batch.samples.windows(2).any(|w| w[0].seq >= w[1].seq) {
         return Err("samples out of sequence order".into());
     }
-    Ok(entry)
+    if let Some(sample) = crate::ingest::connection::dated_ahead(&batch.samples, crate::now_ms()) {
+        return Err(format!("sample {} is dated more than a day ahead of this clock", sample.seq));
+    }
+    Ok(Entry { hello: entry.hello, dropped_total: batch.dropped_total, samples: batch.samples })
 }
 
 #[cfg(test)]
@@ -85,5 +106,21 @@ mod tests {
         assert!(decode(&encode(&hello, 0, &reversed).unwrap()).is_err());
         let bad = Hello { host_id: "a\nb".into(), ..Hello::default() };
         assert!(decode(&encode(&bad, 0, &samples).unwrap()).is_err());
+        let mut trailing = bytes.clone();
+        trailing.push(0);
+        assert!(decode(&trailing).unwrap_err().contains("trailing"));
+        // Over the protocol's limits, as an agent's batch would be.
+        let long = Hello { hostname: "h".repeat(4096), ..hello.clone() };
+        assert!(decode(&encode(&long, 0, &samples).unwrap()).is_err());
+        let many: Vec<_> = (1..=protocol::Limits::MAX_SAMPLES_PER_BATCH as u64 + 1)
+            .map(|seq| Arc::new(Sample { seq, ts_ms: seq, ..Sample::default() }))
+            .collect();
+        assert!(decode(&encode(&hello, 0, &many).unwrap()).is_err());
+        let ahead = [Arc::new(Sample {
+            seq: 1,
+            ts_ms: crate::now_ms() + 2 * 86_400_000,
+            ..Sample::default()
+        })];
+        assert!(decode(&encode(&hello, 0, &ahead).unwrap()).unwrap_err().contains("ahead"));
     }
 }

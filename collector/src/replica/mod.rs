@@ -29,6 +29,7 @@ use anyhow::Context;
 use protocol::Hello;
 
 use crate::fanout::hub;
+use crate::storage::alerts::Silence;
 use crate::storage::{Storage, replica as tables};
 
 /// The default stream key.
@@ -38,6 +39,11 @@ pub const DEFAULT_MAX_LEN: usize = 100_000;
 
 /// How long an agent's ack waits for its batch's XADD before it is sent anyway.
 const ACK_WAIT: Duration = Duration::from_secs(5);
+/// How far (in outbox entries) an ack's entry may be behind the published ones and still
+/// wait for the stream: four pipelines.
+const BACKLOG_ENTRIES: i64 = 4 * 256;
+/// How long a notification's claim is kept in Redis, in seconds.
+const NOTIFIED_KEEP_SECONDS: u64 = 2 * 86_400;
 /// How long a welcome waits for its claim's XADD.
 const CLAIM_WAIT: Duration = Duration::from_secs(2);
 /// How long a hello waits for the consumer to reach the stream's end before the welcome.
@@ -179,10 +185,12 @@ impl Replica {
         self.shared.status.view()
     }
 
-    /// Waits (at most 5 s) until outbox entry `id` is in the stream, unless Redis is down:
-    /// then the local commit alone backs the ack, and the outbox publishes it later.
+    /// Waits (at most 5 s) until outbox entry `id` is in the stream, unless Redis is down or
+    /// the entry is more than 1,024 entries behind what is published (a backlog after an outage
+    /// or a restart): then the local commit alone backs the ack, and the outbox publishes it
+    /// later.
     pub async fn published(&self, id: i64) {
-        if !self.shared.status.publisher_up() {
+        if !self.shared.status.publisher_up() || self.shared.status.behind(id, BACKLOG_ENTRIES) {
             return;
         }
         let (done, wait) = async_channel::bounded(1);
@@ -224,6 +232,116 @@ impl Replica {
                 None
             }
             None => None,
+        }
+    }
+
+    /// After `POST /api/broadcast`: adds the message to the stream (an entry of layout
+    /// [`entry::BROADCAST`]), so the other collectors hand it to their viewers and activity
+    /// feeds too. Returns whether it is in the stream; `false` while Redis is away (then only
+    /// this collector's viewers get it).
+    pub async fn broadcast(&self, message: &str, from: &str) -> bool {
+        let fields = [("message", message.to_owned()), ("from", from.to_owned())];
+        self.announce(entry::BROADCAST, &fields, "a broadcast").await
+    }
+
+    /// After a silence was added here: adds it to the stream (layout [`entry::SILENCE`]), so
+    /// every collector holds back the notifications it covers (the one serving a host sends
+    /// them). Returns whether it is in the stream.
+    pub async fn silence_added(&self, silence: &Silence) -> bool {
+        let fields = [
+            ("op", "add".to_owned()),
+            ("ref", self.silence_ref(silence)),
+            ("host", silence.host.clone().unwrap_or_default()),
+            ("rule", silence.rule.clone().unwrap_or_default()),
+            ("until_ms", silence.until_ms.to_string()),
+            ("created_ms", silence.created_ms.to_string()),
+            ("comment", silence.comment.clone()),
+            ("created_by", silence.created_by.clone()),
+        ];
+        self.announce(entry::SILENCE, &fields, "a silence").await
+    }
+
+    /// After a silence was deleted here: has every collector delete its copy.
+    pub async fn silence_deleted(&self, silence: &Silence) -> bool {
+        let fields = [("op", "delete".to_owned()), ("ref", self.silence_ref(silence))];
+        self.announce(entry::SILENCE, &fields, "a silence's deletion").await
+    }
+
+    /// A silence's reference across collectors: `TAG:ID` of the collector that made it.
+    fn silence_ref(&self, silence: &Silence) -> String {
+        silence
+            .origin
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.shared.event_tag, silence.id))
+    }
+
+    /// XADDs an entry of `layout` with `fields` on the publisher's connection, within 2 s.
+    async fn announce(&self, layout: &str, fields: &[(&str, String)], what: &str) -> bool {
+        let connection = self.shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(mut connection) = connection else {
+            log::warn!("redis: {what} stays on this collector: Redis is away");
+            return false;
+        };
+        let settings = &self.shared.settings;
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(&settings.stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(settings.max_len)
+            .arg("*")
+            .arg("v")
+            .arg(layout)
+            .arg("origin")
+            .arg(&self.shared.collector_id);
+        for (name, value) in fields {
+            xadd.arg(*name).arg(value);
+        }
+        let added = xadd.query_async::<String>(&mut connection);
+        match agent::runtime::within(CLAIM_WAIT, added).await {
+            Some(Ok(_)) => true,
+            Some(Err(err)) => {
+                log::warn!("redis: {what} was not published to the other collectors: {err}");
+                false
+            }
+            None => {
+                log::warn!("redis: {what} was not published to the other collectors in time");
+                false
+            }
+        }
+    }
+
+    /// Whether this collector is the first to send `notification` on `channel`: claims it in
+    /// Redis (`SET NX` of a key made of the channel, rule, host, device, state and the time
+    /// the condition began, which every collector derives from the same samples; kept two
+    /// days). `true` also while Redis is away or does not answer in 2 s.
+    pub async fn first_to_notify(
+        &self,
+        channel: &str,
+        notification: &crate::notify::Notification,
+    ) -> bool {
+        let connection = self.shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(mut connection) = connection else {
+            return true;
+        };
+        let key = format!(
+            "{}:notified:{channel}:{}:{}:{}:{}:{}",
+            self.shared.settings.stream,
+            notification.rule,
+            notification.host,
+            notification.device.as_deref().unwrap_or(""),
+            notification.state,
+            notification.since_ms
+        );
+        let mut set = redis::cmd("SET");
+        set.arg(&key).arg(&self.shared.collector_id).arg("NX").arg("EX").arg(NOTIFIED_KEEP_SECONDS);
+        let claim = set.query_async::<Option<String>>(&mut connection);
+        match agent::runtime::within(CLAIM_WAIT, claim).await {
+            Some(Ok(set)) => set.is_some(),
+            Some(Err(err)) => {
+                log::debug!("redis: notification claim failed, sending anyway: {err}");
+                true
+            }
+            None => true,
         }
     }
 

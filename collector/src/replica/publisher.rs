@@ -73,10 +73,14 @@ pub(super) async fn run(
     }
 }
 
-/// Moves every waiting connection into `waiters`.
+/// Moves waiting connections into `waiters`, at most [`WAITERS`] in all: the others stay in
+/// the channel, which, full, sends further acks after the local commit alone.
 fn drain(waiting: &async_channel::Receiver<Waiter>, waiters: &mut Vec<Waiter>) {
-    while let Ok(waiter) = waiting.try_recv() {
-        waiters.push(waiter);
+    while waiters.len() < WAITERS {
+        match waiting.try_recv() {
+            Ok(waiter) => waiters.push(waiter),
+            Err(_) => break,
+        }
     }
 }
 
@@ -93,6 +97,9 @@ async fn publish(
     loop {
         drain(waiting, &mut waiters);
         let rows = read(outbox, *cursor).await?;
+        // Acks of entries far behind the published ones (a backlog after an outage or a
+        // restart) go with the local commit instead of waiting behind it.
+        shared.status.set_published(if rows.is_empty() { i64::MAX } else { *cursor });
         if rows.is_empty() {
             // Every committed entry is in the stream, so every waiter's is.
             waiters.clear();
@@ -124,6 +131,7 @@ async fn publish(
         let _ids: Vec<String> = pipe.query_async(connection).await?;
         let newest = rows.last().map_or(*cursor, |(id, _)| *id);
         *cursor = newest;
+        shared.status.set_published(newest);
         shared
             .status
             .published_total

@@ -3,7 +3,7 @@
 //! tasks, read by any request.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
 
@@ -12,6 +12,9 @@ use serde::Serialize;
 pub struct Status {
     publisher_up: AtomicBool,
     consumer_up: AtomicBool,
+    /// The outbox entry id up to which everything is in the stream (`i64::MAX`: the whole
+    /// outbox was, at the publisher's last look).
+    published_up_to: AtomicI64,
     /// When the link was lost (unix ms), 0 while up or never connected.
     down_since_ms: AtomicU64,
     pub(super) published_total: AtomicU64,
@@ -50,6 +53,17 @@ impl Status {
     /// Whether the publisher can publish now (acks then wait for the stream).
     pub fn publisher_up(&self) -> bool {
         self.publisher_up.load(Relaxed)
+    }
+
+    /// Whether outbox entry `id` is more than `entries` behind what the publisher has put in
+    /// the stream (a backlog after an outage or a restart: its ack does not wait then).
+    pub fn behind(&self, id: i64, entries: i64) -> bool {
+        id.saturating_sub(self.published_up_to.load(Relaxed)) > entries
+    }
+
+    /// Records how far the outbox is in the stream.
+    pub(super) fn set_published(&self, up_to: i64) {
+        self.published_up_to.store(up_to, Relaxed);
     }
 
     /// Whether the consumer reads the stream now.

@@ -28,6 +28,10 @@ pub struct Silence {
     pub comment: String,
     /// Who made it (the client's address).
     pub created_by: String,
+    /// For a silence made on another collector (`--redis`): its reference there, `TAG:ID`
+    /// (that collector's tag and its id of the silence).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 impl Silence {
@@ -46,6 +50,8 @@ pub enum SilenceChange {
     Add(Silence),
     /// Deletes the one with this id.
     Delete(u64),
+    /// Deletes the one made on another collector with this reference (`TAG:ID`).
+    DeleteOrigin(String),
 }
 
 /// Keeps `alert_state` in step with an `alert` activity event: a firing alert is written, a
@@ -95,27 +101,45 @@ pub fn change_silences(
 ) -> rusqlite::Result<Option<Silence>> {
     match change {
         SilenceChange::Add(mut silence) => {
-            tx.prepare_cached(
-                "INSERT INTO silences (host, rule, until_ms, created_ms, comment, created_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                silence.host,
-                silence.rule,
-                silence.until_ms as i64,
-                silence.created_ms as i64,
-                silence.comment,
-                silence.created_by
-            ])?;
+            // A replicated one read twice (the stream re-read after a restart) is added once.
+            let added = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO silences (host, rule, until_ms, created_ms, comment,
+                                                     created_by, origin)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    silence.host,
+                    silence.rule,
+                    silence.until_ms as i64,
+                    silence.created_ms as i64,
+                    silence.comment,
+                    silence.created_by,
+                    silence.origin
+                ])?;
+            if added == 0 {
+                return Ok(None);
+            }
             silence.id = tx.last_insert_rowid() as u64;
             // Expired silences are kept a day for the record, then go.
-            let day_ago = silence.created_ms.saturating_sub(86_400_000) as i64;
+            // By this collector's clock at most: a replicated silence's time is another's.
+            let day_ago = silence.created_ms.min(crate::now_ms()).saturating_sub(86_400_000) as i64;
             tx.prepare_cached("DELETE FROM silences WHERE until_ms < ?1")?.execute([day_ago])?;
             Ok(Some(silence))
         }
         SilenceChange::Delete(id) => {
             let found = silence_by_id(tx, id)?;
             tx.prepare_cached("DELETE FROM silences WHERE id = ?1")?.execute([id as i64])?;
+            Ok(found)
+        }
+        SilenceChange::DeleteOrigin(origin) => {
+            let found = tx
+                .prepare_cached(&format!(
+                    "SELECT {SILENCE_COLUMNS} FROM silences WHERE origin = ?1"
+                ))?
+                .query_row([&origin], silence_from_row)
+                .optional()?;
+            tx.prepare_cached("DELETE FROM silences WHERE origin = ?1")?.execute([&origin])?;
             Ok(found)
         }
     }
@@ -130,10 +154,11 @@ fn silence_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Silence> {
         created_ms: row.get::<_, i64>(4)?.max(0) as u64,
         comment: row.get(5)?,
         created_by: row.get(6)?,
+        origin: row.get(7)?,
     })
 }
 
-const SILENCE_COLUMNS: &str = "id, host, rule, until_ms, created_ms, comment, created_by";
+const SILENCE_COLUMNS: &str = "id, host, rule, until_ms, created_ms, comment, created_by, origin";
 
 fn silence_by_id(conn: &Connection, id: u64) -> rusqlite::Result<Option<Silence>> {
     conn.prepare_cached(&format!("SELECT {SILENCE_COLUMNS} FROM silences WHERE id = ?1"))?
@@ -375,7 +400,18 @@ mod tests {
             created_ms: 1,
             comment: String::new(),
             created_by: "t".into(),
+            origin: None,
         };
+        // One made on another collector: added once however often its entry is read, and
+        // deleted by its reference there.
+        let tx = conn.transaction().unwrap();
+        let remote = Silence { origin: Some("3f9a01bc:7".into()), ..silence.clone() };
+        let copy = change_silences(&tx, SilenceChange::Add(remote.clone())).unwrap().unwrap();
+        assert_eq!(change_silences(&tx, SilenceChange::Add(remote)).unwrap(), None);
+        let gone = SilenceChange::DeleteOrigin("3f9a01bc:7".into());
+        assert_eq!(change_silences(&tx, gone.clone()).unwrap(), Some(copy));
+        assert_eq!(change_silences(&tx, gone).unwrap(), None);
+        tx.commit().unwrap();
         let tx = conn.transaction().unwrap();
         let added = change_silences(&tx, SilenceChange::Add(silence)).unwrap().unwrap();
         tx.commit().unwrap();

@@ -168,6 +168,11 @@ impl Maintenance {
         }
     }
 
+    /// The time before which raw samples are pruned (`--retention-raw`).
+    pub fn raw_cutoff(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.policy.retention_raw.as_millis() as u64)
+    }
+
     /// Whether a host's rows are being deleted.
     pub fn is_removing(&self, host: i64) -> bool {
         self.removals.contains(&host)
@@ -921,6 +926,28 @@ mod tests {
         maintenance.reset(&conn);
         maintenance.run(&mut conn).unwrap();
         assert_eq!(rolled(&conn), 31, "recomputed from the raw samples, nothing counted twice");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_sample_is_found_stored_as_a_plain_row_and_once_folded_into_its_block() {
+        let (dir, mut conn) = database("found");
+        let minute = (crate::now_ms() / 60_000 - 10) * 60_000;
+        fill(&mut conn, 30, |i| minute as i64 + i * 1000);
+        let found = |conn: &mut Connection, seq: u64, ts: u64| {
+            let tx = conn.transaction().unwrap();
+            super::super::already_stored(&tx, 1, seq, ts, &mut None).unwrap()
+        };
+        assert!(found(&mut conn, 29, minute + 29_000), "a plain row");
+        assert!(!found(&mut conn, 29, minute + 28_000), "the same seq at another time");
+        let mut maintenance = Maintenance::new(Policy::default(), &conn).unwrap();
+        settle(&mut maintenance, &mut conn);
+        let plain: i64 = conn.query_row("SELECT count(*) FROM samples", [], |r| r.get(0)).unwrap();
+        assert_eq!(plain, 0, "folded into its block");
+        for seq in [0, 17, 29] {
+            assert!(found(&mut conn, seq, minute + seq * 1000), "seq {seq} in the block");
+        }
+        assert!(!found(&mut conn, 30, minute + 30_000), "not stored");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -65,6 +65,21 @@ pub enum Command {
         /// Where to send the answer, after the commit.
         reply: async_channel::Sender<Result<StoreResult, StoreError>>,
     },
+    /// Store a batch another collector stored, from the stream: the host is found by its id
+    /// (registered when it is new here, also after it was removed here), and nothing of the
+    /// stored agent state (instance, resume point) is changed by an entry of another instance
+    /// that is older than what is stored ([`store`]).
+    StoreReplica {
+        /// The hello of the agent that sent the samples to the other collector.
+        hello: Arc<Hello>,
+        /// Whether the hello differs from the last one the consumer saw for this host (its
+        /// facts are then updated here and the hub told).
+        changed: bool,
+        /// The samples.
+        batch: Batch,
+        /// Where to send the answer, after the commit.
+        reply: async_channel::Sender<Result<StoreResult, StoreError>>,
+    },
     /// Record an activity event (agent connected, alert, broadcast…) and publish it.
     Activity(Record),
     /// Add or delete a silence; answered after the commit.
@@ -138,8 +153,14 @@ pub enum Source {
     /// the replication outbox (with the hello, so every entry stands on its own), in the same
     /// transaction.
     Local(Option<Arc<Hello>>),
-    /// Another collector, through the stream: stored like any batch, never published again.
-    Replica,
+    /// Another collector, through the stream, of the agent instance `instance_id`: never
+    /// published again; a sample not stored yet is stored also below the host's resume point
+    /// (it fills a hole an outage left, when the agent moved between collectors), and an older
+    /// instance's samples never move the resume point.
+    Replica {
+        /// The instance id of the agent that sent them.
+        instance_id: u64,
+    },
 }
 
 /// Where a registered host stands.
@@ -178,6 +199,15 @@ pub enum Stored {
         /// It came from another collector through the stream (its agent is not connected
         /// here).
         replicated: bool,
+        /// Stored below the host's resume point: a hole an outage left, filled from the stream
+        /// late (history, not the present: alerts do not judge it).
+        late: bool,
+    },
+    /// A host first stored here from the stream, or whose agent's hello changed there: the
+    /// hub lists it (before its samples, which follow in the same publication).
+    Host {
+        /// The agent's hello.
+        hello: Box<Hello>,
     },
     /// A newly stored activity event.
     Activity {
@@ -231,6 +261,12 @@ pub struct Storage {
 /// Writer-side knowledge of a host, cached between batches.
 struct HostState {
     host_id: Arc<str>,
+    /// The agent instance whose numbering `last_seq` is.
+    instance_id: u64,
+    /// When a local agent last registered it (unix ms; 0: not since the writer loaded it): a
+    /// batch from the stream of another instance only takes the host over with samples newer
+    /// than that, so a backlog of the agent's previous state never displaces the live agent.
+    registered_ms: u64,
     last_seq: Option<u64>,
     /// Time of the newest stored sample, which bounds how far the next may jump.
     last_seen_ms: Option<u64>,
@@ -385,6 +421,19 @@ impl Storage {
     ) -> Result<async_channel::Receiver<Result<StoreResult, StoreError>>, StoreError> {
         let (reply, answer) = async_channel::bounded(1);
         self.send(Command::Store { host_key, batch, source, reply }).await?;
+        Ok(answer)
+    }
+
+    /// Queues a batch another collector stored (from the stream) and returns where its answer
+    /// comes after the commit; the host is found by its id ([`Command::StoreReplica`]).
+    pub async fn queue_store_replica(
+        &self,
+        hello: Arc<Hello>,
+        changed: bool,
+        batch: Batch,
+    ) -> Result<async_channel::Receiver<Result<StoreResult, StoreError>>, StoreError> {
+        let (reply, answer) = async_channel::bounded(1);
+        self.send(Command::StoreReplica { hello, changed, batch, reply }).await?;
         Ok(answer)
     }
 
@@ -638,7 +687,9 @@ impl Writer {
             let samples: usize = commands
                 .iter()
                 .map(|c| match c {
-                    Command::Store { batch, .. } => batch.samples.len(),
+                    Command::Store { batch, .. } | Command::StoreReplica { batch, .. } => {
+                        batch.samples.len()
+                    }
                     _ => 0,
                 })
                 .sum();
@@ -813,6 +864,21 @@ impl Writer {
                     outcome.store_replies.push((reply, Err(StoreError::Busy(why.into()))));
                     None
                 }
+                Command::StoreReplica { hello, changed, batch, reply } => {
+                    let raw_cutoff = self.maintenance.raw_cutoff(crate::now_ms());
+                    let result = store_replica(
+                        &tx,
+                        &mut self.hosts,
+                        &mut self.admission,
+                        &mut self.next_eid,
+                        Replicated { hello: &hello, changed, raw_cutoff },
+                        batch,
+                        outcome,
+                    );
+                    let (answer, err) = split(result);
+                    outcome.store_replies.push((reply, answer));
+                    err
+                }
                 Command::Store { host_key, batch, source, reply } => {
                     let result = store(
                         &tx,
@@ -935,7 +1001,9 @@ fn record_activity(
 fn collect_reply(command: Command, outcome: &mut Outcome) {
     match command {
         Command::Register { reply, .. } => outcome.register_replies.push((reply, Err(stopped()))),
-        Command::Store { reply, .. } => outcome.store_replies.push((reply, Err(stopped()))),
+        Command::Store { reply, .. } | Command::StoreReplica { reply, .. } => {
+            outcome.store_replies.push((reply, Err(stopped())))
+        }
         Command::Silence { reply, .. } => outcome.silence_replies.push((reply, Err(stopped()))),
         Command::RemoveHost { reply, .. } => outcome.remove_replies.push((reply, Err(stopped()))),
         Command::Activity(_)
@@ -969,28 +1037,7 @@ fn register(
             Err(admission::Refusal::Busy(why)) => return Ok(Err(StoreError::Busy(why))),
         }
     }
-    let now = crate::now_ms() as i64;
-    tx.prepare_cached(
-        "INSERT INTO hosts (host_id, hostname, os, kernel, arch, cpu_model, cpu_cores, memory_total_bytes,
-                            boot_time_seconds, agent_version, interval_ms, first_seen_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-         ON CONFLICT (host_id) DO UPDATE SET hostname = ?2, os = ?3, kernel = ?4, arch = ?5, cpu_model = ?6,
-             cpu_cores = ?7, memory_total_bytes = ?8, boot_time_seconds = ?9, agent_version = ?10, interval_ms = ?11",
-    )?
-    .execute(params![
-        hello.host_id,
-        hello.hostname,
-        hello.os,
-        hello.kernel,
-        hello.arch,
-        hello.cpu_model,
-        hello.cpu_cores,
-        hello.memory_total_bytes as i64,
-        hello.boot_time_seconds as i64,
-        hello.agent_version,
-        hello.interval_ms,
-        now
-    ])?;
+    upsert_facts(tx, hello)?;
     type Row = (i64, Option<i64>, i64, Option<Vec<u8>>, Option<i64>, i64);
     let (host_key, last_seq, dropped_total, last_sample, last_seen_ms, stored_instance): Row = tx
         .prepare_cached(
@@ -1025,6 +1072,8 @@ fn register(
         host_key,
         HostState {
             host_id: hello.host_id.as_str().into(),
+            instance_id: hello.instance_id,
+            registered_ms: crate::now_ms(),
             last_seq,
             last_seen_ms: last_seen_ms.map(|t| t.max(0) as u64),
             dropped_total: dropped_total as u64,
@@ -1033,6 +1082,33 @@ fn register(
         },
     );
     Ok(Ok(Registration { host_key, last_seq }))
+}
+
+/// Inserts a host's row, or updates the facts its hello carries (never its agent state).
+fn upsert_facts(tx: &rusqlite::Transaction<'_>, hello: &Hello) -> rusqlite::Result<()> {
+    let now = crate::now_ms() as i64;
+    tx.prepare_cached(
+        "INSERT INTO hosts (host_id, hostname, os, kernel, arch, cpu_model, cpu_cores, memory_total_bytes,
+                            boot_time_seconds, agent_version, interval_ms, first_seen_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (host_id) DO UPDATE SET hostname = ?2, os = ?3, kernel = ?4, arch = ?5, cpu_model = ?6,
+             cpu_cores = ?7, memory_total_bytes = ?8, boot_time_seconds = ?9, agent_version = ?10, interval_ms = ?11",
+    )?
+    .execute(params![
+        hello.host_id,
+        hello.hostname,
+        hello.os,
+        hello.kernel,
+        hello.arch,
+        hello.cpu_model,
+        hello.cpu_cores,
+        hello.memory_total_bytes as i64,
+        hello.boot_time_seconds as i64,
+        hello.agent_version,
+        hello.interval_ms,
+        now
+    ])?;
+    Ok(())
 }
 
 /// The INSERT of one raw sample, bound by [`insert_sample`] (the benchmark's raw SQLite run uses
@@ -1148,6 +1224,140 @@ fn load_devices(
     }
     Ok(devices)
 }
+/// The writer's state of host `host_key`, loaded from the database when it is not cached (it
+/// was evicted after a failed transaction); `None` for a key that is not a stored host (or is a
+/// removed host's tombstone).
+fn host_state<'h>(
+    tx: &rusqlite::Transaction<'_>,
+    hosts: &'h mut HashMap<i64, HostState>,
+    host_key: i64,
+) -> anyhow::Result<Option<&'h mut HostState>> {
+    if let std::collections::hash_map::Entry::Vacant(slot) = hosts.entry(host_key) {
+        let row = tx
+            .prepare_cached(&format!(
+                "SELECT host_id, last_seq, dropped_total, last_sample, last_seen_ms, instance_id
+                 FROM hosts WHERE id = ?1 AND {}",
+                removal::NOT_REMOVED
+            ))?
+            .query_row([host_key], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<Vec<u8>>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .optional()?;
+        let Some((host_id, last_seq, dropped_total, last_sample, last_seen_ms, instance)) = row
+        else {
+            return Ok(None);
+        };
+        slot.insert(HostState {
+            host_id: host_id.into(),
+            instance_id: instance as u64,
+            registered_ms: 0,
+            last_seq: last_seq.map(|s| s as u64),
+            last_seen_ms: last_seen_ms.map(|t| t.max(0) as u64),
+            dropped_total: dropped_total as u64,
+            previous: last_sample.and_then(|b| postcard::from_bytes(&b).ok()).map(Arc::new),
+            devices: None,
+        });
+    }
+    Ok(hosts.get_mut(&host_key))
+}
+
+/// Whether a batch of agent instance `instance_id` is of a newer agent state than the one
+/// stored for `host`: another instance, with samples later than any stored. An older
+/// instance's batch (a backlog another collector published late) is not.
+fn newer_instance(host: &HostState, instance_id: u64, batch: &Batch) -> bool {
+    let newest_here = host.last_seen_ms.unwrap_or(0).max(host.registered_ms);
+    host.instance_id != instance_id && batch.samples.first().is_some_and(|s| s.ts_ms > newest_here)
+}
+
+/// Whether sample (`seq`, `ts_ms`) of a host is stored already, raw or in its minute's block.
+/// `block` caches the last block read: a batch's samples are mostly of one minute.
+fn already_stored(
+    tx: &rusqlite::Transaction<'_>,
+    host_key: i64,
+    seq: u64,
+    ts_ms: u64,
+    block: &mut Option<(u64, Vec<(u64, u64)>)>,
+) -> anyhow::Result<bool> {
+    let raw = tx
+        .prepare_cached("SELECT 1 FROM samples WHERE host = ?1 AND ts_ms = ?2 AND seq = ?3")?
+        .exists(params![host_key, ts_ms as i64, seq as i64])?;
+    if raw {
+        return Ok(true);
+    }
+    let minute = ts_ms - ts_ms % 60_000;
+    if block.as_ref().is_none_or(|(m, _)| *m != minute) {
+        let rows = rows::block_rows(tx, host_key, minute, minute + 60_000)?;
+        *block = Some((minute, rows.iter().map(|r| (r.seq, r.ts)).collect()));
+    }
+    Ok(block.as_ref().is_some_and(|(_, rows)| rows.contains(&(seq, ts_ms))))
+}
+
+/// What a replicated batch comes with.
+struct Replicated<'a> {
+    hello: &'a Hello,
+    changed: bool,
+    /// Samples older than this (raw retention) are not stored from the stream: their minutes
+    /// may be rolled up and pruned here already.
+    raw_cutoff: u64,
+}
+
+/// Stores a batch from the stream ([`Command::StoreReplica`]): finds the host by its id,
+/// registering it when it is new here (not limited by the shared token: its origin admitted
+/// it), and stores what is not stored yet.
+fn store_replica(
+    tx: &rusqlite::Transaction<'_>,
+    hosts: &mut HashMap<i64, HostState>,
+    admission: &mut admission::Admission,
+    next_eid: &mut u64,
+    replicated: Replicated<'_>,
+    mut batch: Batch,
+    outcome: &mut Outcome,
+) -> anyhow::Result<Result<StoreResult, String>> {
+    let hello = replicated.hello;
+    let key: Option<i64> = tx
+        .prepare_cached("SELECT id FROM hosts WHERE host_id = ?1")?
+        .query_row([&hello.host_id], |r| r.get(0))
+        .optional()?;
+    let (host_key, new) = match key {
+        Some(key) => (key, false),
+        None => {
+            match admission.admit(false, Instant::now()) {
+                Ok(()) => {}
+                Err(admission::Refusal::Full(why) | admission::Refusal::Busy(why)) => {
+                    return Ok(Err(why));
+                }
+            }
+            upsert_facts(tx, hello)?;
+            let key = tx.last_insert_rowid();
+            tx.prepare_cached("UPDATE hosts SET instance_id = ?1 WHERE id = ?2")?
+                .execute(params![hello.instance_id as i64, key])?;
+            (key, true)
+        }
+    };
+    let Some(host) = host_state(tx, hosts, host_key)? else {
+        return Ok(Err(format!("unknown host key {host_key}")));
+    };
+    let current =
+        host.instance_id == hello.instance_id || newer_instance(host, hello.instance_id, &batch);
+    if new || (replicated.changed && current) {
+        if !new {
+            upsert_facts(tx, hello)?;
+        }
+        // Before the samples, in the same publication: the hub lists the host first.
+        outcome.events.push(Stored::Host { hello: Box::new(hello.clone()) });
+    }
+    batch.samples.retain(|s| s.ts_ms >= replicated.raw_cutoff);
+    let source = Source::Replica { instance_id: hello.instance_id };
+    store(tx, hosts, next_eid, host_key, batch, &source, outcome)
+}
+
 fn store(
     tx: &rusqlite::Transaction<'_>,
     hosts: &mut HashMap<i64, HostState>,
@@ -1157,44 +1367,48 @@ fn store(
     source: &Source,
     outcome: &mut Outcome,
 ) -> anyhow::Result<Result<StoreResult, String>> {
-    if let std::collections::hash_map::Entry::Vacant(slot) = hosts.entry(host_key) {
-        // Evicted after a failed transaction: reload from the database.
-        let row = tx
-            .prepare_cached(
-                "SELECT host_id, last_seq, dropped_total, last_sample, last_seen_ms
-                 FROM hosts WHERE id = ?1",
-            )?
-            .query_row([host_key], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Option<Vec<u8>>>(3)?,
-                    r.get::<_, Option<i64>>(4)?,
-                ))
-            })
-            .optional()?;
-        let Some((host_id, last_seq, dropped_total, last_sample, last_seen_ms)) = row else {
-            return Ok(Err(format!("unknown host key {host_key}")));
-        };
-        slot.insert(HostState {
-            host_id: host_id.into(),
-            last_seq: last_seq.map(|s| s as u64),
-            last_seen_ms: last_seen_ms.map(|t| t.max(0) as u64),
-            dropped_total: dropped_total as u64,
-            previous: last_sample.and_then(|b| postcard::from_bytes(&b).ok()).map(Arc::new),
-            devices: None,
-        });
-    }
-    let host = hosts.get_mut(&host_key).expect("host state was just ensured");
+    let Some(host) = host_state(tx, hosts, host_key)? else {
+        return Ok(Err(format!("unknown host key {host_key}")));
+    };
     if batch.samples.windows(2).any(|w| w[0].seq >= w[1].seq) {
         return Ok(Err("samples of a batch must have strictly increasing sequence numbers".into()));
     }
-    if let Some(why) =
-        refused_sequence(&batch.samples, host.last_seq, host.last_seen_ms, crate::now_ms())
+    // A batch from the stream was checked by the collector that took it from its agent;
+    // here its numbering may be far from what this collector has of the host.
+    let replica = match source {
+        Source::Local(_) => None,
+        Source::Replica { instance_id } => Some(*instance_id),
+    };
+    if replica.is_some() && batch.samples.iter().any(|s| s.seq > MAX_SEQ) {
+        return Ok(Err(format!("a sequence number past {MAX_SEQ}")));
+    }
+    if replica.is_none()
+        && let Some(why) =
+            refused_sequence(&batch.samples, host.last_seq, host.last_seen_ms, crate::now_ms())
     {
         return Ok(Err(why));
     }
+    // Whether the batch's samples may move the host's resume point: a local agent's always;
+    // the stream's when they are of the stored instance, or of a newer one, which the host
+    // then takes (as a local agent with a new instance id does). An older instance's only
+    // fill what is missing.
+    let advances = match replica {
+        None => true,
+        Some(instance) if instance == host.instance_id => true,
+        Some(instance) if newer_instance(host, instance, &batch) => {
+            tx.prepare_cached("UPDATE hosts SET instance_id = ?1, last_seq = NULL WHERE id = ?2")?
+                .execute(params![instance as i64, host_key])?;
+            log::info!(
+                "host {}: agent instance {instance:016x} (from the stream) replaces {:016x}",
+                crate::untrusted::escaped(&host.host_id),
+                host.instance_id
+            );
+            host.instance_id = instance;
+            host.last_seq = None;
+            true
+        }
+        Some(_) => false,
+    };
     // Stored as SQLite's signed integer: a count past it is absurd, and must not wrap.
     let batch_dropped = batch.dropped_total.min(MAX_SEQ);
     if host.devices.is_none() {
@@ -1202,17 +1416,28 @@ fn store(
     }
     let mut insert = tx.prepare_cached(INSERT_SAMPLE)?;
     let mut newest: Option<Arc<Sample>> = None;
+    // The sample before a filled one, for its rates: the batch's previous one, when stored.
+    let mut filled: Option<Arc<Sample>> = None;
+    let mut block = None;
     let publish = match source {
         Source::Local(hello) => hello.as_ref(),
-        Source::Replica => None,
+        Source::Replica { .. } => None,
     };
     let mut fresh: Vec<Arc<Sample>> = Vec::new();
     for sample in batch.samples {
-        if host.last_seq.is_some_and(|last| sample.seq <= last) {
-            continue; // Already stored: a replay after a lost ack.
+        let ahead = advances && host.last_seq.is_none_or(|last| sample.seq > last);
+        let fill = !ahead
+            && replica.is_some()
+            && !already_stored(tx, host_key, sample.seq, sample.ts_ms, &mut block)?;
+        if !ahead && !fill {
+            filled = None;
+            continue; // Already stored: a replay after a lost ack, or a peer's copy.
         }
         let sample = Arc::new(sample);
-        let before = newest.as_deref().or(host.previous.as_deref());
+        let before = match ahead {
+            true => newest.as_deref().or(host.previous.as_deref()),
+            false => filled.as_deref(),
+        };
         let point = derive::derive(before, &sample);
         let readings = device::readings(before, &sample);
         let ids = host.devices.get_or_insert_with(HashMap::new);
@@ -1221,7 +1446,6 @@ fn store(
         let eid = *next_eid;
         insert_sample(&mut insert, eid, host_key, sample.seq, &point, devices.as_deref())?;
         *next_eid += 1;
-        host.last_seq = Some(sample.seq);
         outcome.stored_times.push((host_key, sample.ts_ms));
         outcome.events.push(Stored::Sample {
             eid,
@@ -1229,21 +1453,28 @@ fn store(
             point: Arc::new(point),
             sample: sample.clone(),
             dropped_total: batch_dropped,
-            replicated: matches!(source, Source::Replica),
+            replicated: replica.is_some(),
+            late: !ahead,
         });
         if publish.is_some() {
             fresh.push(sample.clone());
         }
-        newest = Some(sample);
+        match ahead {
+            true => {
+                host.last_seq = Some(sample.seq);
+                newest = Some(sample);
+            }
+            false => filled = Some(sample),
+        }
     }
     if let Some(sample) = newest {
         host.dropped_total = host.dropped_total.max(batch_dropped);
         host.last_seen_ms = Some(host.last_seen_ms.unwrap_or(0).max(sample.ts_ms));
         let bytes = postcard::to_allocvec(sample.as_ref()).context("encoding the last sample")?;
         tx.prepare_cached("UPDATE hosts SET last_seq = ?1, last_seen_ms = ?2, dropped_total = ?3, last_sample = ?4 WHERE id = ?5")?
-            .execute(params![sample.seq as i64, sample.ts_ms as i64, host.dropped_total as i64, bytes, host_key])?;
+            .execute(params![sample.seq as i64, host.last_seen_ms.unwrap_or(0) as i64, host.dropped_total as i64, bytes, host_key])?;
         host.previous = Some(sample);
-    } else if batch_dropped > host.dropped_total {
+    } else if advances && batch_dropped > host.dropped_total {
         host.dropped_total = batch_dropped;
         tx.prepare_cached("UPDATE hosts SET dropped_total = ?1 WHERE id = ?2")?
             .execute(params![host.dropped_total as i64, host_key])?;

@@ -227,6 +227,24 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 6: silences made on another collector (`--redis`) keep their origin's reference
+    // (`TAG:ID`), so a deletion anywhere finds them, and a replayed entry adds nothing twice;
+    // ids are never reused (AUTOINCREMENT), so a reference never names a later silence.
+    "CREATE TABLE silences_v6 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        host TEXT,
+        rule TEXT,
+        until_ms INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL,
+        comment TEXT NOT NULL DEFAULT '',
+        created_by TEXT NOT NULL DEFAULT '',
+        origin TEXT
+    );
+    INSERT INTO silences_v6 (id, host, rule, until_ms, created_ms, comment, created_by)
+        SELECT id, host, rule, until_ms, created_ms, comment, created_by FROM silences;
+    DROP TABLE silences;
+    ALTER TABLE silences_v6 RENAME TO silences;
+    CREATE UNIQUE INDEX silences_origin ON silences(origin) WHERE origin IS NOT NULL;",
 ];
 
 /// The DDL of schema version 1, as a release before storage v2 created it (the collector

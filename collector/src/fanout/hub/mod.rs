@@ -89,12 +89,6 @@ pub enum Event {
     },
     /// The storage committed these.
     Stored(Vec<Stored>),
-    /// Replication registered a host that another collector's agent reports (`--redis`):
-    /// listed here, online while its samples keep coming.
-    Replicated {
-        /// The agent's hello, as its collector published it.
-        hello: Hello,
-    },
     /// A browser subscribes to live events.
     Subscribe {
         /// What it wants.
@@ -215,6 +209,10 @@ struct Host {
     samples: u64,
     /// When a sample of it last came from another collector (its agent is connected there).
     replicated_at: Option<Instant>,
+    /// The newest other collector's claim of it read from the stream (`--redis`): a connection
+    /// here whose own claim is older when the hub hears of it (the claims crossed during its
+    /// welcome) is closed as replaced at once.
+    claimed_elsewhere: Option<StreamPos>,
 }
 
 impl Host {
@@ -234,6 +232,7 @@ impl Host {
             latest_sample: None,
             samples: 0,
             replicated_at: None,
+            claimed_elsewhere: None,
         }
     }
 }
@@ -410,7 +409,6 @@ impl Hub {
                 self.agent_disconnected(conn, host_id, reason)
             }
             Event::Stored(stored) => self.stored(stored),
-            Event::Replicated { hello } => self.replicated(hello),
             Event::Subscribe { request, reply } => {
                 let subscription = self.subscribe(request);
                 // A subscriber that left before its answer simply never starts.
@@ -487,8 +485,21 @@ impl Hub {
                 claim,
             },
         );
-        self.record(Some(&host_id), Activity::AgentConnected { hostname, addr });
+        // Another collector's newer claim, read while this connection was being welcomed.
+        let crossed = claim.zip(host.claimed_elsewhere).filter(|(ours, theirs)| theirs > ours);
+        self.record(Some(&host_id), Activity::AgentConnected { hostname, addr: addr.clone() });
         self.set_status(&host_id, "online");
+        if let Some((_, theirs)) = crossed {
+            log::warn!(
+                "host {}: another collector claimed it at {theirs}, after this one's claim; \
+                 closing the connection from {addr} as replaced",
+                escaped(&host_id)
+            );
+            if let Some(agent) = self.agents.get(&conn) {
+                // The connection may already be closing on its own.
+                let _ = agent.close.try_send(CloseReason::Replaced);
+            }
+        }
     }
 
     /// Closes this collector's connection of `host_id` if another collector's claim of it is
@@ -502,7 +513,11 @@ impl Hub {
         collector: &str,
         pos: StreamPos,
     ) {
-        let Some(conn) = self.hosts.get(host_id).and_then(|h| h.conn) else {
+        let Some(host) = self.hosts.get_mut(host_id) else {
+            return;
+        };
+        host.claimed_elsewhere = host.claimed_elsewhere.max(Some(pos));
+        let Some(conn) = host.conn else {
             return;
         };
         let Some(agent) = self.agents.get(&conn) else {
@@ -691,20 +706,30 @@ impl Hub {
     fn stored(&mut self, stored: Vec<Stored>) {
         for item in stored {
             let event = match item {
-                Stored::Sample { eid, host_id, point, sample, dropped_total, replicated } => {
+                // Replication stored a host that another collector's agent reports
+                // (`--redis`): listed here, online while its samples keep coming.
+                Stored::Host { hello } => {
+                    self.replicated(*hello);
+                    continue;
+                }
+                Stored::Sample { eid, host_id, point, sample, dropped_total, replicated, late } => {
                     self.samples_total += 1;
                     self.this_second += 1;
                     let Some(host) = self.hosts.get_mut(host_id.as_ref()) else {
                         continue;
                     };
-                    let remote = replicated && host.conn.is_none();
+                    // A hole filled from the stream is history: it says nothing of whether
+                    // the host reports now, and alerts judge the present only.
+                    let remote = replicated && !late && host.conn.is_none();
                     if remote {
                         host.replicated_at = Some(Instant::now());
                     }
                     host.samples += 1;
                     host.dropped_total = host.dropped_total.max(dropped_total);
                     host.last_seen_ms = Some(host.last_seen_ms.unwrap_or(0).max(point.ts));
-                    host.last_sample_at = Some(Instant::now());
+                    if !late {
+                        host.last_sample_at = Some(Instant::now());
+                    }
                     let newest = host.latest.as_ref().is_none_or(|l| l.ts <= point.ts);
                     // Per-device values only when a rule reads them, from the host's sample
                     // before this one (rates), as storage derived them.
@@ -719,7 +744,10 @@ impl Hub {
                         hostname: &host.hello.hostname,
                         interval_ms: u64::from(host.hello.interval_ms.max(100)),
                     };
-                    let changes = self.alerts.on_point(subject, &point, &devices);
+                    let changes = match late {
+                        true => Vec::new(),
+                        false => self.alerts.on_point(subject, &point, &devices),
+                    };
                     let event =
                         LiveEvent::sample(eid, host_id.clone(), host.name.clone(), point.clone());
                     if newest {
