@@ -376,6 +376,12 @@ fn a_backlog_published_late_fills_its_hole_and_moves_no_agent_state() {
     }
     drop(new_instance);
     drop(mover_on_b);
+    // The new instance's agent moves on to A, which holds its samples from the stream: what it
+    // sends again is acknowledged there, not stored a second time.
+    let mut on_a = ProbeAgent::connect_instance(a.ws, token, &reinstalled, 8).expect("welcomed");
+    assert_eq!(on_a.store(probe_run(1..=4, recent)), 4);
+    assert_eq!(stored_samples(&a.db, &reinstalled), want, "each once on A");
+    drop(on_a);
 
     // A host removed on B while its agent (on A) is silent comes back with its next batch.
     let mut remote = ProbeAgent::connect(a.ws, token, "remote").expect("welcomed by A");

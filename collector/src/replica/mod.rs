@@ -175,6 +175,28 @@ impl Replica {
         Ok(Self { shared, waiters })
     }
 
+    /// The publisher's connection, while it has one.
+    fn connection(&self) -> Option<redis::aio::MultiplexedConnection> {
+        self.shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// An XADD to the stream (bounded by `MAXLEN ~`) of an entry of `layout` from this
+    /// collector; the caller adds the entry's own fields.
+    fn xadd(&self, layout: &str) -> redis::Cmd {
+        let settings = &self.shared.settings;
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(&settings.stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(settings.max_len)
+            .arg("*")
+            .arg("v")
+            .arg(layout)
+            .arg("origin")
+            .arg(&self.shared.collector_id);
+        xadd
+    }
+
     /// The tag this collector's live event ids carry.
     pub fn event_tag(&self) -> &str {
         &self.shared.event_tag
@@ -207,23 +229,9 @@ impl Replica {
     /// Returns the claim's stream position, which orders it against other collectors' claims;
     /// `None` while Redis is away (then the others' claims, read later, win).
     pub async fn claim(&self, hello: &Hello) -> Option<StreamPos> {
-        let connection = self.shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let mut connection = connection?;
-        let settings = &self.shared.settings;
-        let mut xadd = redis::cmd("XADD");
-        xadd.arg(&settings.stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(settings.max_len)
-            .arg("*")
-            .arg("v")
-            .arg(entry::CLAIM)
-            .arg("origin")
-            .arg(&self.shared.collector_id)
-            .arg("host")
-            .arg(&hello.host_id)
-            .arg("instance")
-            .arg(hello.instance_id);
+        let mut connection = self.connection()?;
+        let mut xadd = self.xadd(entry::CLAIM);
+        xadd.arg("host").arg(&hello.host_id).arg("instance").arg(hello.instance_id);
         let added = xadd.query_async::<String>(&mut connection);
         match agent::runtime::within(CLAIM_WAIT, added).await {
             Some(Ok(id)) => StreamPos::parse(&id),
@@ -277,22 +285,11 @@ impl Replica {
 
     /// XADDs an entry of `layout` with `fields` on the publisher's connection, within 2 s.
     async fn announce(&self, layout: &str, fields: &[(&str, String)], what: &str) -> bool {
-        let connection = self.shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(mut connection) = connection else {
+        let Some(mut connection) = self.connection() else {
             log::warn!("redis: {what} stays on this collector: Redis is away");
             return false;
         };
-        let settings = &self.shared.settings;
-        let mut xadd = redis::cmd("XADD");
-        xadd.arg(&settings.stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(settings.max_len)
-            .arg("*")
-            .arg("v")
-            .arg(layout)
-            .arg("origin")
-            .arg(&self.shared.collector_id);
+        let mut xadd = self.xadd(layout);
         for (name, value) in fields {
             xadd.arg(*name).arg(value);
         }
@@ -319,8 +316,7 @@ impl Replica {
         channel: &str,
         notification: &crate::notify::Notification,
     ) -> bool {
-        let connection = self.shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(mut connection) = connection else {
+        let Some(mut connection) = self.connection() else {
             return true;
         };
         let key = format!(
@@ -350,8 +346,8 @@ impl Replica {
     /// host. Returns whether it got there.
     pub async fn catch_up(&self) -> bool {
         let started = Instant::now();
-        let connection = self.shared.connection.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let (Some(mut connection), true) = (connection, self.shared.status.consumer_up()) else {
+        let (Some(mut connection), true) = (self.connection(), self.shared.status.consumer_up())
+        else {
             return false;
         };
         let newest: redis::RedisResult<redis::streams::StreamRangeReply> = redis::cmd("XREVRANGE")

@@ -267,6 +267,9 @@ struct HostState {
     /// batch from the stream of another instance only takes the host over with samples newer
     /// than that, so a backlog of the agent's previous state never displaces the live agent.
     registered_ms: u64,
+    /// The host's numbering started afresh (a local agent of another instance than stored):
+    /// its samples may already be here from the stream, so each is looked up until one is new.
+    check_copies: bool,
     last_seq: Option<u64>,
     /// Time of the newest stored sample, which bounds how far the next may jump.
     last_seen_ms: Option<u64>,
@@ -1074,6 +1077,7 @@ fn register(
             host_id: hello.host_id.as_str().into(),
             instance_id: hello.instance_id,
             registered_ms: crate::now_ms(),
+            check_copies: stored_instance != hello.instance_id as i64,
             last_seq,
             last_seen_ms: last_seen_ms.map(|t| t.max(0) as u64),
             dropped_total: dropped_total as u64,
@@ -1258,6 +1262,7 @@ fn host_state<'h>(
             host_id: host_id.into(),
             instance_id: instance as u64,
             registered_ms: 0,
+            check_copies: false,
             last_seq: last_seq.map(|s| s as u64),
             last_seen_ms: last_seen_ms.map(|t| t.max(0) as u64),
             dropped_total: dropped_total as u64,
@@ -1433,6 +1438,16 @@ fn store(
             filled = None;
             continue; // Already stored: a replay after a lost ack, or a peer's copy.
         }
+        // Numbering afresh (a new agent instance here): what a peer stored of this instance
+        // already, from the stream, moves the resume point instead of being stored twice.
+        if ahead
+            && host.check_copies
+            && already_stored(tx, host_key, sample.seq, sample.ts_ms, &mut block)?
+        {
+            host.last_seq = Some(sample.seq);
+            newest = Some(Arc::new(sample));
+            continue;
+        }
         let sample = Arc::new(sample);
         let before = match ahead {
             true => newest.as_deref().or(host.previous.as_deref()),
@@ -1461,6 +1476,7 @@ fn store(
         }
         match ahead {
             true => {
+                host.check_copies = false;
                 host.last_seq = Some(sample.seq);
                 newest = Some(sample);
             }
