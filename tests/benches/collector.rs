@@ -50,7 +50,7 @@
 //!
 //! Sizes can be changed with `HOSTWATCH_BENCH_*` environment variables (defaults in brackets):
 //! `INGEST_CONNECTIONS` [100], `INGEST_WINDOW` [2], `INGEST_SECONDS` [20], `IDLE_CONNECTIONS`
-//! [5000], `SUBSCRIBERS` [1000], `FANOUT_RATES` [100,1000], `FANOUT_SECONDS` [10],
+//! [5000], `IDLE_PORT` [ws; `http` for agents upgrading on the --http port], `SUBSCRIBERS` [1000], `FANOUT_RATES` [100,1000], `FANOUT_SECONDS` [10],
 //! `SCALE_AGENTS` [2000,5000,10000], `SCALE_SECONDS` [20], `SCALE_REPEATS` [3],
 //! `SOAK_AGENTS` [10000], `SOAK_MINUTES` [10], `HISTORY_REPEATS` [20],
 //! `STORAGE_HOURS` [24] (the quick check in CI-sized runs: `HOSTWATCH_BENCH_STORAGE_HOURS=1`),
@@ -455,7 +455,13 @@ fn insert_row(
 /// the collector's resident memory by their number.
 fn idle_memory(runtime: &Runtime, binary: &Path) -> anyhow::Result<Vec<Row>> {
     let count = knob("IDLE_CONNECTIONS", 5000);
-    let collector = CollectorProcess::start(binary, &[])?;
+    // `HOSTWATCH_BENCH_IDLE_PORT=http`: the agents upgrade on the --http port (one port for
+    // everything, as the README's agent command line has it) instead of --ws.
+    let on_http = std::env::var("HOSTWATCH_BENCH_IDLE_PORT").is_ok_and(|p| p == "http");
+    let mut collector = CollectorProcess::start(binary, &[])?;
+    if on_http {
+        collector.ws = collector.http;
+    }
     std::thread::sleep(Duration::from_secs(1));
     let before = tests::resident_bytes(collector.pid());
     let started = Instant::now();
@@ -469,7 +475,8 @@ fn idle_memory(runtime: &Runtime, binary: &Path) -> anyhow::Result<Vec<Row>> {
     let stats = collector.stats();
     let welcomed = agents.len();
     println!(
-        "idle: {welcomed} of {count} connections welcomed in {:.1}s; the collector counts {} agents",
+        "idle: {welcomed} of {count} connections welcomed on --{} in {:.1}s; the collector counts {} agents",
+        if on_http { "http" } else { "ws" },
         connecting.as_secs_f64(),
         stats["agents_connected"]
     );
@@ -486,7 +493,11 @@ fn idle_memory(runtime: &Runtime, binary: &Path) -> anyhow::Result<Vec<Row>> {
     ensure!(welcomed > 0, "no connection was welcomed");
     Ok(vec![
         Row::new(
-            "memory per idle agent connection (KiB)",
+            if on_http {
+                "memory per idle agent connection on --http (KiB)"
+            } else {
+                "memory per idle agent connection (KiB)"
+            },
             format!("{per_connection:.1}"),
             "<= 16",
             Some(per_connection <= 16.0),

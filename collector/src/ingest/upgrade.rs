@@ -382,13 +382,15 @@ fn has_token(value: &str, token: &str) -> bool {
 /// Completes a WebSocket upgrade asked for on the HTTP listener, whose head the HTTP server
 /// already read (`stream` replays what came after it), with the `--ws` listener's checks:
 /// token, origin, budgets, limits; then serves the route. A refused upgrade gets the same status
-/// and text as on `--ws`, and the connection closes.
+/// and text as on `--ws`, and the connection closes. `on_ingest`: it runs in a task on the
+/// ingest executor (an agent's `/ingest`), so an agent is served in this task.
 pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut stream: S,
     request: crate::net::http::server::Request,
     addr: SocketAddr,
     ctx: Ctx,
     mut admitted: Admitted,
+    on_ingest: bool,
 ) {
     let refused = |status: u16, message: &str, extra: Vec<(String, String)>| {
         let mut head = format!(
@@ -483,7 +485,11 @@ pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin + Send + 'stat
         Some(protocol_config()),
     )
     .await;
-    if let Some(routed) = routed(socket, route, addr, ctx, Executor::Fanout) {
+    let on = match on_ingest {
+        true => Executor::Ingest,
+        false => Executor::Fanout,
+    };
+    if let Some(routed) = routed(socket, route, addr, ctx, on) {
         routed.work.await;
     }
 }

@@ -170,7 +170,7 @@ impl Budget {
                 )
             });
         }
-        Ok(Admitted { _open: open, _listener: listener, pending: Some(pending) })
+        Ok(Admitted { _open: open, _listener: listener, pending: Some(pending), _active: None })
     }
 
     /// A place among the agents.
@@ -200,9 +200,16 @@ pub struct Admitted {
     _open: Slot,
     _listener: Option<Slot>,
     pending: Option<PendingGuard>,
+    /// The listener's count of open connections, for the shutdown's wait.
+    _active: Option<crate::net::listener::ActiveGuard>,
 }
 
 impl Admitted {
+    /// Counts the connection among its listener's open ones while this lives.
+    pub fn count_in(&mut self, active: crate::net::listener::ActiveGuard) {
+        self._active = Some(active);
+    }
+
     /// The connection proved itself (a complete request head, or an upgrade): it leaves the
     /// unauthenticated budget.
     pub fn authenticated(&mut self) {

@@ -14,6 +14,7 @@ use crate::net::budget::Admitted;
 use crate::net::tls::Stream;
 
 /// Counts a connection while it lives.
+#[derive(Debug)]
 pub struct ActiveGuard(Arc<AtomicUsize>);
 
 impl ActiveGuard {
@@ -61,7 +62,7 @@ pub async fn accept_loop<H, F>(
                 continue;
             }
         };
-        let admitted = match ctx.budget.admit(name == "http") {
+        let mut admitted = match ctx.budget.admit(name == "http") {
             Ok(admitted) => admitted,
             Err(why) => {
                 ctx.budget.log_refused(name, why);
@@ -72,14 +73,15 @@ pub async fn accept_loop<H, F>(
         if let Err(err) = stream.set_nodelay(true) {
             log::debug!("{name}: set_nodelay for {addr}: {err}");
         }
-        let guard = ActiveGuard::new(active.clone());
+        // Counted while the connection lives, also when it moves to a task of its own (an
+        // upgrade on the HTTP port).
+        admitted.count_in(ActiveGuard::new(active.clone()));
         let (ctx, handle) = (ctx.clone(), handle.clone());
         // Each connection ends on its own (limits, timeouts, close, shutdown); nothing joins it.
         // The --ws port serves agents (and `/live`), so it runs on the ingest executor; an agent
         // upgraded on the HTTP port moves there itself ([`crate::ingest::connection::serve`]).
         let spawn = if name == "ws" { crate::spawn_ingest } else { crate::spawn };
         spawn(async move {
-            let _guard = guard;
             // HTTP/2 is offered (ALPN) on the HTTP listener only; agents on --ws see no change.
             let acceptor = if name == "http" { ctx.tls_http.as_ref() } else { ctx.tls.as_ref() };
             let tls = crate::net::tls::accept(stream, acceptor, ctx.limits.handshake_timeout);

@@ -99,13 +99,18 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static
             }
         };
         if crate::ingest::upgrade::wants_upgrade(&request) {
-            // `/ingest` and `/live` on this port too; bytes read past the head go along.
+            // `/ingest` and `/live` on this port too; bytes read past the head go along. In a
+            // task of its own, on the executor of its route (an agent's on the ingest one), so
+            // this HTTP connection's state (tens of KiB) is not kept for the WebSocket's life.
             let stream = crate::ingest::upgrade::Prefixed::new(std::mem::take(&mut buffer), stream);
-            // Boxed: an HTTP connection's task is not charged for the WebSocket's state.
-            Box::pin(crate::ingest::upgrade::serve_http_upgrade(
-                stream, request, addr, ctx, admitted,
-            ))
-            .await;
+            let agent = request.path == "/ingest";
+            let upgrade = crate::ingest::upgrade::serve_http_upgrade(
+                stream, request, addr, ctx, admitted, agent,
+            );
+            match agent {
+                true => crate::spawn_ingest(upgrade).detach(),
+                false => crate::spawn(upgrade).detach(),
+            }
             return;
         }
         let keep_alive = server::keep_alive(&request);
