@@ -13,9 +13,9 @@ use crate::storage::alerts::{Silence, SilenceChange};
 const DEFAULT_PAGE: usize = 100;
 const MAX_PAGE: usize = 1000;
 /// The longest silence.
-const MAX_SILENCE_MS: u64 = 366 * 24 * 3600 * 1000;
+pub const MAX_SILENCE_MS: u64 = 366 * 24 * 3600 * 1000;
 /// The longest silence comment.
-const MAX_COMMENT_CHARS: usize = 500;
+pub const MAX_COMMENT_CHARS: usize = 500;
 
 /// `GET /api/alerts`: without parameters, the alerts firing now (a JSON array, as before
 /// past events were kept); with any of `since`, `until` (unix ms), `limit`, `before` (an

@@ -379,12 +379,30 @@ fn has_token(value: &str, token: &str) -> bool {
     value.split(',').any(|item| item.trim().eq_ignore_ascii_case(token))
 }
 
+/// Runs an upgrade asked for on the HTTP listener in a task of its own, on the executor of its
+/// route: an agent's (`/ingest`) on the ingest executor, where it is then served, a viewer's
+/// on the fan-out one.
+pub fn spawn_http_upgrade<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    stream: S,
+    request: crate::net::http::server::Request,
+    addr: SocketAddr,
+    ctx: Ctx,
+    admitted: Admitted,
+) {
+    let agent = request.path == "/ingest";
+    let upgrade = serve_http_upgrade(stream, request, addr, ctx, admitted, agent);
+    match agent {
+        true => crate::spawn_ingest(upgrade).detach(),
+        false => crate::spawn(upgrade).detach(),
+    }
+}
+
 /// Completes a WebSocket upgrade asked for on the HTTP listener, whose head the HTTP server
 /// already read (`stream` replays what came after it), with the `--ws` listener's checks:
 /// token, origin, budgets, limits; then serves the route. A refused upgrade gets the same status
 /// and text as on `--ws`, and the connection closes. `on_ingest`: it runs in a task on the
 /// ingest executor (an agent's `/ingest`), so an agent is served in this task.
-pub async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+async fn serve_http_upgrade<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut stream: S,
     request: crate::net::http::server::Request,
     addr: SocketAddr,

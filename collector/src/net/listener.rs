@@ -79,7 +79,7 @@ pub async fn accept_loop<H, F>(
         let (ctx, handle) = (ctx.clone(), handle.clone());
         // Each connection ends on its own (limits, timeouts, close, shutdown); nothing joins it.
         // The --ws port serves agents (and `/live`), so it runs on the ingest executor; an agent
-        // upgraded on the HTTP port gets a task there of its own (`net::http::serve_connection`).
+        // upgraded on the HTTP port gets a task there of its own (`upgrade::spawn_http_upgrade`).
         let spawn = if name == "ws" { crate::spawn_ingest } else { crate::spawn };
         spawn(async move {
             // HTTP/2 is offered (ALPN) on the HTTP listener only; agents on --ws see no change.

@@ -14,6 +14,7 @@ use protocol::{Batch, Hello};
 use redis::Value;
 
 use super::{Shared, StreamPos, connect, entry, log_loss, log_return, retry_delay};
+use crate::api::alerts::{MAX_COMMENT_CHARS, MAX_SILENCE_MS};
 use crate::fanout::hub;
 use crate::storage::alerts::{Silence, SilenceChange};
 use crate::storage::{Storage, StoreError, replica as tables};
@@ -102,7 +103,8 @@ async fn consume(
             if origin.as_deref() == Some(shared.collector_id.as_str()) {
                 continue;
             }
-            if text(item.map.get("v")).as_deref() == Some(entry::CLAIM) {
+            let layout = text(item.map.get("v"));
+            if layout.as_deref() == Some(entry::CLAIM) {
                 let host = text(item.map.get("host")).filter(|h| !crate::untrusted::has_control(h));
                 let instance = text(item.map.get("instance")).and_then(|i| i.parse().ok());
                 match (host, instance) {
@@ -119,7 +121,7 @@ async fn consume(
                 }
                 continue;
             }
-            if text(item.map.get("v")).as_deref() == Some(entry::SILENCE) {
+            if layout.as_deref() == Some(entry::SILENCE) {
                 match silence_change(&item.map, &shared.event_tag) {
                     Ok(change) => apply_silence(storage, hub, change).await?,
                     Err(why) => {
@@ -129,30 +131,19 @@ async fn consume(
                 }
                 continue;
             }
-            if text(item.map.get("v")).as_deref() == Some(entry::BROADCAST) {
-                let message = text(item.map.get("message")).filter(|m| {
-                    !m.trim().is_empty()
-                        && !crate::untrusted::has_control(m)
-                        && m.chars().count() <= crate::api::routes::MAX_BROADCAST_CHARS
-                });
-                let from = text(item.map.get("from"))
-                    .filter(|f| f.len() <= 255 && !crate::untrusted::has_control(f));
-                match (message, from) {
-                    (Some(message), Some(from)) => {
-                        let origin = origin.unwrap_or_default();
-                        let tag = crate::fanout::events::event_tag(&origin);
-                        let from = format!("{from} (through collector {tag})");
-                        let event = hub::Event::Broadcast { message, from };
+            if layout.as_deref() == Some(entry::BROADCAST) {
+                match broadcast_event(&item.map, origin.as_deref().unwrap_or_default()) {
+                    Some(event) => {
                         hub.send(event).await.map_err(|_| anyhow::anyhow!("the hub stopped"))?;
                     }
-                    _ => {
+                    None => {
                         shared.status.skipped_total.fetch_add(1, Relaxed);
                         log::warn!("redis: skipping broadcast {}: no message or sender", item.id);
                     }
                 }
                 continue;
             }
-            let decoded = match (text(item.map.get("v")).as_deref(), item.map.get("data")) {
+            let decoded = match (layout.as_deref(), item.map.get("data")) {
                 (Some(entry::LAYOUT), Some(Value::BulkString(data))) => entry::decode(data),
                 (v, _) => {
                     Err(format!("an entry of layout {v:?} without data this collector reads"))
@@ -214,11 +205,29 @@ async fn consume(
     }
 }
 
+/// The broadcast a broadcast entry carries, checked as `POST /api/broadcast` checks one, with
+/// its sender named as having come through collector `origin`.
+fn broadcast_event(fields: &HashMap<String, Value>, origin: &str) -> Option<hub::Event> {
+    let message = text(fields.get("message")).filter(|m| {
+        !m.trim().is_empty()
+            && !crate::untrusted::has_control(m)
+            && m.chars().count() <= crate::api::routes::MAX_BROADCAST_CHARS
+    })?;
+    // A client's address, as the API records it.
+    let from = text(fields.get("from"))
+        .filter(|f| f.len() <= MAX_FROM_BYTES && !crate::untrusted::has_control(f))?;
+    let tag = crate::fanout::events::event_tag(origin);
+    Some(hub::Event::Broadcast { message, from: format!("{from} (through collector {tag})") })
+}
+
+/// The longest sender of a broadcast taken from the stream (an address, `[v6]:port` at most).
+const MAX_FROM_BYTES: usize = 255;
+
 /// The change a silence entry asks for, checked as the API checks a silence.
 fn silence_change(fields: &HashMap<String, Value>, our_tag: &str) -> Result<SilenceChange, String> {
     let field = |name: &str| -> Result<String, String> {
         let value = text(fields.get(name)).ok_or_else(|| format!("no {name}"))?;
-        if crate::untrusted::has_control(&value) || value.chars().count() > 500 {
+        if crate::untrusted::has_control(&value) || value.chars().count() > MAX_COMMENT_CHARS {
             return Err(format!("{name} is not a silence's"));
         }
         Ok(value)
@@ -262,7 +271,7 @@ fn silence_change(fields: &HashMap<String, Value>, our_tag: &str) -> Result<Sile
     let now = crate::now_ms();
     if silence.created_ms > now + 86_400_000
         || silence.until_ms <= silence.created_ms
-        || silence.until_ms - silence.created_ms > 366 * 86_400_000
+        || silence.until_ms - silence.created_ms > MAX_SILENCE_MS
     {
         return Err("a silence's times out of bounds".into());
     }

@@ -41,7 +41,7 @@ pub const DEFAULT_MAX_LEN: usize = 100_000;
 const ACK_WAIT: Duration = Duration::from_secs(5);
 /// How far (in outbox entries) an ack's entry may be behind the published ones and still
 /// wait for the stream: four pipelines.
-const BACKLOG_ENTRIES: i64 = 4 * 256;
+const BACKLOG_ENTRIES: i64 = 4 * publisher::CHUNK as i64;
 /// How long a notification's claim is kept in Redis, in seconds.
 const NOTIFIED_KEEP_SECONDS: u64 = 2 * 86_400;
 /// How long a welcome waits for its claim's XADD.
@@ -253,7 +253,7 @@ impl Replica {
     }
 
     /// After a silence was added here: adds it to the stream (layout [`entry::SILENCE`]), so
-    /// every collector holds back the notifications it covers (the one serving a host sends
+    /// every collector holds back the notifications it covers (whichever collector sends
     /// them). Returns whether it is in the stream.
     pub async fn silence_added(&self, silence: &Silence) -> bool {
         let fields = [

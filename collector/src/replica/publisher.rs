@@ -16,7 +16,7 @@ use crate::storage::replica::Outbox;
 pub const WAITERS: usize = 4096;
 
 /// Outbox entries published per pipeline.
-const CHUNK: usize = 256;
+pub(super) const CHUNK: usize = 256;
 
 /// A connection waiting for outbox entry `id` to be in the stream.
 pub struct Waiter {

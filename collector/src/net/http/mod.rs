@@ -103,14 +103,7 @@ pub async fn serve_connection<S: AsyncRead + AsyncWrite + Unpin + Send + 'static
             // task of its own, on the executor of its route (an agent's on the ingest one), so
             // this HTTP connection's state (tens of KiB) is not kept for the WebSocket's life.
             let stream = crate::ingest::upgrade::Prefixed::new(std::mem::take(&mut buffer), stream);
-            let agent = request.path == "/ingest";
-            let upgrade = crate::ingest::upgrade::serve_http_upgrade(
-                stream, request, addr, ctx, admitted, agent,
-            );
-            match agent {
-                true => crate::spawn_ingest(upgrade).detach(),
-                false => crate::spawn(upgrade).detach(),
-            }
+            crate::ingest::upgrade::spawn_http_upgrade(stream, request, addr, ctx, admitted);
             return;
         }
         let keep_alive = server::keep_alive(&request);
