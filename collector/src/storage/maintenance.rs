@@ -6,7 +6,9 @@
 //!   host totals in `rollup_1m`/`rollup_1h` and every device in `device_rollup_1m`/`_1h`;
 //! - **compaction**: a host's minute that ended [`COMPACT_AFTER`] ago and is rolled up is
 //!   folded from plain `samples` rows into one block (`blocks`, see block.rs), in the same
-//!   transaction that deletes the rows, so a crash leaves either the rows or the block;
+//!   transaction that deletes the rows, so a crash leaves either the rows or the block; a
+//!   minute rolled up only after that (a replayed backlog) is folded by the step that rolls it
+//!   up, from the same read of its rows;
 //! - **retention**: raw samples older than `--retention-raw`, rollups and activity older than
 //!   `--retention-rollup`, deleted a chunk at a time;
 //! - **size cap**: above `--max-db-size`, the oldest raw samples (then the oldest rollups) go
@@ -266,8 +268,16 @@ impl Maintenance {
         }
         if now >= self.next_compaction && self.compaction_queue.is_empty() {
             self.next_compaction = now + COMPACT_EVERY;
-            let mut stmt = conn
-                .prepare_cached(&format!("SELECT id FROM hosts WHERE {}", removal::NOT_REMOVED))?;
+            // In the order of their oldest plain row, which is the order the writer stored
+            // the hosts' rows in (hosts sampling at neighbouring phases of the second side by
+            // side): hosts folded in one step then share table pages, and a step rewrites
+            // each page once for all of them rather than once per host (BENCHMARKS.md,
+            // "Maintenance per host-minute"). Hosts without plain rows have nothing to fold.
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT id, (SELECT min(ts_ms) FROM samples WHERE samples.host = hosts.id) AS oldest
+                 FROM hosts WHERE {} AND oldest IS NOT NULL ORDER BY oldest, id",
+                removal::NOT_REMOVED
+            ))?;
             self.compaction_queue = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         }
         if !self.compaction_queue.is_empty() && started.elapsed() < STEP_BUDGET {
@@ -369,12 +379,21 @@ impl Maintenance {
             closed / HOUR_MS * HOUR_MS
         };
         let raw_cutoff = now.saturating_sub(self.policy.retention_raw.as_millis() as u64);
-        let mut hosts: Vec<i64> = self
+        // Minutes that ended before this are folded into blocks as they are rolled up.
+        let compactable =
+            now.saturating_sub(COMPACT_AFTER.as_millis() as u64) / MINUTE_MS * MINUTE_MS;
+        // In the order of their oldest sample still to roll up: the writer stored the rows of
+        // hosts sampling at neighbouring phases of the second side by side, so hosts taken in
+        // that order share table pages, which a step then reads and rewrites once for all of
+        // them rather than once per host (BENCHMARKS.md, "Maintenance per host-minute").
+        let mut due: Vec<(u64, i64)> = self
             .dirty
             .iter()
             .filter(|(_, (first, _))| *first < closed)
-            .map(|(host, _)| *host)
+            .map(|(host, (first, _))| (*first, *host))
             .collect();
+        due.sort_unstable();
+        let mut hosts: Vec<i64> = due.into_iter().map(|(_, host)| host).collect();
         hosts.extend(
             self.open_hours
                 .iter()
@@ -389,6 +408,7 @@ impl Maintenance {
         // a failed commit leaves every range as it was.
         let mut left = Vec::with_capacity(hosts.len());
         let mut hours_left = Vec::with_capacity(hosts.len());
+        let mut folded = 0;
         for host in hosts {
             if started.elapsed() >= STEP_BUDGET {
                 // The rest waits for the next run, which is due at once.
@@ -424,7 +444,7 @@ impl Maintenance {
                 }
                 continue;
             }
-            roll_up_minutes(&tx, host, from, to)?;
+            folded += roll_up_minutes(&tx, host, from, to, compactable)?;
             let mut hours = (from / HOUR_MS * HOUR_MS, (to - 1) / HOUR_MS * HOUR_MS + HOUR_MS);
             if let Some((a, b)) = pending {
                 hours = (hours.0.min(a), hours.1.max(b));
@@ -432,6 +452,7 @@ impl Maintenance {
             hours_left.push((host, roll_up_hours(&tx, host, hours, current_hour)?));
         }
         tx.commit().context("committing rollups")?;
+        self.compacted_minutes += folded;
         for (host, rest) in left {
             match rest {
                 Some(range) => self.dirty.insert(host, range),
@@ -530,6 +551,13 @@ impl Maintenance {
                     return Ok(());
                 }
             }
+            // Under the cap in use, but the file is over it: pages freed by compaction (which
+            // never asks for a vacuum, as new rows reuse them) go back to the file system.
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+            if (pages * size).max(0) as u64 > max {
+                self.vacuum_pending = true;
+            }
         }
         if self.vacuum_pending {
             let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
@@ -597,13 +625,30 @@ pub fn compact_minute(
     let mut all = rows::block_rows(tx, host, minute, end)?;
     let hot = rows::hot_rows(tx, host, minute, end)?;
     all.extend(hot);
+    if !write_block(tx, host, minute, all)? {
+        return Ok(());
+    }
+    tx.prepare_cached("DELETE FROM samples WHERE host = ?1 AND ts_ms >= ?2 AND ts_ms < ?3")?
+        .execute(params![host, minute as i64, end as i64])?;
+    Ok(())
+}
+
+/// Writes a host's minute as one block from all its rows (those of its old block first, then
+/// plain rows), replacing the old block; returns whether there was anything to write. The
+/// caller deletes the minute's plain rows.
+fn write_block(
+    tx: &rusqlite::Transaction<'_>,
+    host: i64,
+    minute: u64,
+    mut all: Vec<block::Row>,
+) -> anyhow::Result<bool> {
     all.sort_by_key(|r| (r.ts, r.seq));
     // A sequence number is stored once (the writer skips duplicates); a block rewritten after
     // a crash between two steps cannot hold a row twice either.
     let mut seen = std::collections::HashSet::with_capacity(all.len());
     all.retain(|r| seen.insert(r.seq));
     if all.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let first_eid = all.iter().map(|r| r.eid).min().unwrap_or(0);
     let last_eid = all.iter().map(|r| r.eid).max().unwrap_or(0);
@@ -620,9 +665,7 @@ pub fn compact_minute(
         all.len() as i64,
         data
     ])?;
-    tx.prepare_cached("DELETE FROM samples WHERE host = ?1 AND ts_ms >= ?2 AND ts_ms < ?3")?
-        .execute(params![host, minute as i64, end as i64])?;
-    Ok(())
+    Ok(true)
 }
 
 /// Recomputes the 1-hour rollups (host totals and devices) of a host's hours in [from, to)
@@ -642,12 +685,16 @@ fn roll_up_hours(
 }
 
 /// Recomputes the 1-minute rollups (host totals and devices) of a host's rows in [from, to).
+/// Those of its minutes that ended before `compactable` (a replayed backlog, a restart's
+/// catching up) are folded into their blocks too, as [`compact_minute`] would two steps later,
+/// from the same read of the rows. Returns the minutes folded.
 fn roll_up_minutes(
     tx: &rusqlite::Transaction<'_>,
     host: i64,
     from: u64,
     to: u64,
-) -> anyhow::Result<()> {
+    compactable: u64,
+) -> anyhow::Result<u64> {
     let rows = rows::rows(tx, host, from, to)?;
     let mut buckets = std::collections::BTreeMap::new();
     rows::bucket_rows(rows.iter(), MINUTE_MS, &mut buckets);
@@ -670,7 +717,23 @@ fn roll_up_minutes(
         )?
         .execute(params![host, *bucket as i64, block::encode_rollup(&acc.devices)])?;
     }
-    Ok(())
+    let fold_to = to.min(compactable);
+    if fold_to <= from {
+        return Ok(0);
+    }
+    let mut folded = 0;
+    let mut rows = rows.into_iter().take_while(|r| r.ts < fold_to).peekable();
+    while let Some(first) = rows.next() {
+        let minute = first.ts / MINUTE_MS * MINUTE_MS;
+        let mut all = vec![first];
+        while let Some(next) = rows.next_if(|r| r.ts / MINUTE_MS * MINUTE_MS == minute) {
+            all.push(next);
+        }
+        folded += u64::from(write_block(tx, host, minute, all)?);
+    }
+    tx.prepare_cached("DELETE FROM samples WHERE host = ?1 AND ts_ms >= ?2 AND ts_ms < ?3")?
+        .execute(params![host, from as i64, fold_to as i64])?;
+    Ok(folded)
 }
 
 /// Recomputes the 1-hour device rollups of a host in [from, to) from its 1-minute ones.
@@ -991,6 +1054,42 @@ mod tests {
             .query_row("SELECT samples FROM rollup_1m WHERE bucket_ms = ?1", [minute], |r| r.get(0))
             .unwrap();
         assert_eq!(samples, 31);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_minute_is_folded_into_its_block_by_the_step_that_rolls_it_up() {
+        let (dir, mut conn) = database("fold");
+        let minute = (crate::now_ms() as i64 / 60_000 - 10) * 60_000;
+        // Two hosts whose rows lie side by side, as the writer stores them.
+        conn.execute(
+            "INSERT INTO hosts (id, host_id, hostname, first_seen_ms) VALUES (2, 'k', 'k', 0)",
+            [],
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        for i in 0..120 {
+            tx.execute(
+                "INSERT INTO samples (host, seq, ts_ms, cpu_percent) VALUES (?1, ?2, ?3, 10.0)",
+                params![1 + i % 2, i / 2, minute + (i / 2) * 1000],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+        let mut maintenance = Maintenance::new(Policy::default(), &conn).unwrap();
+        // Only the rollups are due: the compaction pass waits.
+        maintenance.next_compaction = Instant::now() + Duration::from_secs(3600);
+        for _ in 0..10 {
+            maintenance.run(&mut conn).unwrap();
+        }
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM samples"), 0, "no plain rows left");
+        assert_eq!(count("SELECT count(*) FROM blocks"), 2, "a block per host");
+        assert_eq!(count("SELECT sum(count) FROM blocks"), 120);
+        assert_eq!(count("SELECT sum(samples) FROM rollup_1m"), 120);
+        assert_eq!(maintenance.compacted_minutes(), 2);
+        let rows = super::rows::rows(&conn, 2, minute as u64, minute as u64 + 60_000).unwrap();
+        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), (0..60).collect::<Vec<_>>());
         std::fs::remove_dir_all(dir).unwrap();
     }
 
