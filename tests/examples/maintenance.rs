@@ -8,7 +8,9 @@
 //! up; the steady state (a minute rolled up as it closes, folded two minutes later) is the
 //! benchmark's `soak10k` phase. Repeatable under `valgrind --tool=callgrind` for a profile
 //! (a build with symbols: `CARGO_PROFILE_RELEASE_STRIP=false
-//! CARGO_PROFILE_RELEASE_DEBUG=line-tables-only`). Figures are in BENCHMARKS.md.
+//! CARGO_PROFILE_RELEASE_DEBUG=line-tables-only`). `MAINT_PRAGMAS='PRAGMA cache_size=-65536'`
+//! runs SQL on the connection before the fill, to try SQLite's settings. Figures are in
+//! BENCHMARKS.md.
 //!
 //! ```sh
 //! cargo run --release -p tests --example maintenance -- --hosts 10000 --minutes 3
@@ -109,7 +111,6 @@ fn fill(conn: &mut Connection, hosts: usize, first_minute: u64, minutes: u64) {
         tx.commit().expect("commit");
     }
     let mut ids: Vec<HashMap<(DeviceKind, String), u32>> = vec![HashMap::new(); hosts];
-    let mut next_device = 1u32;
     let mut previous: Vec<Option<protocol::Sample>> = vec![None; hosts];
     let mut eid = 1u64;
     let mut pending = 0;
@@ -134,7 +135,6 @@ fn fill(conn: &mut Connection, hosts: usize, first_minute: u64, minutes: u64) {
                         params![h as i64 + 1, r.kind.code(), r.name, ts as i64],
                     )
                     .expect("device");
-                    next_device += 1;
                     tx.last_insert_rowid() as u32
                 });
                 values.push((id, r.values));
