@@ -106,7 +106,13 @@ fn embed_page(web_src: &Path, out_dir: &Path) {
         "/// Every file the page needs, by exact path.\npub const ASSETS: &[Asset] = &[\n",
     );
     for (url, path) in &files {
-        println!("cargo:rerun-if-changed={}", path.display());
+        // Only the sources: the uPlot copies in OUT_DIR were written by this run, after the
+        // build began, and watching them would make every build run this script and compile
+        // the collector again (their sources, the lock file or HOSTWATCH_UPLOT_DIR's files,
+        // are watched above).
+        if path.starts_with(web_src) {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
         let bytes = fs::read(path).unwrap_or_else(|err| {
             panic!("hostwatch collector build: cannot read {}: {err}", path.display())
         });
