@@ -561,9 +561,9 @@ mod tests {
     }
 
     fn with_file(text: &str, extra: &[&str]) -> Result<Config, ConfigError> {
-        let dir = std::env::temp_dir().join(format!("hw-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(format!("c{}.toml", text.len()));
+        // A file of its own per process and text, none left behind.
+        let name = format!("hw-config-{}-{}.toml", std::process::id(), text.len());
+        let path = std::env::temp_dir().join(name);
         std::fs::write(&path, text).unwrap();
         let mut args = vec!["--config", path.to_str().unwrap()];
         args.extend_from_slice(extra);

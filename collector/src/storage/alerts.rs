@@ -301,8 +301,34 @@ pub fn undelivered(
 mod tests {
     use super::*;
 
-    /// A migrated database in a file of its own (WAL needs a file).
-    fn database(name: &str) -> Connection {
+    /// A migrated database in a directory of its own (WAL needs a file), removed with it.
+    struct Database {
+        dir: std::path::PathBuf,
+        conn: Connection,
+    }
+
+    impl Drop for Database {
+        fn drop(&mut self) {
+            // Open files may go on Linux; a test that panicked leaves its directory to the
+            // next run, which removes it first.
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    impl std::ops::Deref for Database {
+        type Target = Connection;
+        fn deref(&self) -> &Connection {
+            &self.conn
+        }
+    }
+
+    impl std::ops::DerefMut for Database {
+        fn deref_mut(&mut self) -> &mut Connection {
+            &mut self.conn
+        }
+    }
+
+    fn database(name: &str) -> Database {
         let dir = std::env::temp_dir().join(format!("hw-alerts-{}-{name}", std::process::id()));
         // Left over from an earlier run, if any.
         let _ = std::fs::remove_dir_all(&dir);
@@ -310,7 +336,7 @@ mod tests {
         let mut conn = Connection::open(dir.join("t.db")).unwrap();
         crate::storage::schema::configure(&conn).unwrap();
         crate::storage::schema::migrate(&mut conn).unwrap();
-        conn
+        Database { dir, conn }
     }
 
     fn alert(state: AlertState, ts_ms: u64) -> Record {
@@ -351,9 +377,7 @@ mod tests {
             serde_json::json!(page).to_string(),
             r#"[{"host":"h","hostname":"web","id":1,"rule":"cpu","since":1,"state":"firing","ts_ms":5,"value":97.0}]"#
         );
-        let path = std::env::temp_dir()
-            .join(format!("hw-alerts-{}-old-rows", std::process::id()))
-            .join("t.db");
+        let path = conn.dir.join("t.db");
         let reader =
             crate::storage::query::Reader::open(&path, std::time::Duration::from_secs(3600))
                 .unwrap();
