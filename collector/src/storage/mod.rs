@@ -17,6 +17,7 @@ pub mod derive;
 pub mod device;
 pub mod health;
 pub mod maintenance;
+mod progress;
 pub mod query;
 pub mod removal;
 pub mod replica;
@@ -616,6 +617,8 @@ struct Writer {
     maintenance_retry: health::Retry,
     /// The shared token's host limits.
     admission: admission::Admission,
+    /// Which host rows are behind the progress kept in `hosts`.
+    progress: progress::Progress,
 }
 
 /// A caller waiting for an answer, and the answer it will get after the commit.
@@ -632,12 +635,14 @@ struct Outcome {
     removed: Vec<i64>,
     events: Vec<Stored>,
     stored_times: Vec<(i64, u64)>,
+    /// Hosts whose progress this transaction logged.
+    progressed: Vec<i64>,
     pings: Vec<async_channel::Sender<()>>,
 }
 
 impl Writer {
     fn new(
-        conn: Connection,
+        mut conn: Connection,
         policy: maintenance::Policy,
         limits: HostLimits,
         health: Arc<health::Health>,
@@ -645,6 +650,7 @@ impl Writer {
     ) -> anyhow::Result<Self> {
         let known = count_hosts(&conn)?;
         let admission = admission::Admission::new(limits.max_hosts, limits.new_per_minute, known);
+        let progress = progress::Progress::new(&mut conn);
         let maintenance = maintenance::Maintenance::new(policy, &conn)?;
         let max_sample: Option<i64> =
             conn.query_row("SELECT max(eid) FROM samples", [], |r| r.get(0))?;
@@ -665,6 +671,7 @@ impl Writer {
             timings,
             maintenance_retry: health::Retry::default(),
             admission,
+            progress,
         })
     }
 
@@ -708,6 +715,7 @@ impl Writer {
             }
             match applied {
                 Ok(()) => {
+                    self.progress.committed();
                     if writes {
                         self.health.succeeded();
                     }
@@ -734,6 +742,7 @@ impl Writer {
                         for &host in &outcome.removed {
                             self.hosts.remove(&host);
                             self.maintenance.removed(host);
+                            self.progress.removed(host);
                             log::info!("storage: host {host} removed; its rows go in small steps");
                         }
                         // A removed host no longer counts against --max-hosts.
@@ -757,6 +766,7 @@ impl Writer {
                     self.health.failed("transaction failed, nothing of it was acknowledged", &err);
                     // The cached host state may describe rows that were rolled back.
                     self.hosts.clear();
+                    self.progress.failed();
                     if let Ok(known) = count_hosts(&self.conn) {
                         self.admission.set_known(known);
                     }
@@ -840,6 +850,12 @@ impl Writer {
                 return Err(err.into());
             }
         };
+        if let Err(err) = self.progress.begin(&tx) {
+            for command in commands {
+                collect_reply(command, outcome);
+            }
+            return Err(err);
+        }
         let mut failure = None;
         for command in commands {
             if failure.is_some() {
@@ -902,7 +918,12 @@ impl Writer {
                 Command::RemoveHost { host_id, activity, reply } => {
                     // Its alerts end with it (a restart must not bring them back).
                     let marked = removal::mark(&tx, &host_id)
-                        .and_then(|key| alerts::forget_host(&tx, &host_id).map(|()| key));
+                        .and_then(|key| alerts::forget_host(&tx, &host_id).map(|()| key))
+                        .and_then(|key| match key {
+                            // Its key may be a new host's once its row is gone.
+                            Some(key) => progress::forget(&tx, key).map(|()| Some(key)),
+                            None => Ok(None),
+                        });
                     match marked {
                         Ok(key) => {
                             outcome.removed.extend(key);
@@ -950,6 +971,7 @@ impl Writer {
             // Dropping the transaction rolls it back.
             return Err(err);
         }
+        self.progress.save(&tx, &outcome.progressed, &self.hosts)?;
         match tx.commit() {
             Ok(()) => Ok(()),
             Err(err) => Err(anyhow::Error::from(err).context("committing")),
@@ -1050,9 +1072,18 @@ fn register(
         .query_row([&hello.host_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
         })?;
-    let previous =
+    let mut previous =
         last_sample.and_then(|bytes| postcard::from_bytes::<Sample>(&bytes).ok()).map(Arc::new);
-    let last_seq = last_seq.map(|s| s as u64);
+    let mut last_seq = last_seq.map(|s| s as u64);
+    let mut last_seen_ms = last_seen_ms.map(|t| t.max(0) as u64);
+    let mut dropped_total = dropped_total.max(0) as u64;
+    // The row may be behind the writer's memory, which is what was stored (progress.rs).
+    if let Some(known) = hosts.get(&host_key) {
+        last_seq = known.last_seq;
+        last_seen_ms = known.last_seen_ms;
+        dropped_total = known.dropped_total;
+        previous = known.previous.clone();
+    }
     let last_seq = match stored_instance == hello.instance_id as i64 {
         true => last_seq,
         false => {
@@ -1062,6 +1093,7 @@ fn register(
             // host's id with another instance id cannot make the real agent's look like replays.
             tx.prepare_cached("UPDATE hosts SET instance_id = ?1, last_seq = NULL WHERE id = ?2")?
                 .execute(params![hello.instance_id as i64, host_key])?;
+            progress::forget(tx, host_key)?;
             log::info!(
                 "host {}: agent instance {:016x} replaces {:016x}; its sequence numbers start afresh",
                 crate::untrusted::escaped(&hello.host_id),
@@ -1079,8 +1111,8 @@ fn register(
             registered_ms: crate::now_ms(),
             check_copies: stored_instance != hello.instance_id as i64,
             last_seq,
-            last_seen_ms: last_seen_ms.map(|t| t.max(0) as u64),
-            dropped_total: dropped_total as u64,
+            last_seen_ms,
+            dropped_total,
             previous,
             devices: None,
         },
@@ -1403,6 +1435,7 @@ fn store(
         Some(instance) if newer_instance(host, instance, &batch) => {
             tx.prepare_cached("UPDATE hosts SET instance_id = ?1, last_seq = NULL WHERE id = ?2")?
                 .execute(params![instance as i64, host_key])?;
+            progress::forget(tx, host_key)?;
             log::info!(
                 "host {}: agent instance {instance:016x} (from the stream) replaces {:016x}",
                 crate::untrusted::escaped(&host.host_id),
@@ -1486,14 +1519,13 @@ fn store(
     if let Some(sample) = newest {
         host.dropped_total = host.dropped_total.max(batch_dropped);
         host.last_seen_ms = Some(host.last_seen_ms.unwrap_or(0).max(sample.ts_ms));
-        let bytes = postcard::to_allocvec(sample.as_ref()).context("encoding the last sample")?;
-        tx.prepare_cached("UPDATE hosts SET last_seq = ?1, last_seen_ms = ?2, dropped_total = ?3, last_sample = ?4 WHERE id = ?5")?
-            .execute(params![sample.seq as i64, host.last_seen_ms.unwrap_or(0) as i64, host.dropped_total as i64, bytes, host_key])?;
         host.previous = Some(sample);
+        progress::log(tx, host_key, host)?;
+        outcome.progressed.push(host_key);
     } else if advances && batch_dropped > host.dropped_total {
         host.dropped_total = batch_dropped;
-        tx.prepare_cached("UPDATE hosts SET dropped_total = ?1 WHERE id = ?2")?
-            .execute(params![host.dropped_total as i64, host_key])?;
+        progress::log(tx, host_key, host)?;
+        outcome.progressed.push(host_key);
     }
     let outbox_id = match publish {
         Some(hello) if !fresh.is_empty() => {

@@ -245,6 +245,15 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE silences;
     ALTER TABLE silences_v6 RENAME TO silences;
     CREATE UNIQUE INDEX silences_origin ON silences(origin) WHERE origin IS NOT NULL;",
+    // 7: each stored batch logs its host's progress here instead of rewriting the host's row
+    // (progress.rs); no index and no foreign key, so a row costs an append and nothing else.
+    "CREATE TABLE progress (
+        id INTEGER PRIMARY KEY,
+        host INTEGER NOT NULL,
+        seq INTEGER,
+        seen_ms INTEGER,
+        dropped_total INTEGER NOT NULL
+    );",
 ];
 
 /// The DDL of schema version 1, as a release before storage v2 created it (the collector
