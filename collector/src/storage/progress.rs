@@ -12,6 +12,9 @@
 //! rows of `progress` they cover are deleted when a round of them is done. After a restart or a
 //! failed transaction (when the writer's memory no longer matches the database), the newest
 //! `progress` row of each host is copied into its `hosts` row before anything else is stored.
+//! That row has no sample: after a crash, the host's first sample's rates are computed against
+//! the last sample its row was brought up to date with (up to a round, a second or so, older),
+//! so they are averages over that longer interval.
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};

@@ -247,8 +247,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX silences_origin ON silences(origin) WHERE origin IS NOT NULL;",
     // 7: each stored batch logs its host's progress here instead of rewriting the host's row
     // (progress.rs); no index and no foreign key, so a row costs an append and nothing else.
+    // Ids are never reused (AUTOINCREMENT): a round of progress.rs deletes the rows up to the
+    // newest id when it started, and a row deleted meanwhile (a new instance, a removed host)
+    // must not hand its id to a newer row.
     "CREATE TABLE progress (
-        id INTEGER PRIMARY KEY,
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         host INTEGER NOT NULL,
         seq INTEGER,
         seen_ms INTEGER,
